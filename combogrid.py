@@ -1,0 +1,193 @@
+"""ComboGrid: a grid world where every move is a combo of three actions.
+
+The rules live in one place, `ComboGridBatch`, which steps many games at once with numpy
+(PPO's rollouts and the mask evaluation use it directly). `ComboGym` is the gymnasium
+environment for a single game; it is a batch of one, so the two can never disagree.
+"""
+
+import numpy as np
+import gymnasium as gym
+from gymnasium import spaces
+
+# Each move is triggered by one combo: the three actions, in order, that the agent must take.
+MOVE_NAMES = ("Up", "Down", "Left", "Right")
+COMBOS = {"Up": (0, 0, 1), "Down": (0, 1, 2), "Left": (2, 1, 0), "Right": (1, 0, 2)}
+MOVE_DELTAS = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])  # (row, column), same order as MOVE_NAMES
+NUM_ACTIONS = 3
+COMBO_LENGTH = 3
+MAX_EPISODE_STEPS = 500
+
+# Which move (index into MOVE_NAMES) each of the 27 triples triggers, -1 for none.
+_MOVE_OF_TRIPLE = np.full(NUM_ACTIONS**COMBO_LENGTH, -1)
+for _move, _name in enumerate(MOVE_NAMES):
+    _a, _b, _c = COMBOS[_name]
+    _MOVE_OF_TRIPLE[_a * 9 + _b * 3 + _c] = _move
+
+# Problems are named START-GOAL by corner; this is their canonical order everywhere.
+PROBLEMS = ("TL-BR", "TR-BL", "BR-TL", "BL-TR")
+# Moves each problem's optimal solution needs.
+NEEDED_MOVES = {"TL-BR": ("Down", "Right"), "TR-BL": ("Down", "Left"),
+                "BR-TL": ("Up", "Left"), "BL-TR": ("Up", "Right")}
+
+
+def corner(name, rows, columns):
+    """The (row, column) of corner TL, TR, BR or BL."""
+    return {"TL": (0, 0), "TR": (0, columns - 1),
+            "BR": (rows - 1, columns - 1), "BL": (rows - 1, 0)}[name]
+
+
+def problem_cells(problem, rows=5, columns=5):
+    """(start, goal) cells of a problem such as "TL-BR"."""
+    if problem not in PROBLEMS:
+        raise ValueError(f"unknown problem {problem!r}: expected one of {', '.join(PROBLEMS)}")
+    start, goal = problem.split("-")
+    return corner(start, rows, columns), corner(goal, rows, columns)
+
+
+def observation_size(rows, columns):
+    return 2 * rows * columns + NUM_ACTIONS * COMBO_LENGTH
+
+
+class ComboGridBatch:
+    """`n` ComboGrid games stepped together; arrays hold one row per game.
+
+    The state of a game is the agent's cell, the goal's cell, the actions in the combo buffer
+    and the number of steps taken. `step` does not reset finished games: callers decide
+    (PPO's vectorised environment resets them, the evaluation stops using them).
+    """
+
+    def __init__(self, agents, goals, rows=5, columns=5):
+        self.rows, self.columns = rows, columns
+        self.agents = np.array(agents, dtype=np.int64).reshape(-1, 2)
+        self.goals = np.array(goals, dtype=np.int64).reshape(-1, 2)
+        n = len(self.agents)
+        self.buffers = np.zeros((n, COMBO_LENGTH), dtype=np.int64)
+        self.buffer_lengths = np.zeros(n, dtype=np.int64)
+        self.steps = np.zeros(n, dtype=np.int64)
+
+    def reset_games(self, which, agents):
+        """Restart the games selected by the boolean array `which`, agents on `agents`."""
+        self.agents[which] = agents
+        self.buffer_lengths[which] = 0
+        self.steps[which] = 0
+
+    def at_goal(self):
+        return np.all(self.agents == self.goals, axis=1)
+
+    def observations(self):
+        """Agent one-hot, combo buffer one-hot [action][position], goal one-hot (SPEC.md)."""
+        n, cells = len(self.agents), self.rows * self.columns
+        obs = np.zeros((n, observation_size(self.rows, self.columns)), dtype=np.float32)
+        games = np.arange(n)
+        obs[games, self.agents[:, 0] * self.columns + self.agents[:, 1]] = 1.0
+        for position in range(COMBO_LENGTH):
+            filled = self.buffer_lengths > position
+            actions = self.buffers[filled, position]
+            obs[games[filled], cells + actions * COMBO_LENGTH + position] = 1.0
+        obs[games, cells + NUM_ACTIONS * COMBO_LENGTH + self.goals[:, 0] * self.columns + self.goals[:, 1]] = 1.0
+        return obs
+
+    def step(self, actions):
+        """Apply one action per game; returns (rewards, terminated, truncated) arrays."""
+        games = np.arange(len(self.agents))
+        self.buffers[games, self.buffer_lengths] = actions
+        self.buffer_lengths += 1
+        self.steps += 1
+        full = self.buffer_lengths == COMBO_LENGTH
+        triples = self.buffers @ np.array([9, 3, 1])
+        moves = np.where(full, _MOVE_OF_TRIPLE[triples], -1)
+        moving = moves >= 0
+        targets = self.agents[moving] + MOVE_DELTAS[moves[moving]]
+        inside = ((targets >= 0) & (targets < (self.rows, self.columns))).all(axis=1)
+        self.agents[np.flatnonzero(moving)[inside]] = targets[inside]
+        self.buffer_lengths[full] = 0
+        terminated = self.at_goal()
+        truncated = ~terminated & (self.steps >= MAX_EPISODE_STEPS)
+        rewards = np.where(terminated, 0.0, -1.0)
+        return rewards, terminated, truncated
+
+
+class ComboGridVec:
+    """`num_envs` copies of one problem for PPO, reset automatically when an episode ends."""
+
+    def __init__(self, num_envs, problem="TL-BR", rows=5, columns=5):
+        self.start, goal = problem_cells(problem, rows, columns)
+        self.num_envs = num_envs
+        self.games = ComboGridBatch([self.start] * num_envs, [goal] * num_envs, rows, columns)
+
+    def reset(self):
+        self.games.reset_games(np.ones(self.num_envs, dtype=bool), self.start)
+        return self.games.observations()
+
+    def step(self, actions):
+        """Returns (next observations, rewards, dones, episode lengths of the games that ended)."""
+        rewards, terminated, truncated = self.games.step(actions)
+        dones = terminated | truncated
+        finished_lengths = self.games.steps[dones].copy()
+        self.games.reset_games(dones, self.start)
+        return self.games.observations(), rewards, dones, finished_lengths
+
+
+class ComboGym(gym.Env):
+    """ComboGrid as a gymnasium environment.
+
+    The agent must reach the goal cell of a `rows x columns` grid, but it cannot move directly:
+    its actions fill a three-slot combo buffer, and every third action the buffer is read and
+    cleared. (0, 0, 1) moves up, (0, 1, 2) down, (2, 1, 0) left, (1, 0, 2) right; any other
+    triple, or a move off the grid, leaves the agent where it is.
+
+    Actions: `Discrete(3)`, the actions 0, 1 and 2.
+
+    Observations: `Box(0, 1, (2 * rows * columns + 9,), float32)`, the concatenation of the
+    agent's cell one-hot (row-major), the combo buffer as a 3 x 3 one-hot with entry
+    `[action][position]` (all zero when empty) and the goal's cell one-hot.
+
+    Rewards: -1 per step, 0 on the step that reaches the goal.
+
+    Episode end: terminated when the agent stands on the goal; truncated after 500 steps.
+
+    Problems: "TL-BR", "TR-BL", "BR-TL", "BL-TR" name the start and goal corners.
+    `reset(options={"agent": (row, column)})` starts the agent on any cell instead.
+    """
+
+    metadata = {"render_modes": ["ansi"], "render_fps": 4}
+
+    def __init__(self, rows=5, columns=5, problem="TL-BR", render_mode=None):
+        self.start, self.goal = problem_cells(problem, rows, columns)
+        self.rows, self.columns, self.problem = rows, columns, problem
+        self.render_mode = render_mode
+        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        self.observation_space = spaces.Box(0.0, 1.0, (observation_size(rows, columns),), np.float32)
+        self.game = ComboGridBatch([self.start], [self.goal], rows, columns)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        agent = (options or {}).get("agent", self.start)
+        if not (0 <= agent[0] < self.rows and 0 <= agent[1] < self.columns):
+            raise ValueError(f"agent cell {agent} is outside the {self.rows}x{self.columns} grid")
+        self.game = ComboGridBatch([agent], [self.goal], self.rows, self.columns)
+        return self.observation(), {}
+
+    def step(self, action):
+        rewards, terminated, truncated = self.game.step(np.array([action]))
+        return self.observation(), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), {}
+
+    def observation(self):
+        """The current observation, without stepping."""
+        return self.game.observations()[0]
+
+    def render(self):
+        if self.render_mode != "ansi":
+            return None
+        agent, goal = tuple(self.game.agents[0]), tuple(self.game.goals[0])
+        lines = []
+        for row in range(self.rows):
+            cells = ["A" if (row, col) == agent else "G" if (row, col) == goal else "."
+                     for col in range(self.columns)]
+            lines.append(" ".join(cells))
+        buffer = self.game.buffers[0, :self.game.buffer_lengths[0]]
+        lines.append("combo: " + " ".join(str(a) for a in buffer))
+        return "\n".join(lines) + "\n"
+
+
+gym.register("ComboGrid-v0", entry_point="combogrid:ComboGym")

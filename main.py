@@ -1,0 +1,373 @@
+"""Extract each combo's sub-function from the four ComboGrid networks by masking hidden neurons.
+
+    python main.py                          # the assignment: 16 masks, four score tables
+    python main.py --num-seeds 10           # mean and spread over 10 seeds, with a summary
+    python main.py --mask-inputs            # also learn which input features the function keeps
+    python main.py --save-dir out           # results.json, masks.pt and figures in out/
+
+For each combo (Up, Down, Left, Right) and each network, a mask puts every hidden neuron in one
+of three states (inactive, active, part of the program); it is learned with softmax, a
+straight-through estimator and Adam so that the masked network reproduces the combo's actions
+on the networks' solution trajectories. Each mask is then scored on every non-goal cell of the
+four problems. All masks (of all combos, networks and seeds) are learned together as one batch:
+their losses are independent and Adam is element-wise, so this is the same as learning them
+one at a time, only faster.
+"""
+
+import json
+import os
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Optional
+
+import numpy as np
+import torch
+import tyro
+from tabulate import tabulate
+
+from combogrid import (COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGridBatch,
+                       ComboGym, problem_cells)
+from ppo_agent import CheckpointError, StackedActors, greedy_actions, load_agent, program_mask
+from trajectory import Trajectory
+
+
+@dataclass
+class Args:
+    seed: int = 0
+    """seed of the mask initialisation; seed k of --num-seeds uses seed + k"""
+    hidden_size: int = 64
+    """hidden neurons of the networks"""
+    game_width: int = 5
+    """rows and columns of the grid"""
+    sequence_length: int = 3
+    """actions in a combo: the chunk size of the training data and the length of a test rollout"""
+    mask_learning_rate: float = 0.001
+    """Adam learning rate of the mask parameters"""
+    mask_learning_steps: int = 2000
+    """gradient steps per mask"""
+    model_paths: tuple[str, ...] = tuple(f"models/{problem}.pt" for problem in PROBLEMS)
+    """checkpoints of the networks for TL-BR, TR-BL, BR-TL, BL-TR, in this order"""
+    log_every: int = 500
+    """gradient steps between two printed losses"""
+    num_seeds: int = 1
+    """independent seeds of the whole extraction; tables then show mean ± standard deviation"""
+    mask_inputs: bool = False
+    """also learn a keep/drop mask over the input features (see README: the answer to question 2)"""
+    input_penalty: float = 0.005
+    """with --mask-inputs: loss added per kept input feature, so the smallest fitting function wins"""
+    save_dir: Optional[str] = None
+    """folder for results.json, masks.pt and figures (written only after a complete run)"""
+
+
+class STESoftmax(torch.autograd.Function):
+    """Straight-through estimator: forward, one-hot of the largest probability in each column
+    (dim -2, the mask's states); backward, the gradient passes through unchanged."""
+
+    @staticmethod
+    def forward(ctx, probs):
+        return torch.zeros_like(probs).scatter_(-2, probs.argmax(dim=-2, keepdim=True), 1.0)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return grad_output
+
+
+def discretize(theta):
+    """One-hot mask from learnable logits: softmax over the states, then the estimator."""
+    return STESoftmax.apply(torch.softmax(theta, dim=-2))
+
+
+def combo_of(actions):
+    """Name of the combo made by these actions, or None."""
+    return next((name for name, combo in COMBOS.items() if tuple(actions) == combo), None)
+
+
+def build_sequences(trajectories, sequence_length):
+    """Cut each solution into chunks of `sequence_length` actions; each chunk that is a combo
+    goes to that combo's training set. Returns {combo name: Trajectory}."""
+    sequences = {name: Trajectory() for name in MOVE_NAMES}
+    for problem, trajectory in zip(PROBLEMS, trajectories):
+        skipped = []
+        for start in range(0, trajectory.get_length(), sequence_length):
+            chunk = trajectory[start:start + sequence_length]
+            name = combo_of(chunk.get_actions())
+            if name is None:
+                skipped.append((start, chunk.get_actions()))
+            else:
+                sequences[name] = sequences[name] + chunk
+        if skipped:
+            start, actions = skipped[0]
+            print(f"warning: {problem}: skipped {len(skipped)} chunk(s) of its solution that are not "
+                  f"combos (the first, at step {start}: {actions})", file=sys.stderr)
+    return sequences
+
+
+def stack_trajectories(trajectories):
+    """Training sets as padded tensors: observations (C, N, D), actions (C, N), and weights (C, N)
+    that average each set's loss over its own pairs (0 on padding)."""
+    size = max(t.get_length() for t in trajectories)
+    obs_size = len(trajectories[0].get_state_sequence()[0])
+    observations = torch.zeros(len(trajectories), size, obs_size)
+    actions = torch.zeros(len(trajectories), size, dtype=torch.long)
+    weights = torch.zeros(len(trajectories), size)
+    for c, trajectory in enumerate(trajectories):
+        n = trajectory.get_length()
+        observations[c, :n] = torch.as_tensor(np.array(trajectory.get_state_sequence()))
+        actions[c, :n] = torch.tensor(trajectory.get_actions())
+        weights[c, :n] = 1.0 / n
+    return observations, actions, weights
+
+
+def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta, args, set_names):
+    """Adam on a batch of masks; every mask has its own independent loss.
+
+    observations (C, N, D), actions and weights (C, N): one training set per row C, named by set_names.
+    neuron_theta (..., C, A, 3, H); input_theta (..., C, A, 2, D) or None.
+    Returns the best masks seen (lowest loss per mask), their initial and best cross-entropy,
+    and the loss curves (steps, ..., C, A).
+    """
+    parameters = [neuron_theta] + ([input_theta] if input_theta is not None else [])
+    optimizer = torch.optim.Adam(parameters, lr=args.mask_learning_rate)
+    observations = observations.unsqueeze(1)  # (C, 1, N, D): the same data for every network
+    fixed_z = actors.pre_activations(observations) if input_theta is None else None
+    best_objective = torch.full(neuron_theta.shape[:-2], float("inf"))
+    best_loss = torch.zeros(neuron_theta.shape[:-2])
+    best_neuron = neuron_theta.detach().clone()
+    best_input = None if input_theta is None else input_theta.detach().clone()
+    curves = []
+    for step in range(args.mask_learning_steps):
+        neuron_mask = discretize(neuron_theta)
+        if input_theta is None:
+            z, penalty = fixed_z, 0.0
+        else:
+            keep = discretize(input_theta)[..., 1, :]
+            z = actors.pre_activations(observations, keep)
+            penalty = args.input_penalty * keep.sum(-1)
+        log_probs = torch.log_softmax(actors.logits(z, neuron_mask), dim=-1)  # (..., C, A, N, O)
+        targets = actions[:, None, :, None].expand(*log_probs.shape[:-1], 1)
+        nll = -log_probs.gather(-1, targets).squeeze(-1)
+        loss = (nll * weights[:, None, :]).sum(-1)                               # (..., C, A)
+        objective = loss + penalty
+        with torch.no_grad():  # keep, per mask, the one with the lowest objective seen
+            curves.append(loss.clone())
+            better = objective < best_objective
+            best_objective = torch.where(better, objective, best_objective)
+            best_loss = torch.where(better, loss, best_loss)
+            best_neuron[better] = neuron_theta[better]
+            if input_theta is not None:
+                best_input[better] = input_theta[better]
+        if args.log_every and step % args.log_every == 0:
+            log_losses(step, args.mask_learning_steps, loss.detach(), set_names)
+        optimizer.zero_grad()
+        objective.sum().backward()
+        optimizer.step()
+    curves = torch.stack(curves)
+    best_input_mask = None if best_input is None else discretize(best_input)[..., 1, :]
+    return discretize(best_neuron), best_input_mask, curves[0], best_loss, curves
+
+
+def log_losses(step, steps, loss, set_names):
+    """One line: the loss of each training set's masks, averaged over networks (and seeds)."""
+    per_set = loss.transpose(0, loss.dim() - 2).reshape(len(set_names), -1).mean(1)
+    print(f"step {step:>5}/{steps}  loss  " +
+          "  ".join(f"{name} {value:.4f}" for name, value in zip(set_names, per_set.tolist())), flush=True)
+
+
+def train_masks(agent, trajectory, args):
+    """The assignment's interface: learn one mask of `agent` that fits `trajectory`'s actions.
+
+    Returns the best mask seen (3 x hidden, one-hot columns), the loss before optimisation and
+    the loss of the best mask.
+    """
+    agent.eval()  # the network is fixed: only the mask is optimised
+    observations, actions, weights = stack_trajectories([trajectory])
+    mask = torch.nn.Parameter(torch.randn(1, 1, 3, agent.hidden_size))  # one set, one network
+    best_mask, _, init_loss, best_loss, _ = fit_masks(
+        StackedActors([agent]), observations, actions, weights, mask, None, args, ["mask"])
+    return best_mask[0, 0].detach().data, init_loss.item(), best_loss.item()
+
+
+def test_states(rows, columns):
+    """Agent and goal cells of every test state: each non-goal cell of each problem."""
+    agents, goals = [], []
+    for problem in PROBLEMS:
+        _, goal = problem_cells(problem, rows, columns)
+        cells = [(r, c) for r in range(rows) for c in range(columns) if (r, c) != goal]
+        agents += cells
+        goals += [goal] * len(cells)
+    return np.array(agents), np.array(goals)
+
+
+@torch.no_grad()
+def rollout_masks(actors, neuron_masks, input_masks, args):
+    """Greedy rollouts of `sequence_length` actions from every test state, under every mask.
+
+    neuron_masks (M, A, 3, H), input_masks (M, A, D) or None. The games advance with the
+    actions taken; a game stops being compared once its goal is reached.
+    Returns actions and compared, both (M, A, T, L) for T test states and L steps.
+    """
+    masks, networks = neuron_masks.shape[:2]
+    agents, goals = test_states(args.game_width, args.game_width)
+    copies = masks * networks
+    games = ComboGridBatch(np.tile(agents, (copies, 1)), np.tile(goals, (copies, 1)),
+                           args.game_width, args.game_width)
+    shape = (masks, networks, len(agents), args.sequence_length)
+    actions, compared = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
+    alive = np.ones(copies * len(agents), dtype=bool)
+    for step in range(args.sequence_length):
+        observations = torch.from_numpy(games.observations()).view(masks, networks, len(agents), -1)
+        logits = actors.logits(actors.pre_activations(observations, input_masks), neuron_masks)
+        taken = greedy_actions(logits).reshape(-1).numpy()
+        actions[..., step], compared[..., step] = taken.reshape(shape[:3]), alive.reshape(shape[:3])
+        _, terminated, _ = games.step(taken)
+        alive &= ~terminated
+    return actions, compared
+
+
+@dataclass
+class Extraction:
+    """Everything one run measured. Shapes: S seeds, C combos, A networks, T test states."""
+    seeds: list
+    masked_score: np.ndarray     # (S, C, A) fraction of the combo's actions the masked network takes
+    original_score: np.ndarray   # (C, A) the same for the unmasked network
+    init_loss: np.ndarray        # (S, C, A) training loss of the initial mask
+    best_loss: np.ndarray        # (S, C, A) training loss of the returned mask
+    loss_curves: np.ndarray      # (steps, S, C, A)
+    performs_combo: np.ndarray   # (S, C, A, T) whether the masked network takes the whole combo
+    neuron_masks: torch.Tensor   # (S, C, A, 3, H)
+    input_masks: Optional[torch.Tensor] = field(default=None)  # (S, C, A, D) 1 = kept
+
+    def records(self):
+        """One dict per (seed, combo, network), as results.json stores them."""
+        return [{"sequence": name, "base_model": problem, "seed": seed,
+                 "masked_score": float(self.masked_score[s, c, a]),
+                 "original_score": float(self.original_score[c, a]),
+                 "init_loss": float(self.init_loss[s, c, a]), "best_loss": float(self.best_loss[s, c, a])}
+                for s, seed in enumerate(self.seeds) for c, name in enumerate(MOVE_NAMES)
+                for a, problem in enumerate(PROBLEMS)]
+
+
+def solution_trajectories(agents, args):
+    with torch.no_grad():
+        return [agent.run(ComboGym(args.game_width, args.game_width, problem))
+                for agent, problem in zip(agents, PROBLEMS)]
+
+
+def learn_masks(args, agents):
+    """Learn a mask per (seed, combo, network) from the solutions, then score every mask."""
+    sequences = build_sequences(solution_trajectories(agents, args), args.sequence_length)
+    missing = [name for name in MOVE_NAMES if sequences[name].get_length() == 0]
+    if missing:
+        raise ValueError(f"no training data for combo {missing[0]}: no network's solution contains it")
+    observations, actions, weights = stack_trajectories([sequences[name] for name in MOVE_NAMES])
+
+    seeds = [args.seed + k for k in range(args.num_seeds)]
+    combos, networks, inputs = len(MOVE_NAMES), len(agents), observations.shape[-1]
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    neuron_theta = torch.nn.Parameter(torch.stack(
+        [torch.randn(combos, networks, 3, args.hidden_size, generator=g) for g in generators]))
+    input_theta = None
+    if args.mask_inputs:
+        input_theta = torch.nn.Parameter(torch.stack(
+            [torch.randn(combos, networks, 2, inputs, generator=g) for g in generators]))
+
+    actors = StackedActors(agents)
+    neuron_masks, input_masks, init_loss, best_loss, curves = fit_masks(
+        actors, observations, actions, weights, neuron_theta, input_theta, args, MOVE_NAMES)
+
+    # Score the S x C masks of each network, and the original network as one more mask.
+    neuron_masks, masks = neuron_masks.detach(), len(seeds) * combos
+    all_neuron = torch.cat([neuron_masks.reshape(masks, networks, 3, -1),
+                            program_mask(args.hidden_size).expand(1, networks, 3, -1)])
+    all_input = None
+    if input_masks is not None:
+        input_masks = input_masks.detach()
+        all_input = torch.cat([input_masks.reshape(masks, networks, -1), torch.ones(1, networks, inputs)])
+    taken, compared = rollout_masks(actors, all_neuron, all_input, args)
+    combo_actions = np.array([COMBOS[name] for name in MOVE_NAMES])          # (C, L)
+
+    masked_taken = taken[:-1].reshape(len(seeds), combos, networks, -1, args.sequence_length)
+    masked_compared = compared[:-1].reshape(masked_taken.shape)
+    masked_match = (masked_taken == combo_actions[None, :, None, None, :]) & masked_compared
+    original_match = (taken[-1][None] == combo_actions[:, None, None, :]) & compared[-1][None]
+    return Extraction(
+        seeds=seeds,
+        masked_score=masked_match.sum((-1, -2)) / masked_compared.sum((-1, -2)),
+        original_score=original_match.sum((-1, -2)) / compared[-1].sum((-1, -2))[None],
+        init_loss=init_loss.detach().numpy(), best_loss=best_loss.detach().numpy(),
+        loss_curves=curves.numpy(), performs_combo=masked_match.all(-1),
+        neuron_masks=neuron_masks, input_masks=input_masks)
+
+
+def needed_pairs():
+    """(C, A) boolean: whether network A's problem needs combo C."""
+    return np.array([[name in NEEDED_MOVES[problem] for problem in PROBLEMS] for name in MOVE_NAMES])
+
+
+def score_tables(result):
+    """The four tables, one per combo, as printed: one row per base model."""
+    tables = []
+    for c, name in enumerate(MOVE_NAMES):
+        rows = []
+        for a, problem in enumerate(PROBLEMS):
+            masked = result.masked_score[:, c, a]
+            cell = masked[0] if len(masked) == 1 else f"{masked.mean():.4f} ± {masked.std():.4f}"
+            rows.append([name, cell, result.original_score[c, a], problem])
+        tables.append(tabulate(rows, headers=["Sequence", "Masked Score", "Original Score", "Base Model"],
+                               tablefmt="grid"))
+    return tables
+
+
+def summary(result):
+    """Needed versus not-needed (combo, network) pairs: masked score and training loss."""
+    needed = needed_pairs()
+    lines = [f"Summary over {len(result.seeds)} seed(s): mean over the (combo, network) pairs of each "
+             "group, then mean ± std over seeds"]
+    for label, group in (("needed by the network's problem", needed), ("not needed", ~needed)):
+        score, loss = result.masked_score[:, group].mean(1), result.best_loss[:, group].mean(1)
+        lines.append(f"  combo {label:<32} masked score {score.mean():.4f} ± {score.std():.4f}   "
+                     f"best training loss {loss.mean():.4f} ± {loss.std():.4f}")
+    if result.input_masks is not None:
+        lines.append(f"  input features kept: {result.input_masks.sum(-1).float().mean():.1f} "
+                     f"of {result.input_masks.shape[-1]} on average")
+    return "\n".join(lines)
+
+
+def check_args(args):
+    """The first problem with the arguments, or None."""
+    if len(args.model_paths) != len(PROBLEMS):
+        return (f"--model-paths needs {len(PROBLEMS)} checkpoints ({', '.join(PROBLEMS)}), "
+                f"got {len(args.model_paths)}")
+    if args.sequence_length != COMBO_LENGTH:
+        return f"--sequence-length must be {COMBO_LENGTH}, the length of ComboGrid's combos"
+    for name in ("mask_learning_steps", "mask_learning_rate", "num_seeds", "hidden_size", "game_width"):
+        if getattr(args, name) <= 0:
+            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+    if args.log_every < 0 or args.input_penalty < 0:
+        return "--log-every and --input-penalty must not be negative"
+    if args.save_dir is not None and os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
+        return f"--save-dir {args.save_dir} exists and is not a folder"
+    return None
+
+
+def main(args):
+    problem = check_args(args)
+    if problem:
+        sys.exit(f"error: {problem}")
+    try:
+        agents = [load_agent(path, ComboGym(args.game_width, args.game_width, name), args.hidden_size)
+                  for path, name in zip(args.model_paths, PROBLEMS)]
+        result = learn_masks(args, agents)
+    except (CheckpointError, ValueError) as error:
+        sys.exit(f"error: {error}")
+    for table in score_tables(result):
+        print(table)
+    if len(result.seeds) > 1:
+        print(summary(result))
+    if args.save_dir is not None:
+        from report_files import save_results
+        save_results(args, result)
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

@@ -1,0 +1,170 @@
+"""The PPO policy network the assignment decomposes, and its masked forward pass.
+
+Layout fixed by SPEC.md so that the course's checkpoints load unchanged:
+actor = Linear(obs, hidden) -> ReLU -> Linear(hidden, 3); critic = a 64-64 tanh MLP.
+"""
+
+import numpy as np
+import torch
+from torch import nn
+from torch.distributions.categorical import Categorical
+
+from trajectory import Trajectory
+
+
+class CheckpointError(Exception):
+    """A checkpoint that cannot be loaded into the agent; the message says why."""
+
+
+def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
+    torch.nn.init.orthogonal_(layer.weight, std)
+    torch.nn.init.constant_(layer.bias, bias_const)
+    return layer
+
+
+def greedy_actions(logits):
+    """The most probable action per row (argmax of the probabilities, as the course code does)."""
+    return torch.argmax(Categorical(logits=logits).probs, dim=-1)
+
+
+def masked_hidden(pre_activations, mask):
+    """Hidden layer under a mask of shape (..., 3, hidden) whose columns are one-hot.
+
+    Row 0 (inactive) outputs 0, row 1 (active) outputs Z, row 2 (part of the program) ReLU(Z).
+    Written as a sum of products so that gradients reach every row of a straight-through mask.
+    """
+    return mask[..., 1, :] * pre_activations + mask[..., 2, :] * torch.relu(pre_activations)
+
+
+def program_mask(hidden_size):
+    """The mask that puts every neuron in the program: the original network."""
+    mask = torch.zeros(3, hidden_size)
+    mask[2] = 1.0
+    return mask
+
+
+class PPOAgent(nn.Module):
+    def __init__(self, env, hidden_size=64):
+        super().__init__()
+        obs_size = int(np.prod(env.observation_space.shape))
+        num_actions = int(env.action_space.n)
+        self.hidden_size = hidden_size
+        self.critic = nn.Sequential(
+            layer_init(nn.Linear(obs_size, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 64)), nn.Tanh(),
+            layer_init(nn.Linear(64, 1), std=1.0),
+        )
+        self.actor = nn.Sequential(
+            layer_init(nn.Linear(obs_size, hidden_size)), nn.ReLU(),
+            layer_init(nn.Linear(hidden_size, num_actions), std=0.01),
+        )
+
+    def get_value(self, x):
+        return self.critic(x)
+
+    def get_action_and_value(self, x, action=None):
+        distribution = Categorical(logits=self.actor(x))
+        if action is None:
+            action = distribution.sample()
+        return action, distribution.log_prob(action), distribution.entropy(), self.critic(x)
+
+    def _get_action(self, x_tensor):
+        hidden_logits = self.actor[0](x_tensor)
+        hidden_relu = self.actor[1](hidden_logits)
+        logits = self.actor[2](hidden_relu)
+        return greedy_actions(logits), logits
+
+    def _get_action_with_mask(self, x_tensor, mask):
+        """Masked forward pass on a batch of observations; `mask` is (3, hidden) or broadcastable."""
+        hidden = masked_hidden(self.actor[0](x_tensor), mask)
+        logits = self.actor[2](hidden)
+        return greedy_actions(logits), logits
+
+    def run(self, env, length_cap=None):
+        """Greedy rollout of one episode of `env` from its start; returns the trajectory."""
+        return self._rollout(env, self._get_action, length_cap)
+
+    def run_with_mask(self, observations_or_env, mask, length):
+        """The masked network's actions on a list of observations, or on `length` steps of an env.
+
+        Given observations, every one is fed to the masked network in one batch. Given an
+        environment, the network acts greedily from the environment's current state, which
+        advances with its actions. Either way the logits keep their gradient to the mask.
+        """
+        act = lambda x: self._get_action_with_mask(x, mask)  # noqa: E731
+        if hasattr(observations_or_env, "step"):
+            return self._rollout(observations_or_env, act, length, reset=False)
+        observations = list(observations_or_env)[:length]
+        actions, logits = act(torch.as_tensor(np.array(observations), dtype=torch.float32))
+        return Trajectory(observations, actions.tolist(), list(logits))
+
+    def _rollout(self, env, act, length_cap, reset=True):
+        trajectory = Trajectory()
+        if reset:
+            observation, _ = env.reset()
+        else:
+            observation = env.unwrapped.observation()
+        while length_cap is None or trajectory.get_length() < length_cap:
+            action, logits = act(torch.as_tensor(observation, dtype=torch.float32))
+            trajectory.add_pair(observation, action.item(), logits)
+            observation, _, terminated, truncated, _ = env.step(action.item())
+            if terminated or truncated:
+                break
+        return trajectory
+
+
+def load_agent(path, env, hidden_size=64):
+    """A PPOAgent with the weights of checkpoint `path` (a state_dict, read with weights_only)."""
+    agent = PPOAgent(env, hidden_size)
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise CheckpointError(f"checkpoint not found: {path}") from None
+    except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"checkpoint {path} is not a state_dict")
+    expected = agent.state_dict()
+    for key, tensor in expected.items():
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path} has no tensor {key!r}: not a PPOAgent checkpoint")
+        if tuple(state[key].shape) != tuple(tensor.shape):
+            raise CheckpointError(
+                f"checkpoint {path}: {key} has shape {tuple(state[key].shape)}, expected "
+                f"{tuple(tensor.shape)} for hidden size {hidden_size} and a "
+                f"{env.unwrapped.rows}x{env.unwrapped.columns} grid")
+    unexpected = sorted(set(state) - set(expected))
+    if unexpected:
+        raise CheckpointError(f"checkpoint {path} has unexpected tensors {unexpected}")
+    agent.load_state_dict(state)
+    agent.eval()
+    return agent
+
+
+class StackedActors:
+    """The actors of several agents stacked, to run many masked copies of all of them at once.
+
+    Shapes: A agents, D inputs, H hidden neurons, O actions; `...` is any batch of masks.
+    """
+
+    def __init__(self, agents):
+        first = [agent.actor[0] for agent in agents]
+        second = [agent.actor[2] for agent in agents]
+        with torch.no_grad():
+            self.w1 = torch.stack([layer.weight.T for layer in first])         # (A, D, H)
+            self.b1 = torch.stack([layer.bias for layer in first])[:, None]    # (A, 1, H)
+            self.w2 = torch.stack([layer.weight.T for layer in second])        # (A, H, O)
+            self.b2 = torch.stack([layer.bias for layer in second])[:, None]   # (A, 1, O)
+
+    def pre_activations(self, observations, input_mask=None):
+        """Z of every network: observations (..., A or 1, N, D), input_mask (..., A, D) -> (..., A, N, H).
+
+        An input mask multiplies each feature by 1 (kept) or 0 (dropped).
+        """
+        if input_mask is not None:
+            observations = observations * input_mask.unsqueeze(-2)
+        return observations @ self.w1 + self.b1
+
+    def logits(self, pre_activations, neuron_mask):
+        """Output of every network: Z (..., A, N, H) with neuron_mask (..., A, 3, H) -> (..., A, N, O)."""
+        return masked_hidden(pre_activations, neuron_mask.unsqueeze(-3)) @ self.w2 + self.b2

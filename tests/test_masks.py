@@ -1,0 +1,186 @@
+"""The masked forward pass, mask training, evaluation and tables of main.py."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import main
+from combogrid import COMBOS, PROBLEMS, ComboGym
+from ppo_agent import PPOAgent, StackedActors, program_mask
+from trajectory import Trajectory
+
+H = 64
+
+
+def make_agent(seed):
+    torch.manual_seed(seed)
+    agent = PPOAgent(ComboGym(), hidden_size=H)
+    with torch.no_grad():  # a larger output layer than PPO's initialisation, so masks matter
+        agent.actor[2].weight.mul_(100.0)
+        agent.actor[2].bias.copy_(torch.tensor([0.1, -0.2, 0.3]))
+    return agent.eval()
+
+
+def one_state_mask(state):
+    mask = torch.zeros(3, H)
+    mask[state] = 1.0
+    return mask
+
+
+@pytest.fixture
+def agent():
+    return make_agent(0)
+
+
+@pytest.fixture
+def x():
+    return torch.rand(10, 59)
+
+
+def test_program_mask_is_the_original_network(agent, x):
+    _, logits = agent._get_action_with_mask(x, program_mask(H))
+    torch.testing.assert_close(logits, agent.actor(x))
+
+
+def test_inactive_mask_gives_the_output_bias(agent, x):
+    _, logits = agent._get_action_with_mask(x, one_state_mask(0))
+    torch.testing.assert_close(logits, agent.actor[2].bias.expand(10, 3))
+
+
+def test_active_mask_gives_the_linear_network(agent, x):
+    _, logits = agent._get_action_with_mask(x, one_state_mask(1))
+    linear = agent.actor[2](agent.actor[0](x))
+    torch.testing.assert_close(logits, linear)
+    assert not torch.allclose(linear, agent.actor(x))  # some neuron is negative: ReLU matters
+
+
+def test_mixed_mask_per_neuron(agent, x):
+    mask = torch.zeros(3, H)
+    states = torch.arange(H) % 3
+    mask[states, torch.arange(H)] = 1.0
+    z = agent.actor[0](x)
+    hidden = torch.where(states == 0, 0.0, torch.where(states == 1, z, torch.relu(z)))
+    torch.testing.assert_close(agent._get_action_with_mask(x, mask)[1], agent.actor[2](hidden))
+
+
+def test_stacked_actors_match_each_agent(x):
+    agents = [make_agent(seed) for seed in range(3)]
+    masks = main.discretize(torch.randn(3, 3, H))
+    logits = StackedActors(agents).logits(StackedActors(agents).pre_activations(x[None]), masks)
+    for a, agent in enumerate(agents):
+        torch.testing.assert_close(logits[a], agent._get_action_with_mask(x, masks[a])[1])
+
+
+def test_ste_is_one_hot_forward_and_identity_backward():
+    theta = torch.randn(3, H, requires_grad=True)
+    mask = main.discretize(theta)
+    assert torch.equal(mask.sum(0), torch.ones(H))
+    assert torch.equal(mask.argmax(0), theta.argmax(0))
+    weights = torch.randn(3, H)
+    (mask * weights).sum().backward()
+    probs = torch.softmax(theta.detach(), 0)
+    expected = probs * (weights - (probs * weights).sum(0))  # softmax Jacobian times the weights
+    torch.testing.assert_close(theta.grad, expected)
+
+
+def test_gradient_reaches_the_mask_through_the_network(agent, x):
+    theta = torch.nn.Parameter(torch.randn(3, H))
+    trajectory = agent.run_with_mask(list(x.numpy()), main.discretize(theta), 10)
+    loss = torch.nn.CrossEntropyLoss()(torch.stack(trajectory.logits), torch.zeros(10, dtype=torch.long))
+    loss.backward()
+    assert theta.grad is not None and theta.grad.abs().sum() > 0
+    assert agent.actor[0].weight.grad is None or agent.actor[0].weight.grad.abs().sum() == 0
+
+
+def test_train_masks_returns_the_best_mask(agent):
+    torch.manual_seed(0)
+    states = [np.eye(59, dtype=np.float32)[i] for i in range(12)]
+    trajectory = Trajectory(states, [i % 3 for i in range(12)])
+    args = main.Args(mask_learning_steps=300, log_every=0)
+    torch.manual_seed(1)
+    mask, init_loss, best_loss = main.train_masks(agent, trajectory, args)
+    assert mask.shape == (3, H) and torch.equal(mask.sum(0), torch.ones(H))
+    assert best_loss < init_loss
+    _, logits = agent._get_action_with_mask(torch.tensor(np.array(states)), mask)
+    recomputed = torch.nn.functional.cross_entropy(logits, torch.tensor(trajectory.get_actions()))
+    assert recomputed.item() == pytest.approx(best_loss, rel=1e-5)
+
+
+def test_training_data_from_solutions_skips_non_combos(capsys):
+    obs = [np.zeros(59, dtype=np.float32)] * 9
+    solution = Trajectory(obs, [0, 0, 1, 2, 2, 2, 1, 0, 2])
+    sequences = main.build_sequences([solution], 3)
+    assert sequences["Up"].get_actions() == [0, 0, 1] and sequences["Right"].get_actions() == [1, 0, 2]
+    assert sequences["Down"].get_length() == 0
+    assert capsys.readouterr().err.count("\n") == 1
+
+
+def test_test_states_cover_every_non_goal_cell():
+    agents, goals = main.test_states(5, 5)
+    assert len(agents) == 96
+    assert not (agents == goals).all(axis=1).any()
+    assert len({(tuple(a), tuple(g)) for a, g in zip(agents, goals)}) == 96
+
+
+def test_rollouts_compare_288_actions_per_mask(agent):
+    args = main.Args()
+    actors = StackedActors([agent, make_agent(1)])
+    masks = torch.stack([program_mask(H).expand(2, 3, H), main.discretize(torch.randn(2, 3, H))])
+    taken, compared = main.rollout_masks(actors, masks, None, args)
+    assert taken.shape == (2, 2, 96, 3) and compared.sum((-1, -2)).tolist() == [[288, 288], [288, 288]]
+    # the program mask's rollouts are the original network's own greedy actions
+    env = ComboGym(problem=PROBLEMS[0])
+    env.reset(options={"agent": (2, 3)})
+    expected = agent.run_with_mask(env, program_mask(H), 3).get_actions()
+    assert taken[0, 0, 2 * 5 + 3].tolist() == expected
+
+
+@pytest.fixture(scope="module")
+def quick_run():
+    args = main.Args(mask_learning_steps=50, log_every=0, num_seeds=2)
+    agents = [main.load_agent(path, ComboGym(problem=p)) for path, p in
+              zip([f"{main.__file__.rsplit('/', 1)[0]}/{path}" for path in args.model_paths], PROBLEMS)]
+    return args, agents, main.learn_masks(args, agents)
+
+
+def test_learn_masks_shapes_and_scores(quick_run):
+    _, _, result = quick_run
+    assert result.masked_score.shape == (2, 4, 4) and result.original_score.shape == (4, 4)
+    assert ((0 <= result.masked_score) & (result.masked_score <= 1)).all()
+    assert (result.best_loss <= result.init_loss).all()
+    assert len(result.records()) == 32
+    # every shipped network takes its own combos on its own solution path at least
+    for c, name in enumerate(main.MOVE_NAMES):
+        for a, problem in enumerate(PROBLEMS):
+            if name in main.NEEDED_MOVES[problem]:
+                assert result.original_score[c, a] >= 8 * 3 / 288
+
+
+def test_same_seed_same_tables_other_seed_differs(quick_run):
+    args, agents, result = quick_run
+    again = main.learn_masks(args, agents)
+    assert main.score_tables(again) == main.score_tables(result)
+    other = main.learn_masks(dataclasses.replace(args, seed=7), agents)
+    assert not np.array_equal(other.masked_score, result.masked_score)
+
+
+def test_table_structure(quick_run):
+    args, agents, _ = quick_run
+    single = main.learn_masks(dataclasses.replace(args, num_seeds=1), agents)
+    tables = main.score_tables(single)
+    assert len(tables) == 4
+    for name, table in zip(("Up", "Down", "Left", "Right"), tables):
+        lines = table.splitlines()
+        assert lines[0].startswith("+") and "=" in lines[2]
+        header = [cell.strip() for cell in lines[1].strip("|").split("|")]
+        assert header == ["Sequence", "Masked Score", "Original Score", "Base Model"]
+        rows = [[cell.strip() for cell in line.strip("|").split("|")] for line in lines[3::2]]
+        assert [row[0] for row in rows] == [name] * 4 and [row[3] for row in rows] == list(PROBLEMS)
+        for row in rows:
+            assert 0 <= float(row[1]) <= 1 and 0 <= float(row[2]) <= 1
+
+
+def test_combos_in_the_scoring_order():
+    assert [COMBOS[name] for name in main.MOVE_NAMES] == [(0, 0, 1), (0, 1, 2), (2, 1, 0), (1, 0, 2)]
