@@ -65,11 +65,41 @@ class STESoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, probs):
-        return torch.zeros_like(probs).scatter_(-2, probs.argmax(dim=-2, keepdim=True), 1.0)
+        # max().indices picks the first maximum like argmax, and is several times faster on CPU here
+        return torch.zeros_like(probs).scatter_(-2, probs.max(dim=-2, keepdim=True).indices, 1.0)
 
     @staticmethod
     def backward(ctx, grad_output):
         return grad_output
+
+
+class Adam:
+    """torch.optim.Adam's update (default betas and eps, no weight decay), written out.
+
+    Constructing torch.optim.Adam imports torch._dynamo, about 2 s here: longer than all the
+    mask training. tests/test_masks.py checks that this takes the same steps as torch's.
+    """
+
+    def __init__(self, parameters, lr, betas=(0.9, 0.999), eps=1e-8):
+        self.parameters, self.lr, self.betas, self.eps = list(parameters), lr, betas, eps
+        self.first = [torch.zeros_like(p) for p in self.parameters]
+        self.second = [torch.zeros_like(p) for p in self.parameters]
+        self.steps = 0
+
+    def zero_grad(self):
+        for p in self.parameters:
+            p.grad = None
+
+    @torch.no_grad()
+    def step(self):
+        self.steps += 1
+        beta1, beta2 = self.betas
+        step_size = self.lr / (1 - beta1 ** self.steps)
+        correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
+        for p, first, second in zip(self.parameters, self.first, self.second):
+            first.lerp_(p.grad, 1 - beta1)
+            second.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
+            p.addcdiv_(first, (second.sqrt() / correction2_sqrt).add_(self.eps), value=-step_size)
 
 
 def discretize(theta):
@@ -121,41 +151,48 @@ def stack_trajectories(trajectories):
 def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta, args, set_names):
     """Adam on a batch of masks; every mask has its own independent loss.
 
-    observations (C, N, D), actions and weights (C, N): one training set per row C, named by set_names.
-    neuron_theta (..., C, A, 3, H); input_theta (..., C, A, 2, D) or None.
-    Returns the best masks seen (lowest loss per mask), their initial and best cross-entropy,
-    and the loss curves (steps, ..., C, A).
+    observations (C, N, D), actions and weights (C, N): one training set per row C, named by
+    set_names. neuron_theta (S, C, A, 3, H) and input_theta (S, C, A, 2, D) or None: S seeds,
+    A networks. Returns the best masks seen (the lowest objective per mask), the initial and
+    best cross-entropy (S, C, A), and the loss curves (steps, S, C, A).
     """
     parameters = [neuron_theta] + ([input_theta] if input_theta is not None else [])
-    optimizer = torch.optim.Adam(parameters, lr=args.mask_learning_rate)
+    optimizer = Adam(parameters, lr=args.mask_learning_rate)
     observations = observations.unsqueeze(1)  # (C, 1, N, D): the same data for every network
-    fixed_z = actors.pre_activations(observations) if input_theta is None else None
+    num_actions = actors.b2.shape[-1]
+    if input_theta is None:
+        mask_to_logits = actors.mask_to_logits(actors.pre_activations(observations))
+
+    def masked_logits():
+        """Logits (S, C, A, N, O) under the current masks, and the masks' penalty."""
+        neuron_mask = discretize(neuron_theta)
+        if input_theta is None:
+            rows_1_2 = neuron_mask[..., 1:, :].flatten(-2).permute(1, 2, 0, 3)  # (C, A, S, 2H)
+            logits = (rows_1_2 @ mask_to_logits).permute(2, 0, 1, 3)             # (S, C, A, N * O)
+            return logits.reshape(*logits.shape[:3], -1, num_actions) + actors.b2, 0.0
+        keep = discretize(input_theta)[..., 1, :]
+        z = actors.pre_activations(observations, keep)
+        return actors.logits(z, neuron_mask), args.input_penalty * keep.sum(-1)
+
+    targets = actions[:, None, :, None].expand(len(neuron_theta), *neuron_theta.shape[1:3], -1, 1)
     best_objective = torch.full(neuron_theta.shape[:-2], float("inf"))
     best_loss = torch.zeros(neuron_theta.shape[:-2])
     best_neuron = neuron_theta.detach().clone()
     best_input = None if input_theta is None else input_theta.detach().clone()
     curves = []
     for step in range(args.mask_learning_steps):
-        neuron_mask = discretize(neuron_theta)
-        if input_theta is None:
-            z, penalty = fixed_z, 0.0
-        else:
-            keep = discretize(input_theta)[..., 1, :]
-            z = actors.pre_activations(observations, keep)
-            penalty = args.input_penalty * keep.sum(-1)
-        log_probs = torch.log_softmax(actors.logits(z, neuron_mask), dim=-1)  # (..., C, A, N, O)
-        targets = actions[:, None, :, None].expand(*log_probs.shape[:-1], 1)
-        nll = -log_probs.gather(-1, targets).squeeze(-1)
-        loss = (nll * weights[:, None, :]).sum(-1)                               # (..., C, A)
+        logits, penalty = masked_logits()
+        nll = -torch.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)  # (S, C, A, N)
+        loss = (nll * weights[:, None, :]).sum(-1)                                 # (S, C, A)
         objective = loss + penalty
         with torch.no_grad():  # keep, per mask, the one with the lowest objective seen
             curves.append(loss.clone())
             better = objective < best_objective
             best_objective = torch.where(better, objective, best_objective)
             best_loss = torch.where(better, loss, best_loss)
-            best_neuron[better] = neuron_theta[better]
+            best_neuron = torch.where(better[..., None, None], neuron_theta, best_neuron)
             if input_theta is not None:
-                best_input[better] = input_theta[better]
+                best_input = torch.where(better[..., None, None], input_theta, best_input)
         if args.log_every and step % args.log_every == 0:
             log_losses(step, args.mask_learning_steps, loss.detach(), set_names)
         optimizer.zero_grad()
@@ -167,8 +204,8 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
 
 
 def log_losses(step, steps, loss, set_names):
-    """One line: the loss of each training set's masks, averaged over networks (and seeds)."""
-    per_set = loss.transpose(0, loss.dim() - 2).reshape(len(set_names), -1).mean(1)
+    """One line: the loss of each training set's masks, averaged over seeds and networks."""
+    per_set = loss.mean(dim=(0, 2))
     print(f"step {step:>5}/{steps}  loss  " +
           "  ".join(f"{name} {value:.4f}" for name, value in zip(set_names, per_set.tolist())), flush=True)
 
@@ -181,10 +218,10 @@ def train_masks(agent, trajectory, args):
     """
     agent.eval()  # the network is fixed: only the mask is optimised
     observations, actions, weights = stack_trajectories([trajectory])
-    mask = torch.nn.Parameter(torch.randn(1, 1, 3, agent.hidden_size))  # one set, one network
+    mask = torch.nn.Parameter(torch.randn(1, 1, 1, 3, agent.hidden_size))  # one seed, set, network
     best_mask, _, init_loss, best_loss, _ = fit_masks(
         StackedActors([agent]), observations, actions, weights, mask, None, args, ["mask"])
-    return best_mask[0, 0].detach().data, init_loss.item(), best_loss.item()
+    return best_mask[0, 0, 0].detach().data, init_loss.item(), best_loss.item()
 
 
 def test_states(rows, columns):

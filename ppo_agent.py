@@ -168,3 +168,12 @@ class StackedActors:
     def logits(self, pre_activations, neuron_mask):
         """Output of every network: Z (..., A, N, H) with neuron_mask (..., A, 3, H) -> (..., A, N, O)."""
         return masked_hidden(pre_activations, neuron_mask.unsqueeze(-3)) @ self.w2 + self.b2
+
+    def mask_to_logits(self, pre_activations):
+        """For fixed Z (C, A, N, H), the matrix P (C, A, 2H, N * O) with
+        logits = [mask row 1, mask row 2] @ P + b2: with Z fixed, the logits are linear in the
+        mask, so a mask-training step needs one small matrix product instead of the network."""
+        z_and_relu = torch.cat([pre_activations, torch.relu(pre_activations)], dim=-1)  # (C, A, N, 2H)
+        w2_twice = torch.cat([self.w2, self.w2], dim=-2)                                 # (A, 2H, O)
+        per_neuron = z_and_relu.unsqueeze(-1) * w2_twice.unsqueeze(-3)                  # (C, A, N, 2H, O)
+        return per_neuron.transpose(-3, -2).flatten(-2)

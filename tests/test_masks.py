@@ -93,6 +93,21 @@ def test_gradient_reaches_the_mask_through_the_network(agent, x):
     assert theta.grad is not None and theta.grad.abs().sum() > 0
 
 
+def test_adam_takes_the_same_steps_as_torch_adam():
+    torch.manual_seed(0)
+    start = torch.randn(3, H)
+    ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
+    optimizers = [main.Adam([ours], lr=0.01), torch.optim.Adam([theirs], lr=0.01)]
+    for step in range(50):
+        gradient = torch.randn(3, H)
+        for parameter, optimizer in zip((ours, theirs), optimizers):
+            optimizer.zero_grad()
+            (parameter * gradient).sum().backward()
+            optimizer.step()
+    torch.testing.assert_close(ours, theirs, rtol=0, atol=1e-7)
+    assert not torch.equal(ours, start)
+
+
 def test_train_masks_returns_the_best_mask(agent):
     torch.manual_seed(0)
     states = [np.eye(59, dtype=np.float32)[i] for i in range(12)]
