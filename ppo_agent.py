@@ -120,8 +120,11 @@ def load_agent(path, env, hidden_size=64):
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
+    except IsADirectoryError:
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
     except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(error).__name__}") from None
+        raise CheckpointError(f"cannot read checkpoint {path}: not a file written by torch.save "
+                              f"({type(error).__name__})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} is not a state_dict")
     expected = agent.state_dict()

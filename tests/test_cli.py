@@ -1,0 +1,65 @@
+"""Command lines: bad input gives one clear error line and a non-zero exit, never a traceback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+
+from conftest import ROOT
+
+MODELS = [os.path.join(ROOT, "models", f"{p}.pt") for p in ("TL-BR", "TR-BL", "BR-TL", "BL-TR")]
+
+
+def run(script, *arguments):
+    return subprocess.run([sys.executable, os.path.join(ROOT, script), *arguments],
+                          capture_output=True, text=True, cwd=ROOT, timeout=120)
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--model-paths", "nowhere.pt", *MODELS[1:]], "checkpoint not found: nowhere.pt"),
+    (["--model-paths", *MODELS[:3]], "--model-paths needs 4 checkpoints"),
+    (["--model-paths", ROOT, *MODELS[1:]], "is a folder"),
+    (["--hidden-size", "32"], "expected (32, 59) for hidden size 32"),
+    (["--mask-learning-steps", "0"], "--mask-learning-steps must be positive"),
+    (["--mask-learning-rate", "-0.1"], "--mask-learning-rate must be positive"),
+    (["--num-seeds", "0"], "--num-seeds must be positive"),
+    (["--sequence-length", "4"], "--sequence-length must be 3"),
+    (["--save-dir", os.path.join(ROOT, "main.py")], "exists and is not a folder"),
+])
+def test_main_bad_input(arguments, message):
+    result = run("main.py", *arguments)
+    assert result.returncode != 0
+    assert result.stderr.strip().splitlines() == [f"error: {result.stderr.strip()[7:]}"]
+    assert message in result.stderr and "Traceback" not in result.stderr
+    assert result.stdout == ""
+
+
+def test_main_unreadable_checkpoint(tmp_path):
+    junk = tmp_path / "junk.pt"
+    junk.write_text("not a checkpoint")
+    result = run("main.py", "--model-paths", str(junk), *MODELS[1:])
+    assert result.returncode != 0 and result.stderr.count("\n") == 1
+    assert f"cannot read checkpoint {junk}" in result.stderr
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (["--problems", "TL-XX"], "unknown problem 'TL-XX'"),
+    (["--total-timesteps", "0"], "must be positive"),
+])
+def test_train_ppo_bad_input(arguments, message):
+    result = run("train_ppo.py", *arguments)
+    assert result.returncode != 0 and message in result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+
+
+def test_train_ppo_writes_a_loadable_checkpoint(tmp_path):
+    result = run("train_ppo.py", "--problems", "BL-TR", "--total-timesteps", "4096",
+                 "--save-dir", str(tmp_path), "--processes", "1")
+    assert result.returncode == 0, result.stderr
+    sys.path.insert(0, ROOT)
+    from combogrid import ComboGym
+    from ppo_agent import load_agent
+    agent = load_agent(str(tmp_path / "BL-TR.pt"), ComboGym(problem="BL-TR"))
+    assert agent.hidden_size == 64
+    assert "NOT optimal after 4,096 steps" in result.stdout
