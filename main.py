@@ -18,7 +18,7 @@ import json
 import os
 import sys
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
@@ -55,6 +55,9 @@ class Args:
     """also learn a keep/drop mask over the input features (see README: the answer to question 2)"""
     input_penalty: float = 0.005
     """with --mask-inputs: loss added per kept input feature, so the smallest fitting function wins"""
+    input_fill: Literal["mean", "zero"] = "mean"
+    """with --mask-inputs: what a dropped feature is replaced by, its mean over the combo's
+    training data (the function stops depending on it) or 0"""
     save_dir: Optional[str] = None
     """folder for results.json, masks.pt and figures (written only after a complete run)"""
 
@@ -148,12 +151,13 @@ def stack_trajectories(trajectories):
     return observations, actions, weights
 
 
-def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta, args, set_names):
+def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta, args, set_names,
+              input_fill=None):
     """Adam on a batch of masks; every mask has its own independent loss.
 
     observations (C, N, D), actions and weights (C, N): one training set per row C, named by
     set_names. neuron_theta (S, C, A, 3, H) and input_theta (S, C, A, 2, D) or None: S seeds,
-    A networks. Returns the best masks seen (the lowest objective per mask), the initial and
+    A networks; input_fill (C, D) replaces the dropped inputs. Returns the best masks seen (the lowest objective per mask), the initial and
     best cross-entropy (S, C, A), and the loss curves (steps, S, C, A).
     """
     parameters = [neuron_theta] + ([input_theta] if input_theta is not None else [])
@@ -171,7 +175,7 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
             logits = (rows_1_2 @ mask_to_logits).permute(2, 0, 1, 3)             # (S, C, A, N * O)
             return logits.reshape(*logits.shape[:3], -1, num_actions) + actors.b2, 0.0
         keep = discretize(input_theta)[..., 1, :]
-        z = actors.pre_activations(observations, keep)
+        z = actors.pre_activations(observations, keep, input_fill[:, None, :])
         return actors.logits(z, neuron_mask), args.input_penalty * keep.sum(-1)
 
     targets = actions[:, None, :, None].expand(len(neuron_theta), *neuron_theta.shape[1:3], -1, 1)
@@ -236,10 +240,11 @@ def test_states(rows, columns):
 
 
 @torch.no_grad()
-def rollout_masks(actors, neuron_masks, input_masks, args):
+def rollout_masks(actors, neuron_masks, input_masks, args, input_fill=0.0):
     """Greedy rollouts of `sequence_length` actions from every test state, under every mask.
 
-    neuron_masks (M, A, 3, H), input_masks (M, A, D) or None. The games advance with the
+    neuron_masks (M, A, 3, H), input_masks (M, A, D) or None, with the values of dropped inputs
+    input_fill (M, 1, D). The games advance with the
     actions taken; a game stops being compared once its goal is reached.
     Returns actions and compared, both (M, A, T, L) for T test states and L steps.
     """
@@ -253,7 +258,7 @@ def rollout_masks(actors, neuron_masks, input_masks, args):
     alive = np.ones(copies * len(agents), dtype=bool)
     for step in range(args.sequence_length):
         observations = torch.from_numpy(games.observations()).view(masks, networks, len(agents), -1)
-        logits = actors.logits(actors.pre_activations(observations, input_masks), neuron_masks)
+        logits = actors.logits(actors.pre_activations(observations, input_masks, input_fill), neuron_masks)
         taken = greedy_actions(logits).reshape(-1).numpy()
         actions[..., step], compared[..., step] = taken.reshape(shape[:3]), alive.reshape(shape[:3])
         _, terminated, _ = games.step(taken)
@@ -273,6 +278,7 @@ class Extraction:
     performs_combo: np.ndarray   # (S, C, A, T) whether the masked network takes the whole combo
     neuron_masks: torch.Tensor   # (S, C, A, 3, H)
     input_masks: Optional[torch.Tensor] = field(default=None)  # (S, C, A, D) 1 = kept
+    input_fill: Optional[torch.Tensor] = field(default=None)   # (C, D) value of a dropped input
 
     def records(self):
         """One dict per (seed, combo, network), as results.json stores them."""
@@ -303,24 +309,27 @@ def learn_masks(args, agents):
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
     neuron_theta = torch.nn.Parameter(torch.stack(
         [torch.randn(combos, networks, 3, args.hidden_size, generator=g) for g in generators]))
-    input_theta = None
+    input_theta, input_fill = None, None
     if args.mask_inputs:
         input_theta = torch.nn.Parameter(torch.stack(
             [torch.randn(combos, networks, 2, inputs, generator=g) for g in generators]))
+        means = (observations * weights[..., None]).sum(1)  # (C, D) each training set's mean
+        input_fill = means if args.input_fill == "mean" else torch.zeros_like(means)
 
     actors = StackedActors(agents)
     neuron_masks, input_masks, init_loss, best_loss, curves = fit_masks(
-        actors, observations, actions, weights, neuron_theta, input_theta, args, MOVE_NAMES)
+        actors, observations, actions, weights, neuron_theta, input_theta, args, MOVE_NAMES, input_fill)
 
     # Score the S x C masks of each network, and the original network as one more mask.
     neuron_masks, masks = neuron_masks.detach(), len(seeds) * combos
     all_neuron = torch.cat([neuron_masks.reshape(masks, networks, 3, -1),
                             program_mask(args.hidden_size).expand(1, networks, 3, -1)])
-    all_input = None
+    all_input, all_fill = None, 0.0
     if input_masks is not None:
         input_masks = input_masks.detach()
         all_input = torch.cat([input_masks.reshape(masks, networks, -1), torch.ones(1, networks, inputs)])
-    taken, compared = rollout_masks(actors, all_neuron, all_input, args)
+        all_fill = torch.cat([input_fill.repeat(len(seeds), 1), torch.zeros(1, inputs)])[:, None, :]
+    taken, compared = rollout_masks(actors, all_neuron, all_input, args, all_fill)
     combo_actions = np.array([COMBOS[name] for name in MOVE_NAMES])          # (C, L)
 
     masked_taken = taken[:-1].reshape(len(seeds), combos, networks, -1, args.sequence_length)
@@ -333,7 +342,7 @@ def learn_masks(args, agents):
         original_score=original_match.sum((-1, -2)) / compared[-1].sum((-1, -2))[None],
         init_loss=init_loss.detach().numpy(), best_loss=best_loss.detach().numpy(),
         loss_curves=curves.numpy(), performs_combo=masked_match.all(-1),
-        neuron_masks=neuron_masks, input_masks=input_masks)
+        neuron_masks=neuron_masks, input_masks=input_masks, input_fill=input_fill)
 
 
 def needed_pairs():

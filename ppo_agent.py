@@ -159,13 +159,16 @@ class StackedActors:
             self.w2 = torch.stack([layer.weight.T for layer in second])        # (A, H, O)
             self.b2 = torch.stack([layer.bias for layer in second])[:, None]   # (A, 1, O)
 
-    def pre_activations(self, observations, input_mask=None):
-        """Z of every network: observations (..., A or 1, N, D), input_mask (..., A, D) -> (..., A, N, H).
+    def pre_activations(self, observations, input_mask=None, fill=0.0):
+        """Z of every network: observations (..., A or 1, N, D) -> (..., A, N, H).
 
-        An input mask multiplies each feature by 1 (kept) or 0 (dropped).
+        input_mask (..., A, D) keeps a feature (1) or replaces it by `fill` (0): with `fill`
+        the feature's mean over the training data (broadcastable to (..., A, D)), the function
+        no longer depends on the feature but still sees a typical value of it.
         """
         if input_mask is not None:
-            observations = observations * input_mask.unsqueeze(-2)
+            keep = input_mask.unsqueeze(-2)
+            observations = observations * keep + torch.as_tensor(fill).unsqueeze(-2) * (1 - keep)
         return observations @ self.w1 + self.b1
 
     def logits(self, pre_activations, neuron_mask):
