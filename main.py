@@ -28,6 +28,7 @@ from tabulate import tabulate
 from combogrid import (COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGridBatch,
                        ComboGym, problem_cells)
 from ppo_agent import CheckpointError, StackedActors, greedy_actions, load_agent, program_mask
+from results import save_results
 from trajectory import Trajectory
 
 
@@ -411,7 +412,6 @@ def main(args):
     if len(result.seeds) > 1:
         print(summary(result))
     if args.save_dir is not None:
-        from report_files import save_results
         save_results(args, result)
 
 
