@@ -283,12 +283,19 @@ class Extraction:
 
     def records(self):
         """One dict per (seed, combo, network), as results.json stores them."""
-        return [{"sequence": name, "base_model": problem, "seed": seed,
-                 "masked_score": float(self.masked_score[s, c, a]),
-                 "original_score": float(self.original_score[c, a]),
-                 "init_loss": float(self.init_loss[s, c, a]), "best_loss": float(self.best_loss[s, c, a])}
-                for s, seed in enumerate(self.seeds) for c, name in enumerate(MOVE_NAMES)
-                for a, problem in enumerate(PROBLEMS)]
+        records = []
+        for s, seed in enumerate(self.seeds):
+            for c, name in enumerate(MOVE_NAMES):
+                for a, problem in enumerate(PROBLEMS):
+                    record = {"sequence": name, "base_model": problem, "seed": seed,
+                              "masked_score": float(self.masked_score[s, c, a]),
+                              "original_score": float(self.original_score[c, a]),
+                              "init_loss": float(self.init_loss[s, c, a]),
+                              "best_loss": float(self.best_loss[s, c, a])}
+                    if self.input_masks is not None:
+                        record["kept_inputs"] = torch.nonzero(self.input_masks[s, c, a]).flatten().tolist()
+                    records.append(record)
+        return records
 
 
 def solution_trajectories(agents, args):
@@ -351,32 +358,38 @@ def needed_pairs():
     return np.array([[name in NEEDED_MOVES[problem] for problem in PROBLEMS] for name in MOVE_NAMES])
 
 
-def score_tables(result):
-    """The four tables, one per combo, as printed: one row per base model."""
+def score_tables(masked_score, original_score):
+    """The four tables, one per combo, as printed: masked (S, C, A) and original (C, A) scores."""
     tables = []
     for c, name in enumerate(MOVE_NAMES):
         rows = []
         for a, problem in enumerate(PROBLEMS):
-            masked = result.masked_score[:, c, a]
+            masked = masked_score[:, c, a]
             cell = masked[0] if len(masked) == 1 else f"{masked.mean():.4f} ± {masked.std():.4f}"
-            rows.append([name, cell, result.original_score[c, a], problem])
+            rows.append([name, cell, original_score[c, a], problem])
         tables.append(tabulate(rows, headers=["Sequence", "Masked Score", "Original Score", "Base Model"],
                                tablefmt="grid"))
     return tables
 
 
-def summary(result):
-    """Needed versus not-needed (combo, network) pairs: masked score and training loss."""
+def group_means(values):
+    """Per seed, the mean of values (S, C, A) over the needed and over the not-needed pairs."""
     needed = needed_pairs()
-    lines = [f"Summary over {len(result.seeds)} seed(s): mean over the (combo, network) pairs of each "
+    return values[:, needed].mean(1), values[:, ~needed].mean(1)
+
+
+def summary(masked_score, best_loss, kept_inputs=None):
+    """Needed versus not-needed (combo, network) pairs: masked score and training loss.
+    Arrays are (S, C, A); kept_inputs counts each mask's kept input features."""
+    lines = [f"Summary over {len(masked_score)} seed(s): mean over the (combo, network) pairs of each "
              "group, then mean ± std over seeds"]
-    for label, group in (("needed by the network's problem", needed), ("not needed", ~needed)):
-        score, loss = result.masked_score[:, group].mean(1), result.best_loss[:, group].mean(1)
+    groups = zip(("needed by the network's problem", "not needed"), group_means(masked_score),
+                 group_means(best_loss))
+    for label, score, loss in groups:
         lines.append(f"  combo {label:<32} masked score {score.mean():.4f} ± {score.std():.4f}   "
                      f"best training loss {loss.mean():.4f} ± {loss.std():.4f}")
-    if result.input_masks is not None:
-        lines.append(f"  input features kept: {result.input_masks.sum(-1).float().mean():.1f} "
-                     f"of {result.input_masks.shape[-1]} on average")
+    if kept_inputs is not None:
+        lines.append(f"  input features kept: {kept_inputs.mean():.1f} on average")
     return "\n".join(lines)
 
 
@@ -407,10 +420,11 @@ def main(args):
         result = learn_masks(args, agents)
     except (CheckpointError, ValueError) as error:
         sys.exit(f"error: {error}")
-    for table in score_tables(result):
+    for table in score_tables(result.masked_score, result.original_score):
         print(table)
     if len(result.seeds) > 1:
-        print(summary(result))
+        kept = None if result.input_masks is None else result.input_masks.sum(-1).numpy()
+        print(summary(result.masked_score, result.best_loss, kept))
     if args.save_dir is not None:
         save_results(args, result)
 

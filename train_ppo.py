@@ -8,6 +8,7 @@ Training of a problem stops once its greedy policy has solved it optimally (24 a
 `optimal_checks` consecutive iterations, or after `total_timesteps`.
 """
 
+import json
 import os
 import sys
 import time
@@ -163,7 +164,21 @@ def train_and_save(job):
     path = os.path.join(args.save_dir, f"{problem}.pt")
     torch.save(agent.state_dict(), path + ".tmp")
     os.replace(path + ".tmp", path)  # never leave a half-written checkpoint behind
-    return problem, steps, time.time() - start, optimal, path
+    return problem, steps, time.time() - start, optimal, path, seed
+
+
+def write_training_record(save_dir, trained):
+    """Add what was trained to SAVE_DIR/training.json, which report.py quotes."""
+    path = os.path.join(save_dir, "training.json")
+    record = {}
+    if os.path.exists(path):
+        with open(path) as file:
+            record = json.load(file)
+    record.update(trained)
+    record = {problem: record[problem] for problem in PROBLEMS if problem in record}
+    with open(path + ".tmp", "w") as file:
+        json.dump(record, file, indent=1)
+    os.replace(path + ".tmp", path)
 
 
 def main(args):
@@ -174,11 +189,13 @@ def main(args):
         sys.exit("error: total_timesteps, num_envs, num_steps, processes and hidden_size must be positive")
     os.makedirs(args.save_dir, exist_ok=True)
     jobs = [(args, p, args.seed + PROBLEMS.index(p)) for p in args.problems]
-    start = time.time()
+    start, trained = time.time(), {}
     with get_context("fork").Pool(min(args.processes, len(jobs))) as pool:
-        for problem, steps, seconds, optimal, path in pool.imap_unordered(train_and_save, jobs):
+        for problem, steps, seconds, optimal, path, seed in pool.imap_unordered(train_and_save, jobs):
             status = "optimal" if optimal else "NOT optimal"
             print(f"[{problem}] {status} after {steps:,} steps in {seconds:.0f} s -> {path}", flush=True)
+            trained[problem] = {"seed": seed, "steps": steps, "seconds": round(seconds, 1), "optimal": optimal}
+    write_training_record(args.save_dir, trained)
     print(f"trained {len(jobs)} network(s) in {time.time() - start:.0f} s wall")
 
 

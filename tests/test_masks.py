@@ -177,7 +177,8 @@ def test_learn_masks_shapes_and_scores(quick_run):
 def test_same_seed_same_tables_other_seed_differs(quick_run):
     args, agents, result = quick_run
     again = main.learn_masks(args, agents)
-    assert main.score_tables(again) == main.score_tables(result)
+    assert main.score_tables(again.masked_score, again.original_score) == main.score_tables(
+        result.masked_score, result.original_score)
     other = main.learn_masks(dataclasses.replace(args, seed=7), agents)
     assert not np.array_equal(other.masked_score, result.masked_score)
 
@@ -185,7 +186,7 @@ def test_same_seed_same_tables_other_seed_differs(quick_run):
 def test_table_structure(quick_run):
     args, agents, _ = quick_run
     single = main.learn_masks(dataclasses.replace(args, num_seeds=1), agents)
-    tables = main.score_tables(single)
+    tables = main.score_tables(single.masked_score, single.original_score)
     assert len(tables) == 4
     for name, table in zip(("Up", "Down", "Left", "Right"), tables):
         lines = table.splitlines()

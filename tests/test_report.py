@@ -1,0 +1,52 @@
+"""report.py builds answers.pdf from results files, with the tables' numbers in its text."""
+
+import dataclasses
+import json
+import os
+
+import pytest
+
+pytest.importorskip("fpdf")
+from pypdf import PdfReader  # noqa: E402
+
+import main  # noqa: E402
+import report  # noqa: E402
+from combogrid import PROBLEMS, ComboGym  # noqa: E402
+from conftest import ROOT  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def small_results(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("results")
+    base = main.Args(log_every=0, mask_learning_steps=30,
+                     model_paths=tuple(os.path.join(ROOT, p) for p in main.Args().model_paths))
+    agents = [main.load_agent(path, ComboGym(problem=p)) for path, p in zip(base.model_paths, PROBLEMS)]
+    for name, (options, _) in report.RUNS.items():
+        options = {**options, "num_seeds": min(options.get("num_seeds", 1), 2)}
+        args = dataclasses.replace(base, save_dir=str(folder / name), **options)
+        report.save_results(args, main.learn_masks(args, agents))
+    training = {p: {"seed": i, "steps": 1000, "seconds": 1.0, "optimal": True} for i, p in enumerate(PROBLEMS)}
+    (folder / "training.json").write_text(json.dumps(training))
+    return folder
+
+
+def test_report_builds_and_contains_every_default_score(small_results, tmp_path):
+    output = tmp_path / "answers.pdf"
+    args = report.Args(results_dir=str(small_results), output=str(output), reuse=True,
+                       training_log=str(small_results / "training.json"))
+    report.main_report(args)
+    text = "\n".join(page.extract_text() for page in PdfReader(output).pages)
+    default = report.load_run(str(small_results / "default"), "python main.py")
+    for table in main.score_tables(default.masked, default.original):
+        for line in table.splitlines()[3::2]:
+            for cell in line.strip("|").split("|")[1:3]:
+                assert cell.strip() in text
+    assert "Question 1" in text and "Question 2" in text
+    assert len(PdfReader(output).pages) >= 3
+
+
+def test_report_refuses_missing_results(tmp_path):
+    args = report.Args(results_dir=str(tmp_path), output=str(tmp_path / "a.pdf"), reuse=True)
+    with pytest.raises(SystemExit, match="no results.json for run 'default'"):
+        report.main_report(args)
+    assert not (tmp_path / "a.pdf").exists()
