@@ -63,6 +63,10 @@ class Args:
     """folder for results.json, masks.pt and figures (written only after a complete run)"""
 
 
+class NoTrainingData(Exception):
+    """No solution trajectory contains one of the combos, so its masks cannot be learned."""
+
+
 class STESoftmax(torch.autograd.Function):
     """Straight-through estimator: forward, one-hot of the largest probability in each column
     (dim -2, the mask's states); backward, the gradient passes through unchanged."""
@@ -278,6 +282,7 @@ class Extraction:
     loss_curves: np.ndarray      # (steps, S, C, A)
     performs_combo: np.ndarray   # (S, C, A, T) whether the masked network takes the whole combo
     neuron_masks: torch.Tensor   # (S, C, A, 3, H)
+    training_pairs: list         # (C,) size of each combo's training set
     input_masks: Optional[torch.Tensor] = field(default=None)  # (S, C, A, D) 1 = kept
     input_fill: Optional[torch.Tensor] = field(default=None)   # (C, D) value of a dropped input
 
@@ -309,7 +314,7 @@ def learn_masks(args, agents):
     sequences = build_sequences(solution_trajectories(agents, args), args.sequence_length)
     missing = [name for name in MOVE_NAMES if sequences[name].get_length() == 0]
     if missing:
-        raise ValueError(f"no training data for combo {missing[0]}: no network's solution contains it")
+        raise NoTrainingData(f"no training data for combo {missing[0]}: no network's solution contains it")
     observations, actions, weights = stack_trajectories([sequences[name] for name in MOVE_NAMES])
 
     seeds = [args.seed + k for k in range(args.num_seeds)]
@@ -350,7 +355,8 @@ def learn_masks(args, agents):
         original_score=original_match.sum((-1, -2)) / compared[-1].sum((-1, -2))[None],
         init_loss=init_loss.detach().numpy(), best_loss=best_loss.detach().numpy(),
         loss_curves=curves.numpy(), performs_combo=masked_match.all(-1),
-        neuron_masks=neuron_masks, input_masks=input_masks, input_fill=input_fill)
+        neuron_masks=neuron_masks, input_masks=input_masks, input_fill=input_fill,
+        training_pairs=[sequences[name].get_length() for name in MOVE_NAMES])
 
 
 def needed_pairs():
@@ -400,9 +406,11 @@ def check_args(args):
                 f"got {len(args.model_paths)}")
     if args.sequence_length != COMBO_LENGTH:
         return f"--sequence-length must be {COMBO_LENGTH}, the length of ComboGrid's combos"
-    for name in ("mask_learning_steps", "mask_learning_rate", "num_seeds", "hidden_size", "game_width"):
+    for name in ("mask_learning_steps", "mask_learning_rate", "num_seeds", "hidden_size"):
         if getattr(args, name) <= 0:
             return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
+    if args.game_width < 2:
+        return f"--game-width must be at least 2 (start and goal are opposite corners), got {args.game_width}"
     if args.log_every < 0 or args.input_penalty < 0:
         return "--log-every and --input-penalty must not be negative"
     if args.save_dir is not None and os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
@@ -418,7 +426,7 @@ def main(args):
         agents = [load_agent(path, ComboGym(args.game_width, args.game_width, name), args.hidden_size)
                   for path, name in zip(args.model_paths, PROBLEMS)]
         result = learn_masks(args, agents)
-    except (CheckpointError, ValueError) as error:
+    except (CheckpointError, NoTrainingData) as error:
         sys.exit(f"error: {error}")
     for table in score_tables(result.masked_score, result.original_score):
         print(table)
@@ -426,7 +434,10 @@ def main(args):
         kept = None if result.input_masks is None else result.input_masks.sum(-1).numpy()
         print(summary(result.masked_score, result.best_loss, kept))
     if args.save_dir is not None:
-        save_results(args, result)
+        try:
+            save_results(args, result)
+        except OSError as error:
+            sys.exit(f"error: cannot write to --save-dir {args.save_dir}: {error.strerror}")
 
 
 if __name__ == "__main__":

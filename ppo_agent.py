@@ -82,7 +82,7 @@ class PPOAgent(nn.Module):
 
     def run(self, env, length_cap=None):
         """Greedy rollout of one episode of `env` from its start; returns the trajectory."""
-        return self._rollout(env, self._get_action, length_cap)
+        return rollout(env, self._get_action, length_cap)
 
     def run_with_mask(self, observations_or_env, mask, length):
         """The masked network's actions on a list of observations, or on `length` steps of an env.
@@ -93,24 +93,28 @@ class PPOAgent(nn.Module):
         """
         act = lambda x: self._get_action_with_mask(x, mask)  # noqa: E731
         if hasattr(observations_or_env, "step"):
-            return self._rollout(observations_or_env, act, length, reset=False)
+            return rollout(observations_or_env, act, length, reset=False)
         observations = list(observations_or_env)[:length]
         actions, logits = act(torch.as_tensor(np.array(observations), dtype=torch.float32))
         return Trajectory(observations, actions.tolist(), list(logits))
 
-    def _rollout(self, env, act, length_cap, reset=True):
-        trajectory = Trajectory()
-        if reset:
-            observation, _ = env.reset()
-        else:
-            observation = env.unwrapped.observation()
-        while length_cap is None or trajectory.get_length() < length_cap:
-            action, logits = act(torch.as_tensor(observation, dtype=torch.float32))
-            trajectory.add_pair(observation, action.item(), logits)
-            observation, _, terminated, truncated, _ = env.step(action.item())
-            if terminated or truncated:
-                break
-        return trajectory
+
+
+def rollout(env, act, length_cap=None, reset=True):
+    """Act greedily in a ComboGym until the episode ends or `length_cap` actions are taken.
+
+    `act` maps an observation tensor to (action, logits); without `reset`, the rollout starts
+    from the environment's current state.
+    """
+    trajectory = Trajectory()
+    observation = env.reset()[0] if reset else env.unwrapped.observation()
+    while length_cap is None or trajectory.get_length() < length_cap:
+        action, logits = act(torch.as_tensor(observation, dtype=torch.float32))
+        trajectory.add_pair(observation, action.item(), logits)
+        observation, _, terminated, truncated, _ = env.step(action.item())
+        if terminated or truncated:
+            break
+    return trajectory
 
 
 def load_agent(path, env, hidden_size=64):

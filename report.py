@@ -52,6 +52,8 @@ class Run:
     whole: np.ndarray       # (S, C, A, T) 1 where the whole combo is taken
     kept: list              # per (s, c, a) the kept input indices, or None without input masks
     folder: str
+    training_pairs: dict    # combo name: size of its training set
+    observation_size: int
 
 
 def load_run(folder, command):
@@ -68,7 +70,7 @@ def load_run(folder, command):
         whole[index] = r["whole_combo_per_test_state"]
         kept[index] = r.get("kept_inputs")
     return Run(command, data["args"], masked, original, best, whole,
-               None if kept.flat[0] is None else kept, folder)
+               None if kept.flat[0] is None else kept, folder, data["training_pairs"], data["observation_size"])
 
 
 def run_all(args):
@@ -158,8 +160,9 @@ def build(runs, training, output):
     report.heading(f"1. The score tables of the default run ({default.command}, seed "
                    f"{default.args['seed']})")
     report.paragraph(
-        "Masked Score: fraction of the 288 actions (96 test states x 3 steps) in which the masked "
-        "network takes the combo's action; Original Score: the same for the unmasked network.")
+        f"Masked Score: fraction of the {default.whole.shape[-1] * default.args['sequence_length']} actions "
+        f"({default.whole.shape[-1]} test states x {default.args['sequence_length']} steps) in which the "
+        "masked network takes the combo's action; Original Score: the same for the unmasked network.")
     for table in main.score_tables(default.masked, default.original):
         report.monospace(table)
 
@@ -185,7 +188,7 @@ def build(runs, training, output):
         "(mean ± standard deviation over seeds of the group mean).")
     report.paragraph(
         "The score counts single actions, and a network that takes action 0 everywhere already scores "
-        "2/3 on Up (0, 0, 1), so the stricter measure is the fraction of test states from which the "
+        "2/3 on Up (0, 0, 1) without any notion of the combo, so the stricter measure is the fraction of test states from which the "
         f"masked network takes the whole combo: {mean_std(sw_need)} for the needed pairs against "
         f"{mean_std(sw_not)} for the others.")
     report.paragraph(
@@ -195,7 +198,7 @@ def build(runs, training, output):
         "which follows its own problem's path. Second test: where s is not part of the solution the "
         "network encodes, no mask makes it produce s. The training loss shows it: the best masks reach "
         f"a cross-entropy of {mean_std(l_need)} on the needed pairs but only {mean_std(l_not)} on the "
-        "others, so the mask cannot even fit the 24 training pairs there, and the function it returns "
+        "others, so there the masks fit even their own training pairs much worse, and what they do fit "
         "does not generalise. A high score for the needed pairs therefore does not come from masking "
         "being able to make any network do anything: it comes from functions the networks really "
         "learned as part of their solutions.")
@@ -203,7 +206,7 @@ def build(runs, training, output):
                   "Mask training loss (mean over 10 seeds). Solid: the network's problem needs the combo; "
                   "dashed: it does not.")
     for combo in ("Up", "Right"):
-        report.figure(os.path.join(seeds.folder, f"heatmaps_{combo}.png"), 120,
+        report.figure(os.path.join(seeds.folder, f"heatmaps_{combo}.png"), 100,
                       f"Where the {combo} masks take the whole combo {COMBOS[combo]}, over 10 seeds. Rows: base "
                       "network; columns: test problem; G: goal (not a test state). The figures of all four "
                       f"combos are in {seeds.folder}/.")
@@ -213,11 +216,15 @@ def build(runs, training, output):
     il_need, il_not = main.group_means(inputs.best_loss)
     iw_need, iw_not = main.group_means(inputs.whole.mean(-1))
     agent_kept, buffer_kept, goal_kept = input_kinds(inputs.kept)
+    pairs = sorted(set(default.training_pairs.values()))
+    pairs = f"{pairs[0]}" if len(pairs) == 1 else f"{pairs[0]} to {pairs[-1]}"
+    executions = sorted({n // default.args["sequence_length"] for n in default.training_pairs.values()})
     report.heading("3. Question 2: what the masking scheme is missing")
     report.paragraph(
         "Even with the optimisation solved exactly, the scheme picks any mask that fits the training "
-        "data, and the data is small and narrow: each combo's set has 24 (state, action) pairs from "
-        "8 states on two solution paths. The mask chooses neurons but cannot choose what the extracted "
+        f"data, and the data is small and narrow: each combo's set has {pairs} (state, action) pairs, "
+        f"the combo executed {' to '.join(map(str, executions))} times, at cells of two solution paths. "
+        "The mask chooses neurons but cannot choose what the extracted "
         "function reads: every neuron still sees the whole observation, including the agent's cell "
         "and the goal's cell. Along a solution path those inputs are fixed or vary with the path, so "
         "a mask that uses them to produce the combo fits the training states perfectly well, yet on "
@@ -227,7 +234,7 @@ def build(runs, training, output):
         "the buffer and nothing else.")
     report.paragraph(
         "Remedy (measured): main.py --mask-inputs learns, together with the neuron mask, a keep/drop "
-        "mask over the 59 inputs with the same softmax + straight-through technique, adds a penalty "
+        f"mask over the {inputs.observation_size} inputs with the same softmax + straight-through technique, adds a penalty "
         f"of {inputs.args['input_penalty']} to the loss per kept input (the smallest function that "
         "fits wins), and replaces a dropped input by its mean over the combo's training data, so "
         f"that the function no longer depends on it. Over 10 seeds ({inputs.command}) the needed "
@@ -241,22 +248,27 @@ def build(runs, training, output):
         f"{mean_std(z_not)}: with zeros, the network sees states it never saw in training (no goal "
         "at all), so the masks keep goal cells as a bias and fail on the problems with other goals.")
     for combo in ("Up", "Right"):
-        report.figure(os.path.join(inputs.folder, f"heatmaps_{combo}.png"), 120,
+        report.figure(os.path.join(inputs.folder, f"heatmaps_{combo}.png"), 100,
                       f"The {combo} masks with --mask-inputs, over 10 seeds (compare with the figure above).")
 
     report.heading("4. How the numbers were produced")
     trained = "; ".join(f"{p}: seed {t['seed']}, {t['steps']:,} steps, {t['seconds']:.0f} s, "
                         f"{'optimal' if t['optimal'] else 'NOT optimal'}" for p, t in training.items())
+    ppo = next(iter(training.values()))["settings"]
     report.paragraph(
-        "Networks: python train_ppo.py (PPO after CleanRL, 16 numpy-batched environments, learning rate "
-        "2.5e-4 annealed, entropy coefficient 0.01, gamma 0.99; each problem stops once its greedy "
-        "rollout has been optimal, 24 actions, for 10 consecutive iterations). Per problem: " + trained +
-        ". Every network's greedy solution is 8 combos, the optimum; tests/test_agent.py replays them "
-        "with an independent implementation of the rules.")
+        f"Networks: python train_ppo.py (PPO after CleanRL, {ppo['num_envs']} numpy-batched environments x "
+        f"{ppo['num_steps']} steps per rollout, learning rate {ppo['learning_rate']} annealed, entropy "
+        f"coefficient {ppo['ent_coef']}, gamma {ppo['gamma']}, hidden size {ppo['hidden_size']}; each "
+        "problem stops once its greedy rollout has been optimal, one combo per cell of distance, for "
+        f"{ppo['optimal_checks']} consecutive iterations). Per problem: " + trained +
+        ". tests/test_agent.py replays every network's greedy solution with an independent "
+        "implementation of the rules.")
+    first, last = seeds.args["seed"], seeds.args["seed"] + seeds.args["num_seeds"] - 1
     report.paragraph(
-        "Masks: Adam, learning rate 0.001, 2000 steps, hidden size 64; the mask kept is the one with the "
-        "lowest training loss seen. Seeds k = 0..9 of a 10-seed run are independent initialisations "
-        "trained in one batch. Commands: " + "; ".join(run.command for run in runs.values()) +
+        f"Masks: Adam, learning rate {default.args['mask_learning_rate']}, "
+        f"{default.args['mask_learning_steps']} steps, hidden size {default.args['hidden_size']}; the mask "
+        f"kept is the one with the lowest training loss seen. Seeds {first} to {last} of a "
+        f"{seeds.args['num_seeds']}-seed run are independent initialisations trained in one batch. Commands: " + "; ".join(run.command for run in runs.values()) +
         ". python report.py reruns them all into results/ and rebuilds this PDF; the same seeds give "
         "the same numbers.")
     report.save(output)

@@ -17,9 +17,9 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from combogrid import COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGym, problem_cells
-from ppo_agent import StackedActors, greedy_actions, load_agent
-from trajectory import Trajectory
+from combogrid import (COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGym, observation_size,
+                       problem_cells)
+from ppo_agent import StackedActors, greedy_actions, load_agent, rollout
 
 
 def write_atomically(path, write):
@@ -32,6 +32,8 @@ def write_atomically(path, write):
 def save_results(args, result):
     os.makedirs(args.save_dir, exist_ok=True)
     results = {"args": asdict(args), "sequences": list(MOVE_NAMES), "base_models": list(PROBLEMS),
+               "training_pairs": dict(zip(MOVE_NAMES, result.training_pairs)),
+               "observation_size": observation_size(args.game_width, args.game_width),
                "test_states": test_state_labels(args.game_width), "runs": []}
     for record, performs in zip(result.records(), result.performs_combo.reshape(-1, result.performs_combo.shape[-1])):
         results["runs"].append({**record, "whole_combo_per_test_state": performs.astype(int).tolist()})
@@ -143,21 +145,18 @@ class ExtractedFunction:
         self.input_fill = input_fill
 
     @torch.no_grad()
+    def __call__(self, x):
+        """(greedy action, logits) for one observation tensor of shape (D,)."""
+        z = self.actors.pre_activations(x[None, None], self.input_mask, self.input_fill)  # (A=1, N=1, D)
+        logits = self.actors.logits(z, self.neuron_mask)[0, 0]
+        return greedy_actions(logits), logits
+
     def act(self, observation):
-        x = torch.as_tensor(np.asarray(observation), dtype=torch.float32)[None, None]  # (A=1, N=1, D)
-        z = self.actors.pre_activations(x, self.input_mask, self.input_fill)
-        return int(greedy_actions(self.actors.logits(z, self.neuron_mask))[0, 0])
+        return int(self(torch.as_tensor(np.asarray(observation), dtype=torch.float32))[0])
 
     def run(self, env, steps=COMBO_LENGTH):
         """Act for `steps` actions from the environment's current state (the option's execution)."""
-        trajectory, observation = Trajectory(), env.unwrapped.observation()
-        for _ in range(steps):
-            action = self.act(observation)
-            trajectory.add_pair(observation, action)
-            observation, _, terminated, truncated, _ = env.step(action)
-            if terminated or truncated:
-                break
-        return trajectory
+        return rollout(env, self, steps, reset=False)
 
 
 def load_extracted_function(masks_path, sequence, base_model, seed_index=0, model_path=None):

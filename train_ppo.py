@@ -12,7 +12,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from multiprocessing import get_context
 
 import numpy as np
@@ -189,12 +189,14 @@ def main(args):
         sys.exit("error: total_timesteps, num_envs, num_steps, processes and hidden_size must be positive")
     os.makedirs(args.save_dir, exist_ok=True)
     jobs = [(args, p, args.seed + PROBLEMS.index(p)) for p in args.problems]
+    settings = {key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")}
     start, trained = time.time(), {}
     with get_context("fork").Pool(min(args.processes, len(jobs))) as pool:
         for problem, steps, seconds, optimal, path, seed in pool.imap_unordered(train_and_save, jobs):
             status = "optimal" if optimal else "NOT optimal"
             print(f"[{problem}] {status} after {steps:,} steps in {seconds:.0f} s -> {path}", flush=True)
-            trained[problem] = {"seed": seed, "steps": steps, "seconds": round(seconds, 1), "optimal": optimal}
+            trained[problem] = {"seed": seed, "steps": steps, "seconds": round(seconds, 1), "optimal": optimal,
+                                "settings": settings}
     write_training_record(args.save_dir, trained)
     print(f"trained {len(jobs)} network(s) in {time.time() - start:.0f} s wall")
 

@@ -1,5 +1,6 @@
 """Command lines: bad input gives one clear error line and a non-zero exit, never a traceback."""
 
+import json
 import os
 import subprocess
 import sys
@@ -25,6 +26,7 @@ def run(script, *arguments):
     (["--mask-learning-rate", "-0.1"], "--mask-learning-rate must be positive"),
     (["--num-seeds", "0"], "--num-seeds must be positive"),
     (["--sequence-length", "4"], "--sequence-length must be 3"),
+    (["--game-width", "1"], "--game-width must be at least 2"),
     (["--save-dir", os.path.join(ROOT, "main.py")], "exists and is not a folder"),
 ])
 def test_main_bad_input(arguments, message):
@@ -63,3 +65,6 @@ def test_train_ppo_writes_a_loadable_checkpoint(tmp_path):
     agent = load_agent(str(tmp_path / "BL-TR.pt"), ComboGym(problem="BL-TR"))
     assert agent.hidden_size == 64
     assert "NOT optimal after 4,096 steps" in result.stdout
+    record = json.loads((tmp_path / "training.json").read_text())["BL-TR"]
+    assert (record["seed"], record["steps"], record["optimal"]) == (3, 4096, False)
+    assert record["settings"]["num_envs"] == 16

@@ -11,6 +11,7 @@ from pypdf import PdfReader  # noqa: E402
 
 import main  # noqa: E402
 import report  # noqa: E402
+import train_ppo  # noqa: E402
 from combogrid import PROBLEMS, ComboGym  # noqa: E402
 from conftest import ROOT  # noqa: E402
 
@@ -25,7 +26,9 @@ def small_results(tmp_path_factory):
         options = {**options, "num_seeds": min(options.get("num_seeds", 1), 2)}
         args = dataclasses.replace(base, save_dir=str(folder / name), **options)
         report.save_results(args, main.learn_masks(args, agents))
-    training = {p: {"seed": i, "steps": 1000, "seconds": 1.0, "optimal": True} for i, p in enumerate(PROBLEMS)}
+    settings = dataclasses.asdict(train_ppo.Args())
+    training = {p: {"seed": i, "steps": 1000, "seconds": 1.0, "optimal": True, "settings": settings}
+                for i, p in enumerate(PROBLEMS)}
     (folder / "training.json").write_text(json.dumps(training))
     return folder
 
