@@ -17,11 +17,11 @@ NUM_ACTIONS = 3
 COMBO_LENGTH = 3
 MAX_EPISODE_STEPS = 500
 
-# Which move (index into MOVE_NAMES) each of the 27 triples triggers, -1 for none.
-_MOVE_OF_TRIPLE = np.full(NUM_ACTIONS**COMBO_LENGTH, -1)
-for _move, _name in enumerate(MOVE_NAMES):
-    _a, _b, _c = COMBOS[_name]
-    _MOVE_OF_TRIPLE[_a * 9 + _b * 3 + _c] = _move
+# A full buffer (a, b, c) is read as the number 9a + 3b + c, an index into MOVE_OF_TRIPLE:
+# the move (index into MOVE_NAMES) each of the 27 triples triggers, -1 for none.
+TRIPLE_WEIGHTS = NUM_ACTIONS ** np.arange(COMBO_LENGTH - 1, -1, -1)
+MOVE_OF_TRIPLE = np.full(NUM_ACTIONS**COMBO_LENGTH, -1)
+MOVE_OF_TRIPLE[[np.dot(COMBOS[name], TRIPLE_WEIGHTS) for name in MOVE_NAMES]] = np.arange(len(MOVE_NAMES))
 
 # Problems are named START-GOAL by corner; this is their canonical order everywhere.
 PROBLEMS = ("TL-BR", "TR-BL", "BR-TL", "BL-TR")
@@ -94,8 +94,7 @@ class ComboGridBatch:
         self.buffer_lengths += 1
         self.steps += 1
         full = self.buffer_lengths == COMBO_LENGTH
-        triples = self.buffers @ np.array([9, 3, 1])
-        moves = np.where(full, _MOVE_OF_TRIPLE[triples], -1)
+        moves = np.where(full, MOVE_OF_TRIPLE[self.buffers @ TRIPLE_WEIGHTS], -1)
         moving = moves >= 0
         targets = self.agents[moving] + MOVE_DELTAS[moves[moving]]
         inside = ((targets >= 0) & (targets < (self.rows, self.columns))).all(axis=1)

@@ -17,7 +17,7 @@ one at a time, only faster.
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Literal, Optional
 
 import numpy as np
@@ -283,8 +283,8 @@ class Extraction:
     performs_combo: np.ndarray   # (S, C, A, T) whether the masked network takes the whole combo
     neuron_masks: torch.Tensor   # (S, C, A, 3, H)
     training_pairs: list         # (C,) size of each combo's training set
-    input_masks: Optional[torch.Tensor] = field(default=None)  # (S, C, A, D) 1 = kept
-    input_fill: Optional[torch.Tensor] = field(default=None)   # (C, D) value of a dropped input
+    input_masks: Optional[torch.Tensor] = None  # (S, C, A, D) 1 = kept
+    input_fill: Optional[torch.Tensor] = None   # (C, D) value of a dropped input
 
     def records(self):
         """One dict per (seed, combo, network), as results.json stores them."""
@@ -309,8 +309,18 @@ def solution_trajectories(agents, args):
                 for agent, problem in zip(agents, PROBLEMS)]
 
 
-def learn_masks(args, agents):
-    """Learn a mask per (seed, combo, network) from the solutions, then score every mask."""
+def load_agents(args):
+    """The four networks of --model-paths, in canonical problem order."""
+    return [load_agent(path, ComboGym(args.game_width, args.game_width, problem), args.hidden_size)
+            for path, problem in zip(args.model_paths, PROBLEMS)]
+
+
+def learn_masks(args, agents=None):
+    """Learn a mask per (seed, combo, network) from the solutions, then score every mask.
+
+    `agents` are the four networks, loaded from args.model_paths when not given.
+    """
+    agents = load_agents(args) if agents is None else agents
     sequences = build_sequences(solution_trajectories(agents, args), args.sequence_length)
     missing = [name for name in MOVE_NAMES if sequences[name].get_length() == 0]
     if missing:
@@ -423,9 +433,7 @@ def main(args):
     if problem:
         sys.exit(f"error: {problem}")
     try:
-        agents = [load_agent(path, ComboGym(args.game_width, args.game_width, name), args.hidden_size)
-                  for path, name in zip(args.model_paths, PROBLEMS)]
-        result = learn_masks(args, agents)
+        result = learn_masks(args)
     except (CheckpointError, NoTrainingData) as error:
         sys.exit(f"error: {error}")
     for table in score_tables(result.masked_score, result.original_score):

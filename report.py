@@ -16,7 +16,7 @@ import numpy as np
 import tyro
 
 import main
-from combogrid import COMBOS, MOVE_NAMES, PROBLEMS, ComboGym
+from combogrid import COMBOS, MOVE_NAMES, PROBLEMS
 from results import save_results
 
 # name: (main.py options, what the run is)
@@ -76,8 +76,7 @@ def load_run(folder, command):
 def run_all(args):
     """Run every configuration of RUNS with main.py's own functions, saving into results_dir."""
     base = main.Args(log_every=0)
-    agents = [main.load_agent(path, ComboGym(base.game_width, base.game_width, problem), base.hidden_size)
-              for path, problem in zip(base.model_paths, PROBLEMS)]
+    agents = main.load_agents(base)
     for name, (options, command) in RUNS.items():
         print(f"running {command}", flush=True)
         run_args = replace(base, save_dir=os.path.join(args.results_dir, name), **options)

@@ -1,6 +1,7 @@
 """The masked forward pass, mask training, evaluation and tables of main.py."""
 
 import dataclasses
+import os
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ import torch
 
 import main
 from combogrid import COMBOS, PROBLEMS, ComboGym
+from conftest import ROOT
 from ppo_agent import PPOAgent, StackedActors, program_mask
 from trajectory import Trajectory
 
@@ -155,10 +157,16 @@ def test_rollouts_compare_288_actions_per_mask(agent):
 
 @pytest.fixture(scope="module")
 def quick_run():
-    args = main.Args(mask_learning_steps=50, log_every=0, num_seeds=2)
-    agents = [main.load_agent(path, ComboGym(problem=p)) for path, p in
-              zip([f"{main.__file__.rsplit('/', 1)[0]}/{path}" for path in args.model_paths], PROBLEMS)]
+    args = main.Args(mask_learning_steps=50, log_every=0, num_seeds=2,
+                     model_paths=tuple(os.path.join(ROOT, path) for path in main.Args().model_paths))
+    agents = main.load_agents(args)
     return args, agents, main.learn_masks(args, agents)
+
+
+def test_learn_masks_loads_the_model_paths_itself(quick_run):
+    args, _, result = quick_run
+    assert main.score_tables(main.learn_masks(args).masked_score, result.original_score) == \
+        main.score_tables(result.masked_score, result.original_score)
 
 
 def test_learn_masks_shapes_and_scores(quick_run):
