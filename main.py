@@ -405,7 +405,7 @@ def summary(masked_score, best_loss, kept_inputs=None):
         lines.append(f"  combo {label:<32} masked score {score.mean():.4f} ± {score.std():.4f}   "
                      f"best training loss {loss.mean():.4f} ± {loss.std():.4f}")
     if kept_inputs is not None:
-        lines.append(f"  input features kept: {kept_inputs.mean():.1f} on average")
+        lines.append(f"  input features kept: {kept_inputs.mean():.2f} on average")
     return "\n".join(lines)
 
 
@@ -439,7 +439,7 @@ def main(args):
     for table in score_tables(result.masked_score, result.original_score):
         print(table)
     if len(result.seeds) > 1:
-        kept = None if result.input_masks is None else result.input_masks.sum(-1).numpy()
+        kept = None if result.input_masks is None else result.input_masks.sum(-1).int().numpy()
         print(summary(result.masked_score, result.best_loss, kept))
     if args.save_dir is not None:
         try:

@@ -201,6 +201,8 @@ def build(runs, training, output):
         "does not generalise. A high score for the needed pairs therefore does not come from masking "
         "being able to make any network do anything: it comes from functions the networks really "
         "learned as part of their solutions.")
+    report.paragraph(f"The summary {seeds.command} prints:")
+    report.monospace(main.summary(seeds.masked, seeds.best_loss), size=7.5)
     report.figure(os.path.join(seeds.folder, "loss_curves.png"), 174,
                   "Mask training loss (mean over 10 seeds). Solid: the network's problem needs the combo; "
                   "dashed: it does not.")
@@ -246,6 +248,10 @@ def build(runs, training, output):
         f"dropped inputs by 0 instead of their mean ({zero.command}) gives {mean_std(z_need)} and "
         f"{mean_std(z_not)}: with zeros, the network sees states it never saw in training (no goal "
         "at all), so the masks keep goal cells as a bias and fail on the problems with other goals.")
+    for run in (inputs, zero):
+        report.paragraph(f"The summary {run.command} prints:")
+        kept = np.array([[len(k) for k in row.flat] for row in run.kept]).reshape(run.masked.shape)
+        report.monospace(main.summary(run.masked, run.best_loss, kept), size=7.5)
     for combo in ("Up", "Right"):
         report.figure(os.path.join(inputs.folder, f"heatmaps_{combo}.png"), 100,
                       f"The {combo} masks with --mask-inputs, over 10 seeds (compare with the figure above).")

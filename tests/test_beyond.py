@@ -55,7 +55,7 @@ def test_zero_fill_is_an_option(agents):
 
 def test_summary_separates_needed_and_not_needed(input_run):
     _, result = input_run
-    text = main.summary(result.masked_score, result.best_loss, result.input_masks.sum(-1).numpy())
+    text = main.summary(result.masked_score, result.best_loss, result.input_masks.sum(-1).int().numpy())
     assert "needed by the network's problem" in text and "not needed" in text and "input features kept" in text
     needed = main.needed_pairs()
     assert needed.sum() == 8 and needed[:, 0].tolist() == [False, True, False, True]  # TL-BR: Down, Right
