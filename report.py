@@ -122,8 +122,12 @@ class Report:
         self.pdf.ln(2)
 
     def monospace(self, text, size=8):
+        """A block of fixed-width text (a table, a summary), kept on one page."""
+        line_height = size * 0.45
+        if self.pdf.get_y() + line_height * (text.count("\n") + 1) > self.pdf.h - 15:
+            self.pdf.add_page()
         self.pdf.set_font("Courier", "", size)
-        self.pdf.multi_cell(0, size * 0.45, text)
+        self.pdf.multi_cell(0, line_height, text)
         self.pdf.ln(2)
 
     def figure(self, path, width, caption):
