@@ -14,7 +14,6 @@ their losses are independent and Adam is element-wise, so this is the same as le
 one at a time, only faster.
 """
 
-import json
 import os
 import sys
 from dataclasses import dataclass

@@ -16,7 +16,7 @@ class CheckpointError(Exception):
     """A checkpoint that cannot be loaded into the agent; the message says why."""
 
 
-def layer_init(layer, std=np.sqrt(2), bias_const=0.0):
+def layer_init(layer, std=2 ** 0.5, bias_const=0.0):
     torch.nn.init.orthogonal_(layer.weight, std)
     torch.nn.init.constant_(layer.bias, bias_const)
     return layer

@@ -100,7 +100,7 @@ def test_adam_takes_the_same_steps_as_torch_adam():
     start = torch.randn(3, H)
     ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
     optimizers = [main.Adam([ours], lr=0.01), torch.optim.Adam([theirs], lr=0.01)]
-    for step in range(50):
+    for _ in range(50):
         gradient = torch.randn(3, H)
         for parameter, optimizer in zip((ours, theirs), optimizers):
             optimizer.zero_grad()
