@@ -124,8 +124,7 @@ class Report:
     def monospace(self, text, size=8):
         """A block of fixed-width text (a table, a summary), kept on one page."""
         line_height = size * 0.45
-        if self.pdf.get_y() + line_height * (text.count("\n") + 1) > self.pdf.h - 15:
-            self.pdf.add_page()
+        self.keep_together(line_height * (text.count("\n") + 1))
         self.pdf.set_font("Courier", "", size)
         self.pdf.multi_cell(0, line_height, text)
         self.pdf.ln(2)
@@ -134,15 +133,16 @@ class Report:
         from PIL import Image
         with Image.open(path) as image:
             height = width * image.height / image.width
-        if self.pdf.get_y() + height + 12 > self.pdf.h - 15:
-            self.pdf.add_page()
+        self.keep_together(height + 12)  # the figure and its caption
         self.pdf.image(path, x=(self.pdf.w - width) / 2, w=width)
         self.pdf.set_font("Helvetica", "I", 9)
         self.pdf.multi_cell(0, 4.5, caption)
         self.pdf.ln(2)
 
-    def page_break(self):
-        self.pdf.add_page()
+    def keep_together(self, height):
+        """Start a new page unless `height` mm still fit on this one."""
+        if self.pdf.will_page_break(height):
+            self.pdf.add_page()
 
     def save(self, path):
         self.pdf.output(path + ".tmp")
