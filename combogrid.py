@@ -44,6 +44,12 @@ def problem_cells(problem, rows=5, columns=5):
     return corner(start, rows, columns), corner(goal, rows, columns)
 
 
+def non_goal_cells(problem, rows=5, columns=5):
+    """Every cell of a problem's grid but its goal, row-major: where its test states start."""
+    _, goal = problem_cells(problem, rows, columns)
+    return [(r, c) for r in range(rows) for c in range(columns) if (r, c) != goal]
+
+
 def observation_size(rows, columns):
     return 2 * rows * columns + NUM_ACTIONS * COMBO_LENGTH
 

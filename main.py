@@ -25,7 +25,7 @@ import tyro
 from tabulate import tabulate
 
 from combogrid import (COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGridBatch,
-                       ComboGym, problem_cells)
+                       ComboGym, non_goal_cells, problem_cells)
 from ppo_agent import CheckpointError, StackedActors, greedy_actions, load_agent, program_mask
 from results import save_results
 from trajectory import Trajectory
@@ -237,7 +237,7 @@ def test_states(rows, columns):
     agents, goals = [], []
     for problem in PROBLEMS:
         _, goal = problem_cells(problem, rows, columns)
-        cells = [(r, c) for r in range(rows) for c in range(columns) if (r, c) != goal]
+        cells = non_goal_cells(problem, rows, columns)
         agents += cells
         goals += [goal] * len(cells)
     return np.array(agents), np.array(goals)

@@ -17,8 +17,8 @@ from dataclasses import asdict
 import numpy as np
 import torch
 
-from combogrid import (COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGym, observation_size,
-                       problem_cells)
+from combogrid import (COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGym, non_goal_cells,
+                       observation_size, problem_cells)
 from ppo_agent import StackedActors, greedy_actions, load_agent, rollout
 
 
@@ -62,20 +62,14 @@ def save_results(args, result):
 
 def test_state_labels(width):
     """Problem and cell of each test state, in the order of the evaluation."""
-    labels = []
-    for problem in PROBLEMS:
-        _, goal = problem_cells(problem, width, width)
-        labels += [{"problem": problem, "cell": [r, c]} for r in range(width) for c in range(width)
-                   if (r, c) != goal]
-    return labels
+    return [{"problem": problem, "cell": list(cell)} for problem in PROBLEMS
+            for cell in non_goal_cells(problem, width, width)]
 
 
 def grid_of(values, problem, width):
     """A width x width array of one test problem's per-state values, NaN on the goal."""
-    _, goal = problem_cells(problem, width, width)
     grid = np.full((width, width), np.nan)
-    cells = [(r, c) for r in range(width) for c in range(width) if (r, c) != goal]
-    for (r, c), value in zip(cells, values):
+    for (r, c), value in zip(non_goal_cells(problem, width, width), values):
         grid[r, c] = value
     return grid
 
