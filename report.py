@@ -17,7 +17,7 @@ import tyro
 
 import main
 from combogrid import COMBOS, MOVE_NAMES, PROBLEMS
-from results import save_results
+from results import save_results, write_atomically
 
 # name: (main.py options, what the run is)
 RUNS = {
@@ -145,8 +145,7 @@ class Report:
             self.pdf.add_page()
 
     def save(self, path):
-        self.pdf.output(path + ".tmp")
-        os.replace(path + ".tmp", path)
+        write_atomically(path, self.pdf.output)
 
 
 def build(runs, training, output):

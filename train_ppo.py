@@ -22,6 +22,7 @@ from torch import nn, optim
 
 from combogrid import PROBLEMS, ComboGridVec, ComboGym, COMBO_LENGTH
 from ppo_agent import PPOAgent
+from results import write_atomically
 
 
 @dataclass
@@ -162,8 +163,7 @@ def train_and_save(job):
     start = time.time()
     agent, steps, optimal = train(args, problem, seed)
     path = os.path.join(args.save_dir, f"{problem}.pt")
-    torch.save(agent.state_dict(), path + ".tmp")
-    os.replace(path + ".tmp", path)  # never leave a half-written checkpoint behind
+    write_atomically(path, lambda temporary: torch.save(agent.state_dict(), temporary))
     return problem, steps, time.time() - start, optimal, path, seed
 
 
@@ -176,9 +176,12 @@ def write_training_record(save_dir, trained):
             record = json.load(file)
     record.update(trained)
     record = {problem: record[problem] for problem in PROBLEMS if problem in record}
-    with open(path + ".tmp", "w") as file:
-        json.dump(record, file, indent=1)
-    os.replace(path + ".tmp", path)
+
+    def write_json(temporary):
+        with open(temporary, "w") as file:
+            json.dump(record, file, indent=1)
+
+    write_atomically(path, write_json)
 
 
 def main(args):
