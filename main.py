@@ -161,8 +161,9 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
 
     observations (C, N, D), actions and weights (C, N): one training set per row C, named by
     set_names. neuron_theta (S, C, A, 3, H) and input_theta (S, C, A, 2, D) or None: S seeds,
-    A networks; input_fill (C, D) replaces the dropped inputs. Returns the best masks seen (the lowest objective per mask), the initial and
-    best cross-entropy (S, C, A), and the loss curves (steps, S, C, A).
+    A networks; input_fill (C, D) replaces the dropped inputs. Returns the best masks seen (the
+    lowest objective per mask), the initial and best cross-entropy (S, C, A), and the loss
+    curves (steps, S, C, A).
     """
     parameters = [neuron_theta] + ([input_theta] if input_theta is not None else [])
     optimizer = Adam(parameters, lr=args.mask_learning_rate)
@@ -248,8 +249,8 @@ def rollout_masks(actors, neuron_masks, input_masks, args, input_fill=0.0):
     """Greedy rollouts of `sequence_length` actions from every test state, under every mask.
 
     neuron_masks (M, A, 3, H), input_masks (M, A, D) or None, with the values of dropped inputs
-    input_fill (M, 1, D). The games advance with the
-    actions taken; a game stops being compared once its goal is reached.
+    input_fill (M, 1, D). The games advance with the actions taken; a game stops being compared
+    once its goal is reached.
     Returns actions and compared, both (M, A, T, L) for T test states and L steps.
     """
     masks, networks = neuron_masks.shape[:2]
