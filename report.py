@@ -190,7 +190,8 @@ def build(runs, training, output):
         "(mean ± standard deviation over seeds of the group mean).")
     report.paragraph(
         "The score counts single actions, and a network that takes action 0 everywhere already scores "
-        "2/3 on Up (0, 0, 1) without any notion of the combo, so the stricter measure is the fraction of test states from which the "
+        "2/3 on Up (0, 0, 1) without any notion of the combo, so the stricter measure is the "
+        "fraction of test states from which the "
         f"masked network takes the whole combo: {mean_std(sw_need)} for the needed pairs against "
         f"{mean_std(sw_not)} for the others.")
     report.paragraph(
@@ -238,7 +239,8 @@ def build(runs, training, output):
         "the buffer and nothing else.")
     report.paragraph(
         "Remedy (measured): main.py --mask-inputs learns, together with the neuron mask, a keep/drop "
-        f"mask over the {inputs.observation_size} inputs with the same softmax + straight-through technique, adds a penalty "
+        f"mask over the {inputs.observation_size} inputs with the same softmax + straight-through "
+        "technique, adds a penalty "
         f"of {inputs.args['input_penalty']} to the loss per kept input (the smallest function that "
         "fits wins), and replaces a dropped input by its mean over the combo's training data, so "
         f"that the function no longer depends on it. Over 10 seeds ({inputs.command}) the needed "
@@ -276,7 +278,8 @@ def build(runs, training, output):
         f"Masks: Adam, learning rate {default.args['mask_learning_rate']}, "
         f"{default.args['mask_learning_steps']} steps, hidden size {default.args['hidden_size']}; the mask "
         f"kept is the one with the lowest training loss seen. Seeds {first} to {last} of a "
-        f"{seeds.args['num_seeds']}-seed run are independent initialisations trained in one batch. Commands: " + "; ".join(run.command for run in runs.values()) +
+        f"{seeds.args['num_seeds']}-seed run are independent initialisations trained in one batch. "
+        "Commands: " + "; ".join(run.command for run in runs.values()) +
         ". python report.py reruns them all into results/ and rebuilds this PDF; the same seeds give "
         "the same numbers.")
     report.save(output)
