@@ -75,6 +75,15 @@ def test_stacked_actors_match_each_agent(x):
         torch.testing.assert_close(logits[a], agent._get_action_with_mask(x, masks[a])[1])
 
 
+def test_linear_in_mask_shortcut_equals_the_masked_network():
+    actors = StackedActors([make_agent(seed) for seed in range(2)])
+    z = actors.pre_activations(torch.rand(3, 1, 7, 59))                       # (C, A, N, H)
+    masks = main.discretize(torch.randn(3, 2, 3, H))                         # (C, A, 3, H)
+    shortcut = masks[..., 1:, :].flatten(-2).unsqueeze(-2) @ actors.mask_to_logits(z)
+    expected = actors.logits(z, masks)                                        # (C, A, N, O)
+    torch.testing.assert_close(shortcut.view(3, 2, 7, 3) + actors.b2, expected, rtol=1e-5, atol=1e-4)
+
+
 def test_ste_is_one_hot_forward_and_identity_backward():
     theta = torch.randn(3, H, requires_grad=True)
     mask = main.discretize(theta)
