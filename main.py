@@ -1,6 +1,7 @@
 """Extract each combo's sub-function from the four ComboGrid networks by masking hidden neurons.
 
     python main.py                          # the assignment: 16 masks, four score tables
+    python main.py --reference              # the same, one mask at a time through train_masks
     python main.py --num-seeds 10           # mean and spread over 10 seeds, with a summary
     python main.py --mask-inputs            # also learn which input features the function keeps
     python main.py --save-dir out           # results.json, masks.pt and figures in out/
@@ -9,9 +10,12 @@ For each combo (Up, Down, Left, Right) and each network, a mask puts every hidde
 of three states (inactive, active, part of the program); it is learned with softmax, a
 straight-through estimator and Adam so that the masked network reproduces the combo's actions
 on the networks' solution trajectories. Each mask is then scored on every non-goal cell of the
-four problems. All masks (of all combos, networks and seeds) are learned together as one batch:
-their losses are independent and Adam is element-wise, so this is the same as learning them
-one at a time, only faster.
+four problems.
+
+`train_masks` is the assignment's procedure, step by step, for one mask; `--reference` uses it
+for every mask. By default all masks (of all combos, networks and seeds) are learned together
+by batched_masks.fit_masks: their losses are independent and Adam is element-wise, so this is
+the same computation, only batched (tests/test_reference.py compares the masks).
 """
 
 import os
@@ -24,6 +28,7 @@ import torch
 import tyro
 from tabulate import tabulate
 
+from batched_masks import Adam, fit_masks, stack_trajectories
 from combogrid import (COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGridBatch,
                        ComboGym, non_goal_cells, problem_cells)
 from ppo_agent import CheckpointError, StackedActors, greedy_actions, load_agent, program_mask
@@ -49,6 +54,9 @@ class Args:
     """checkpoints of the networks for TL-BR, TR-BL, BR-TL, BL-TR, in this order"""
     log_every: int = 500
     """gradient steps between two printed losses"""
+    reference: bool = False
+    """learn the masks one at a time with train_masks, the assignment's procedure (slower; the
+    default batched run gives the same masks)"""
     num_seeds: int = 1
     """independent seeds of the whole extraction; tables then show mean ± standard deviation"""
     mask_inputs: bool = False
@@ -80,38 +88,47 @@ class STESoftmax(torch.autograd.Function):
         return grad_output
 
 
-class Adam:
-    """torch.optim.Adam's update (default betas and eps, no weight decay), written out.
-
-    Constructing torch.optim.Adam imports torch._dynamo, about 2 s here: longer than all the
-    mask training. tests/test_masks.py checks that this takes the same steps as torch's.
-    """
-
-    def __init__(self, parameters, lr, betas=(0.9, 0.999), eps=1e-8):
-        self.parameters, self.lr, self.betas, self.eps = list(parameters), lr, betas, eps
-        self.first = [torch.zeros_like(p) for p in self.parameters]
-        self.second = [torch.zeros_like(p) for p in self.parameters]
-        self.steps = 0
-
-    def zero_grad(self):
-        for p in self.parameters:
-            p.grad = None
-
-    @torch.no_grad()
-    def step(self):
-        self.steps += 1
-        beta1, beta2 = self.betas
-        step_size = self.lr / (1 - beta1 ** self.steps)
-        correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
-        for p, first, second in zip(self.parameters, self.first, self.second):
-            first.lerp_(p.grad, 1 - beta1)
-            second.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
-            p.addcdiv_(first, (second.sqrt() / correction2_sqrt).add_(self.eps), value=-step_size)
-
-
 def discretize(theta):
     """One-hot mask from learnable logits: softmax over the states, then the estimator."""
     return STESoftmax.apply(torch.softmax(theta, dim=-2))
+
+
+def train_masks(agent, trajectory, args, initial_logits=None, losses=None):
+    """Learn one mask of `agent` whose masked network takes `trajectory`'s actions: the
+    assignment's "Masking Neurons" procedure, step by step.
+
+    initial_logits (3, hidden) replaces the random initialisation (to compare with the batched
+    engine); `losses`, a list, receives every step's loss. Returns the mask that produced the
+    lowest loss (3 x hidden, one-hot columns), the loss before optimisation and that lowest loss.
+    """
+    agent.eval()  # the network is fixed: only the mask is optimised
+    if initial_logits is None:
+        mask = torch.nn.Parameter(torch.randn(3, args.hidden_size), requires_grad=True)
+    else:
+        mask = torch.nn.Parameter(initial_logits.clone(), requires_grad=True)
+    observations = trajectory.get_state_sequence()
+    actions = trajectory.get_actions()
+    loss_fn = torch.nn.CrossEntropyLoss()
+    optimizer = Adam([mask], lr=args.mask_learning_rate)  # = torch.optim.Adam, see batched_masks
+    init_loss, best_loss, best_mask = None, float("inf"), None
+    for step in range(args.mask_learning_steps):
+        mask_probs = torch.softmax(mask, dim=0)
+        mask_discretized = STESoftmax.apply(mask_probs)
+        new_trajectory = agent.run_with_mask(observations, mask_discretized, trajectory.get_length())
+        mask_loss = loss_fn(torch.stack(new_trajectory.logits), torch.tensor(actions))
+        loss = mask_loss.item()
+        if init_loss is None:
+            init_loss = loss
+        if loss < best_loss:  # the mask that produced this loss, not the one after the update
+            best_loss, best_mask = loss, mask_discretized
+        if losses is not None:
+            losses.append(loss)
+        if args.log_every and step % args.log_every == 0:
+            print(f"  step {step:>5}/{args.mask_learning_steps}  loss {loss:.4f}", flush=True)
+        optimizer.zero_grad()
+        mask_loss.backward()
+        optimizer.step()
+    return best_mask.detach().data, init_loss, best_loss
 
 
 def combo_of(actions):
@@ -139,98 +156,83 @@ def build_sequences(trajectories, sequence_length):
     return sequences
 
 
-def stack_trajectories(trajectories):
-    """Training sets as padded tensors: observations (C, N, D), actions (C, N), and weights (C, N)
-    that average each set's loss over its own pairs (0 on padding)."""
-    size = max(t.get_length() for t in trajectories)
-    obs_size = len(trajectories[0].get_state_sequence()[0])
-    observations = torch.zeros(len(trajectories), size, obs_size)
-    actions = torch.zeros(len(trajectories), size, dtype=torch.long)
-    weights = torch.zeros(len(trajectories), size)
-    for c, trajectory in enumerate(trajectories):
-        n = trajectory.get_length()
-        observations[c, :n] = torch.as_tensor(np.array(trajectory.get_state_sequence()))
-        actions[c, :n] = torch.tensor(trajectory.get_actions())
-        weights[c, :n] = 1.0 / n
-    return observations, actions, weights
+def solution_trajectories(agents, args):
+    with torch.no_grad():
+        return [agent.run(ComboGym(args.game_width, args.game_width, problem))
+                for agent, problem in zip(agents, PROBLEMS)]
 
 
-def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta, args, set_names,
-              input_fill=None):
-    """Adam on a batch of masks; every mask has its own independent loss.
+def load_agents(args):
+    """The four networks of --model-paths, in canonical problem order."""
+    return [load_agent(path, ComboGym(args.game_width, args.game_width, problem), args.hidden_size)
+            for path, problem in zip(args.model_paths, PROBLEMS)]
 
-    observations (C, N, D), actions and weights (C, N): one training set per row C, named by
-    set_names. neuron_theta (S, C, A, 3, H) and input_theta (S, C, A, 2, D) or None: S seeds,
-    A networks; input_fill (C, D) replaces the dropped inputs. Returns the best masks seen (the
-    lowest objective per mask), the initial and best cross-entropy (S, C, A), and the loss
-    curves (steps, S, C, A).
+
+def initial_logits(args, seeds, networks, inputs):
+    """Mask logits drawn from each seed's own generator: neuron (S, C, A, 3, H) and, with
+    --mask-inputs, input (S, C, A, 2, D), else None. Both engines start from these."""
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    shape = (len(MOVE_NAMES), networks)
+    neuron = torch.stack([torch.randn(*shape, 3, args.hidden_size, generator=g) for g in generators])
+    if not args.mask_inputs:
+        return neuron, None
+    return neuron, torch.stack([torch.randn(*shape, 2, inputs, generator=g) for g in generators])
+
+
+def train_masks_one_at_a_time(agents, sequences, seeds, neuron_theta, args):
+    """--reference: every (seed, combo, network) mask through train_masks, from the same initial
+    logits as the batched engine. Returns masks (S, C, A, 3, H), initial and best losses
+    (S, C, A) and loss curves (steps, S, C, A)."""
+    masks = torch.zeros_like(neuron_theta)
+    init_loss, best_loss = torch.zeros(neuron_theta.shape[:3]), torch.zeros(neuron_theta.shape[:3])
+    curves = torch.zeros(args.mask_learning_steps, *neuron_theta.shape[:3])
+    for s, seed in enumerate(seeds):
+        for c, name in enumerate(MOVE_NAMES):
+            for a, (agent, problem) in enumerate(zip(agents, PROBLEMS)):
+                if args.log_every:
+                    print(f"mask for {name} on the {problem} network, seed {seed}", flush=True)
+                losses = []
+                masks[s, c, a], init_loss[s, c, a], best_loss[s, c, a] = train_masks(
+                    agent, sequences[name], args, neuron_theta[s, c, a], losses)
+                curves[:, s, c, a] = torch.tensor(losses)
+    return masks, init_loss, best_loss, curves
+
+
+def learn_masks(args, agents=None):
+    """Learn a mask per (seed, combo, network) from the solutions, then score every mask.
+
+    `agents` are the four networks, loaded from args.model_paths when not given.
     """
-    parameters = [neuron_theta] + ([input_theta] if input_theta is not None else [])
-    optimizer = Adam(parameters, lr=args.mask_learning_rate)
-    observations = observations.unsqueeze(1)  # (C, 1, N, D): the same data for every network
-    num_actions = actors.b2.shape[-1]
-    if input_theta is None:
-        mask_to_logits = actors.mask_to_logits(actors.pre_activations(observations))
+    agents = load_agents(args) if agents is None else agents
+    sequences = build_sequences(solution_trajectories(agents, args), args.sequence_length)
+    missing = [name for name in MOVE_NAMES if sequences[name].get_length() == 0]
+    if missing:
+        raise NoTrainingData(f"no training data for combo {missing[0]}: no network's solution contains it")
+    observations, actions, weights = stack_trajectories([sequences[name] for name in MOVE_NAMES])
+    seeds = [args.seed + k for k in range(args.num_seeds)]
+    neuron_theta, input_theta = initial_logits(args, seeds, len(agents), observations.shape[-1])
 
-    def masked_logits():
-        """Logits (S, C, A, N, O) under the current masks, and the masks' penalty."""
-        neuron_mask = discretize(neuron_theta)
-        if input_theta is None:
-            rows_1_2 = neuron_mask[..., 1:, :].flatten(-2).permute(1, 2, 0, 3)  # (C, A, S, 2H)
-            logits = (rows_1_2 @ mask_to_logits).permute(2, 0, 1, 3)             # (S, C, A, N * O)
-            return logits.reshape(*logits.shape[:3], -1, num_actions) + actors.b2, 0.0
-        keep = discretize(input_theta)[..., 1, :]
-        z = actors.pre_activations(observations, keep, input_fill[:, None, :])
-        return actors.logits(z, neuron_mask), args.input_penalty * keep.sum(-1)
-
-    targets = actions[:, None, :, None].expand(len(neuron_theta), *neuron_theta.shape[1:3], -1, 1)
-    best_objective = torch.full(neuron_theta.shape[:-2], float("inf"))
-    best_loss = torch.zeros(neuron_theta.shape[:-2])
-    best_neuron = neuron_theta.detach().clone()
-    best_input = None if input_theta is None else input_theta.detach().clone()
-    curves = []
-    for step in range(args.mask_learning_steps):
-        logits, penalty = masked_logits()
-        nll = -torch.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)  # (S, C, A, N)
-        loss = (nll * weights[:, None, :]).sum(-1)                                 # (S, C, A)
-        objective = loss + penalty
-        with torch.no_grad():  # keep, per mask, the one with the lowest objective seen
-            curves.append(loss.clone())
-            better = objective < best_objective
-            best_objective = torch.where(better, objective, best_objective)
-            best_loss = torch.where(better, loss, best_loss)
-            best_neuron = torch.where(better[..., None, None], neuron_theta, best_neuron)
-            if input_theta is not None:
-                best_input = torch.where(better[..., None, None], input_theta, best_input)
-        if args.log_every and step % args.log_every == 0:
-            log_losses(step, args.mask_learning_steps, loss.detach(), set_names)
-        optimizer.zero_grad()
-        objective.sum().backward()
-        optimizer.step()
-    curves = torch.stack(curves)
-    best_input_mask = None if best_input is None else discretize(best_input)[..., 1, :]
-    return discretize(best_neuron), best_input_mask, curves[0], best_loss, curves
-
-
-def log_losses(step, steps, loss, set_names):
-    """One line: the loss of each training set's masks, averaged over seeds and networks."""
-    per_set = loss.mean(dim=(0, 2))
-    print(f"step {step:>5}/{steps}  loss  " +
-          "  ".join(f"{name} {value:.4f}" for name, value in zip(set_names, per_set.tolist())), flush=True)
-
-
-def train_masks(agent, trajectory, args):
-    """The assignment's interface: learn one mask of `agent` that fits `trajectory`'s actions.
-
-    Returns the best mask seen (3 x hidden, one-hot columns), the loss before optimisation and
-    the loss of the best mask.
-    """
-    agent.eval()  # the network is fixed: only the mask is optimised
-    observations, actions, weights = stack_trajectories([trajectory])
-    mask = torch.nn.Parameter(torch.randn(1, 1, 1, 3, agent.hidden_size))  # one seed, set, network
-    best_mask, _, init_loss, best_loss, _ = fit_masks(
-        StackedActors([agent]), observations, actions, weights, mask, None, args, ["mask"])
-    return best_mask[0, 0, 0].detach().data, init_loss.item(), best_loss.item()
+    actors, input_masks, input_fill = StackedActors(agents), None, None
+    if args.reference:
+        neuron_masks, init_loss, best_loss, curves = train_masks_one_at_a_time(
+            agents, sequences, seeds, neuron_theta, args)
+    else:
+        if input_theta is not None:
+            means = (observations * weights[..., None]).sum(1)  # (C, D) each training set's mean
+            input_fill = means if args.input_fill == "mean" else torch.zeros_like(means)
+            input_theta = torch.nn.Parameter(input_theta)
+        neuron_masks, input_masks, init_loss, best_loss, curves = fit_masks(
+            actors, observations, actions, weights, torch.nn.Parameter(neuron_theta), input_theta, args,
+            MOVE_NAMES, discretize, input_fill)
+        neuron_masks = neuron_masks.detach()
+        input_masks = None if input_masks is None else input_masks.detach()
+    masked_score, original_score, performs_combo = score_masks(actors, neuron_masks, input_masks, input_fill, args)
+    return Extraction(
+        seeds=seeds, masked_score=masked_score, original_score=original_score,
+        init_loss=init_loss.detach().numpy(), best_loss=best_loss.detach().numpy(),
+        loss_curves=curves.detach().numpy(), performs_combo=performs_combo,
+        neuron_masks=neuron_masks, input_masks=input_masks, input_fill=input_fill,
+        training_pairs=[sequences[name].get_length() for name in MOVE_NAMES])
 
 
 def test_states(rows, columns):
@@ -303,71 +305,31 @@ class Extraction:
         return records
 
 
-def solution_trajectories(agents, args):
-    with torch.no_grad():
-        return [agent.run(ComboGym(args.game_width, args.game_width, problem))
-                for agent, problem in zip(agents, PROBLEMS)]
+def score_masks(actors, neuron_masks, input_masks, input_fill, args):
+    """Score masks (S, C, A, 3, H), and the original networks, on every test state.
 
-
-def load_agents(args):
-    """The four networks of --model-paths, in canonical problem order."""
-    return [load_agent(path, ComboGym(args.game_width, args.game_width, problem), args.hidden_size)
-            for path, problem in zip(args.model_paths, PROBLEMS)]
-
-
-def learn_masks(args, agents=None):
-    """Learn a mask per (seed, combo, network) from the solutions, then score every mask.
-
-    `agents` are the four networks, loaded from args.model_paths when not given.
+    Returns the masked scores (S, C, A), the original scores (C, A) and, per test state,
+    whether the masked network takes the whole combo (S, C, A, T).
     """
-    agents = load_agents(args) if agents is None else agents
-    sequences = build_sequences(solution_trajectories(agents, args), args.sequence_length)
-    missing = [name for name in MOVE_NAMES if sequences[name].get_length() == 0]
-    if missing:
-        raise NoTrainingData(f"no training data for combo {missing[0]}: no network's solution contains it")
-    observations, actions, weights = stack_trajectories([sequences[name] for name in MOVE_NAMES])
-
-    seeds = [args.seed + k for k in range(args.num_seeds)]
-    combos, networks, inputs = len(MOVE_NAMES), len(agents), observations.shape[-1]
-    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    neuron_theta = torch.nn.Parameter(torch.stack(
-        [torch.randn(combos, networks, 3, args.hidden_size, generator=g) for g in generators]))
-    input_theta, input_fill = None, None
-    if args.mask_inputs:
-        input_theta = torch.nn.Parameter(torch.stack(
-            [torch.randn(combos, networks, 2, inputs, generator=g) for g in generators]))
-        means = (observations * weights[..., None]).sum(1)  # (C, D) each training set's mean
-        input_fill = means if args.input_fill == "mean" else torch.zeros_like(means)
-
-    actors = StackedActors(agents)
-    neuron_masks, input_masks, init_loss, best_loss, curves = fit_masks(
-        actors, observations, actions, weights, neuron_theta, input_theta, args, MOVE_NAMES, input_fill)
-
-    # Score the S x C masks of each network, and the original network as one more mask.
-    neuron_masks, masks = neuron_masks.detach(), len(seeds) * combos
+    seeds, combos, networks = neuron_masks.shape[:3]
+    masks, inputs = seeds * combos, actors.w1.shape[1]
+    # the S x C masks of each network, and the original network as one more mask
     all_neuron = torch.cat([neuron_masks.reshape(masks, networks, 3, -1),
                             program_mask(args.hidden_size).expand(1, networks, 3, -1)])
     all_input, all_fill = None, 0.0
     if input_masks is not None:
-        input_masks = input_masks.detach()
         all_input = torch.cat([input_masks.reshape(masks, networks, -1), torch.ones(1, networks, inputs)])
-        all_fill = torch.cat([input_fill.repeat(len(seeds), 1), torch.zeros(1, inputs)])[:, None, :]
+        all_fill = torch.cat([input_fill.repeat(seeds, 1), torch.zeros(1, inputs)])[:, None, :]
     taken, compared = rollout_masks(actors, all_neuron, all_input, args, all_fill)
     combo_actions = np.array([COMBOS[name] for name in MOVE_NAMES])          # (C, L)
 
-    masked_taken = taken[:-1].reshape(len(seeds), combos, networks, -1, args.sequence_length)
+    masked_taken = taken[:-1].reshape(seeds, combos, networks, -1, args.sequence_length)
     masked_compared = compared[:-1].reshape(masked_taken.shape)
     masked_match = (masked_taken == combo_actions[None, :, None, None, :]) & masked_compared
     original_match = (taken[-1][None] == combo_actions[:, None, None, :]) & compared[-1][None]
-    return Extraction(
-        seeds=seeds,
-        masked_score=masked_match.sum((-1, -2)) / masked_compared.sum((-1, -2)),
-        original_score=original_match.sum((-1, -2)) / compared[-1].sum((-1, -2))[None],
-        init_loss=init_loss.detach().numpy(), best_loss=best_loss.detach().numpy(),
-        loss_curves=curves.numpy(), performs_combo=masked_match.all(-1),
-        neuron_masks=neuron_masks, input_masks=input_masks, input_fill=input_fill,
-        training_pairs=[sequences[name].get_length() for name in MOVE_NAMES])
-
+    return (masked_match.sum((-1, -2)) / masked_compared.sum((-1, -2)),
+            original_match.sum((-1, -2)) / compared[-1].sum((-1, -2))[None],
+            masked_match.all(-1))
 
 def needed_pairs():
     """(C, A) boolean: whether network A's problem needs combo C."""
@@ -414,6 +376,8 @@ def check_args(args):
     if len(args.model_paths) != len(PROBLEMS):
         return (f"--model-paths needs {len(PROBLEMS)} checkpoints ({', '.join(PROBLEMS)}), "
                 f"got {len(args.model_paths)}")
+    if args.reference and args.mask_inputs:
+        return "--reference learns neuron masks the assignment's way; it does not combine with --mask-inputs"
     if args.sequence_length != COMBO_LENGTH:
         return f"--sequence-length must be {COMBO_LENGTH}, the length of ComboGrid's combos"
     for name in ("mask_learning_steps", "mask_learning_rate", "num_seeds", "hidden_size"):

@@ -17,7 +17,8 @@ import tyro
 
 import main
 from combogrid import COMBOS, MOVE_NAMES, PROBLEMS
-from results import save_results, write_atomically
+from atomic import write_atomically
+from results import save_results
 
 # name: (main.py options, what the run is)
 RUNS = {

@@ -22,7 +22,7 @@ from torch import nn, optim
 
 from combogrid import PROBLEMS, ComboGridVec, ComboGym, COMBO_LENGTH
 from ppo_agent import PPOAgent
-from results import write_atomically
+from atomic import write_atomically
 
 
 @dataclass

@@ -6,7 +6,7 @@ Prints:
   main.py / imports        `python main.py` against `python -c "import torch, gymnasium, tyro, tabulate"`
                            (target <= 2.5: the floor of any run is importing its libraries)
   10 seeds / 1 seed        `python main.py --num-seeds 10` against `python main.py` (target <= 3)
-  10 seeds, input masks / 1 seed   the same with --mask-inputs (no target; for information)
+  10 seeds, input masks / 1 seed   the same with --mask-inputs (target <= 2)
 """
 
 import os
@@ -25,7 +25,7 @@ COMMANDS = {
     "10 seeds": ["main.py", "--num-seeds", "10"],
     "10 seeds, input masks": ["main.py", "--num-seeds", "10", "--mask-inputs"],
 }
-RATIOS = [("main.py", "imports", 2.5), ("10 seeds", "main.py", 3.0), ("10 seeds, input masks", "main.py", None)]
+RATIOS = [("main.py", "imports", 2.5), ("10 seeds", "main.py", 3.0), ("10 seeds, input masks", "main.py", 2.0)]
 
 
 @dataclass

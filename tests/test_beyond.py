@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import main
+import options
 import results
 from combogrid import COMBOS, PROBLEMS, ComboGym
 from conftest import ROOT
@@ -98,7 +99,7 @@ def test_extracted_function_reused_as_an_option(tmp_path, input_run):
     results.save_results(args, result)
     state_labels = results.test_state_labels(5)
     c, a = 0, PROBLEMS.index("BR-TL")  # Up, from a network whose problem needs it
-    function = results.load_extracted_function(str(tmp_path / "masks.pt"), "Up", "BR-TL", seed_index=1)
+    function = options.load_extracted_function(str(tmp_path / "masks.pt"), "Up", "BR-TL", seed_index=1)
     for t in (0, 30, 60, 95):
         env = ComboGym(problem=state_labels[t]["problem"])
         env.reset(options={"agent": tuple(state_labels[t]["cell"])})

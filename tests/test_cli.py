@@ -28,6 +28,7 @@ def run(script, *arguments):
     (["--sequence-length", "4"], "--sequence-length must be 3"),
     (["--game-width", "1"], "--game-width must be at least 2"),
     (["--save-dir", os.path.join(ROOT, "main.py")], "exists and is not a folder"),
+    (["--reference", "--mask-inputs"], "does not combine with --mask-inputs"),
 ])
 def test_main_bad_input(arguments, message):
     result = run("main.py", *arguments)

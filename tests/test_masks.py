@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+import batched_masks
 import main
 from combogrid import COMBOS, PROBLEMS, ComboGym
 from conftest import ROOT
@@ -108,7 +109,7 @@ def test_adam_takes_the_same_steps_as_torch_adam():
     torch.manual_seed(0)
     start = torch.randn(3, H)
     ours, theirs = torch.nn.Parameter(start.clone()), torch.nn.Parameter(start.clone())
-    optimizers = [main.Adam([ours], lr=0.01), torch.optim.Adam([theirs], lr=0.01)]
+    optimizers = [batched_masks.Adam([ours], lr=0.01), torch.optim.Adam([theirs], lr=0.01)]
     for _ in range(50):
         gradient = torch.randn(3, H)
         for parameter, optimizer in zip((ours, theirs), optimizers):
