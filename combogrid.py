@@ -77,6 +77,13 @@ class ComboGridBatch:
         self.buffer_lengths[which] = 0
         self.steps[which] = 0
 
+    def subset(self, games):
+        """A new batch holding copies of the games at these indices."""
+        batch = ComboGridBatch(self.agents[games], self.goals[games], self.rows, self.columns)
+        batch.buffers, batch.buffer_lengths = self.buffers[games], self.buffer_lengths[games]
+        batch.steps = self.steps[games]
+        return batch
+
     def at_goal(self):
         return np.all(self.agents == self.goals, axis=1)
 
@@ -113,24 +120,58 @@ class ComboGridBatch:
 
 
 class ComboGridVec:
-    """`num_envs` copies of one problem for PPO, reset automatically when an episode ends."""
+    """PPO's environments for many learners at once: `num_envs` games of each learner's problem,
+    reset automatically when an episode ends. Arrays are (learners, num_envs, ...).
 
-    def __init__(self, num_envs, problem="TL-BR", rows=5, columns=5):
-        self.start, goal = problem_cells(problem, rows, columns)
-        self.num_envs = num_envs
-        self.games = ComboGridBatch([self.start] * num_envs, [goal] * num_envs, rows, columns)
+    This is the interface batched_ppo.BatchedPPO trains on; any ComboGrid task offers the same:
+    reset(), step(actions), keep(learners) and greedy_solved(act).
+    """
+
+    num_actions = NUM_ACTIONS
+
+    def __init__(self, problems, num_envs, rows=5, columns=5):
+        cells = [problem_cells(problem, rows, columns) for problem in problems]
+        self.starts = np.repeat([start for start, _ in cells], num_envs, axis=0)   # one row per game
+        goals = np.repeat([goal for _, goal in cells], num_envs, axis=0)
+        self.num_learners, self.num_envs = len(problems), num_envs
+        self.observation_size = observation_size(rows, columns)
+        self.optimal_lengths = np.array([COMBO_LENGTH * (abs(s[0] - g[0]) + abs(s[1] - g[1])) for s, g in cells])
+        self.games = ComboGridBatch(self.starts, goals, rows, columns)
+
+    def _shaped(self, values):
+        return values.reshape(self.num_learners, self.num_envs, *values.shape[1:])
 
     def reset(self):
-        self.games.reset_games(np.ones(self.num_envs, dtype=bool), self.start)
-        return self.games.observations()
+        self.games.reset_games(np.ones(len(self.starts), dtype=bool), self.starts)
+        return self._shaped(self.games.observations())
 
     def step(self, actions):
-        """Returns (next observations, rewards, dones, episode lengths of the games that ended)."""
-        rewards, terminated, truncated = self.games.step(actions)
+        """actions (L, E) -> next observations, rewards, dones and the primitive steps taken (all 1)."""
+        rewards, terminated, truncated = self.games.step(actions.reshape(-1))
         dones = terminated | truncated
-        finished_lengths = self.games.steps[dones].copy()
-        self.games.reset_games(dones, self.start)
-        return self.games.observations(), rewards, dones, finished_lengths
+        self.games.reset_games(dones, self.starts[dones])
+        return (self._shaped(self.games.observations()), self._shaped(rewards), self._shaped(dones),
+                np.ones_like(actions))
+
+    def keep(self, learners):
+        """Go on with these learners only (indices into the current ones)."""
+        games = (np.asarray(learners)[:, None] * self.num_envs + np.arange(self.num_envs)).reshape(-1)
+        self.games = self.games.subset(games)
+        self.starts = self.starts[games]
+        self.optimal_lengths = self.optimal_lengths[np.asarray(learners)]
+        self.num_learners = len(learners)
+
+    def greedy_solved(self, act):
+        """Whether each learner's greedy policy solves its problem optimally (one combo per cell of
+        distance). act maps observations (L, n, D) to actions (L, n)."""
+        starts = self.starts[::self.num_envs]
+        games = ComboGridBatch(starts, self.games.goals[::self.num_envs], self.games.rows, self.games.columns)
+        reached_at = np.zeros(self.num_learners, dtype=np.int64)  # 0: not (yet) reached
+        for step in range(1, self.optimal_lengths.max() + 1):
+            actions = np.asarray(act(games.observations()[:, None, :]))[:, 0]
+            _, terminated, _ = games.step(actions)
+            reached_at = np.where((reached_at == 0) & terminated, step, reached_at)
+        return reached_at == self.optimal_lengths
 
 
 class ComboGym(gym.Env):

@@ -1,40 +1,40 @@
-"""Train the four ComboGrid policy networks with PPO (CleanRL's ppo.py, on a numpy-batched env).
+"""Train the ComboGrid policy networks with PPO: many independent learners as one batched run.
 
-    python train_ppo.py                      # all four problems, written to models/PROBLEM.pt
-    python train_ppo.py --problems TL-BR     # one problem
+    python train_ppo.py                                  # the four shipped networks, models/PROBLEM.pt
+    python train_ppo.py --num-sets 10 --save-dir sets    # 10 independent sets, sets/set_0 ... sets/set_9
 
-Problem i of the canonical order (TL-BR, TR-BL, BR-TL, BL-TR) is trained with seed `seed + i`.
-Training of a problem stops once its greedy policy has solved it optimally (24 actions) at
-`optimal_checks` consecutive iterations, or after `total_timesteps`.
+Learner i of set k trains problem `problems[i]` with seed `seed + k * len(problems) + i`, so the
+shipped set is problem i with seed i. Each learner is CleanRL's ppo.py on its own 16
+environments (batched_ppo.py trains them all at once, each exactly as it would train alone).
+A learner stops once its greedy policy has solved its problem optimally (24 actions) at
+`optimal_checks` consecutive iterations, or when it has used `total_timesteps`; one that never
+got there is named and recorded as not optimal in training.json.
 """
 
 import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass
-from multiprocessing import get_context
+from dataclasses import asdict, dataclass, fields
 
-import numpy as np
 import torch
 import tyro
-from torch import nn, optim
 
-from combogrid import PROBLEMS, ComboGridVec, ComboGym, COMBO_LENGTH
-from ppo_agent import PPOAgent
 from atomic import write_atomically
+from batched_ppo import BatchedPPO, PPOSettings
+from combogrid import PROBLEMS, ComboGridVec
 
 
 @dataclass
 class Args:
     problems: tuple[str, ...] = PROBLEMS
-    """problems to train, one network each"""
+    """problems to train, one network each per set"""
     seed: int = 0
-    """seed of the first problem in canonical order; the i-th problem uses seed + i"""
+    """seed of the first learner; learner i of set k uses seed + k * len(problems) + i"""
+    num_sets: int = 1
+    """independent sets of networks; with more than one, set k is written to SAVE_DIR/set_k"""
     save_dir: str = "models"
-    """folder the checkpoints are written to, as PROBLEM.pt"""
-    processes: int = 2
-    """problems trained in parallel (one process per core)"""
+    """folder the checkpoints (PROBLEM.pt) and training.json are written to"""
     rows: int = 5
     """grid rows"""
     columns: int = 5
@@ -42,13 +42,13 @@ class Args:
     hidden_size: int = 64
     """neurons of the actor's hidden layer"""
     total_timesteps: int = 3_000_000
-    """most environment steps per problem"""
+    """most environment steps per learner"""
     optimal_checks: int = 10
-    """consecutive iterations with an optimal greedy rollout that end training"""
-    learning_rate: float = 2.5e-4
+    """consecutive iterations with an optimal greedy rollout that end a learner's training"""
+    learning_rate: float = 1e-3
     """Adam learning rate, annealed linearly to 0 over total_timesteps"""
     num_envs: int = 16
-    """parallel environments"""
+    """parallel environments per learner"""
     num_steps: int = 128
     """steps per environment per rollout"""
     gamma: float = 0.99
@@ -67,141 +67,108 @@ class Args:
     """value loss coefficient"""
     max_grad_norm: float = 0.5
     """gradient clipping norm"""
-    print_every: int = 20
-    """iterations between progress lines"""
+    threads: int = 2
+    """torch threads (the cores to use)"""
+    print_every: float = 10.0
+    """seconds between progress lines"""
 
 
-def optimal_length(env):
-    """Actions of an optimal solution: one combo per cell of Manhattan distance."""
-    (r0, c0), (r1, c1) = env.start, env.goal
-    return COMBO_LENGTH * (abs(r0 - r1) + abs(c0 - c1))
+def ppo_settings(args):
+    return PPOSettings(**{f.name: getattr(args, f.name) for f in fields(PPOSettings)})
 
 
-def greedy_length(agent, env):
-    with torch.no_grad():
-        return agent.run(env, length_cap=optimal_length(env) + 1).get_length()
+def check_args(args):
+    """The first problem with the arguments, or None."""
+    unknown = [p for p in args.problems if p not in PROBLEMS]
+    if unknown:
+        return f"unknown problem {unknown[0]!r}: expected some of {', '.join(PROBLEMS)}"
+    if not args.problems or len(set(args.problems)) != len(args.problems):
+        return "--problems must name each problem at most once, and at least one"
+    for name in ("num_sets", "total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
+                 "hidden_size", "threads", "learning_rate", "print_every"):
+        value = getattr(args, name)
+        if not value > 0 or value == float("inf"):
+            return f"--{name.replace('_', '-')} must be a positive number, got {value}"
+    if (args.num_envs * args.num_steps) % args.num_minibatches:
+        return "--num-minibatches must divide num_envs x num_steps"
+    if args.total_timesteps < args.num_envs * args.num_steps:
+        return f"--total-timesteps must allow one rollout of num_envs x num_steps = {args.num_envs * args.num_steps} steps"
+    if args.rows < 2 or args.columns < 2:
+        return "--rows and --columns must be at least 2"
+    return None
 
 
-def train(args, problem, seed):
-    """PPO on one problem; returns the trained agent and the environment steps it took."""
-    torch.set_num_threads(1)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
-    envs = ComboGridVec(args.num_envs, problem, args.rows, args.columns)
-    eval_env = ComboGym(args.rows, args.columns, problem)
-    agent = PPOAgent(eval_env, args.hidden_size)
-    optimizer = optim.Adam(agent.parameters(), lr=args.learning_rate, eps=1e-5)
-    batch_size = args.num_envs * args.num_steps
-    minibatch_size = batch_size // args.num_minibatches
-    num_iterations = args.total_timesteps // batch_size
-
-    obs = torch.zeros((args.num_steps, args.num_envs, eval_env.observation_space.shape[0]))
-    actions = torch.zeros((args.num_steps, args.num_envs), dtype=torch.long)
-    logprobs, rewards, dones, values = (torch.zeros((args.num_steps, args.num_envs)) for _ in range(4))
-
-    next_obs, next_done = torch.from_numpy(envs.reset()), torch.zeros(args.num_envs)
-    episode_lengths, optimal_streak, global_step, start = [], 0, 0, time.time()
-    for iteration in range(1, num_iterations + 1):
-        optimizer.param_groups[0]["lr"] = (1.0 - (iteration - 1.0) / num_iterations) * args.learning_rate
-        for step in range(args.num_steps):
-            global_step += args.num_envs
-            obs[step], dones[step] = next_obs, next_done
-            with torch.no_grad():
-                action, logprob, _, value = agent.get_action_and_value(next_obs)
-            values[step], actions[step], logprobs[step] = value.flatten(), action, logprob
-            observation, reward, done, finished = envs.step(action.numpy())
-            rewards[step] = torch.from_numpy(reward)
-            next_obs, next_done = torch.from_numpy(observation), torch.from_numpy(done).float()
-            episode_lengths.extend(finished.tolist())
-
-        with torch.no_grad():  # generalized advantage estimation
-            next_value = agent.get_value(next_obs).flatten()
-            advantages = torch.zeros_like(rewards)
-            last_gae = 0
-            for t in reversed(range(args.num_steps)):
-                next_non_terminal = 1.0 - (next_done if t == args.num_steps - 1 else dones[t + 1])
-                following = next_value if t == args.num_steps - 1 else values[t + 1]
-                delta = rewards[t] + args.gamma * following * next_non_terminal - values[t]
-                advantages[t] = last_gae = delta + args.gamma * args.gae_lambda * next_non_terminal * last_gae
-            returns = advantages + values
-
-        b_obs, b_actions = obs.reshape(batch_size, -1), actions.reshape(-1)
-        b_logprobs, b_advantages = logprobs.reshape(-1), advantages.reshape(-1)
-        b_returns, b_values = returns.reshape(-1), values.reshape(-1)
-        for _ in range(args.update_epochs):
-            for mb in torch.randperm(batch_size).split(minibatch_size):
-                _, newlogprob, entropy, newvalue = agent.get_action_and_value(b_obs[mb], b_actions[mb])
-                ratio = (newlogprob - b_logprobs[mb]).exp()
-                mb_adv = b_advantages[mb]
-                mb_adv = (mb_adv - mb_adv.mean()) / (mb_adv.std() + 1e-8)
-                pg_loss = torch.max(-mb_adv * ratio,
-                                    -mb_adv * ratio.clamp(1 - args.clip_coef, 1 + args.clip_coef)).mean()
-                newvalue = newvalue.view(-1)
-                v_clipped = b_values[mb] + (newvalue - b_values[mb]).clamp(-args.clip_coef, args.clip_coef)
-                v_loss = 0.5 * torch.max((newvalue - b_returns[mb]) ** 2, (v_clipped - b_returns[mb]) ** 2).mean()
-                loss = pg_loss - args.ent_coef * entropy.mean() + v_loss * args.vf_coef
-                optimizer.zero_grad()
-                loss.backward()
-                nn.utils.clip_grad_norm_(agent.parameters(), args.max_grad_norm)
-                optimizer.step()
-
-        greedy = greedy_length(agent, eval_env)
-        optimal_streak = optimal_streak + 1 if greedy == optimal_length(eval_env) else 0
-        if iteration % args.print_every == 0 or optimal_streak == args.optimal_checks:
-            mean_length = np.mean(episode_lengths) if episode_lengths else float("nan")
-            print(f"[{problem}] step {global_step:>8,}  episode length {mean_length:6.1f}  "
-                  f"greedy length {greedy:>3}{'+' if greedy > optimal_length(eval_env) else ''}  "
-                  f"{global_step / (time.time() - start):,.0f} steps/s", flush=True)
-            episode_lengths.clear()
-        if optimal_streak == args.optimal_checks:
-            break
-    return agent, global_step, greedy == optimal_length(eval_env)
+def set_folder(args, k):
+    return args.save_dir if args.num_sets == 1 else os.path.join(args.save_dir, f"set_{k}")
 
 
-def train_and_save(job):
-    args, problem, seed = job
-    start = time.time()
-    agent, steps, optimal = train(args, problem, seed)
-    path = os.path.join(args.save_dir, f"{problem}.pt")
-    write_atomically(path, lambda temporary: torch.save(agent.state_dict(), temporary))
-    return problem, steps, time.time() - start, optimal, path, seed
+class Progress:
+    """A line every `every` seconds: steps, learners finished and optimal, speed, time left."""
 
+    def __init__(self, every):
+        self.every, self.last = every, 0.0
 
-def write_training_record(save_dir, trained):
-    """Add what was trained to SAVE_DIR/training.json, which report.py quotes."""
-    path = os.path.join(save_dir, "training.json")
-    record = {}
-    if os.path.exists(path):
-        with open(path) as file:
-            record = json.load(file)
-    record.update(trained)
-    record = {problem: record[problem] for problem in PROBLEMS if problem in record}
-
-    def write_json(temporary):
-        with open(temporary, "w") as file:
-            json.dump(record, file, indent=1)
-
-    write_atomically(path, write_json)
+    def __call__(self, p):
+        if p["seconds"] - self.last < self.every and p["finished"] < p["learners"]:
+            return
+        self.last = p["seconds"]
+        rate = p["steps"] / max(p["seconds"], 1e-9)
+        print(f"{p['steps']:>11,} steps  {p['finished']:>3}/{p['learners']} learners finished, "
+              f"{p['solved']} optimal  {rate:,.0f} steps/s  {p['seconds']:.0f} s; at most "
+              f"{p['budget_left'] / rate:.0f} s left (the unfinished learners' whole budget)", flush=True)
 
 
 def main(args):
-    unknown = [p for p in args.problems if p not in PROBLEMS]
-    if unknown:
-        sys.exit(f"error: unknown problem {unknown[0]!r}: expected one of {', '.join(PROBLEMS)}")
-    if min(args.total_timesteps, args.num_envs, args.num_steps, args.processes, args.hidden_size) <= 0:
-        sys.exit("error: total_timesteps, num_envs, num_steps, processes and hidden_size must be positive")
-    os.makedirs(args.save_dir, exist_ok=True)
-    jobs = [(args, p, args.seed + PROBLEMS.index(p)) for p in args.problems]
-    settings = {key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")}
-    start, trained = time.time(), {}
-    with get_context("fork").Pool(min(args.processes, len(jobs))) as pool:
-        for problem, steps, seconds, optimal, path, seed in pool.imap_unordered(train_and_save, jobs):
-            status = "optimal" if optimal else "NOT optimal"
-            print(f"[{problem}] {status} after {steps:,} steps in {seconds:.0f} s -> {path}", flush=True)
-            trained[problem] = {"seed": seed, "steps": steps, "seconds": round(seconds, 1), "optimal": optimal,
-                                "settings": settings}
-    write_training_record(args.save_dir, trained)
-    print(f"trained {len(jobs)} network(s) in {time.time() - start:.0f} s wall")
+    problem = check_args(args)
+    if problem:
+        sys.exit(f"error: {problem}")
+    folders = [set_folder(args, k) for k in range(args.num_sets)]
+    try:
+        for folder in folders:
+            os.makedirs(folder, exist_ok=True)
+            probe = os.path.join(folder, f".write-test-{os.getpid()}")
+            open(probe, "w").close()
+            os.remove(probe)
+    except OSError as error:
+        sys.exit(f"error: cannot write to --save-dir {args.save_dir}: {error.strerror}")
+
+    torch.set_num_threads(args.threads)
+    problems = list(args.problems) * args.num_sets
+    seeds = [args.seed + i for i in range(len(problems))]
+    settings = ppo_settings(args)
+    print(f"training {len(problems)} learners ({args.num_sets} set(s) of {len(args.problems)}) in one batch",
+          flush=True)
+    start = time.time()
+    try:
+        results = BatchedPPO(ComboGridVec(problems, args.num_envs, args.rows, args.columns), seeds,
+                             settings).train(Progress(args.print_every))
+    except KeyboardInterrupt:
+        sys.exit("error: interrupted; nothing was written")
+    seconds = time.time() - start
+
+    recorded = {key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")}
+    failed = []
+    for k, folder in enumerate(folders):
+        record = {}
+        for i, problem in enumerate(args.problems):
+            result = results[k * len(args.problems) + i]
+            path = os.path.join(folder, f"{problem}.pt")
+            write_atomically(path, lambda temporary: torch.save(result.state_dict, temporary))
+            record[problem] = {"seed": result.seed, "steps": result.steps, "optimal": result.solved,
+                               "settings": recorded}
+            if not result.solved:
+                failed.append(f"{path} (seed {result.seed}, {result.steps:,} steps)")
+
+        def write_json(temporary):
+            with open(temporary, "w") as file:
+                json.dump({"seconds": round(seconds, 1), "networks": record}, file, indent=1)
+
+        write_atomically(os.path.join(folder, "training.json"), write_json)
+    steps = sum(r.steps for r in results)
+    print(f"trained {len(results)} network(s) in {seconds:.0f} s: {steps:,} steps, {steps / seconds:,.0f} steps/s; "
+          f"{len(results) - len(failed)} optimal -> {args.save_dir}")
+    if failed:
+        print(f"NOT optimal (their whole budget spent): {'; '.join(failed)}")
 
 
 if __name__ == "__main__":
