@@ -100,12 +100,16 @@ class ComboGridBatch:
         obs[games, cells + NUM_ACTIONS * COMBO_LENGTH + self.goals[:, 0] * self.columns + self.goals[:, 1]] = 1.0
         return obs
 
-    def step(self, actions):
-        """Apply one action per game; returns (rewards, terminated, truncated) arrays."""
-        games = np.arange(len(self.agents))
-        self.buffers[games, self.buffer_lengths] = actions
-        self.buffer_lengths += 1
-        self.steps += 1
+    def step(self, actions, active=None):
+        """Apply one action per game; returns (rewards, terminated, truncated) arrays.
+
+        With a boolean array `active`, only those games take their action (an option runs for
+        three steps while a primitive action takes one); the others stay as they are.
+        """
+        games = np.arange(len(self.agents)) if active is None else np.flatnonzero(active)
+        self.buffers[games, self.buffer_lengths[games]] = actions[games]
+        self.buffer_lengths[games] += 1
+        self.steps[games] += 1
         full = self.buffer_lengths == COMBO_LENGTH
         moves = np.where(full, MOVE_OF_TRIPLE[self.buffers @ TRIPLE_WEIGHTS], -1)
         moving = moves >= 0
@@ -237,3 +241,5 @@ class ComboGym(gym.Env):
 
 
 gym.register("ComboGrid-v0", entry_point="combogrid:ComboGym")
+gym.register("ComboGrid-MultiGoal-v0", entry_point="tasks:MultiGoalGym")  # SPEC.md's downstream tasks
+gym.register("ComboGrid-Random-v0", entry_point="tasks:RandomGoalGym")

@@ -68,10 +68,17 @@ class Args:
     training data (the function stops depending on it) or 0"""
     save_dir: Optional[str] = None
     """folder for results.json, masks.pt and figures (written only after a complete run)"""
+    sets_dir: Optional[str] = None
+    """study many network sets instead (train_ppo.py --num-sets): run both masking schemes on every
+    set of this folder and summarise needed versus not-needed pairs across sets (across_sets.py)"""
 
 
 class NoTrainingData(Exception):
     """No solution trajectory contains one of the combos, so its masks cannot be learned."""
+
+
+class WrongNetwork(Exception):
+    """A network whose greedy policy does not solve its own problem: no solution to learn from."""
 
 
 class STESoftmax(torch.autograd.Function):
@@ -156,10 +163,29 @@ def build_sequences(trajectories, sequence_length):
     return sequences
 
 
-def solution_trajectories(agents, args):
+def solves(agent, problem, args):
+    """The network's greedy episode on `problem`, and whether it reaches the goal."""
     with torch.no_grad():
-        return [agent.run(ComboGym(args.game_width, args.game_width, problem))
-                for agent, problem in zip(agents, PROBLEMS)]
+        env = ComboGym(args.game_width, args.game_width, problem)
+        trajectory = agent.run(env)
+    return trajectory, bool(env.game.at_goal()[0])
+
+
+def solution_trajectories(agents, args):
+    """Each network's greedy solution of its own problem. A network that does not reach its goal
+    is an error naming its checkpoint and what it does instead."""
+    trajectories = []
+    for agent, problem, path in zip(agents, PROBLEMS, args.model_paths):
+        trajectory, reached = solves(agent, problem, args)
+        if not reached:
+            others = [other for other in PROBLEMS if other != problem and solves(agent, other, args)[1]]
+            if others:
+                raise WrongNetwork(f"{path} should solve {problem} but solves {', '.join(others)} instead: the "
+                                   f"order of --model-paths looks wrong (expected {', '.join(PROBLEMS)})")
+            raise WrongNetwork(f"{path} does not solve {problem}: its greedy policy does not reach the goal "
+                               f"within {trajectory.get_length()} steps")
+        trajectories.append(trajectory)
+    return trajectories
 
 
 def load_agents(args):
@@ -396,9 +422,11 @@ def main(args):
     problem = check_args(args)
     if problem:
         sys.exit(f"error: {problem}")
+    if args.sets_dir is not None:
+        return main_across_sets(args)
     try:
         result = learn_masks(args)
-    except (CheckpointError, NoTrainingData) as error:
+    except (CheckpointError, NoTrainingData, WrongNetwork) as error:
         sys.exit(f"error: {error}")
     for table in score_tables(result.masked_score, result.original_score):
         print(table)
@@ -408,6 +436,20 @@ def main(args):
     if args.save_dir is not None:
         try:
             save_results(args, result)
+        except OSError as error:
+            sys.exit(f"error: cannot write to --save-dir {args.save_dir}: {error.strerror}")
+
+
+def main_across_sets(args):
+    import across_sets
+    try:
+        data = across_sets.study(args, learn_masks)
+    except (across_sets.BadSetsFolder, CheckpointError, NoTrainingData, WrongNetwork) as error:
+        sys.exit(f"error: {error}")
+    print(across_sets.summary(data))
+    if args.save_dir is not None:
+        try:
+            across_sets.save(data, args.save_dir)
         except OSError as error:
             sys.exit(f"error: cannot write to --save-dir {args.save_dir}: {error.strerror}")
 

@@ -8,7 +8,7 @@ three steps from whatever state it is called in.
 import numpy as np
 import torch
 
-from combogrid import COMBO_LENGTH, ComboGym
+from combogrid import COMBO_LENGTH, COMBOS, MOVE_NAMES, ComboGym
 from ppo_agent import StackedActors, greedy_actions, load_agent, rollout
 
 
@@ -47,3 +47,46 @@ def load_extracted_function(masks_path, sequence, base_model, seed_index=0, mode
         return ExtractedFunction(agent, masks["neuron_masks"][seed_index, c, a])
     return ExtractedFunction(agent, masks["neuron_masks"][seed_index, c, a],
                              masks["input_masks"][seed_index, c, a], masks["input_fill"][c])
+
+
+class OptionSet:
+    """K options a learner can choose besides the primitive actions. act(which, observations,
+    position) gives the primitive action of option which[i] at observations[i], `position`
+    (0, 1 or 2) steps after the option started."""
+
+    def __len__(self):
+        raise NotImplementedError
+
+
+class ComboOptions(OptionSet):
+    """The four true combos as fixed macro-actions: the upper bound of what an option can give."""
+
+    def __init__(self, names=MOVE_NAMES):
+        self.table = np.array([COMBOS[name] for name in names])
+
+    def __len__(self):
+        return len(self.table)
+
+    def act(self, which, observations, position):
+        return self.table[which, position]
+
+
+class NetworkOptions(OptionSet):
+    """Options that are networks under masks: option k acts greedily with agents[k] under
+    neuron_masks[k] (3, H) and, if given, input_masks[k] (D,) with dropped inputs set to fills[k]."""
+
+    def __init__(self, agents, neuron_masks, input_masks=None, fills=None):
+        self.actors = StackedActors(agents)
+        self.neuron_masks = torch.as_tensor(neuron_masks)                        # (K, 3, H)
+        self.input_masks = None if input_masks is None else torch.as_tensor(input_masks)   # (K, D)
+        self.fills = 0.0 if fills is None else torch.as_tensor(fills)             # (K, D)
+
+    def __len__(self):
+        return len(self.neuron_masks)
+
+    @torch.no_grad()
+    def act(self, which, observations, position):
+        x = torch.as_tensor(observations)[None]                                   # (1, n, D)
+        z = self.actors.pre_activations(x, self.input_masks, self.fills)          # (K, n, H)
+        logits = self.actors.logits(z, self.neuron_masks)                        # (K, n, O)
+        return greedy_actions(logits[which, np.arange(len(which))]).numpy()

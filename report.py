@@ -1,10 +1,13 @@
 """Build answers.pdf, the assignment's answers, from runs of main.py.
 
-    python report.py              # run the four configurations into results/, then write answers.pdf
-    python report.py --reuse      # only rebuild the PDF from results/*/results.json
+    python report.py              # run the four configurations and the study across network
+                                  # sets into results/, then write answers.pdf
+    python report.py --reuse      # only rebuild the PDF from results/*/results.json and sets.json
 
-Every number in the PDF is read from the runs' results.json (and models/training.json); none is
-typed. Needs requirements-dev.pip (fpdf2, matplotlib).
+Every number in the PDF is read from the runs' results.json, results/sets/sets.json and the
+training records (training.json); none is typed. Needs requirements-dev.pip (fpdf2, matplotlib).
+The study trains 10 network sets into results/network_sets/ with train_ppo.py when they are not
+there yet.
 """
 
 import json
@@ -15,7 +18,9 @@ from dataclasses import dataclass, replace
 import numpy as np
 import tyro
 
+import across_sets
 import main
+import train_ppo
 from combogrid import COMBOS, MOVE_NAMES, PROBLEMS
 from atomic import write_atomically
 from results import save_results
@@ -28,6 +33,9 @@ RUNS = {
     "inputs_zero": ({"num_seeds": 10, "mask_inputs": True, "input_fill": "zero"},
                     "python main.py --num-seeds 10 --mask-inputs --input-fill zero"),
 }
+NUM_SETS = 10
+TRAIN_SETS = f"python train_ppo.py --num-sets {NUM_SETS} --save-dir results/network_sets"
+STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
 
 
 @dataclass
@@ -40,6 +48,8 @@ class Args:
     """build from the results.json files already in results_dir instead of running main.py again"""
     training_log: str = "models/training.json"
     """train_ppo.py's record of how the shipped networks were trained"""
+    sets_dir: str = "results/network_sets"
+    """the independently trained network sets of the study across networks (trained if absent)"""
 
 
 @dataclass
@@ -82,6 +92,12 @@ def run_all(args):
         print(f"running {command}", flush=True)
         run_args = replace(base, save_dir=os.path.join(args.results_dir, name), **options)
         save_results(run_args, main.learn_masks(run_args, agents))
+    if not os.path.exists(os.path.join(args.sets_dir, f"set_{NUM_SETS - 1}", "training.json")):
+        print(f"running {TRAIN_SETS}", flush=True)
+        train_ppo.main(train_ppo.Args(num_sets=NUM_SETS, save_dir=args.sets_dir))
+    print(f"running {STUDY}", flush=True)
+    study = across_sets.study(replace(base, sets_dir=args.sets_dir, num_seeds=10), main.learn_masks)
+    across_sets.save(study, os.path.join(args.results_dir, "sets"))
 
 
 def mean_std(values):
@@ -149,8 +165,8 @@ class Report:
         write_atomically(path, self.pdf.output)
 
 
-def build(runs, training, output):
-    """Write the PDF from the loaded runs and the training record."""
+def build(runs, training, study, sets_training, output):
+    """Write the PDF from the loaded runs, the study across network sets and the training records."""
     default, seeds, inputs, zero = runs["default"], runs["seeds"], runs["inputs"], runs["inputs_zero"]
     needed = main.needed_pairs()
     report = Report()
@@ -217,6 +233,28 @@ def build(runs, training, output):
                       "network; columns: test problem; G: goal (not a test state). The figures of all four "
                       f"combos are in {seeds.folder}/.")
 
+    set_need, set_not = (across_sets.per_set_means(study, "assignment", "masked_score", f) for f in (True, False))
+    in_need, in_not = (across_sets.per_set_means(study, "inputs", "masked_score", f) for f in (True, False))
+    report.heading(f"2b. Question 1 across {len(study['sets'])} independently trained network sets")
+    report.paragraph(
+        f"The numbers above rest on one set of four networks, and their spread is over mask seeds only. "
+        f"{TRAIN_SETS} trains {len(study['sets'])} more sets ({sets_training['networks']} networks, "
+        f"{sets_training['optimal']} of them optimal, in {sets_training['seconds']:.0f} s as one batched "
+        f"run) and {STUDY} repeats both masking schemes on each:")
+    report.monospace(across_sets.summary(study), size=6.2)
+    report.paragraph(
+        f"What it changes in the answer to question 1: nothing in its direction, and it makes it a claim "
+        f"about PPO networks rather than about four of them. In every one of the {len(set_need)} sets the "
+        f"needed pairs score above the not-needed ones ({int((set_need > set_not).sum())}/{len(set_need)}; "
+        f"worst set {set_need.min():.3f} against {set_not.max():.3f}), and with --mask-inputs every set keeps "
+        f"the needed pairs at {in_need.min():.3f} or more and the not-needed at {in_not.max():.3f} or less. "
+        f"The spread over network sets ({set_need.std():.3f} for the needed pairs) is "
+        + (f"larger than over mask seeds ({np.std(s_need):.3f}): which networks PPO produced matters more "
+           "than the mask's initialisation, but not enough to blur the two tests."
+           if set_need.std() > np.std(s_need) else
+           f"no larger than over mask seeds ({np.std(s_need):.3f}): the networks PPO produced matter no "
+           "more than the mask's initialisation."))
+
     i_need, i_not = main.group_means(inputs.masked)
     z_need, z_not = main.group_means(zero.masked)
     il_need, il_not = main.group_means(inputs.best_loss)
@@ -263,16 +301,18 @@ def build(runs, training, output):
                       f"The {combo} masks with --mask-inputs, over 10 seeds (compare with the figure above).")
 
     report.heading("4. How the numbers were produced")
-    trained = "; ".join(f"{p}: seed {t['seed']}, {t['steps']:,} steps, {t['seconds']:.0f} s, "
-                        f"{'optimal' if t['optimal'] else 'NOT optimal'}" for p, t in training.items())
-    ppo = next(iter(training.values()))["settings"]
+    networks = training["networks"]
+    trained = "; ".join(f"{p}: seed {t['seed']}, {t['steps']:,} steps, "
+                        f"{'optimal' if t['optimal'] else 'NOT optimal'}" for p, t in networks.items())
+    ppo = next(iter(networks.values()))["settings"]
     report.paragraph(
-        f"Networks: python train_ppo.py (PPO after CleanRL, {ppo['num_envs']} numpy-batched environments x "
-        f"{ppo['num_steps']} steps per rollout, learning rate {ppo['learning_rate']} annealed, entropy "
-        f"coefficient {ppo['ent_coef']}, gamma {ppo['gamma']}, hidden size {ppo['hidden_size']}; each "
-        "problem stops once its greedy rollout has been optimal, one combo per cell of distance, for "
-        f"{ppo['optimal_checks']} consecutive iterations). Per problem: " + trained +
-        ". tests/test_agent.py replays every network's greedy solution with an independent "
+        f"Networks: python train_ppo.py (PPO after CleanRL, the four learners trained as one batched "
+        f"computation in {training['seconds']:.0f} s, each exactly as it would train alone; "
+        f"{ppo['num_envs']} environments x {ppo['num_steps']} steps per rollout, learning rate "
+        f"{ppo['learning_rate']} annealed, entropy coefficient {ppo['ent_coef']}, gamma {ppo['gamma']}, hidden "
+        "size " f"{ppo['hidden_size']}; each learner stops once its greedy rollout has been optimal, one "
+        f"combo per cell of distance, for {ppo['optimal_checks']} consecutive iterations). Per problem: " +
+        trained + ". tests/test_agent.py replays every network's greedy solution with an independent "
         "implementation of the rules.")
     first, last = seeds.args["seed"], seeds.args["seed"] + seeds.args["num_seeds"] - 1
     report.paragraph(
@@ -286,10 +326,22 @@ def build(runs, training, output):
     report.save(output)
 
 
+def sets_training_summary(folders):
+    """How many networks of the study's sets were trained, how many are optimal, and in how long."""
+    records = []
+    for folder in folders:
+        with open(os.path.join(folder, "training.json")) as file:
+            records.append(json.load(file))
+    networks = [n for record in records for n in record["networks"].values()]
+    return {"networks": len(networks), "optimal": sum(n["optimal"] for n in networks),
+            "seconds": records[0]["seconds"]}
+
+
 def main_report(args):
     if not args.reuse:
         run_all(args)
     missing = [name for name in RUNS if not os.path.exists(os.path.join(args.results_dir, name, "results.json"))]
+    missing += [] if os.path.exists(os.path.join(args.results_dir, "sets", "sets.json")) else ["sets"]
     if missing:
         sys.exit(f"error: no results.json for run {missing[0]!r} in {args.results_dir}: run without --reuse")
     try:
@@ -298,7 +350,9 @@ def main_report(args):
     except FileNotFoundError:
         sys.exit(f"error: training record not found: {args.training_log} (written by train_ppo.py)")
     runs = {name: load_run(os.path.join(args.results_dir, name), command) for name, (_, command) in RUNS.items()}
-    build(runs, training, args.output)
+    with open(os.path.join(args.results_dir, "sets", "sets.json")) as file:
+        study = json.load(file)
+    build(runs, training, study, sets_training_summary(study["sets"]), args.output)
     print(f"wrote {args.output}")
 
 

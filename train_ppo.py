@@ -3,8 +3,8 @@
     python train_ppo.py                                  # the four shipped networks, models/PROBLEM.pt
     python train_ppo.py --num-sets 10 --save-dir sets    # 10 independent sets, sets/set_0 ... sets/set_9
 
-Learner i of set k trains problem `problems[i]` with seed `seed + k * len(problems) + i`, so the
-shipped set is problem i with seed i. Each learner is CleanRL's ppo.py on its own 16
+In set k, problem i of the canonical order (TL-BR, TR-BL, BR-TL, BL-TR) is trained with seed
+`seed + 4 * k + i`: the shipped set is problem i with seed i, whichever --problems are chosen. Each learner is CleanRL's ppo.py on its own 16
 environments (batched_ppo.py trains them all at once, each exactly as it would train alone).
 A learner stops once its greedy policy has solved its problem optimally (24 actions) at
 `optimal_checks` consecutive iterations, or when it has used `total_timesteps`; one that never
@@ -30,7 +30,7 @@ class Args:
     problems: tuple[str, ...] = PROBLEMS
     """problems to train, one network each per set"""
     seed: int = 0
-    """seed of the first learner; learner i of set k uses seed + k * len(problems) + i"""
+    """in set k, problem i of the canonical order is trained with seed + 4 * k + i"""
     num_sets: int = 1
     """independent sets of networks; with more than one, set k is written to SAVE_DIR/set_k"""
     save_dir: str = "models"
@@ -134,7 +134,7 @@ def main(args):
 
     torch.set_num_threads(args.threads)
     problems = list(args.problems) * args.num_sets
-    seeds = [args.seed + i for i in range(len(problems))]
+    seeds = [args.seed + len(PROBLEMS) * k + PROBLEMS.index(p) for k in range(args.num_sets) for p in args.problems]
     settings = ppo_settings(args)
     print(f"training {len(problems)} learners ({args.num_sets} set(s) of {len(args.problems)}) in one batch",
           flush=True)

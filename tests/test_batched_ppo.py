@@ -104,9 +104,9 @@ def test_train_ppo_names_a_learner_that_did_not_finish(tmp_path, capsys):
                           num_steps=32, total_timesteps=256)
     train_ppo.main(args)
     out = capsys.readouterr().out
-    assert "NOT optimal" in out and "set_1/BL-TR.pt (seed 3, 256 steps)" in out
+    assert "NOT optimal" in out and "set_1/BL-TR.pt (seed 7, 256 steps)" in out
     record = json.loads((tmp_path / "set_1" / "training.json").read_text())
-    assert record["networks"]["BL-TR"] == {**record["networks"]["BL-TR"], "seed": 3, "optimal": False}
+    assert record["networks"]["BL-TR"] == {**record["networks"]["BL-TR"], "seed": 7, "optimal": False}
     loaded = load_agent(str(tmp_path / "set_0" / "TL-BR.pt"), ComboGym(problem="TL-BR"))
     assert isinstance(loaded, PPOAgent)
 

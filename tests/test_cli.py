@@ -48,7 +48,8 @@ def test_main_unreadable_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("arguments,message", [
     (["--problems", "TL-XX"], "unknown problem 'TL-XX'"),
-    (["--total-timesteps", "0"], "must be positive"),
+    (["--total-timesteps", "0"], "--total-timesteps must be a positive number"),
+    (["--problems", "TL-BR", "TL-BR"], "at most once"),
 ])
 def test_train_ppo_bad_input(arguments, message):
     result = run("train_ppo.py", *arguments)
@@ -58,14 +59,14 @@ def test_train_ppo_bad_input(arguments, message):
 
 def test_train_ppo_writes_a_loadable_checkpoint(tmp_path):
     result = run("train_ppo.py", "--problems", "BL-TR", "--total-timesteps", "4096",
-                 "--save-dir", str(tmp_path), "--processes", "1")
+                 "--save-dir", str(tmp_path))
     assert result.returncode == 0, result.stderr
     sys.path.insert(0, ROOT)
     from combogrid import ComboGym
     from ppo_agent import load_agent
     agent = load_agent(str(tmp_path / "BL-TR.pt"), ComboGym(problem="BL-TR"))
     assert agent.hidden_size == 64
-    assert "NOT optimal after 4,096 steps" in result.stdout
-    record = json.loads((tmp_path / "training.json").read_text())["BL-TR"]
+    assert f"NOT optimal (their whole budget spent): {tmp_path}/BL-TR.pt (seed 3, 4,096 steps)" in result.stdout
+    record = json.loads((tmp_path / "training.json").read_text())["networks"]["BL-TR"]
     assert (record["seed"], record["steps"], record["optimal"]) == (3, 4096, False)
     assert record["settings"]["num_envs"] == 16

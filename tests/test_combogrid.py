@@ -147,10 +147,21 @@ def test_batch_matches_single_environments():
 
 
 def test_vector_env_resets_finished_games():
-    envs = ComboGridVec(2, problem="TL-BR")
-    envs.games.agents[:] = (4, 3)
-    _, _, dones, lengths = envs.step(np.array([1, 1]))
-    _, _, dones, lengths = envs.step(np.array([0, 0]))
-    obs, rewards, dones, lengths = envs.step(np.array([2, 1]))
-    assert dones.tolist() == [True, False] and lengths.tolist() == [3]
-    assert agent_cell(obs[0]) == (0, 0) and agent_cell(obs[1]) == (4, 3)
+    envs = ComboGridVec(["TL-BR", "BR-TL"], 2)
+    envs.reset()
+    envs.games.agents[:2] = (4, 3)
+    _, _, dones, steps = envs.step(np.array([[1, 1], [0, 0]]))
+    _, _, dones, steps = envs.step(np.array([[0, 0], [0, 0]]))
+    obs, rewards, dones, steps = envs.step(np.array([[2, 1], [1, 1]]))
+    assert dones.tolist() == [[True, False], [False, False]] and steps.tolist() == [[1, 1], [1, 1]]
+    assert rewards.tolist() == [[0.0, -1.0], [-1.0, -1.0]]
+    assert agent_cell(obs[0, 0]) == (0, 0) and agent_cell(obs[0, 1]) == (4, 3)  # reset to TL-BR's start
+    assert agent_cell(obs[1, 0]) == (3, 4)                                      # BR-TL's game moved up
+
+
+def test_vector_env_keeps_a_subset_of_learners():
+    envs = ComboGridVec(["TL-BR", "TR-BL", "BR-TL"], 2)
+    first = envs.reset()
+    envs.keep([0, 2])
+    assert envs.num_learners == 2 and envs.reset().shape == (2, 2, 59)
+    np.testing.assert_array_equal(envs.reset(), first[[0, 2]])

@@ -3,12 +3,14 @@
 import dataclasses
 import json
 import os
+import shutil
 
 import pytest
 
 pytest.importorskip("fpdf")
 from pypdf import PdfReader  # noqa: E402
 
+import across_sets  # noqa: E402
 import main  # noqa: E402
 import report  # noqa: E402
 import train_ppo  # noqa: E402
@@ -27,9 +29,17 @@ def small_results(tmp_path_factory):
         args = dataclasses.replace(base, save_dir=str(folder / name), **options)
         report.save_results(args, main.learn_masks(args, agents))
     settings = dataclasses.asdict(train_ppo.Args())
-    training = {p: {"seed": i, "steps": 1000, "seconds": 1.0, "optimal": True, "settings": settings}
-                for i, p in enumerate(PROBLEMS)}
+    training = {"seconds": 1.0, "networks": {p: {"seed": i, "steps": 1000, "optimal": True, "settings": settings}
+                                             for i, p in enumerate(PROBLEMS)}}
     (folder / "training.json").write_text(json.dumps(training))
+    sets = folder / "network_sets"
+    for k in range(2):
+        (sets / f"set_{k}").mkdir(parents=True)
+        for p in PROBLEMS:
+            shutil.copy(os.path.join(ROOT, "models", f"{p}.pt"), sets / f"set_{k}" / f"{p}.pt")
+        (sets / f"set_{k}" / "training.json").write_text(json.dumps(training))
+    study = across_sets.study(dataclasses.replace(base, sets_dir=str(sets)), main.learn_masks)
+    across_sets.save(study, str(folder / "sets"))
     return folder
 
 
@@ -45,6 +55,7 @@ def test_report_builds_and_contains_every_default_score(small_results, tmp_path)
             for cell in line.strip("|").split("|")[1:3]:
                 assert cell.strip() in text
     assert "Question 1" in text and "Question 2" in text
+    assert "across 2 independently trained network sets" in text and "sets separated" in text
     assert len(PdfReader(output).pages) >= 3
 
 

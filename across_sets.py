@@ -1,0 +1,113 @@
+"""The extraction repeated on many independently trained network sets (train_ppo.py --num-sets).
+
+    python main.py --sets-dir sets --num-seeds 10 --save-dir out    # out/sets.json
+
+For every set, both masking schemes (the assignment's neuron masks, and --mask-inputs) learn
+their masks with the given seeds. The summary states, per scheme, the needed and not-needed
+pairs' mean Masked Score as mean ± std over sets and the worst set, the whole-combo rate, and
+in how many sets the needed pairs score above the not-needed ones.
+"""
+
+import json
+import os
+import time
+from dataclasses import asdict, replace
+
+import numpy as np
+from tabulate import tabulate
+
+from atomic import write_atomically
+from combogrid import MOVE_NAMES, NEEDED_MOVES, PROBLEMS
+
+SCHEMES = {"assignment": {"mask_inputs": False}, "inputs": {"mask_inputs": True}}
+
+
+class BadSetsFolder(Exception):
+    """A sets folder that cannot be studied; the message says why."""
+
+
+def set_folders(sets_dir):
+    """The set folders of `sets_dir` that hold the four checkpoints, in numeric order of set_K."""
+    if not os.path.isdir(sets_dir):
+        raise BadSetsFolder(f"--sets-dir {sets_dir} is not a folder")
+    folders = [entry.path for entry in os.scandir(sets_dir)
+               if entry.is_dir() and all(os.path.exists(os.path.join(entry.path, f"{p}.pt")) for p in PROBLEMS)]
+    if not folders:
+        raise BadSetsFolder(f"--sets-dir {sets_dir} has no folder with {', '.join(p + '.pt' for p in PROBLEMS)}")
+    key = lambda path: (len(os.path.basename(path)), os.path.basename(path))  # noqa: E731  set_2 before set_10
+    return sorted(folders, key=key)
+
+
+def not_optimal(folder):
+    """The networks training.json records as not optimal (none if there is no record)."""
+    path = os.path.join(folder, "training.json")
+    if not os.path.exists(path):
+        return []
+    with open(path) as file:
+        networks = json.load(file).get("networks", {})
+    return [os.path.join(folder, f"{p}.pt") for p, record in networks.items() if not record.get("optimal", True)]
+
+
+def study(args, learn_masks):
+    """Run learn_masks(args) for every set and scheme. Returns the study as a JSON-ready dict
+    whose `runs` hold one record per (set, scheme, seed, combo, network)."""
+    folders = set_folders(args.sets_dir)
+    failed = [path for folder in folders for path in not_optimal(folder)]
+    if failed:
+        raise BadSetsFolder(f"not optimal according to training.json, so not studied: {', '.join(failed)}")
+    runs, start, total = [], time.time(), len(folders) * len(SCHEMES)
+    for k, folder in enumerate(folders):
+        for scheme, options in SCHEMES.items():
+            done = k * len(SCHEMES) + list(SCHEMES).index(scheme)
+            left = "" if not done else f", about {(time.time() - start) / done * (total - done):.0f} s left"
+            print(f"set {k + 1}/{len(folders)} ({folder}), scheme {scheme}{left}", flush=True)
+            paths = tuple(os.path.join(folder, f"{p}.pt") for p in PROBLEMS)
+            result = learn_masks(replace(args, model_paths=paths, sets_dir=None, save_dir=None, **options))
+            for s, seed in enumerate(result.seeds):
+                for c, sequence in enumerate(MOVE_NAMES):
+                    for a, network in enumerate(PROBLEMS):
+                        runs.append({"set": folder, "scheme": scheme, "seed": seed, "sequence": sequence,
+                                     "base_model": network, "masked_score": float(result.masked_score[s, c, a]),
+                                     "whole_combo": float(result.performs_combo[s, c, a].mean())})
+    return {"args": asdict(args), "sets": folders, "schemes": list(SCHEMES), "runs": runs}
+
+
+def per_set_means(data, scheme, value, needed):
+    """(sets,) the mean of `value` over the needed (or not-needed) pairs and seeds of each set."""
+    means = []
+    for folder in data["sets"]:
+        values = [r[value] for r in data["runs"] if r["set"] == folder and r["scheme"] == scheme
+                  and (r["sequence"] in NEEDED_MOVES[r["base_model"]]) == needed]
+        means.append(np.mean(values))
+    return np.array(means)
+
+
+def summary(data):
+    """The across-set table: per scheme, needed versus not-needed pairs over the sets."""
+    rows = []
+    for scheme in data["schemes"]:
+        need, other = (per_set_means(data, scheme, "masked_score", flag) for flag in (True, False))
+        whole_need, whole_other = (per_set_means(data, scheme, "whole_combo", flag) for flag in (True, False))
+        rows.append([scheme, f"{need.mean():.3f} ± {need.std():.3f}", f"{other.mean():.3f} ± {other.std():.3f}",
+                     f"{need.min():.3f}", f"{other.max():.3f}",
+                     f"{whole_need.mean():.3f} / {whole_other.mean():.3f}",
+                     f"{int((need > other).sum())}/{len(need)}"])
+    seeds = len({r["seed"] for r in data["runs"]})
+    return (f"Across {len(data['sets'])} network sets, {seeds} mask seed(s) each: mean Masked Score of the "
+            "needed and not-needed (combo, network) pairs per set, then mean ± std over sets\n" +
+            tabulate(rows, headers=["scheme", "needed", "not needed", "worst needed", "worst not",
+                                    "whole combo need/not", "separated"], tablefmt="grid") +
+            "\nworst needed: the lowest set mean; worst not: the highest; whole combo: the fraction of test "
+            "states\nfrom which the whole combo is taken; separated: sets whose needed pairs score above "
+            "the not-needed.")
+
+
+def save(data, folder):
+    os.makedirs(folder, exist_ok=True)
+
+    def write_json(temporary):
+        with open(temporary, "w") as file:
+            json.dump(data, file)
+
+    write_atomically(os.path.join(folder, "sets.json"), write_json)
+    print(f"wrote {folder}/sets.json")

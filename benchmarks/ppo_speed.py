@@ -1,0 +1,76 @@
+"""PPO training speed, measured side by side on this machine.
+
+    python benchmarks/ppo_speed.py            # about 4 minutes on 2 cores
+
+Prints:
+  steps/s    environment steps per second of the batched engine (`train_ppo.py --num-sets 10`,
+             40 learners, a fixed budget each) against the one-learner-per-process train_ppo.py
+             it replaced (commit BEFORE_BATCHED, checked out from git into a temporary folder,
+             4 problems in a pool of 2 processes, the same budget each; target >= 10)
+  wall time  `python train_ppo.py --num-sets 10` (40 networks) against `python train_ppo.py`
+             (4 networks), both trained until optimal (target <= 2)
+"""
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+
+import tyro
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BEFORE_BATCHED = "3e26404"  # the last commit whose train_ppo.py ran one learner per process
+
+
+@dataclass
+class Args:
+    budget: int = 102_400
+    """environment steps per learner in the steps/s comparison (a multiple of 2048)"""
+
+
+def timed(arguments, cwd=ROOT):
+    start = time.perf_counter()
+    subprocess.run([sys.executable, *arguments], cwd=cwd, check=True, stdout=subprocess.DEVNULL)
+    return time.perf_counter() - start
+
+
+def old_trainer(folder):
+    """The one-learner-per-process train_ppo.py and the modules it imports, from git."""
+    archive = subprocess.run(["git", "archive", BEFORE_BATCHED, "train_ppo.py", "combogrid.py", "ppo_agent.py",
+                              "trajectory.py", "results.py"], cwd=ROOT, check=True, capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+
+
+def main(args):
+    with tempfile.TemporaryDirectory() as folder:
+        old = os.path.join(folder, "old")
+        os.mkdir(old)
+        old_trainer(old)
+        # a budget the old learning rate does not solve the problems within, so every learner runs it all
+        old_seconds = timed(["train_ppo.py", "--total-timesteps", str(args.budget), "--save-dir",
+                             os.path.join(folder, "old_models")], cwd=old)
+        new_seconds = timed(["train_ppo.py", "--num-sets", "10", "--total-timesteps", str(args.budget),
+                             "--optimal-checks", "0", "--save-dir", os.path.join(folder, "budget")])
+        old_rate, new_rate = 4 * args.budget / old_seconds, 40 * args.budget / new_seconds
+        print(f"steps/s  one learner per process (4 learners, pool of 2): {old_rate:9,.0f}  ({old_seconds:.1f} s)")
+        print(f"steps/s  batched engine (40 learners):                      {new_rate:9,.0f}  ({new_seconds:.1f} s)")
+        ratio = new_rate / old_rate
+        print(f"ratio batched / one per process: {ratio:.1f}  target >= 10: {'met' if ratio >= 10 else 'MISSED'}")
+
+        one = timed(["train_ppo.py", "--save-dir", os.path.join(folder, "one")])
+        ten = timed(["train_ppo.py", "--num-sets", "10", "--save-dir", os.path.join(folder, "ten")])
+        optimal = 0
+        for k in range(10):
+            with open(os.path.join(folder, "ten", f"set_{k}", "training.json")) as file:
+                optimal += sum(n["optimal"] for n in json.load(file)["networks"].values())
+        print(f"wall  4 networks until optimal:  {one:6.1f} s")
+        print(f"wall  40 networks until optimal: {ten:6.1f} s  ({optimal}/40 optimal)")
+        ratio = ten / one
+        print(f"ratio 40 / 4 networks: {ratio:.2f}  target <= 2: {'met' if ratio <= 2 else 'MISSED'}")
+
+
+if __name__ == "__main__":
+    main(tyro.cli(Args))

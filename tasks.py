@@ -1,0 +1,228 @@
+"""The downstream tasks of SPEC.md: new ComboGrid problems on which extracted functions are reused.
+
+Both play on ComboGridBatch's rules (the same grid, combos and 59-long observation, whose goal
+part shows the current goal), with their own rewards:
+- "multi-goal": start at (2, 2), reach (0, 2), (2, 4), (4, 2), (2, 0) in this order; +10 per goal
+  reached, 0 otherwise; terminated on the last goal (maximum return 40), truncated after 500 steps.
+- "random": start and goal drawn uniformly among the 25 cells, distinct; +10 on reaching the goal,
+  which terminates; 0 otherwise; truncated after 500 steps.
+
+`TaskGames` steps many games of one task; `TaskVec` gives PPO learners (batched_ppo) their
+environments, with the actions extended by options (options.OptionSet) that run for three
+primitive steps; `MultiGoalGym` and `RandomGoalGym` are the gymnasium environments, registered as
+ComboGrid-MultiGoal-v0 and ComboGrid-Random-v0 when combogrid is imported.
+"""
+
+import numpy as np
+import gymnasium as gym
+from gymnasium import spaces
+
+from combogrid import COMBO_LENGTH, MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, observation_size
+
+TASKS = ("multi-goal", "random")
+ROWS = COLUMNS = 5
+GOAL_REWARD = 10.0
+MULTI_GOAL_START = (2, 2)
+MULTI_GOALS = np.array([(0, 2), (2, 4), (4, 2), (2, 0)])
+MAX_RETURN = {"multi-goal": GOAL_REWARD * len(MULTI_GOALS), "random": GOAL_REWARD}
+
+
+def random_start_and_goal(rng, n):
+    """n (start, goal) pairs of distinct cells, uniform over the 25 x 24 ordered pairs."""
+    cells = ROWS * COLUMNS
+    start = rng.integers(cells, size=n)
+    goal = (start + 1 + rng.integers(cells - 1, size=n)) % cells  # any cell but the start
+    to_cell = lambda index: np.stack([index // COLUMNS, index % COLUMNS], axis=1)  # noqa: E731
+    return to_cell(start), to_cell(goal)
+
+
+def all_start_goal_pairs():
+    """The 600 ordered (start, goal) pairs of distinct cells, start-major."""
+    cells = [(r, c) for r in range(ROWS) for c in range(COLUMNS)]
+    pairs = [(s, g) for s in cells for g in cells if s != g]
+    return np.array([s for s, _ in pairs]), np.array([g for _, g in pairs])
+
+
+class TaskGames:
+    """n games of one task. `step` applies primitive actions and returns the task's rewards."""
+
+    def __init__(self, task, starts, goals):
+        assert task in TASKS, task
+        self.task = task
+        self.games = ComboGridBatch(starts, goals, ROWS, COLUMNS)
+        self.goal_index = np.zeros(len(self.games.agents), dtype=np.int64)  # multi-goal: the current goal
+
+    def __len__(self):
+        return len(self.goal_index)
+
+    def observations(self):
+        return self.games.observations()
+
+    def restart(self, which, starts, goals):
+        """Start the games selected by the boolean array `which` again, from these cells."""
+        self.games.reset_games(which, starts)
+        self.games.goals[which] = goals
+        self.goal_index[which] = 0
+
+    def step(self, actions, active=None):
+        """One primitive action per game (only the `active` games, if given).
+        Returns (rewards, terminated, truncated) arrays over all games; inactive games get 0 / False."""
+        active = np.ones(len(self), dtype=bool) if active is None else active
+        _, at_goal, _ = self.games.step(actions, active)
+        reached = at_goal & active
+        rewards = np.where(reached, GOAL_REWARD, 0.0)
+        if self.task == "multi-goal":
+            self.goal_index[reached] += 1
+            terminated = reached & (self.goal_index == len(MULTI_GOALS))
+            moving_on = reached & ~terminated
+            self.games.goals[moving_on] = MULTI_GOALS[self.goal_index[moving_on]]
+        else:
+            terminated = reached
+        truncated = active & ~terminated & (self.games.steps >= MAX_EPISODE_STEPS)
+        return rewards, terminated, truncated
+
+
+def new_games(task, n, rng=None):
+    """n games of `task` at their start (random starts and goals drawn from rng)."""
+    if task == "multi-goal":
+        return TaskGames(task, [MULTI_GOAL_START] * n, [MULTI_GOALS[0]] * n)
+    return TaskGames(task, *random_start_and_goal(rng, n))
+
+
+def macro_step(games, actions, options, running=None):
+    """Run one learner action per game: a primitive action (0, 1, 2) for one step, option
+    k = action - 3 for exactly three primitive steps, fewer if the episode ends inside it.
+    With a boolean array `running`, the other games do not move.
+
+    Returns the rewards summed over the primitive steps (undiscounted), terminated, truncated and
+    the primitive steps taken, one entry per game.
+    """
+    is_option = actions >= NUM_ACTIONS
+    running = np.ones(len(games), dtype=bool) if running is None else running
+    total = np.zeros(len(games))
+    terminated, truncated = np.zeros(len(games), dtype=bool), np.zeros(len(games), dtype=bool)
+    primitive_steps = np.zeros(len(games), dtype=np.int64)
+    for position in range(COMBO_LENGTH):
+        active = running & ~(terminated | truncated) & (is_option if position else True)
+        if not active.any():
+            break
+        primitive = actions.copy()
+        running = active & is_option
+        if running.any():
+            primitive[running] = options.act(actions[running] - NUM_ACTIONS, games.observations()[running], position)
+        rewards, ended, cut = games.step(primitive, active)
+        total += rewards
+        primitive_steps += active
+        terminated |= ended
+        truncated |= cut
+    return total, terminated, truncated, primitive_steps
+
+
+class TaskVec:
+    """PPO's environments for many learners of one task (batched_ppo's interface, as
+    combogrid.ComboGridVec): `num_envs` games per learner, reset when an episode ends, actions
+    0, 1, 2 and one per option of `options` (an options.OptionSet, or None for primitives only).
+    Learner i draws its random starts and goals from its own generator, seeded with seeds[i]."""
+
+    def __init__(self, task, seeds, num_envs, options=None):
+        self.task, self.num_envs, self.options = task, num_envs, options
+        self.num_learners = len(seeds)
+        self.num_actions = NUM_ACTIONS + (0 if options is None else len(options))
+        self.observation_size = observation_size(ROWS, COLUMNS)
+        self.rngs = [np.random.default_rng(seed) for seed in seeds]
+        self.games = None  # reset() starts the games
+
+    def _shaped(self, values):
+        return values.reshape(self.num_learners, self.num_envs, *values.shape[1:])
+
+    def _starts(self, learner_games):
+        """Start and goal cells for learner_games[i] new games of learner i."""
+        if self.task == "multi-goal":
+            n = int(sum(learner_games))
+            return np.array([MULTI_GOAL_START] * n).reshape(n, 2), MULTI_GOALS[np.zeros(n, dtype=np.int64)]
+        pairs = [random_start_and_goal(rng, n) for rng, n in zip(self.rngs, learner_games) if n]
+        return (np.concatenate([s for s, _ in pairs]), np.concatenate([g for _, g in pairs]))
+
+    def reset(self):
+        self.games = TaskGames(self.task, *self._starts([self.num_envs] * self.num_learners))
+        return self._shaped(self.games.observations())
+
+    def step(self, actions):
+        """actions (L, E) -> next observations, summed rewards, dones and primitive steps, each (L, E)."""
+        rewards, terminated, truncated, steps = macro_step(self.games, actions.reshape(-1), self.options)
+        dones = terminated | truncated
+        if dones.any():
+            self.games.restart(dones, *self._starts(self._shaped(dones).sum(1)))
+        return (self._shaped(self.games.observations()), self._shaped(rewards), self._shaped(dones),
+                self._shaped(steps))
+
+    def keep(self, learners):
+        games = (np.asarray(learners)[:, None] * self.num_envs + np.arange(self.num_envs)).reshape(-1)
+        kept = TaskGames(self.task, self.games.games.agents[games], self.games.games.goals[games])
+        kept.games = self.games.games.subset(games)
+        kept.goal_index = self.games.goal_index[games]
+        self.games, self.rngs = kept, [self.rngs[k] for k in learners]
+        self.num_learners = len(learners)
+
+    def greedy_solved(self, act):
+        """Whether each learner's greedy policy solves the task optimally: multi-goal, all four
+        goals in 42 primitive actions; random, every one of the 600 (start, goal) pairs in 3
+        actions per cell of distance. act maps observations (L, n, D) to actions (L, n)."""
+        if self.task == "multi-goal":
+            starts, goals = np.array([MULTI_GOAL_START]), MULTI_GOALS[:1]
+            optimal = np.array([COMBO_LENGTH * sum(np.abs(np.diff(np.vstack([starts, MULTI_GOALS]), axis=0)).sum(1))])
+        else:
+            starts, goals = all_start_goal_pairs()
+            optimal = COMBO_LENGTH * np.abs(starts - goals).sum(1)
+        per_learner = len(starts)
+        games = TaskGames(self.task, np.tile(starts, (self.num_learners, 1)), np.tile(goals, (self.num_learners, 1)))
+        optimal = np.tile(optimal, self.num_learners)
+        finished_at = np.zeros(len(games), dtype=np.int64)  # primitive steps when terminated, 0 if not
+        used = np.zeros(len(games), dtype=np.int64)
+        running = np.ones(len(games), dtype=bool)
+        while running.any():
+            actions = np.asarray(act(games.observations().reshape(self.num_learners, per_learner, -1))).reshape(-1)
+            _, terminated, truncated, steps = macro_step(games, actions, self.options, running)
+            used += steps
+            finished_at = np.where(running & terminated, used, finished_at)
+            # a game past its optimal length can no longer be optimal: stop it (saves 500-step episodes)
+            running &= ~(terminated | truncated) & (used < optimal)
+        return (finished_at == optimal).reshape(self.num_learners, per_learner).all(1)
+
+
+class TaskGym(gym.Env):
+    """A downstream ComboGrid task as a gymnasium environment (see the module docstring).
+
+    Actions: `Discrete(3)`, the actions 0, 1 and 2, which fill the combo buffer as in the base
+    game. Observations: `Box(0, 1, (59,), float32)`: agent one-hot, combo buffer one-hot, current
+    goal one-hot. Rewards: +10 on reaching a goal, 0 otherwise. Episode end: terminated on the
+    task's last goal, truncated after 500 steps. `reset(seed=...)` reproduces the random task's
+    start and goal, drawn from the environment's own generator.
+    """
+
+    metadata = {"render_modes": []}
+    task = None
+
+    def __init__(self):
+        self.action_space = spaces.Discrete(NUM_ACTIONS)
+        self.observation_space = spaces.Box(0.0, 1.0, (observation_size(ROWS, COLUMNS),), np.float32)
+        self.games = None
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.games = new_games(self.task, 1, self.np_random)
+        return self.games.observations()[0], {}
+
+    def step(self, action):
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid action {action!r}: expected 0, 1 or 2")
+        rewards, terminated, truncated = self.games.step(np.array([int(action)]))
+        return self.games.observations()[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), {}
+
+
+class MultiGoalGym(TaskGym):
+    task = "multi-goal"
+
+
+class RandomGoalGym(TaskGym):
+    task = "random"
