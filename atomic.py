@@ -1,19 +1,43 @@
-"""Files replaced whole or not at all, whatever interrupts the write."""
+"""Files replaced whole or not at all, whatever interrupts the write (a failing write, a full
+disk, Ctrl-C): a single file, or a set of files that belong together."""
 
 import os
+import signal
+
+
+def _temporary(path):
+    folder, name = os.path.split(path)
+    return os.path.join(folder, f".{name}.tmp{os.getpid()}")
 
 
 def write_atomically(path, write):
-    """Call write(temporary), then move the temporary file onto `path` in one step.
+    """Call write(temporary), then move the temporary file onto `path` in one step."""
+    write_file_set(os.path.dirname(path) or ".", {os.path.basename(path): write})
 
-    An existing file at `path` is either replaced by the complete new one or left as it was;
-    a failed or interrupted write leaves no temporary file behind.
+
+def write_file_set(folder, writers, stale=()):
+    """Write the files {name: write(temporary path)} into `folder` as one set.
+
+    Every file is first written to a temporary file; only when all are complete are they moved
+    into place, with Ctrl-C held back for those few renames, and the files named in `stale` that
+    the new set does not include are removed (so that no file of an older run is left beside the
+    new ones). If anything fails or is interrupted before that, the temporary files are removed
+    and the folder keeps its old files untouched.
     """
-    temporary = f"{path}.tmp{os.getpid()}"
+    temporaries = {name: _temporary(os.path.join(folder, name)) for name in writers}
     try:
-        write(temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.lexists(temporary):
-            os.remove(temporary)
-        raise
+        for name, write in writers.items():
+            write(temporaries[name])
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        try:
+            for name, temporary in temporaries.items():
+                os.replace(temporary, os.path.join(folder, name))
+            for name in set(stale) - set(writers):
+                if os.path.lexists(os.path.join(folder, name)):
+                    os.remove(os.path.join(folder, name))
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    finally:
+        for temporary in temporaries.values():
+            if os.path.lexists(temporary):
+                os.remove(temporary)

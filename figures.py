@@ -1,7 +1,5 @@
 """Figures of a main.py run: where the extracted functions take their combo, and the losses."""
 
-import os
-
 import numpy as np
 
 from combogrid import COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, non_goal_cells, problem_cells
@@ -15,14 +13,25 @@ def grid_of(values, problem, width):
     return grid
 
 
-def draw_heatmaps(result, width, folder):
-    """One figure per combo: rows are networks, columns test problems; a cell's colour is the
-    fraction of seeds in which the masked network takes the whole combo from there."""
+def png_writer(figure):
+    """A writer for atomic.write_file_set: the figure as a PNG at the path it is given."""
+    def write(path):
+        import matplotlib.pyplot as plt
+        try:
+            figure.savefig(path, dpi=90, format="png")
+        finally:
+            plt.close(figure)
+    return write
+
+
+def heatmap_figures(result, width):
+    """One figure per combo, {file name: figure}: rows are networks, columns test problems; a
+    cell's colour is the fraction of seeds in which the masked network takes the whole combo."""
     import matplotlib.pyplot as plt
 
     fraction = result.performs_combo.mean(0)  # (C, A, T)
     per_problem = fraction.shape[-1] // len(PROBLEMS)
-    names = []
+    figures = {}
     for c, combo in enumerate(MOVE_NAMES):
         figure, axes = plt.subplots(len(PROBLEMS), len(PROBLEMS), figsize=(8, 8.6), constrained_layout=True)
         for a, network in enumerate(PROBLEMS):
@@ -42,14 +51,11 @@ def draw_heatmaps(result, width, folder):
                     axis.set_ylabel(f"{network} net\n({needs})\nscore {score:.2f}", fontsize=9)
         figure.colorbar(image, ax=axes, shrink=0.6, label="fraction of seeds taking the whole combo")
         figure.suptitle(f"{combo} {COMBOS[combo]}: masked network from each cell", fontsize=12)
-        name = f"heatmaps_{combo}.png"
-        figure.savefig(os.path.join(folder, name), dpi=90)
-        plt.close(figure)
-        names.append(name)
-    return names
+        figures[f"heatmaps_{combo}.png"] = figure
+    return figures
 
 
-def draw_loss_curves(result, folder):
+def loss_curve_figure(result):
     """Training loss per step, mean over seeds; solid where the network's problem needs the combo."""
     import matplotlib.pyplot as plt
 
@@ -64,7 +70,4 @@ def draw_loss_curves(result, folder):
         axes[c].set_xlabel("mask training step")
         axes[c].legend(fontsize=8)
     axes[0].set_ylabel("cross-entropy")
-    name = "loss_curves.png"
-    figure.savefig(os.path.join(folder, name), dpi=90)
-    plt.close(figure)
-    return name
+    return figure

@@ -397,6 +397,15 @@ def summary(masked_score, best_loss, kept_inputs=None):
     return "\n".join(lines)
 
 
+def memory_estimate(args):
+    """Bytes a run needs, roughly: measured here as 260 MB, plus 4.5 MB per seed, plus the loss
+    curves (4 bytes per step, mask and seed)."""
+    return 260e6 + args.num_seeds * (4.5e6 + args.mask_learning_steps * len(MOVE_NAMES) * len(PROBLEMS) * 4)
+
+
+MEMORY_LIMIT = 4e9
+
+
 def check_args(args):
     """The first problem with the arguments, or None."""
     if len(args.model_paths) != len(PROBLEMS):
@@ -407,14 +416,32 @@ def check_args(args):
     if args.sequence_length != COMBO_LENGTH:
         return f"--sequence-length must be {COMBO_LENGTH}, the length of ComboGrid's combos"
     for name in ("mask_learning_steps", "mask_learning_rate", "num_seeds", "hidden_size"):
-        if getattr(args, name) <= 0:
-            return f"--{name.replace('_', '-')} must be positive, got {getattr(args, name)}"
-    if args.game_width < 2:
-        return f"--game-width must be at least 2 (start and goal are opposite corners), got {args.game_width}"
-    if args.log_every < 0 or args.input_penalty < 0:
-        return "--log-every and --input-penalty must not be negative"
-    if args.save_dir is not None and os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
-        return f"--save-dir {args.save_dir} exists and is not a folder"
+        value = getattr(args, name)
+        if not 0 < value < float("inf"):
+            return f"--{name.replace('_', '-')} must be a positive number, got {value}"
+    if args.mask_learning_rate > 10:
+        return f"--mask-learning-rate {args.mask_learning_rate} is out of range: at most 10 (the default is 0.001)"
+    if not 0 <= args.input_penalty < float("inf"):
+        return f"--input-penalty must be a number >= 0, got {args.input_penalty}"
+    if args.log_every < 0:
+        return f"--log-every must not be negative, got {args.log_every}"
+    if not 0 <= args.seed <= 2**63 - 1 - args.num_seeds:
+        return f"--seed must be between 0 and 2**63 - 1 - num_seeds, got {args.seed}"
+    if not 2 <= args.game_width <= 100:
+        return f"--game-width must be between 2 and 100 (start and goal are opposite corners), got {args.game_width}"
+    if memory_estimate(args) > MEMORY_LIMIT:
+        return (f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps would need about "
+                f"{memory_estimate(args) / 1e9:.1f} GB (the limit is {MEMORY_LIMIT / 1e9:.0f} GB): run fewer "
+                "seeds at a time, with --seed to continue where the last run stopped")
+    for folder in (args.save_dir, args.sets_dir):
+        if folder is not None and os.path.exists(folder) and not os.path.isdir(folder):
+            return f"{'--save-dir' if folder == args.save_dir else '--sets-dir'} {folder} exists and is not a folder"
+    if args.save_dir is not None:
+        parent = args.save_dir if os.path.isdir(args.save_dir) else os.path.dirname(os.path.abspath(args.save_dir))
+        while not os.path.exists(parent):
+            parent = os.path.dirname(parent)
+        if not os.access(parent, os.W_OK):
+            return f"--save-dir {args.save_dir} cannot be written (no write permission in {parent})"
     return None
 
 
@@ -455,4 +482,8 @@ def main_across_sets(args):
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    try:
+        main(tyro.cli(Args))
+    except KeyboardInterrupt:
+        print("error: interrupted; --save-dir, if given, keeps its previous files", file=sys.stderr)
+        sys.exit(130)

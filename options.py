@@ -3,13 +3,24 @@ three steps from whatever state it is called in.
 
     up = load_extracted_function("out/masks.pt", "Up", "BR-TL")   # after main.py --save-dir out
     up.run(env)                                                     # 3 greedy actions in env
+
+A learner's option set (tasks.TaskVec) is any object with len() (K options) and
+act(which, observations, position): the primitive actions of options which[i] at
+observations[i], `position` (0, 1 or 2) steps after each started. `ComboOptions` holds the four
+true combos, `NetworkOptions` networks under masks.
 """
+
+import os
 
 import numpy as np
 import torch
 
 from combogrid import COMBO_LENGTH, COMBOS, MOVE_NAMES, ComboGym
-from ppo_agent import StackedActors, greedy_actions, load_agent, rollout
+from ppo_agent import StackedActors, fingerprint, greedy_actions, load_agent, rollout
+
+
+class MaskFileError(Exception):
+    """A masks.pt that cannot give the requested function; the message says why."""
 
 
 class ExtractedFunction:
@@ -37,28 +48,39 @@ class ExtractedFunction:
 
 
 def load_extracted_function(masks_path, sequence, base_model, seed_index=0, model_path=None):
-    """The function for `sequence` (e.g. "Up") extracted from network `base_model` (e.g. "TL-BR")."""
-    masks = torch.load(masks_path, map_location="cpu", weights_only=True)
+    """The function for `sequence` (e.g. "Up") extracted from network `base_model` (e.g. "TL-BR"),
+    from the masks.pt of main.py --save-dir. The network is the checkpoint the masks were learned
+    on (its absolute path is stored), or `model_path`, which must be the same network."""
+    try:
+        masks = torch.load(masks_path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MaskFileError(f"masks file not found: {masks_path}") from None
+    except Exception as error:  # torch raises many kinds for a file that is not a masks.pt
+        raise MaskFileError(f"cannot read {masks_path} as a masks.pt of main.py ({type(error).__name__})") from None
+    if not isinstance(masks, dict) or "neuron_masks" not in masks:
+        raise MaskFileError(f"{masks_path} is not a masks.pt written by main.py --save-dir")
+    for value, valid, what in ((sequence, masks["sequences"], "combo"), (base_model, masks["base_models"], "network")):
+        if value not in valid:
+            raise MaskFileError(f"unknown {what} {value!r}: {masks_path} has {', '.join(valid)}")
+    seeds = len(masks["seeds"])
+    if not isinstance(seed_index, int) or not 0 <= seed_index < seeds:
+        raise MaskFileError(f"seed index {seed_index!r} out of range: {masks_path} has seeds 0 to {seeds - 1} "
+                            f"(seeds {masks['seeds']} of the run)")
     c, a = masks["sequences"].index(sequence), masks["base_models"].index(base_model)
+    path = model_path or masks["model_paths"][a]
+    if "model_fingerprints" in masks and os.path.isfile(path):
+        if fingerprint(path) != masks["model_fingerprints"][a]:
+            raise MaskFileError(f"{path} is not the {base_model} network these masks were learned on "
+                                f"({masks['model_paths'][a]}): its bytes differ")
     width = masks["game_width"]
-    agent = load_agent(model_path or masks["model_paths"][a], ComboGym(width, width, base_model),
-                       masks["hidden_size"])
+    agent = load_agent(path, ComboGym(width, width, base_model), masks["hidden_size"])
     if "input_masks" not in masks:
         return ExtractedFunction(agent, masks["neuron_masks"][seed_index, c, a])
     return ExtractedFunction(agent, masks["neuron_masks"][seed_index, c, a],
                              masks["input_masks"][seed_index, c, a], masks["input_fill"][c])
 
 
-class OptionSet:
-    """K options a learner can choose besides the primitive actions. act(which, observations,
-    position) gives the primitive action of option which[i] at observations[i], `position`
-    (0, 1 or 2) steps after the option started."""
-
-    def __len__(self):
-        raise NotImplementedError
-
-
-class ComboOptions(OptionSet):
+class ComboOptions:
     """The four true combos as fixed macro-actions: the upper bound of what an option can give."""
 
     def __init__(self, names=MOVE_NAMES):
@@ -71,7 +93,7 @@ class ComboOptions(OptionSet):
         return self.table[which, position]
 
 
-class NetworkOptions(OptionSet):
+class NetworkOptions:
     """Options that are networks under masks: option k acts greedily with agents[k] under
     neuron_masks[k] (3, H) and, if given, input_masks[k] (D,) with dropped inputs set to fills[k]."""
 

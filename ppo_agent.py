@@ -4,6 +4,10 @@ Layout fixed by SPEC.md so that the course's checkpoints load unchanged:
 actor = Linear(obs, hidden) -> ReLU -> Linear(hidden, 3); critic = a 64-64 tanh MLP.
 """
 
+import hashlib
+import os
+import pickle
+
 import numpy as np
 import torch
 from torch import nn
@@ -117,20 +121,38 @@ def rollout(env, act, length_cap=None, reset=True):
     return trajectory
 
 
+def fingerprint(path):
+    """SHA-256 of a checkpoint's bytes: masks.pt names the exact networks its masks belong to."""
+    with open(path, "rb") as file:
+        return hashlib.sha256(file.read()).hexdigest()
+
+
 def load_agent(path, env, hidden_size=64):
     """A PPOAgent with the weights of checkpoint `path` (a state_dict, read with weights_only)."""
     agent = PPOAgent(env, hidden_size)
+    if os.path.isdir(path):
+        raise CheckpointError(f"checkpoint {path} is a folder, not a file")
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or a device would block or never end
+        raise CheckpointError(f"checkpoint {path} is not a regular file")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
-    except IsADirectoryError:
-        raise CheckpointError(f"checkpoint {path} is a folder, not a file") from None
+    except PermissionError:
+        raise CheckpointError(f"cannot read checkpoint {path}: permission denied") from None
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" not in str(error):
+            raise CheckpointError(f"cannot read checkpoint {path}: not a file written by torch.save") from None
+        raise CheckpointError(f"checkpoint {path} holds pickled Python objects (a whole module?), not a "
+                              "state_dict of tensors: refused, since loading them would run code") from None
     except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
         raise CheckpointError(f"cannot read checkpoint {path}: not a file written by torch.save "
                               f"({type(error).__name__})") from None
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} is not a state_dict")
+    not_tensors = sorted(str(key) for key, value in state.items() if not isinstance(value, torch.Tensor))
+    if not_tensors:
+        raise CheckpointError(f"checkpoint {path}: {not_tensors[0]} is not a tensor: not a PPOAgent checkpoint")
     expected = agent.state_dict()
     for key, tensor in expected.items():
         if key not in state:
@@ -143,6 +165,9 @@ def load_agent(path, env, hidden_size=64):
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
         raise CheckpointError(f"checkpoint {path} has unexpected tensors {unexpected}")
+    not_finite = [key for key in expected if not torch.isfinite(state[key]).all()]
+    if not_finite:
+        raise CheckpointError(f"checkpoint {path}: {not_finite[0]} holds NaN or infinite weights")
     agent.load_state_dict(state)
     agent.eval()
     return agent

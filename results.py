@@ -15,40 +15,47 @@ from dataclasses import asdict
 
 import torch
 
-from atomic import write_atomically
+from atomic import write_file_set
 from combogrid import MOVE_NAMES, PROBLEMS, non_goal_cells, observation_size
-from figures import draw_heatmaps, draw_loss_curves
+from figures import heatmap_figures, loss_curve_figure, png_writer
+from ppo_agent import fingerprint
+
+
+# every file a run may write, so that a new run leaves none of an older run's files behind
+RUN_FILES = ("results.json", "masks.pt", "loss_curves.png", *(f"heatmaps_{name}.png" for name in MOVE_NAMES))
 
 
 def save_results(args, result):
-    os.makedirs(args.save_dir, exist_ok=True)
+    """Write the run into args.save_dir as one set: all its files are new, or none is."""
     results = {"args": asdict(args), "sequences": list(MOVE_NAMES), "base_models": list(PROBLEMS),
                "training_pairs": dict(zip(MOVE_NAMES, result.training_pairs)),
                "observation_size": observation_size(args.game_width, args.game_width),
                "test_states": test_state_labels(args.game_width), "runs": []}
     for record, performs in zip(result.records(), result.performs_combo.reshape(-1, result.performs_combo.shape[-1])):
         results["runs"].append({**record, "whole_combo_per_test_state": performs.astype(int).tolist()})
+    masks = {"sequences": list(MOVE_NAMES), "base_models": list(PROBLEMS), "seeds": list(result.seeds),
+             "model_paths": [os.path.abspath(path) for path in args.model_paths],
+             "model_fingerprints": [fingerprint(path) for path in args.model_paths],
+             "hidden_size": args.hidden_size, "game_width": args.game_width,
+             "neuron_masks": result.neuron_masks.clone()}
+    if result.input_masks is not None:
+        masks["input_masks"], masks["input_fill"] = result.input_masks.clone(), result.input_fill.clone()
 
     def write_json(path):
         with open(path, "w") as file:
             json.dump(results, file, indent=1)
 
-    write_atomically(os.path.join(args.save_dir, "results.json"), write_json)
-    masks = {"sequences": list(MOVE_NAMES), "base_models": list(PROBLEMS), "seeds": list(result.seeds),
-             "model_paths": list(args.model_paths), "hidden_size": args.hidden_size,
-             "game_width": args.game_width, "neuron_masks": result.neuron_masks.clone()}
-    if result.input_masks is not None:
-        masks["input_masks"], masks["input_fill"] = result.input_masks.clone(), result.input_fill.clone()
-    write_atomically(os.path.join(args.save_dir, "masks.pt"), lambda path: torch.save(masks, path))
-    print(f"wrote {args.save_dir}/results.json and {args.save_dir}/masks.pt")
+    writers = {"results.json": write_json, "masks.pt": lambda path: torch.save(masks, path)}
     try:
         import matplotlib
+        matplotlib.use("Agg")
+        figures = {**heatmap_figures(result, args.game_width), "loss_curves.png": loss_curve_figure(result)}
+        writers.update({name: png_writer(figure) for name, figure in figures.items()})
     except ImportError:
         print("figures skipped: matplotlib is not installed (pip install -r requirements-dev.pip)")
-        return
-    matplotlib.use("Agg")
-    names = draw_heatmaps(result, args.game_width, args.save_dir) + [draw_loss_curves(result, args.save_dir)]
-    print(f"wrote {len(names)} figures: {', '.join(names)}")
+    os.makedirs(args.save_dir, exist_ok=True)
+    write_file_set(args.save_dir, writers, stale=RUN_FILES)
+    print(f"wrote {', '.join(writers)} to {args.save_dir}")
 
 
 def test_state_labels(width):

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, fields
 import torch
 import tyro
 
-from atomic import write_atomically
+from atomic import write_file_set
 from batched_ppo import BatchedPPO, PPOSettings
 from combogrid import PROBLEMS, ComboGridVec
 
@@ -118,6 +118,16 @@ class Progress:
               f"{p['budget_left'] / rate:.0f} s left (the unfinished learners' whole budget)", flush=True)
 
 
+def previous_record(folder):
+    """The networks recorded in FOLDER/training.json by an earlier run (none if unreadable)."""
+    try:
+        with open(os.path.join(folder, "training.json")) as file:
+            networks = json.load(file).get("networks", {})
+        return networks if isinstance(networks, dict) else {}
+    except (OSError, ValueError, AttributeError):
+        return {}
+
+
 def main(args):
     problem = check_args(args)
     if problem:
@@ -139,31 +149,32 @@ def main(args):
     print(f"training {len(problems)} learners ({args.num_sets} set(s) of {len(args.problems)}) in one batch",
           flush=True)
     start = time.time()
-    try:
-        results = BatchedPPO(ComboGridVec(problems, args.num_envs, args.rows, args.columns), seeds,
-                             settings).train(Progress(args.print_every))
-    except KeyboardInterrupt:
-        sys.exit("error: interrupted; nothing was written")
+    results = BatchedPPO(ComboGridVec(problems, args.num_envs, args.rows, args.columns), seeds,
+                         settings).train(Progress(args.print_every))
     seconds = time.time() - start
 
     recorded = {key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")}
     failed = []
     for k, folder in enumerate(folders):
-        record = {}
+        record = previous_record(folder)  # a run of some --problems keeps the others' records
+        writers = {}
         for i, problem in enumerate(args.problems):
             result = results[k * len(args.problems) + i]
-            path = os.path.join(folder, f"{problem}.pt")
-            write_atomically(path, lambda temporary: torch.save(result.state_dict, temporary))
+            writers[f"{problem}.pt"] = lambda temporary, state=result.state_dict: torch.save(state, temporary)
             record[problem] = {"seed": result.seed, "steps": result.steps, "optimal": result.solved,
                                "settings": recorded}
             if not result.solved:
-                failed.append(f"{path} (seed {result.seed}, {result.steps:,} steps)")
+                failed.append(f"{os.path.join(folder, problem + '.pt')} (seed {result.seed}, {result.steps:,} steps)")
+        record = {problem: record[problem] for problem in PROBLEMS if problem in record}
 
-        def write_json(temporary):
+        def write_json(temporary, record=record):
             with open(temporary, "w") as file:
                 json.dump({"seconds": round(seconds, 1), "networks": record}, file, indent=1)
 
-        write_atomically(os.path.join(folder, "training.json"), write_json)
+        try:  # the checkpoints and their record are replaced together, or not at all
+            write_file_set(folder, {**writers, "training.json": write_json})
+        except OSError as error:
+            sys.exit(f"error: cannot write the networks to {folder}: {error.strerror}; its files are unchanged")
     steps = sum(r.steps for r in results)
     print(f"trained {len(results)} network(s) in {seconds:.0f} s: {steps:,} steps, {steps / seconds:,.0f} steps/s; "
           f"{len(results) - len(failed)} optimal -> {args.save_dir}")
@@ -172,4 +183,8 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    try:
+        main(tyro.cli(Args))
+    except KeyboardInterrupt:
+        print("error: interrupted; no checkpoint or training.json was changed", file=sys.stderr)
+        sys.exit(130)

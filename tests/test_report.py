@@ -55,7 +55,7 @@ def test_report_builds_and_contains_every_default_score(small_results, tmp_path)
             for cell in line.strip("|").split("|")[1:3]:
                 assert cell.strip() in text
     assert "Question 1" in text and "Question 2" in text
-    assert "across 2 independently trained network sets" in text and "sets separated" in text
+    assert "across 2 independently trained network sets" in text and "separated" in text
     assert len(PdfReader(output).pages) >= 3
 
 
