@@ -213,13 +213,18 @@ class ComboGym(gym.Env):
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         agent = (options or {}).get("agent", self.start)
-        if not (0 <= agent[0] < self.rows and 0 <= agent[1] < self.columns):
-            raise ValueError(f"agent cell {agent} is outside the {self.rows}x{self.columns} grid")
+        if not (isinstance(agent, (tuple, list, np.ndarray)) and len(agent) == 2
+                and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in agent)
+                and 0 <= agent[0] < self.rows and 0 <= agent[1] < self.columns):
+            raise ValueError(f"agent cell {agent!r} is not two integers (row, column) inside the "
+                             f"{self.rows}x{self.columns} grid")
         self.game = ComboGridBatch([agent], [self.goal], self.rows, self.columns)
         return self.observation(), {}
 
     def step(self, action):
-        rewards, terminated, truncated = self.game.step(np.array([action]))
+        if not self.action_space.contains(action):
+            raise ValueError(f"invalid action {action!r}: expected 0, 1 or 2")
+        rewards, terminated, truncated = self.game.step(np.array([int(action)]))
         return self.observation(), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), {}
 
     def observation(self):

@@ -67,9 +67,27 @@ class Run:
     observation_size: int
 
 
+class BadResults(Exception):
+    """A results file that cannot be read back; the message names it."""
+
+
+def read_json(path):
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except (OSError, ValueError) as error:
+        raise BadResults(f"{path}: cannot be read ({type(error).__name__}: {error})") from None
+
+
 def load_run(folder, command):
-    with open(os.path.join(folder, "results.json")) as file:
-        data = json.load(file)
+    path = os.path.join(folder, "results.json")
+    try:
+        return run_from(read_json(path), folder, command)
+    except (KeyError, TypeError, IndexError, ValueError) as error:
+        raise BadResults(f"{path}: malformed ({type(error).__name__}: {error})") from None
+
+
+def run_from(data, folder, command):
     seeds = sorted({r["seed"] for r in data["runs"]})
     shape = (len(seeds), len(MOVE_NAMES), len(PROBLEMS))
     masked, best, original = np.zeros(shape), np.zeros(shape), np.zeros(shape[1:])
@@ -338,23 +356,32 @@ def sets_training_summary(folders):
 
 
 def main_report(args):
+    if os.path.isdir(args.output):
+        sys.exit(f"error: --output {args.output} is a folder: give the path of the PDF to write")
     if not args.reuse:
         run_all(args)
     missing = [name for name in RUNS if not os.path.exists(os.path.join(args.results_dir, name, "results.json"))]
     missing += [] if os.path.exists(os.path.join(args.results_dir, "sets", "sets.json")) else ["sets"]
     if missing:
         sys.exit(f"error: no results.json for run {missing[0]!r} in {args.results_dir}: run without --reuse")
-    try:
-        with open(args.training_log) as file:
-            training = json.load(file)
-    except FileNotFoundError:
+    if not os.path.exists(args.training_log):
         sys.exit(f"error: training record not found: {args.training_log} (written by train_ppo.py)")
-    runs = {name: load_run(os.path.join(args.results_dir, name), command) for name, (_, command) in RUNS.items()}
-    with open(os.path.join(args.results_dir, "sets", "sets.json")) as file:
-        study = json.load(file)
+    try:
+        training = read_json(args.training_log)
+        runs = {name: load_run(os.path.join(args.results_dir, name), command) for name, (_, command) in RUNS.items()}
+        study = read_json(os.path.join(args.results_dir, "sets", "sets.json"))
+    except BadResults as error:
+        sys.exit(f"error: {error}; rerun python report.py without --reuse")
+    not_finite = [run.folder for run in runs.values() if not np.isfinite(run.masked).all()]
+    if not_finite:
+        sys.exit(f"error: {not_finite[0]}/results.json holds NaN or infinite scores")
     build(runs, training, study, sets_training_summary(study["sets"]), args.output)
     print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":
-    main_report(tyro.cli(Args))
+    try:
+        main_report(tyro.cli(Args))
+    except KeyboardInterrupt:
+        print("error: interrupted; answers.pdf is unchanged", file=sys.stderr)
+        sys.exit(130)

@@ -1,0 +1,249 @@
+"""Bad input, tried as a new user would: one `error: ...` line, a non-zero exit, no traceback,
+and nothing already written changed. Entry points are called in-process where possible (fast);
+a few command lines check the real exit status, Ctrl-C included."""
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import downstream
+import main
+import options
+import report
+import results
+import train_ppo
+from combogrid import PROBLEMS, ComboGym
+from conftest import ROOT
+from ppo_agent import PPOAgent
+
+MODELS = tuple(os.path.join(ROOT, "models", f"{p}.pt") for p in PROBLEMS)
+
+
+def snapshot(folder):
+    """Every file under folder with its bytes, to check that nothing changed."""
+    found = {}
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            path = os.path.join(parent, name)
+            with open(path, "rb") as file:
+                found[os.path.relpath(path, folder)] = file.read()
+    return found
+
+
+def expect_error(call, message):
+    """call() must stop with one 'error: ...' line containing message."""
+    with pytest.raises(SystemExit) as stopped:
+        call()
+    text = stopped.value.code
+    assert isinstance(text, str) and text.startswith("error: ") and "\n" not in text, text
+    assert message in text, text
+
+
+@pytest.fixture(scope="module")
+def bad_checkpoints(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("checkpoints")
+    good = torch.load(MODELS[0], weights_only=True)
+    torch.save({**good, "actor.0.weight": good["actor.0.weight"] * float("nan")}, folder / "nan.pt")
+    torch.save({**good, "actor.0.bias": [0.0] * 64}, folder / "list.pt")
+    torch.save(PPOAgent(ComboGym()), folder / "module.pt")
+    torch.manual_seed(0)
+    torch.save(PPOAgent(ComboGym()).state_dict(), folder / "untrained.pt")
+    (folder / "junk.pt").write_text("not a checkpoint")
+    (folder / "empty.pt").write_bytes(b"")
+    os.mkfifo(folder / "fifo.pt")
+    return folder
+
+
+@pytest.mark.parametrize("name,message", [
+    ("nan.pt", "actor.0.weight holds NaN or infinite weights"),
+    ("list.pt", "actor.0.bias is not a tensor"),
+    ("module.pt", "holds pickled Python objects"),
+    ("junk.pt", "not a file written by torch.save"),
+    ("empty.pt", "not a file written by torch.save"),
+    ("fifo.pt", "is not a regular file"),
+    ("untrained.pt", "does not solve TL-BR"),
+    ("missing.pt", "checkpoint not found"),
+])
+def test_main_refuses_bad_checkpoints(bad_checkpoints, name, message):
+    args = main.Args(model_paths=(str(bad_checkpoints / name), *MODELS[1:]), mask_learning_steps=5, log_every=0)
+    expect_error(lambda: main.main(args), message)
+
+
+def test_main_names_networks_in_the_wrong_order():
+    args = main.Args(model_paths=(MODELS[1], MODELS[0], *MODELS[2:]), mask_learning_steps=5, log_every=0)
+    expect_error(lambda: main.main(args), "should solve TL-BR but solves TR-BL instead: the order of --model-paths")
+
+
+@pytest.mark.parametrize("options_,message", [
+    ({"mask_learning_rate": float("nan")}, "must be a positive number, got nan"),
+    ({"mask_learning_rate": float("inf")}, "must be a positive number, got inf"),
+    ({"mask_learning_rate": 1e300}, "out of range"),
+    ({"mask_learning_steps": 0}, "--mask-learning-steps must be a positive number"),
+    ({"num_seeds": -3}, "--num-seeds must be a positive number"),
+    ({"num_seeds": 5000}, "GB"),
+    ({"input_penalty": float("nan")}, "--input-penalty must be a number >= 0"),
+    ({"input_penalty": -1.0}, "--input-penalty must be a number >= 0"),
+    ({"seed": 10**20}, "--seed must be between"),
+    ({"hidden_size": 0}, "--hidden-size must be a positive number"),
+    ({"game_width": 1000}, "--game-width must be between 2 and 100"),
+    ({"model_paths": MODELS[:2]}, "--model-paths needs 4 checkpoints"),
+    ({"reference": True, "mask_inputs": True}, "does not combine"),
+    ({"save_dir": os.path.join(ROOT, "README.md")}, "exists and is not a folder"),
+])
+def test_main_refuses_bad_numbers_and_options(options_, message):
+    expect_error(lambda: main.main(main.Args(**options_)), message)
+
+
+@pytest.mark.parametrize("options_,message", [
+    ({"problems": ("TL-BR", "TL-BR")}, "at most once"),
+    ({"problems": ()}, "at least one"),
+    ({"problems": ("TL-XX",)}, "unknown problem 'TL-XX'"),
+    ({"num_minibatches": 0}, "--num-minibatches must be a positive number"),
+    ({"num_minibatches": 3}, "must divide"),
+    ({"total_timesteps": 100}, "must allow one rollout"),
+    ({"learning_rate": float("nan")}, "--learning-rate must be a positive number"),
+    ({"num_sets": 0}, "--num-sets must be a positive number"),
+    ({"save_dir": os.path.join(ROOT, "README.md")}, "cannot write to --save-dir"),
+])
+def test_train_ppo_refuses_bad_settings_before_training(options_, message):
+    expect_error(lambda: train_ppo.main(train_ppo.Args(**options_)), message)
+
+
+@pytest.fixture
+def results_folder(tmp_path):
+    """A copy of results/ to damage."""
+    import shutil
+    shutil.copytree(os.path.join(ROOT, "results"), tmp_path / "results",
+                    ignore=shutil.ignore_patterns("*.pt", "*.png", "network_sets"))
+    return tmp_path / "results"
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda f: (f / "seeds" / "results.json").unlink(), "no results.json for run 'seeds'"),
+    (lambda f: (f / "seeds" / "results.json").write_text(""), "seeds/results.json: cannot be read"),
+    (lambda f: (f / "seeds" / "results.json").write_text((f / "seeds" / "results.json").read_text()[:500]),
+     "seeds/results.json: cannot be read"),
+    (lambda f: (f / "inputs" / "results.json").write_text('{"runs": 3}'), "inputs/results.json: malformed"),
+    (lambda f: (f / "sets" / "sets.json").write_text("[1, 2"), "sets.json: cannot be read"),
+    (lambda f: (f / "default" / "results.json").write_text(
+        (f / "default" / "results.json").read_text().replace('"masked_score": 0.', '"masked_score": NaN, "x": 0.', 1)),
+     "holds NaN or infinite scores"),
+])
+def test_report_refuses_bad_results_and_keeps_the_pdf(results_folder, tmp_path, damage, message):
+    pdf = tmp_path / "answers.pdf"
+    pdf.write_bytes(b"old pdf")
+    damage(results_folder)
+    args = report.Args(results_dir=str(results_folder), output=str(pdf), reuse=True,
+                       training_log=os.path.join(ROOT, "models", "training.json"))
+    expect_error(lambda: report.main_report(args), message)
+    assert pdf.read_bytes() == b"old pdf" and sorted(os.listdir(tmp_path)) == ["answers.pdf", "results"]
+
+
+def test_report_refuses_a_folder_as_output(tmp_path):
+    expect_error(lambda: report.main_report(report.Args(output=str(tmp_path), reuse=True)), "is a folder")
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize("name", ["ComboGrid-v0", "ComboGrid-MultiGoal-v0", "ComboGrid-Random-v0"])
+@pytest.mark.parametrize("action", [3, -1, 1.5, "1"])
+def test_envs_refuse_actions_outside_the_space(name, action):
+    env = gym.make(name).unwrapped
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="invalid action"):
+        env.step(action)
+
+
+@pytest.mark.parametrize("cell", [(5, 0), (-1, 2), (1.5, 2), ("1", 2), (1,), None])
+def test_reset_refuses_cells_that_are_not_two_integers_in_the_grid(cell):
+    with pytest.raises(ValueError, match="not two integers"):
+        ComboGym().reset(options={"agent": cell})
+
+
+@pytest.fixture(scope="module")
+def saved_masks(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("saved")
+    args = main.Args(mask_learning_steps=20, log_every=0, num_seeds=2, save_dir=str(folder), model_paths=MODELS)
+    results.save_results(args, main.learn_masks(args))
+    return folder
+
+
+@pytest.mark.parametrize("arguments,message", [
+    (("Jump", "TL-BR"), "unknown combo 'Jump': "),
+    (("Up", "XX"), "unknown network 'XX': "),
+    (("Up", "TL-BR", 2), "seed index 2 out of range"),
+    (("Up", "TL-BR", 0, MODELS[1]), "is not the TL-BR network these masks were learned on"),
+])
+def test_load_extracted_function_errors(saved_masks, arguments, message):
+    with pytest.raises(options.MaskFileError, match=message):
+        options.load_extracted_function(str(saved_masks / "masks.pt"), *arguments)
+
+
+def test_load_extracted_function_works_from_any_folder(saved_masks, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # masks.pt stores absolute checkpoint paths
+    function = options.load_extracted_function(str(saved_masks / "masks.pt"), "Up", "BR-TL")
+    assert function.act(np.zeros(59, dtype=np.float32)) in (0, 1, 2)
+
+
+@pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
+def test_a_failing_or_interrupted_save_keeps_the_old_set(saved_masks, tmp_path, monkeypatch, failure):
+    import shutil
+    folder = tmp_path / "out"
+    shutil.copytree(saved_masks, folder)
+    before = snapshot(folder)
+    args = main.Args(mask_learning_steps=5, log_every=0, seed=9, save_dir=str(folder), model_paths=MODELS)
+    result = main.learn_masks(args)
+
+    def failing_save(*_, **__):
+        raise failure
+
+    monkeypatch.setattr(torch, "save", failing_save)  # masks.pt is written after results.json
+    with pytest.raises(type(failure)):
+        results.save_results(args, result)
+    assert snapshot(folder) == before
+
+
+def test_downstream_refuses_bad_arguments():
+    expect_error(lambda: downstream.main_downstream(downstream.Args(tasks=("maze",))), "unknown task")
+    expect_error(lambda: downstream.main_downstream(downstream.Args(model_paths=MODELS[:1])), "needs 4")
+
+
+def test_ctrl_c_keeps_the_save_dir_and_exits_130(saved_masks, tmp_path):
+    import shutil
+    folder = tmp_path / "out"
+    shutil.copytree(saved_masks, folder)
+    before = snapshot(folder)
+    process = subprocess.Popen([sys.executable, "main.py", "--num-seeds", "3", "--log-every", "1",
+                                "--save-dir", str(folder)], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True)
+    process.stdout.readline()  # training has started
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert stderr.strip().splitlines() == ["error: interrupted; --save-dir, if given, keeps its previous files"]
+    assert snapshot(folder) == before
+
+
+def test_command_line_errors_are_one_line_with_a_non_zero_exit(bad_checkpoints):
+    result = subprocess.run([sys.executable, "main.py", "--model-paths", str(bad_checkpoints / "nan.pt"),
+                             *MODELS[1:]], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 1 and result.stdout == ""
+    assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ") and "Traceback" not in result.stderr
+
+
+def test_the_across_sets_study_refuses_an_unfinished_set(tmp_path):
+    import shutil
+    (tmp_path / "set_0").mkdir()
+    for path in MODELS:
+        shutil.copy(path, tmp_path / "set_0")
+    (tmp_path / "set_0" / "training.json").write_text(json.dumps(
+        {"seconds": 1, "networks": {p: {"optimal": p != "BR-TL"} for p in PROBLEMS}}))
+    args = dataclasses.replace(main.Args(mask_learning_steps=5, log_every=0), sets_dir=str(tmp_path))
+    expect_error(lambda: main.main(args), "set_0/BR-TL.pt")
