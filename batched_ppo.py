@@ -29,21 +29,35 @@ LAYERS = ("actor.0", "actor.2", "critic.0", "critic.2", "critic.4")
 
 @dataclass
 class PPOSettings:
-    """CleanRL ppo.py's hyper-parameters (train_ppo.Args documents each)."""
-    total_timesteps: int = 3_000_000
-    learning_rate: float = 1e-3
-    num_envs: int = 16
-    num_steps: int = 128
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    num_minibatches: int = 4
-    update_epochs: int = 4
-    clip_coef: float = 0.2
-    ent_coef: float = 0.01
-    vf_coef: float = 0.5
-    max_grad_norm: float = 0.5
-    optimal_checks: int = 10
+    """CleanRL ppo.py's hyper-parameters, per learner (train_ppo.Args extends them)."""
     hidden_size: int = 64
+    """neurons of the actor's hidden layer"""
+    total_timesteps: int = 3_000_000
+    """most primitive environment steps per learner"""
+    optimal_checks: int = 10
+    """consecutive iterations with an optimal greedy policy that end a learner's training (0: never)"""
+    learning_rate: float = 1e-3
+    """Adam learning rate, annealed linearly to 0 over total_timesteps"""
+    num_envs: int = 16
+    """parallel environments per learner"""
+    num_steps: int = 128
+    """steps per environment per rollout"""
+    gamma: float = 0.99
+    """discount factor"""
+    gae_lambda: float = 0.95
+    """lambda of generalized advantage estimation"""
+    num_minibatches: int = 4
+    """minibatches per epoch"""
+    update_epochs: int = 4
+    """epochs over each rollout"""
+    clip_coef: float = 0.2
+    """surrogate clipping coefficient"""
+    ent_coef: float = 0.01
+    """entropy bonus coefficient"""
+    vf_coef: float = 0.5
+    """value loss coefficient"""
+    max_grad_norm: float = 0.5
+    """gradient clipping norm"""
 
 
 @dataclass
@@ -213,11 +227,8 @@ class BatchedPPO:
                     advantages[t] = last_gae = delta + s.gamma * s.gae_lambda * next_non_terminal * last_gae
                 returns = advantages + values
 
-            def flat(x):  # (T, L, E, ...) -> (L, T * E, ...)
-                return x.transpose(0, 1).reshape(count, batch_size, *x.shape[3:])
-
-            b_obs, b_actions, b_logprobs = flat(obs), flat(actions), flat(logprobs)
-            b_advantages, b_returns, b_values = flat(advantages), flat(returns), flat(values)
+            b_obs, b_actions, b_logprobs, b_advantages, b_returns, b_values = (  # (T, L, E, ...) -> (L, T * E, ...)
+                x.transpose(0, 1).flatten(1, 2) for x in (obs, actions, logprobs, advantages, returns, values))
             rows = torch.arange(count).unsqueeze(1)
             for _ in range(s.update_epochs):
                 order = torch.stack([torch.randperm(batch_size, generator=self.generators[i]) for i in active])

@@ -34,7 +34,7 @@ from tabulate import tabulate
 import main
 from atomic import write_atomically
 from batched_ppo import BatchedPPO, PPOSettings
-from combogrid import MOVE_NAMES, NEEDED_MOVES, PROBLEMS
+from combogrid import MOVE_NAMES, PROBLEMS
 from options import ComboOptions, NetworkOptions
 from ppo_agent import CheckpointError, program_mask
 from tasks import MAX_RETURN, TASKS, TaskVec

@@ -6,8 +6,9 @@
 
 Every number in the PDF is read from the runs' results.json, results/sets/sets.json and the
 training records (training.json); none is typed. Needs requirements-dev.pip (fpdf2, matplotlib).
-The study trains 10 network sets into results/network_sets/ with train_ppo.py when they are not
-there yet.
+The 10 network sets of the study across networks (results/network_sets/, about 1.5 minutes) and
+the reuse study (results/downstream/, about 15 minutes) are run only when their results are not
+there yet: delete those folders to run them again.
 """
 
 import json
@@ -19,6 +20,7 @@ import numpy as np
 import tyro
 
 import across_sets
+import downstream
 import main
 import train_ppo
 from combogrid import COMBOS, MOVE_NAMES, PROBLEMS
@@ -36,6 +38,7 @@ RUNS = {
 NUM_SETS = 10
 TRAIN_SETS = f"python train_ppo.py --num-sets {NUM_SETS} --save-dir results/network_sets"
 STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
+REUSE = "python downstream.py --save-dir results/downstream"
 
 
 @dataclass
@@ -116,6 +119,9 @@ def run_all(args):
     print(f"running {STUDY}", flush=True)
     study = across_sets.study(replace(base, sets_dir=args.sets_dir, num_seeds=10), main.learn_masks)
     across_sets.save(study, os.path.join(args.results_dir, "sets"))
+    if not os.path.exists(os.path.join(args.results_dir, "downstream", "results.json")):
+        print(f"running {REUSE} (about 15 minutes)", flush=True)
+        downstream.main_downstream(downstream.Args(save_dir=os.path.join(args.results_dir, "downstream")))
 
 
 def mean_std(values):
@@ -183,8 +189,57 @@ class Report:
         write_atomically(path, self.pdf.output)
 
 
-def build(runs, training, study, sets_training, output):
-    """Write the PDF from the loaded runs, the study across network sets and the training records."""
+def reuse_gains(data):
+    """Per task: AUC means and 95% intervals per condition, and the share of the combos' gain
+    over none that each condition recovers."""
+    gains = {}
+    for task in data["args"]["tasks"]:
+        auc = {c: downstream.confidence_interval([r["auc"] for r in data["runs"]
+                                                  if r["task"] == task and r["condition"] == c])
+               for c in data["args"]["conditions"]}
+        span = auc["combos"][0] - auc["none"][0]
+        gains[task] = {c: (auc[c], (auc[c][0] - auc["none"][0]) / span if span else float("nan")) for c in auc}
+    return gains
+
+
+def reuse_section(report, data):
+    """Section 5: the downstream study, its table, figure and an honest reading."""
+    args = data["args"]
+    report.heading("5. Are the extracted functions reusable?")
+    report.paragraph(
+        "The point of extracting sub-functions is to reuse them. downstream.py adds four options (one per "
+        "combo) to a PPO learner's three primitive actions and measures how fast it learns two new tasks "
+        "(SPEC.md): multi-goal (from the centre, four goals in turn, +10 each) and random (a random start and "
+        f"goal, +10 on reaching it). {args['num_seeds']} learners per condition and task, all seeds of a "
+        f"condition in one batched run, {args['budget']:,} primitive steps each (an option's three steps all "
+        "count). Conditions: none (primitives only); neurons and inputs (options from the assignment's masks "
+        "and from --mask-inputs masks, the mask with the lowest training loss per combo); not-needed (the "
+        "--mask-inputs masks of networks whose problem does not need the combo: the control); whole (the "
+        "four base networks unmasked); combos (the true combos: the upper bound). AUC: the mean episode "
+        "return over the budget divided by the maximum return, with a 95% bootstrap interval over seeds; "
+        "solved: the greedy policy solves the task optimally at the end (random: all 600 start-goal pairs).")
+    report.monospace(downstream.table(data["runs"], args["tasks"], args["conditions"]), size=6.5)
+    report.figure(os.path.join(os.path.dirname(data["path"]), "learning_curves.png"), 170,
+                  "Mean return over the seeds (normalised) with 95% bands, against primitive steps.")
+    reading = []
+    for task, gains in reuse_gains(data).items():
+        (none_mean, none_low, none_high), _ = gains["none"]
+        for condition in ("inputs", "neurons", "not-needed", "whole"):
+            if condition not in gains:
+                continue
+            (mean, low, high), share = gains[condition]
+            clear = "clear of" if low > none_high else "below" if high < none_low else "overlapping"
+            reading.append(f"{task}, {condition}: AUC {mean:.3f} [{low:.3f}, {high:.3f}], {share:.0%} of the "
+                           f"combos' gain over none, interval {clear} none's [{none_low:.3f}, {none_high:.3f}]")
+    report.paragraph("Read against the goal (inputs recover at least 80% of the combos' gain with intervals "
+                     "clear of none; the not-needed control at most 20%):\n" + ";\n".join(reading) + ".")
+    report.paragraph(f"Command: {REUSE}. results/downstream/results.json holds one record per (task, "
+                     "condition, seed) with its AUC, whether it solved the task and when it first did.")
+
+
+def build(runs, training, study, sets_training, reuse, output):
+    """Write the PDF from the loaded runs, the study across network sets, the reuse study and the
+    training records."""
     default, seeds, inputs, zero = runs["default"], runs["seeds"], runs["inputs"], runs["inputs_zero"]
     needed = main.needed_pairs()
     report = Report()
@@ -318,6 +373,8 @@ def build(runs, training, study, sets_training, output):
         report.figure(os.path.join(inputs.folder, f"heatmaps_{combo}.png"), 100,
                       f"The {combo} masks with --mask-inputs, over 10 seeds (compare with the figure above).")
 
+    reuse_section(report, reuse)
+
     report.heading("4. How the numbers were produced")
     networks = training["networks"]
     trained = "; ".join(f"{p}: seed {t['seed']}, {t['steps']:,} steps, "
@@ -361,7 +418,8 @@ def main_report(args):
     if not args.reuse:
         run_all(args)
     missing = [name for name in RUNS if not os.path.exists(os.path.join(args.results_dir, name, "results.json"))]
-    missing += [] if os.path.exists(os.path.join(args.results_dir, "sets", "sets.json")) else ["sets"]
+    missing += [name for name, file in (("sets", "sets.json"), ("downstream", "results.json"))
+                if not os.path.exists(os.path.join(args.results_dir, name, file))]
     if missing:
         sys.exit(f"error: no results.json for run {missing[0]!r} in {args.results_dir}: run without --reuse")
     if not os.path.exists(args.training_log):
@@ -370,12 +428,14 @@ def main_report(args):
         training = read_json(args.training_log)
         runs = {name: load_run(os.path.join(args.results_dir, name), command) for name, (_, command) in RUNS.items()}
         study = read_json(os.path.join(args.results_dir, "sets", "sets.json"))
+        reuse_path = os.path.join(args.results_dir, "downstream", "results.json")
+        reuse = {**read_json(reuse_path), "path": reuse_path}
     except BadResults as error:
         sys.exit(f"error: {error}; rerun python report.py without --reuse")
     not_finite = [run.folder for run in runs.values() if not np.isfinite(run.masked).all()]
     if not_finite:
         sys.exit(f"error: {not_finite[0]}/results.json holds NaN or infinite scores")
-    build(runs, training, study, sets_training_summary(study["sets"]), args.output)
+    build(runs, training, study, sets_training_summary(study["sets"]), reuse, args.output)
     print(f"wrote {args.output}")
 
 

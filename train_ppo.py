@@ -15,7 +15,7 @@ import json
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import torch
 import tyro
@@ -26,7 +26,8 @@ from combogrid import PROBLEMS, ComboGridVec
 
 
 @dataclass
-class Args:
+class Args(PPOSettings):
+    """The run; PPO's hyper-parameters (--learning-rate, --num-envs, ...) are batched_ppo.PPOSettings."""
     problems: tuple[str, ...] = PROBLEMS
     """problems to train, one network each per set"""
     seed: int = 0
@@ -39,42 +40,10 @@ class Args:
     """grid rows"""
     columns: int = 5
     """grid columns"""
-    hidden_size: int = 64
-    """neurons of the actor's hidden layer"""
-    total_timesteps: int = 3_000_000
-    """most environment steps per learner"""
-    optimal_checks: int = 10
-    """consecutive iterations with an optimal greedy rollout that end a learner's training"""
-    learning_rate: float = 1e-3
-    """Adam learning rate, annealed linearly to 0 over total_timesteps"""
-    num_envs: int = 16
-    """parallel environments per learner"""
-    num_steps: int = 128
-    """steps per environment per rollout"""
-    gamma: float = 0.99
-    """discount factor"""
-    gae_lambda: float = 0.95
-    """lambda of generalized advantage estimation"""
-    num_minibatches: int = 4
-    """minibatches per epoch"""
-    update_epochs: int = 4
-    """epochs over each rollout"""
-    clip_coef: float = 0.2
-    """surrogate clipping coefficient"""
-    ent_coef: float = 0.01
-    """entropy bonus coefficient"""
-    vf_coef: float = 0.5
-    """value loss coefficient"""
-    max_grad_norm: float = 0.5
-    """gradient clipping norm"""
     threads: int = 2
     """torch threads (the cores to use)"""
     print_every: float = 10.0
     """seconds between progress lines"""
-
-
-def ppo_settings(args):
-    return PPOSettings(**{f.name: getattr(args, f.name) for f in fields(PPOSettings)})
 
 
 def check_args(args):
@@ -145,12 +114,11 @@ def main(args):
     torch.set_num_threads(args.threads)
     problems = list(args.problems) * args.num_sets
     seeds = [args.seed + len(PROBLEMS) * k + PROBLEMS.index(p) for k in range(args.num_sets) for p in args.problems]
-    settings = ppo_settings(args)
     print(f"training {len(problems)} learners ({args.num_sets} set(s) of {len(args.problems)}) in one batch",
           flush=True)
     start = time.time()
     results = BatchedPPO(ComboGridVec(problems, args.num_envs, args.rows, args.columns), seeds,
-                         settings).train(Progress(args.print_every))
+                         args).train(Progress(args.print_every))
     seconds = time.time() - start
 
     recorded = {key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")}
