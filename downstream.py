@@ -1,6 +1,6 @@
 """Are the extracted functions reusable? New ComboGrid tasks learned with them as options.
 
-    python downstream.py                                   # the whole study, about 15 minutes
+    python downstream.py                                   # the whole study, about 20 minutes here
     python downstream.py --tasks multi-goal --conditions none combos --num-seeds 5
 
 The options are extracted from the four networks with main.py's own code (10 mask seeds each,
@@ -54,7 +54,7 @@ class Args:
     """checkpoints of the networks for TL-BR, TR-BL, BR-TL, BL-TR, the options' source"""
     mask_seeds: int = 10
     """mask seeds of the extraction; each combo's option is the best of them"""
-    budget: int = 400_000
+    budget: int = 300_000
     """primitive environment steps per learner"""
     learning_rate: float = 1e-3
     """PPO's Adam learning rate, annealed to 0 over the budget"""
