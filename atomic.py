@@ -6,8 +6,9 @@ import signal
 
 
 def _temporary(path):
-    folder, name = os.path.split(path)
-    return os.path.join(folder, f".{name}.tmp{os.getpid()}")
+    # the same stem as the file: torch.save names its archive after it, so the bytes do not
+    # depend on the temporary name
+    return f"{path}.tmp{os.getpid()}"
 
 
 def write_atomically(path, write):
