@@ -233,6 +233,27 @@ def reuse_section(report, data):
                            f"combos' gain over none, interval {clear} none's [{none_low:.3f}, {none_high:.3f}]")
     report.paragraph("Read against the goal (inputs recover at least 80% of the combos' gain with intervals "
                      "clear of none; the not-needed control at most 20%):\n" + ";\n".join(reading) + ".")
+    solved = {(t, c): np.mean([r["solved"] for r in data["runs"] if r["task"] == t and r["condition"] == c])
+              for t in args["tasks"] for c in args["conditions"]}
+    auc = {(t, c): np.mean([r["auc"] for r in data["runs"] if r["task"] == t and r["condition"] == c])
+           for t in args["tasks"] for c in args["conditions"]}
+    notes = ["Fraction of seeds whose final greedy policy is optimal: " + "; ".join(
+        f"{t}: " + ", ".join(f"{c} {solved[t, c]:.2f}" for c in args["conditions"]) for t in args["tasks"]) + "."]
+    if all(k in auc for k in (("multi-goal", "combos"), ("multi-goal", "inputs"))) and \
+            auc["multi-goal", "combos"] < auc["multi-goal", "inputs"]:
+        notes.append("The fixed combos learn more slowly than the extracted functions, so they are not the upper "
+                     "bound the design assumed and the 'share of the combos' gain' exceeds 100%. A fixed combo moves "
+                     "the agent only when it starts on an empty buffer; after a primitive action it straddles two "
+                     "buffer reads. The extracted functions read the buffer (their input masks keep buffer "
+                     "entries) and can complete a combo begun by primitive actions. This is our reading of why, "
+                     "not a measurement.")
+    if ("multi-goal", "whole") in solved and solved["multi-goal", "whole"] == 0:
+        notes.append("The unmasked networks (whole) reach goals eventually, which the AUC counts, but never "
+                     "solve a task optimally (we did not study why).")
+    notes.append("The AUC counts a goal reached at any time within 500 steps, and its first iterations are "
+                 "biased upward: only the episodes that end early, that is the successful ones, are counted "
+                 "there. Whether the greedy policy is optimal is the sharper measure.")
+    report.paragraph(" ".join(notes))
     report.paragraph(f"Command: {REUSE}. results/downstream/results.json holds one record per (task, "
                      "condition, seed) with its AUC, whether it solved the task and when it first did.")
 
