@@ -11,6 +11,7 @@ pytest.importorskip("fpdf")
 from pypdf import PdfReader  # noqa: E402
 
 import across_sets  # noqa: E402
+import downstream  # noqa: E402
 import main  # noqa: E402
 import report  # noqa: E402
 import train_ppo  # noqa: E402
@@ -40,6 +41,8 @@ def small_results(tmp_path_factory):
         (sets / f"set_{k}" / "training.json").write_text(json.dumps(training))
     study = across_sets.study(dataclasses.replace(base, sets_dir=str(sets)), main.learn_masks)
     across_sets.save(study, str(folder / "sets"))
+    downstream.main_downstream(downstream.Args(num_seeds=2, mask_seeds=1, budget=4096, save_dir=str(folder / "downstream"),
+                                               model_paths=base.model_paths))
     return folder
 
 
@@ -56,6 +59,7 @@ def test_report_builds_and_contains_every_default_score(small_results, tmp_path)
                 assert cell.strip() in text
     assert "Question 1" in text and "Question 2" in text
     assert "across 2 independently trained network sets" in text and "separated" in text
+    assert "Are the extracted functions reusable?" in text and "not-needed" in text
     assert len(PdfReader(output).pages) >= 3
 
 
