@@ -33,11 +33,11 @@ from tabulate import tabulate
 
 import main
 from atomic import write_atomically
-from batched_ppo import BatchedPPO, PPOSettings
-from combogrid import MOVE_NAMES, PROBLEMS
+from batched_ppo import MEMORY_LIMIT, BatchedPPO, PPOSettings, memory_estimate
+from combogrid import MOVE_DELTAS, MOVE_NAMES, NUM_ACTIONS, PROBLEMS
 from options import ComboOptions, NetworkOptions
 from ppo_agent import CheckpointError, program_mask
-from tasks import MAX_RETURN, TASKS, TaskVec
+from tasks import MAX_RETURN, TASKS, TaskGames, TaskVec, macro_step
 
 CONDITIONS = ("none", "neurons", "inputs", "not-needed", "whole", "combos")
 
@@ -100,6 +100,29 @@ def extract_options(args, agents):
     options["whole"] = NetworkOptions(agents, program_mask(hidden).expand(len(agents), 3, hidden))
     sources["whole"] = [{"network": p} for p in PROBLEMS]
     return options, sources
+
+
+def moves_after_primitives(options):
+    """Fraction of the starts from which each option moves the agent one cell in its combo's
+    direction, by buffer state: {buffer length: [fraction per option]}. Starts: every cell from
+    which the move stays on the grid, after 0, 1 or 2 primitive actions (every prefix) already in
+    the combo buffer. A fixed combo only moves from an empty buffer; a function that reads the
+    buffer can complete a combo begun by primitive actions."""
+    cells = np.array([(r, c) for r in range(5) for c in range(5)])
+    result = {}
+    for length in range(3):
+        prefixes = np.array(list(np.ndindex(*(3,) * length)), dtype=np.int64).reshape(3 ** length, length)
+        fractions = []
+        for k, delta in enumerate(MOVE_DELTAS):
+            inside = ((cells + delta >= 0) & (cells + delta < 5)).all(1)
+            starts = np.repeat(cells[inside], len(prefixes), axis=0)
+            games = TaskGames("random", starts, np.where((starts == 4).all(1, keepdims=True), 0, 4) * np.ones((1, 2), int))
+            for position in range(length):
+                games.step(np.tile(prefixes[:, position], inside.sum()))
+            macro_step(games, np.full(len(starts), NUM_ACTIONS + k), options)
+            fractions.append(float((games.games.agents == starts + delta).all(1).mean()))
+        result[length] = fractions
+    return result
 
 
 def carried_curve(curve):
@@ -202,6 +225,11 @@ def check_args(args):
             return f"--{name.replace('_', '-')} must be a positive number, got {value}"
     if args.budget < 16 * 128:
         return "--budget must allow one PPO rollout (2048 steps)"
+    if memory_estimate(args.num_seeds) > MEMORY_LIMIT:
+        return (f"--num-seeds {args.num_seeds} would need about {memory_estimate(args.num_seeds) / 1e9:.1f} GB "
+                f"(the limit is {MEMORY_LIMIT / 1e9:.0f} GB)")
+    if args.mask_seeds > 100:
+        return f"--mask-seeds must be at most 100, got {args.mask_seeds}"
     return None
 
 
@@ -215,6 +243,12 @@ def main_downstream(args):
         options, sources = extract_options(args, agents)
     except (CheckpointError, main.NoTrainingData, main.WrongNetwork) as error:
         sys.exit(f"error: {error}")
+    alignment = {c: moves_after_primitives(options[c]) for c in args.conditions if options[c] is not None}
+    print("fraction of starts from which each option (Up, Down, Left, Right) moves as its combo, with 0, 1 or 2 "
+          "primitive actions already in the buffer:")
+    for condition, fractions in alignment.items():
+        print(f"  {condition:<10} " + "   ".join(f"{n}: " + " ".join(f"{x:.2f}" for x in values)
+                                            for n, values in fractions.items()))
     runs, start = [], time.time()
     total = len(args.tasks) * len(args.conditions)
     for k, (task, condition) in enumerate((t, c) for t in args.tasks for c in args.conditions):
@@ -226,12 +260,13 @@ def main_downstream(args):
     print(f"{time.time() - start:.0f} s for {sum(r['steps'] for r in runs):,} primitive steps "
           f"({sum(r['steps'] for r in runs) / (time.time() - start):,.0f} steps/s)")
     if args.save_dir is not None:
-        save(args, runs, sources)
+        save(args, runs, sources, alignment)
 
 
-def save(args, runs, sources):
+def save(args, runs, sources, alignment):
     os.makedirs(args.save_dir, exist_ok=True)
-    data = {"args": asdict(args), "max_return": MAX_RETURN, "option_sources": sources, "runs": runs}
+    data = {"args": asdict(args), "max_return": MAX_RETURN, "option_sources": sources,
+            "moves_after_primitives": alignment, "runs": runs}
 
     def write_json(temporary):
         with open(temporary, "w") as file:
@@ -247,4 +282,8 @@ def save(args, runs, sources):
 
 
 if __name__ == "__main__":
-    main_downstream(tyro.cli(Args))
+    try:
+        main_downstream(tyro.cli(Args))
+    except KeyboardInterrupt:
+        print("error: interrupted; --save-dir keeps its previous files", file=sys.stderr)
+        sys.exit(130)

@@ -241,12 +241,18 @@ def reuse_section(report, data):
         f"{t}: " + ", ".join(f"{c} {solved[t, c]:.2f}" for c in args["conditions"]) for t in args["tasks"]) + "."]
     if all(k in auc for k in (("multi-goal", "combos"), ("multi-goal", "inputs"))) and \
             auc["multi-goal", "combos"] < auc["multi-goal", "inputs"]:
+        moves = data["moves_after_primitives"]
+        after = lambda c, n: np.mean(moves[c][str(n)])  # noqa: E731
         notes.append("The fixed combos learn more slowly than the extracted functions, so they are not the upper "
-                     "bound the design assumed and the 'share of the combos' gain' exceeds 100%. A fixed combo moves "
-                     "the agent only when it starts on an empty buffer; after a primitive action it straddles two "
-                     "buffer reads. The extracted functions read the buffer (their input masks keep buffer "
-                     "entries) and can complete a combo begun by primitive actions. This is our reading of why, "
-                     "not a measurement.")
+                     "bound the design assumed and the 'share of the combos' gain' exceeds 100%. Why, measured by "
+                     "downstream.moves_after_primitives: with one primitive action already in the combo buffer, "
+                     f"a fixed combo moves the agent as its combo from {after('combos', 1):.2f} of the starts "
+                     f"(two: {after('combos', 2):.2f}), the --mask-inputs options from {after('inputs', 1):.2f} "
+                     f"({after('inputs', 2):.2f}); from an empty buffer both move from {after('combos', 0):.2f} "
+                     f"and {after('inputs', 0):.2f}. The extracted functions read the buffer and complete a combo "
+                     "that the learner's own primitive actions began; the fixed combos straddle two buffer reads "
+                     "and do nothing. A learner that mixes primitives and options is helped by the first and "
+                     "stalled by the second.")
     if ("multi-goal", "whole") in solved and solved["multi-goal", "whole"] == 0:
         notes.append("The unmasked networks (whole) reach goals eventually, which the AUC counts, but never "
                      "solve a task optimally (we did not study why).")

@@ -21,7 +21,7 @@ import torch
 import tyro
 
 from atomic import write_file_set
-from batched_ppo import BatchedPPO, PPOSettings
+from batched_ppo import MEMORY_LIMIT, BatchedPPO, PPOSettings, memory_estimate
 from combogrid import PROBLEMS, ComboGridVec
 
 
@@ -62,8 +62,14 @@ def check_args(args):
         return "--num-minibatches must divide num_envs x num_steps"
     if args.total_timesteps < args.num_envs * args.num_steps:
         return f"--total-timesteps must allow one rollout of num_envs x num_steps = {args.num_envs * args.num_steps} steps"
-    if args.rows < 2 or args.columns < 2:
-        return "--rows and --columns must be at least 2"
+    if not (2 <= args.rows <= 100 and 2 <= args.columns <= 100):
+        return "--rows and --columns must be between 2 and 100"
+    if not 0 <= args.seed <= 2**63 - 1 - len(PROBLEMS) * args.num_sets:
+        return f"--seed must be between 0 and 2**63 - 1 - 4 * num_sets, got {args.seed}"
+    learners = args.num_sets * len(args.problems)
+    if memory_estimate(learners) > MEMORY_LIMIT:
+        return (f"{learners} learners would need about {memory_estimate(learners) / 1e9:.1f} GB (the limit is "
+                f"{MEMORY_LIMIT / 1e9:.0f} GB): train fewer sets at a time, with --seed to continue")
     return None
 
 

@@ -111,6 +111,8 @@ def test_main_refuses_bad_numbers_and_options(options_, message):
     ({"total_timesteps": 100}, "must allow one rollout"),
     ({"learning_rate": float("nan")}, "--learning-rate must be a positive number"),
     ({"num_sets": 0}, "--num-sets must be a positive number"),
+    ({"num_sets": 1000}, "4000 learners would need about 16.3 GB"),
+    ({"seed": -5}, "--seed must be between"),
     ({"save_dir": os.path.join(ROOT, "README.md")}, "cannot write to --save-dir"),
 ])
 def test_train_ppo_refuses_bad_settings_before_training(options_, message):
@@ -213,6 +215,8 @@ def test_a_failing_or_interrupted_save_keeps_the_old_set(saved_masks, tmp_path, 
 def test_downstream_refuses_bad_arguments():
     expect_error(lambda: downstream.main_downstream(downstream.Args(tasks=("maze",))), "unknown task")
     expect_error(lambda: downstream.main_downstream(downstream.Args(model_paths=MODELS[:1])), "needs 4")
+    expect_error(lambda: downstream.main_downstream(downstream.Args(num_seeds=10**6)), "GB")
+    expect_error(lambda: downstream.main_downstream(downstream.Args(budget=float("nan"))), "--budget must be")
 
 
 def test_ctrl_c_keeps_the_save_dir_and_exits_130(saved_masks, tmp_path):

@@ -178,3 +178,8 @@ def test_a_small_study_end_to_end(tmp_path, capsys):
 ])
 def test_downstream_refuses_bad_arguments(arguments, message):
     assert message in downstream.check_args(downstream.Args(**arguments))
+
+
+def test_fixed_combos_move_only_from_an_empty_buffer():
+    moves = downstream.moves_after_primitives(ComboOptions())
+    assert moves == {0: [1.0] * 4, 1: [0.0] * 4, 2: [0.0] * 4}
