@@ -230,6 +230,8 @@ def check_args(args):
                 f"(the limit is {MEMORY_LIMIT / 1e9:.0f} GB)")
     if args.mask_seeds > 100:
         return f"--mask-seeds must be at most 100, got {args.mask_seeds}"
+    if args.save_dir is not None and os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
+        return f"--save-dir {args.save_dir} exists and is not a folder"
     return None
 
 
@@ -260,7 +262,10 @@ def main_downstream(args):
     print(f"{time.time() - start:.0f} s for {sum(r['steps'] for r in runs):,} primitive steps "
           f"({sum(r['steps'] for r in runs) / (time.time() - start):,.0f} steps/s)")
     if args.save_dir is not None:
-        save(args, runs, sources, alignment)
+        try:
+            save(args, runs, sources, alignment)
+        except OSError as error:
+            sys.exit(f"error: cannot write to --save-dir {args.save_dir}: {error.strerror}; its files are unchanged")
 
 
 def save(args, runs, sources, alignment):

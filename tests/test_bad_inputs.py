@@ -216,6 +216,8 @@ def test_downstream_refuses_bad_arguments():
     expect_error(lambda: downstream.main_downstream(downstream.Args(tasks=("maze",))), "unknown task")
     expect_error(lambda: downstream.main_downstream(downstream.Args(model_paths=MODELS[:1])), "needs 4")
     expect_error(lambda: downstream.main_downstream(downstream.Args(num_seeds=10**6)), "GB")
+    expect_error(lambda: downstream.main_downstream(downstream.Args(save_dir=os.path.join(ROOT, "README.md"))),
+                 "exists and is not a folder")
     expect_error(lambda: downstream.main_downstream(downstream.Args(budget=float("nan"))), "--budget must be")
 
 
