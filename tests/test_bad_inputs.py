@@ -226,9 +226,11 @@ def test_ctrl_c_keeps_the_save_dir_and_exits_130(saved_masks, tmp_path):
     folder = tmp_path / "out"
     shutil.copytree(saved_masks, folder)
     before = snapshot(folder)
+    # a background job's children inherit an ignored SIGINT: give the run the default one back
     process = subprocess.Popen([sys.executable, "main.py", "--num-seeds", "3", "--log-every", "1",
                                 "--save-dir", str(folder)], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True)
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     process.stdout.readline()  # training has started
     process.send_signal(signal.SIGINT)
     _, stderr = process.communicate(timeout=60)
