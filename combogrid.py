@@ -50,6 +50,16 @@ def non_goal_cells(problem, rows=5, columns=5):
     return [(r, c) for r in range(rows) for c in range(columns) if (r, c) != goal]
 
 
+def optimal_actions(starts, goals):
+    """Actions of an optimal path between cells (arrays (..., 2)): one combo per cell of distance."""
+    return COMBO_LENGTH * np.abs(np.asarray(starts) - np.asarray(goals)).sum(-1)
+
+
+def learner_games(learners, num_envs):
+    """Indices of the games of these learners in a batch laid out learner by learner."""
+    return (np.asarray(learners)[:, None] * num_envs + np.arange(num_envs)).reshape(-1)
+
+
 def observation_size(rows, columns):
     return 2 * rows * columns + NUM_ACTIONS * COMBO_LENGTH
 
@@ -139,7 +149,7 @@ class ComboGridVec:
         goals = np.repeat([goal for _, goal in cells], num_envs, axis=0)
         self.num_learners, self.num_envs = len(problems), num_envs
         self.observation_size = observation_size(rows, columns)
-        self.optimal_lengths = np.array([COMBO_LENGTH * (abs(s[0] - g[0]) + abs(s[1] - g[1])) for s, g in cells])
+        self.optimal_lengths = optimal_actions([start for start, _ in cells], [goal for _, goal in cells])
         self.games = ComboGridBatch(self.starts, goals, rows, columns)
 
     def _shaped(self, values):
@@ -159,7 +169,7 @@ class ComboGridVec:
 
     def keep(self, learners):
         """Go on with these learners only (indices into the current ones)."""
-        games = (np.asarray(learners)[:, None] * self.num_envs + np.arange(self.num_envs)).reshape(-1)
+        games = learner_games(learners, self.num_envs)
         self.games = self.games.subset(games)
         self.starts = self.starts[games]
         self.optimal_lengths = self.optimal_lengths[np.asarray(learners)]

@@ -17,7 +17,8 @@ import numpy as np
 import gymnasium as gym
 from gymnasium import spaces
 
-from combogrid import COMBO_LENGTH, MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, observation_size
+from combogrid import (COMBO_LENGTH, MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, learner_games,
+                       observation_size, optimal_actions)
 
 TASKS = ("multi-goal", "random")
 ROWS = COLUMNS = 5
@@ -57,6 +58,12 @@ class TaskGames:
 
     def observations(self):
         return self.games.observations()
+
+    def subset(self, games):
+        """New TaskGames holding copies of the games at these indices."""
+        kept = TaskGames(self.task, self.games.agents[games], self.games.goals[games])
+        kept.games, kept.goal_index = self.games.subset(games), self.goal_index[games]
+        return kept
 
     def restart(self, which, starts, goals):
         """Start the games selected by the boolean array `which` again, from these cells."""
@@ -157,11 +164,8 @@ class TaskVec:
                 self._shaped(steps))
 
     def keep(self, learners):
-        games = (np.asarray(learners)[:, None] * self.num_envs + np.arange(self.num_envs)).reshape(-1)
-        kept = TaskGames(self.task, self.games.games.agents[games], self.games.games.goals[games])
-        kept.games = self.games.games.subset(games)
-        kept.goal_index = self.games.goal_index[games]
-        self.games, self.rngs = kept, [self.rngs[k] for k in learners]
+        self.games = self.games.subset(learner_games(learners, self.num_envs))
+        self.rngs = [self.rngs[k] for k in learners]
         self.num_learners = len(learners)
 
     def greedy_solved(self, act):
@@ -170,10 +174,11 @@ class TaskVec:
         actions per cell of distance. act maps observations (L, n, D) to actions (L, n)."""
         if self.task == "multi-goal":
             starts, goals = np.array([MULTI_GOAL_START]), MULTI_GOALS[:1]
-            optimal = np.array([COMBO_LENGTH * sum(np.abs(np.diff(np.vstack([starts, MULTI_GOALS]), axis=0)).sum(1))])
+            path = np.vstack([starts, MULTI_GOALS])
+            optimal = np.array([optimal_actions(path[:-1], path[1:]).sum()])
         else:
             starts, goals = all_start_goal_pairs()
-            optimal = COMBO_LENGTH * np.abs(starts - goals).sum(1)
+            optimal = optimal_actions(starts, goals)
         per_learner = len(starts)
         games = TaskGames(self.task, np.tile(starts, (self.num_learners, 1)), np.tile(goals, (self.num_learners, 1)))
         optimal = np.tile(optimal, self.num_learners)
