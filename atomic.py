@@ -5,6 +5,19 @@ import os
 import signal
 
 
+def unwritable(folder):
+    """Why `folder` cannot receive output (it is a file, or no write permission where it would
+    be created), or None. Nothing is created: callers check before long work starts."""
+    if os.path.exists(folder) and not os.path.isdir(folder):
+        return "it exists and is not a folder"
+    existing = os.path.abspath(folder)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.access(existing, os.W_OK):
+        return f"no write permission in {existing}"
+    return None
+
+
 def _temporary(path):
     # the same stem as the file: torch.save names its archive after it, so the bytes do not
     # depend on the temporary name

@@ -32,7 +32,7 @@ import tyro
 from tabulate import tabulate
 
 import main
-from atomic import write_atomically
+from atomic import unwritable, write_atomically
 from batched_ppo import MEMORY_LIMIT, BatchedPPO, PPOSettings, memory_estimate
 from combogrid import MOVE_DELTAS, MOVE_NAMES, NUM_ACTIONS, PROBLEMS
 from options import ComboOptions, NetworkOptions
@@ -230,8 +230,8 @@ def check_args(args):
                 f"(the limit is {MEMORY_LIMIT / 1e9:.0f} GB)")
     if args.mask_seeds > 100:
         return f"--mask-seeds must be at most 100, got {args.mask_seeds}"
-    if args.save_dir is not None and os.path.exists(args.save_dir) and not os.path.isdir(args.save_dir):
-        return f"--save-dir {args.save_dir} exists and is not a folder"
+    if args.save_dir is not None and unwritable(args.save_dir):
+        return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
     return None
 
 

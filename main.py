@@ -28,6 +28,7 @@ import torch
 import tyro
 from tabulate import tabulate
 
+from atomic import unwritable
 from batched_masks import Adam, fit_masks, stack_trajectories
 from combogrid import (COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGridBatch,
                        ComboGym, non_goal_cells, problem_cells)
@@ -433,15 +434,10 @@ def check_args(args):
         return (f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps would need about "
                 f"{memory_estimate(args) / 1e9:.1f} GB (the limit is {MEMORY_LIMIT / 1e9:.0f} GB): run fewer "
                 "seeds at a time, with --seed to continue where the last run stopped")
-    for folder in (args.save_dir, args.sets_dir):
-        if folder is not None and os.path.exists(folder) and not os.path.isdir(folder):
-            return f"{'--save-dir' if folder == args.save_dir else '--sets-dir'} {folder} exists and is not a folder"
-    if args.save_dir is not None:
-        parent = args.save_dir if os.path.isdir(args.save_dir) else os.path.dirname(os.path.abspath(args.save_dir))
-        while not os.path.exists(parent):
-            parent = os.path.dirname(parent)
-        if not os.access(parent, os.W_OK):
-            return f"--save-dir {args.save_dir} cannot be written (no write permission in {parent})"
+    if args.sets_dir is not None and os.path.exists(args.sets_dir) and not os.path.isdir(args.sets_dir):
+        return f"--sets-dir {args.sets_dir} exists and is not a folder"
+    if args.save_dir is not None and unwritable(args.save_dir):
+        return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
     return None
 
 

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 import torch
 import tyro
 
-from atomic import write_file_set
+from atomic import unwritable, write_file_set
 from batched_ppo import MEMORY_LIMIT, BatchedPPO, PPOSettings, memory_estimate
 from combogrid import PROBLEMS, ComboGridVec
 
@@ -108,14 +108,8 @@ def main(args):
     if problem:
         sys.exit(f"error: {problem}")
     folders = [set_folder(args, k) for k in range(args.num_sets)]
-    try:
-        for folder in folders:
-            os.makedirs(folder, exist_ok=True)
-            probe = os.path.join(folder, f".write-test-{os.getpid()}")
-            open(probe, "w").close()
-            os.remove(probe)
-    except OSError as error:
-        sys.exit(f"error: cannot write to --save-dir {args.save_dir}: {error.strerror}")
+    if unwritable(args.save_dir):  # found before training, not after
+        sys.exit(f"error: cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}")
 
     torch.set_num_threads(args.threads)
     problems = list(args.problems) * args.num_sets
@@ -146,6 +140,7 @@ def main(args):
                 json.dump({"seconds": round(seconds, 1), "networks": record}, file, indent=1)
 
         try:  # the checkpoints and their record are replaced together, or not at all
+            os.makedirs(folder, exist_ok=True)
             write_file_set(folder, {**writers, "training.json": write_json})
         except OSError as error:
             sys.exit(f"error: cannot write the networks to {folder}: {error.strerror}; its files are unchanged")
