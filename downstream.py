@@ -171,7 +171,7 @@ def summary_rows(runs, tasks, conditions):
             mean, low, high = confidence_interval([r["auc"] for r in mine])
             solve_steps = [r["steps_to_solve"] for r in mine if r["steps_to_solve"] is not None]
             # seeds that never solved count as "more than the budget" in the median
-            median = np.median([s if s is not None else np.inf for s in (r["steps_to_solve"] for r in mine)])
+            median = np.median([np.inf if r["steps_to_solve"] is None else r["steps_to_solve"] for r in mine])
             rows.append([task, condition, f"{mean:.3f} [{low:.3f}, {high:.3f}]",
                          f"{np.mean([r['solved'] for r in mine]):.2f}",
                          f"{median:,.0f}" if np.isfinite(median) else "> budget", len(solve_steps)])
