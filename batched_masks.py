@@ -7,9 +7,11 @@ same masks. Two shortcuts make a step cheap:
 - with neuron masks only, the hidden pre-activations Z do not depend on the mask, so the masked
   logits are linear in the mask (StackedActors.mask_to_logits): one small matrix product;
 - with input masks, only the inputs that the training data ever sets (27 of the 59) enter the
-  product with W1 (input_mask_terms), and the masked network's loss has its forward and
-  backward written out (InputMaskedLoss), a few passes over the data instead of autograd's dozen.
+  product with W1, and the loss has its gradient written out (InputMaskedNetworks): a few passes
+  over the data instead of autograd's dozen.
 """
+
+import ctypes
 
 import numpy as np
 import torch
@@ -60,70 +62,94 @@ def stack_trajectories(trajectories):
     return observations, actions, weights
 
 
-def input_mask_terms(actors, observations, input_fill):
-    """For input masks, Z = ((x - fill) * keep) @ W1 + (fill @ W1 + b1), with keep (D,) the mask:
-    a kept input contributes its value, a dropped one its fill.
+def keep_freed_memory():
+    """Ask glibc's malloc to keep freed memory for reuse rather than hand it back to the system.
 
-    Inputs that no training observation sets and whose fill is 0 contribute nothing either way,
-    so only the `used` ones (27 of the 59) enter the product. observations (C, N, D), input_fill
-    (C, D). Returns used (D,) bool, centred = x - fill on the used inputs (C, N, U), the used rows
-    of W1 (A, U, H) and base = fill @ W1 + b1 (A, C, 1, 1, H).
+    A mask-training step allocates and frees tensors of a megabyte or more; by default glibc
+    returns such blocks to the system, and every fresh page then costs a page fault: about 7% of
+    a --mask-inputs run here. Elsewhere than glibc this does nothing.
     """
-    used = observations.ne(0).flatten(0, 1).any(0) | input_fill.ne(0).any(0)
-    centred = (observations - input_fill[:, None, :])[..., used]
-    base = (input_fill @ actors.w1 + actors.b1)[:, :, None, None]
-    return used, centred, actors.w1[:, used], base
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    mallopt(m_mmap_threshold, 32 * 2**20)  # serve blocks up to 32 MiB from the heap (the maximum)
+    mallopt(m_trim_threshold, 2**30)       # and keep up to 1 GiB of freed heap for reuse
 
 
-class InputMaskedLoss(torch.autograd.Function):
-    """Cross-entropy of the networks under input and neuron masks, forward and backward written out.
+def one_hot_of_largest(probs):
+    """One-hot of the largest entry along dim -2 (the mask's states), the first one on a tie: the
+    forward of the straight-through estimator (main.STESoftmax)."""
+    # max().indices picks the first maximum like argmax, and is several times faster on CPU here
+    return torch.zeros_like(probs).scatter_(-2, probs.max(dim=-2, keepdim=True).indices, 1.0)
 
-    keep (A, C, S, U): the input masks over the used inputs; neuron_mask (A, C, S, 3, H), one-hot
-    per neuron (the estimator's forward); centred, w1_used and base from input_mask_terms;
-    w2 (A, H, O), b2 (A, 1, O); actions and weights (C, N), the training sets. Returns each
-    mask's loss (A, C, S), the weighted cross-entropy of its logits against the actions.
+
+class InputMaskedNetworks:
+    """The loss of every mask under input and neuron masks, with its gradient written out.
+
+    For input masks, Z = ((x - fill) * keep) @ W1 + (fill @ W1 + b1): a kept input contributes
+    its value, a dropped one its fill. Inputs that no training observation sets and whose fill is
+    0 contribute nothing either way, so only the `used` ones (27 of the 59) enter the product.
     The hidden layer is Z * gate with gate = m1 + m2 * [Z > 0] (row 1 active, row 2 program),
-    which equals ppo_agent.masked_hidden for one-hot masks. Written out, a step costs a few
-    passes over the (A, C, S, N, H) tensors where autograd's graph takes a dozen, and every
-    product runs on long rows (tests/test_masks.py checks the gradients against autograd's).
+    which equals ppo_agent.masked_hidden for one-hot masks. Written out, a step costs a few passes
+    over the (A, C, S, N, H) tensors where autograd's graph takes a dozen, and every product runs
+    on long rows (tests/test_masks.py checks the gradients against autograd's).
+
+    observations (C, N, D), actions and weights (C, N): the training sets; input_fill (C, D).
     """
 
-    @staticmethod
-    def forward(ctx, keep, neuron_mask, centred, w1_used, base, w2, b2, actions, weights):
-        networks, combos, seeds, used = keep.shape
-        hidden_size = w2.shape[1]
-        masked_inputs = (keep.unsqueeze(-2) * centred[None, :, None]).reshape(networks, -1, used)  # (A, C*S*N, U)
-        z_and_relu = torch.empty(2, networks, combos, seeds, centred.shape[1], hidden_size)  # both for backward
+    def __init__(self, actors, observations, actions, weights, input_fill):
+        self.used = observations.ne(0).flatten(0, 1).any(0) | input_fill.ne(0).any(0)    # (D,)
+        self.centred = (observations - input_fill[:, None, :])[..., self.used]           # (C, N, U)
+        self.w1_used = actors.w1[:, self.used]                                          # (A, U, H)
+        self.base = (input_fill @ actors.w1 + actors.b1)[:, :, None, None]               # (A, C, 1, 1, H)
+        self.w2, self.b2, self.actions, self.weights = actors.w2, actors.b2, actions, weights
+
+    def loss(self, keep, neuron_mask):
+        """Each mask's weighted cross-entropy (S, C, A) on its training set. keep (S, C, A, D):
+        the input masks; neuron_mask (S, C, A, 3, H), one-hot per neuron. Keeps what
+        `gradients` needs."""
+        keep, neuron_mask = keep[..., self.used].permute(2, 1, 0, 3), neuron_mask.permute(2, 1, 0, 3, 4)
+        networks, combos, seeds, used = keep.shape                                 # network first below
+        hidden_size, examples = self.w2.shape[1], self.centred.shape[1]
+        masked_inputs = (keep.unsqueeze(-2) * self.centred[None, :, None]).reshape(networks, -1, used)
+        z_and_relu = torch.empty(2, networks, combos, seeds, examples, hidden_size)  # both for the gradient
         z, relu = z_and_relu
-        torch.bmm(masked_inputs, w1_used, out=z.view(networks, -1, hidden_size))
-        z.add_(base)
+        torch.bmm(masked_inputs, self.w1_used, out=z.view(networks, -1, hidden_size))
+        z.add_(self.base)
         torch.clamp_min(z, 0.0, out=relu)
         gate = torch.addcmul(neuron_mask[..., 1:2, :], neuron_mask[..., 2:3, :], torch.sign(relu))
         hidden = (z * gate).reshape(networks, -1, hidden_size)                     # (A, C * S * N, H)
         # transposed, logits (A, O, C * S * N): the product and the softmax over 3 actions run on
         # long rows instead of rows of 3, several times faster
-        logits = torch.baddbmm(b2.transpose(1, 2), w2.transpose(1, 2), hidden.transpose(1, 2))
-        log_probs = torch.log_softmax(logits, dim=1)
-        targets = actions[None, :, None, :].expand(networks, combos, seeds, -1).reshape(networks, 1, -1)
-        nll = -log_probs.gather(1, targets).view(networks, combos, seeds, -1)     # (A, C, S, N)
-        ctx.save_for_backward(z_and_relu, gate, centred, w1_used, w2, log_probs, targets, weights)
-        return (nll * weights[:, None, :]).sum(-1)
+        logits = torch.baddbmm(self.b2.transpose(1, 2), self.w2.transpose(1, 2), hidden.transpose(1, 2))
+        self.log_probs = torch.log_softmax(logits, dim=1)
+        self.targets = self.actions[None, :, None].expand(networks, combos, seeds, -1).reshape(networks, 1, -1)
+        nll = -self.log_probs.gather(1, self.targets).view(networks, combos, seeds, -1)   # (A, C, S, N)
+        self.z_and_relu, self.gate = z_and_relu, gate
+        return (nll * self.weights[:, None, :]).sum(-1).permute(2, 1, 0)
 
-    @staticmethod
-    def backward(ctx, grad_loss):
-        z_and_relu, gate, centred, w1_used, w2, log_probs, targets, weights = ctx.saved_tensors
-        networks, combos, seeds = grad_loss.shape
+    def gradients(self):
+        """The gradients of the summed loss of the last `loss` call: with respect to keep (S, C, A, D)
+        and to the neuron mask (S, C, A, 3, H)."""
+        networks, combos, seeds = self.z_and_relu.shape[1:4]
+        hidden_size = self.w2.shape[1]
         # d cross-entropy / d logits = probabilities - one-hot of the action, times the pair's weight
-        grad_logits = log_probs.exp().scatter_add_(1, targets, torch.full_like(targets, -1, dtype=log_probs.dtype))
-        grad_logits *= (grad_loss[..., None] * weights[:, None, :]).reshape(networks, 1, -1)
-        grad_hidden = torch.bmm(grad_logits.transpose(1, 2), w2.transpose(1, 2))  # (A, C * S * N, H)
-        grad_hidden = grad_hidden.view(gate.shape)                                 # (A, C, S, N, H)
-        grad_z = (grad_hidden * gate).reshape(networks, -1, w2.shape[1])
-        grad_inputs = torch.bmm(grad_z, w1_used.transpose(1, 2))                   # (A, C * S * N, U)
-        grad_keep = (grad_inputs.view(networks, combos, seeds, -1, centred.shape[-1]) * centred[None, :, None]).sum(-2)
-        grad_rows_1_2 = (grad_hidden * z_and_relu).sum(-2)                         # (2, A, C, S, H)
+        grad_logits = self.log_probs.exp().scatter_add_(
+            1, self.targets, torch.full_like(self.targets, -1, dtype=self.log_probs.dtype))
+        grad_logits *= self.weights[None, :, None].expand(networks, combos, seeds, -1).reshape(networks, 1, -1)
+        grad_hidden = torch.bmm(grad_logits.transpose(1, 2), self.w2.transpose(1, 2)).view(self.gate.shape)
+        grad_z = (grad_hidden * self.gate).reshape(networks, -1, hidden_size)
+        grad_inputs = torch.bmm(grad_z, self.w1_used.transpose(1, 2))                   # (A, C * S * N, U)
+        grad_used = (grad_inputs.view(networks, combos, seeds, -1, self.centred.shape[-1])
+                     * self.centred[None, :, None]).sum(-2)
+        grad_keep = torch.zeros(seeds, combos, networks, len(self.used))
+        grad_keep[..., self.used] = grad_used.permute(2, 1, 0, 3)
+        grad_rows_1_2 = (grad_hidden * self.z_and_relu).sum(-2)                    # (2, A, C, S, H)
         grad_mask = torch.stack([torch.zeros_like(grad_rows_1_2[0]), *grad_rows_1_2], dim=-2)
-        return grad_keep, grad_mask, None, None, None, None, None, None, None
+        return grad_keep, grad_mask.permute(2, 1, 0, 3, 4)
 
 
 def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta, args, set_names,
@@ -137,30 +163,50 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
     objective per mask), the initial and best cross-entropy (S, C, A), and the loss curves
     (steps, S, C, A).
     """
-    parameters = [neuron_theta] + ([input_theta] if input_theta is not None else [])
+    keep_freed_memory()
+    parameters = [neuron_theta]
+    if input_theta is not None:  # both as views of one tensor, so that Adam updates them in one pass
+        parameters = [torch.cat([neuron_theta.detach().flatten(), input_theta.detach().flatten()])]
+        neuron_theta, input_theta = (part.view(theta.shape) for part, theta in zip(
+            parameters[0].split([neuron_theta.numel(), input_theta.numel()]), (neuron_theta, input_theta)))
     optimizer = Adam(parameters, lr=args.mask_learning_rate)
     seeds, combos, networks = neuron_theta.shape[:3]
     num_actions = actors.b2.shape[-1]
+    targets = actions[:, None, :, None].expand(seeds, combos, networks, -1, 1)
     if input_theta is None:
         mask_to_logits = actors.mask_to_logits(actors.pre_activations(observations.unsqueeze(1)))
     else:
-        used, centred, w1_used, z_base = input_mask_terms(actors, observations, input_fill)
+        input_masked = InputMaskedNetworks(actors, observations, actions, weights, input_fill)
 
-    targets = actions[:, None, :, None].expand(seeds, combos, networks, -1, 1)
-
-    def masked_loss():
-        """The cross-entropy (S, C, A) of every mask on its training set, and the masks' penalty."""
+    def neuron_masks_loss():
+        """The cross-entropy (S, C, A) of every mask on its training set, and a function that
+        sets the parameters' gradients: autograd through the linear-in-mask shortcut."""
         neuron_mask = discretize(neuron_theta)
-        if input_theta is None:
-            rows_1_2 = neuron_mask[..., 1:, :].flatten(-2).permute(1, 2, 0, 3)  # (C, A, S, 2H)
-            logits = (rows_1_2 @ mask_to_logits).permute(2, 0, 1, 3)             # (S, C, A, N * O)
-            logits = logits.reshape(*logits.shape[:3], -1, num_actions) + actors.b2
-            nll = -torch.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)  # (S, C, A, N)
-            return (nll * weights[:, None, :]).sum(-1), 0.0
-        keep = discretize(input_theta)[..., 1, :]
-        loss = InputMaskedLoss.apply(keep[..., used].permute(2, 1, 0, 3), neuron_mask.permute(2, 1, 0, 3, 4),
-                                     centred, w1_used, z_base, actors.w2, actors.b2, actions, weights)  # (A, C, S)
-        return loss.permute(2, 1, 0), args.input_penalty * keep.sum(-1)
+        rows_1_2 = neuron_mask[..., 1:, :].flatten(-2).permute(1, 2, 0, 3)      # (C, A, S, 2H)
+        logits = (rows_1_2 @ mask_to_logits).permute(2, 0, 1, 3)                 # (S, C, A, N * O)
+        logits = logits.reshape(*logits.shape[:3], -1, num_actions) + actors.b2
+        nll = -torch.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)  # (S, C, A, N)
+        loss = (nll * weights[:, None, :]).sum(-1)
+        return loss.detach(), 0.0, lambda: loss.sum().backward()
+
+    def input_masks_loss():
+        """The same with input masks, plus their penalty; the gradients written out, in the order
+        autograd takes: the network's, then the estimator's (it passes the mask's gradient on to
+        the probabilities), then the softmax's own backward."""
+        with torch.no_grad():
+            neuron_probs, input_probs = torch.softmax(neuron_theta, dim=-2), torch.softmax(input_theta, dim=-2)
+            keep = (input_probs[..., 1, :] > input_probs[..., 0, :]).float()  # = one_hot_of_largest's row 1
+            loss = input_masked.loss(keep, one_hot_of_largest(neuron_probs))
+
+        def set_gradients():
+            grad_keep, grad_neuron_mask = input_masked.gradients()
+            grad_input_mask = torch.zeros_like(input_probs)
+            grad_input_mask[..., 1, :] = grad_keep + args.input_penalty
+            parameters[0].grad = torch.cat([
+                torch.ops.aten._softmax_backward_data(grad, probs, -2, probs.dtype).flatten()
+                for grad, probs in ((grad_neuron_mask, neuron_probs), (grad_input_mask, input_probs))])
+
+        return loss, args.input_penalty * keep.sum(-1), set_gradients
 
     best_objective = torch.full(neuron_theta.shape[:-2], float("inf"))
     best_loss = torch.zeros(neuron_theta.shape[:-2])
@@ -168,10 +214,10 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
     best_input = None if input_theta is None else input_theta.detach().clone()
     curves = []
     for step in range(args.mask_learning_steps):
-        loss, penalty = masked_loss()
+        loss, penalty, set_gradients = neuron_masks_loss() if input_theta is None else input_masks_loss()
         objective = loss + penalty
         with torch.no_grad():  # keep, per mask, the one that produced the lowest objective
-            curves.append(loss.clone())
+            curves.append(loss)
             better = objective < best_objective
             best_objective = torch.where(better, objective, best_objective)
             best_loss = torch.where(better, loss, best_loss)
@@ -179,9 +225,9 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
             if input_theta is not None:
                 best_input = torch.where(better[..., None, None], input_theta, best_input)
         if args.log_every and step % args.log_every == 0:
-            log_losses(step, args.mask_learning_steps, loss.detach(), set_names)
+            log_losses(step, args.mask_learning_steps, loss, set_names)
         optimizer.zero_grad()
-        objective.sum().backward()
+        set_gradients()
         optimizer.step()
     curves = torch.stack(curves)
     best_input_mask = None if best_input is None else discretize(best_input)[..., 1, :]

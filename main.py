@@ -29,7 +29,7 @@ import tyro
 from tabulate import tabulate
 
 from atomic import unwritable
-from batched_masks import Adam, fit_masks, stack_trajectories
+from batched_masks import Adam, fit_masks, one_hot_of_largest, stack_trajectories
 from combogrid import (COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGridBatch,
                        ComboGym, non_goal_cells, problem_cells)
 from ppo_agent import CheckpointError, StackedActors, greedy_actions, load_agent, program_mask
@@ -88,8 +88,7 @@ class STESoftmax(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, probs):
-        # max().indices picks the first maximum like argmax, and is several times faster on CPU here
-        return torch.zeros_like(probs).scatter_(-2, probs.max(dim=-2, keepdim=True).indices, 1.0)
+        return one_hot_of_largest(probs)
 
     @staticmethod
     def backward(ctx, grad_output):

@@ -85,8 +85,8 @@ def test_linear_in_mask_shortcut_equals_the_masked_network():
     torch.testing.assert_close(shortcut.view(3, 2, 7, 3) + actors.b2, expected, rtol=1e-5, atol=1e-4)
 
 
-def test_input_masked_loss_matches_autograd_through_the_masked_network():
-    """The written-out forward and backward of the --mask-inputs engine against autograd through
+def test_input_masked_loss_and_gradients_match_autograd_through_the_masked_network():
+    """The written-out loss and gradients of the --mask-inputs engine against autograd through
     the plain formula: inputs replaced by their fill where dropped, then the masked network."""
     actors = StackedActors([make_agent(seed) for seed in range(2)])
     seeds, combos, networks, examples, inputs = 4, 3, 2, 5, 59
@@ -95,25 +95,20 @@ def test_input_masked_loss_matches_autograd_through_the_masked_network():
     actions, weights = torch.randint(0, 3, (combos, examples)), torch.rand(combos, examples)
     keep = (torch.rand(seeds, combos, networks, inputs) < 0.5).float().requires_grad_()
     neuron_mask = main.discretize(torch.randn(seeds, combos, networks, 3, H)).requires_grad_()
-    upstream = torch.randn(seeds, combos, networks)
 
     z = actors.pre_activations(observations[None, :, None], keep, fill[None, :, None])
     log_probs = torch.log_softmax(actors.logits(z, neuron_mask), dim=-1)          # (S, C, A, N, O)
     targets = actions[:, None, :, None].expand(seeds, combos, networks, -1, 1)
     expected = (-log_probs.gather(-1, targets).squeeze(-1) * weights[:, None]).sum(-1)
-    (expected * upstream).sum().backward()
-    expected_grads = keep.grad.clone(), neuron_mask.grad.clone()
-    keep.grad = neuron_mask.grad = None
+    expected.sum().backward()
 
-    used, centred, w1_used, base = batched_masks.input_mask_terms(actors, observations, fill)
-    loss = batched_masks.InputMaskedLoss.apply(
-        keep[..., used].permute(2, 1, 0, 3), neuron_mask.permute(2, 1, 0, 3, 4), centred, w1_used, base,
-        actors.w2, actors.b2, actions, weights).permute(2, 1, 0)
-    (loss * upstream).sum().backward()
-    torch.testing.assert_close(loss, expected)
-    torch.testing.assert_close(keep.grad, expected_grads[0], rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(neuron_mask.grad, expected_grads[1], rtol=1e-4, atol=1e-5)
-    assert torch.all(keep.grad[..., ~used] == 0)  # no training input sets them: they do not matter
+    networks_under_masks = batched_masks.InputMaskedNetworks(actors, observations, actions, weights, fill)
+    torch.testing.assert_close(networks_under_masks.loss(keep.detach(), neuron_mask.detach()), expected)
+    grad_keep, grad_neuron_mask = networks_under_masks.gradients()
+    torch.testing.assert_close(grad_keep, keep.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(grad_neuron_mask, neuron_mask.grad, rtol=1e-4, atol=1e-5)
+    unused = ~networks_under_masks.used
+    assert unused.any() and torch.all(grad_keep[..., unused] == 0)  # no training input sets them
 
 
 def test_ste_is_one_hot_forward_and_identity_backward():
