@@ -207,13 +207,14 @@ class BatchedPPO:
             actions = torch.zeros(s.num_steps, count, s.num_envs, dtype=torch.long)
             logprobs, rewards, dones, values = (torch.zeros(s.num_steps, count, s.num_envs) for _ in range(4))
             finished_returns = [[] for _ in range(count)]
+            # the rollout's action-sampling draws at once: the same numbers as one draw per step
+            uniforms = torch.stack([torch.rand(s.num_steps, s.num_envs, generator=self.generators[i]) for i in active])
             for t in range(s.num_steps):
                 obs[t], dones[t] = next_obs, next_done
                 with torch.no_grad():
                     logits = self.policies.logits(next_obs)
                     values[t] = self.policies.value(next_obs)
-                uniforms = torch.stack([torch.rand(s.num_envs, generator=self.generators[i]) for i in active])
-                action = sample(logits, uniforms)
+                action = sample(logits, uniforms[:, t])
                 logprobs[t] = torch.log_softmax(logits, -1).gather(-1, action.unsqueeze(-1)).squeeze(-1)
                 actions[t] = action
                 observation, reward, done, primitive = envs.step(action.numpy())
