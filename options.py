@@ -19,6 +19,9 @@ from combogrid import COMBO_LENGTH, COMBOS, MOVE_NAMES, ComboGym
 from ppo_agent import StackedActors, fingerprint, greedy_actions, load_agent, rollout
 
 
+KIT_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+
+
 class MaskFileError(Exception):
     """A masks.pt that cannot give the requested function; the message says why."""
 
@@ -50,7 +53,8 @@ class ExtractedFunction:
 def load_extracted_function(masks_path, sequence, base_model, seed_index=0, model_path=None):
     """The function for `sequence` (e.g. "Up") extracted from network `base_model` (e.g. "TL-BR"),
     from the masks.pt of main.py --save-dir. The network is the checkpoint the masks were learned
-    on (its absolute path is stored), or `model_path`, which must be the same network."""
+    on (its absolute path is stored; where that path does not exist, the kit's models/ file of the
+    same name), or `model_path`; either must have the bytes the masks were learned on."""
     try:
         masks = torch.load(masks_path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -68,6 +72,9 @@ def load_extracted_function(masks_path, sequence, base_model, seed_index=0, mode
                             f"(seeds {masks['seeds']} of the run)")
     c, a = masks["sequences"].index(sequence), masks["base_models"].index(base_model)
     path = model_path or masks["model_paths"][a]
+    shipped = os.path.join(KIT_MODELS, os.path.basename(path))
+    if model_path is None and not os.path.isfile(path) and os.path.isfile(shipped):
+        path = shipped  # a masks.pt written on another machine (results/): the kit's copy, checked below
     if "model_fingerprints" in masks and os.path.isfile(path):
         if fingerprint(path) != masks["model_fingerprints"][a]:
             raise MaskFileError(f"{path} is not the {base_model} network these masks were learned on "

@@ -194,6 +194,18 @@ def test_load_extracted_function_works_from_any_folder(saved_masks, tmp_path, mo
     assert function.act(np.zeros(59, dtype=np.float32)) in (0, 1, 2)
 
 
+def test_masks_from_another_machine_use_the_kits_own_checkpoints(saved_masks, tmp_path):
+    masks = torch.load(saved_masks / "masks.pt", weights_only=True)
+    masks["model_paths"] = [f"/elsewhere/models/{problem}.pt" for problem in PROBLEMS]  # as in results/
+    torch.save(masks, tmp_path / "masks.pt")
+    function = options.load_extracted_function(str(tmp_path / "masks.pt"), "Up", "BR-TL")
+    assert function.act(np.zeros(59, dtype=np.float32)) in (0, 1, 2)
+    masks["model_fingerprints"][PROBLEMS.index("BR-TL")] = "0" * 64  # learned on some other network
+    torch.save(masks, tmp_path / "masks.pt")
+    with pytest.raises(options.MaskFileError, match="is not the BR-TL network"):
+        options.load_extracted_function(str(tmp_path / "masks.pt"), "Up", "BR-TL")
+
+
 @pytest.mark.parametrize("failure", [OSError(28, "No space left on device"), KeyboardInterrupt()])
 def test_a_failing_or_interrupted_save_keeps_the_old_set(saved_masks, tmp_path, monkeypatch, failure):
     import shutil
