@@ -73,7 +73,7 @@ def load_extracted_function(masks_path, sequence, base_model, seed_index=0, mode
     c, a = masks["sequences"].index(sequence), masks["base_models"].index(base_model)
     path = model_path or masks["model_paths"][a]
     shipped = os.path.join(KIT_MODELS, os.path.basename(path))
-    if model_path is None and not os.path.isfile(path) and os.path.isfile(shipped):
+    if model_path is None and "model_fingerprints" in masks and not os.path.isfile(path) and os.path.isfile(shipped):
         path = shipped  # a masks.pt written on another machine (results/): the kit's copy, checked below
     if "model_fingerprints" in masks and os.path.isfile(path):
         if fingerprint(path) != masks["model_fingerprints"][a]:
