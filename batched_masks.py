@@ -97,15 +97,20 @@ class InputMaskedNetworks:
     over the (A, C, S, N, H) tensors where autograd's graph takes a dozen, and every product runs
     on long rows (tests/test_masks.py checks the gradients against autograd's).
 
-    observations (C, N, D), actions and weights (C, N): the training sets; input_fill (C, D).
+    observations (C, N, D), actions and weights (C, N): the training sets; input_fill (C, D);
+    seeds: the number S of masks per (combo, network).
     """
 
-    def __init__(self, actors, observations, actions, weights, input_fill):
+    def __init__(self, actors, observations, actions, weights, input_fill, seeds):
         self.used = observations.ne(0).flatten(0, 1).any(0) | input_fill.ne(0).any(0)    # (D,)
         self.centred = (observations - input_fill[:, None, :])[..., self.used]           # (C, N, U)
         self.w1_used = actors.w1[:, self.used]                                          # (A, U, H)
         self.base = (input_fill @ actors.w1 + actors.b1)[:, :, None, None]               # (A, C, 1, 1, H)
-        self.w2, self.b2, self.actions, self.weights = actors.w2, actors.b2, actions, weights
+        self.w2, self.b2 = actors.w2, actors.b2
+        # the action and weight of every row of the (A, C * S * N) layout below
+        networks, (combos, examples) = len(actors.w2), actions.shape
+        self.targets = actions[None, :, None].expand(networks, combos, seeds, examples).reshape(networks, 1, -1)
+        self.pair_weights = weights[None, :, None].expand(networks, combos, seeds, examples).reshape(networks, 1, -1)
 
     def loss(self, keep, neuron_mask):
         """Each mask's weighted cross-entropy (S, C, A) on its training set. keep (S, C, A, D):
@@ -126,10 +131,9 @@ class InputMaskedNetworks:
         # long rows instead of rows of 3, several times faster
         logits = torch.baddbmm(self.b2.transpose(1, 2), self.w2.transpose(1, 2), hidden.transpose(1, 2))
         self.log_probs = torch.log_softmax(logits, dim=1)
-        self.targets = self.actions[None, :, None].expand(networks, combos, seeds, -1).reshape(networks, 1, -1)
-        nll = -self.log_probs.gather(1, self.targets).view(networks, combos, seeds, -1)   # (A, C, S, N)
+        nll = -self.log_probs.gather(1, self.targets)                              # (A, 1, C * S * N)
         self.z_and_relu, self.gate = z_and_relu, gate
-        return (nll * self.weights[:, None, :]).sum(-1).permute(2, 1, 0)
+        return (nll * self.pair_weights).view(networks, combos, seeds, -1).sum(-1).permute(2, 1, 0)
 
     def gradients(self):
         """The gradients of the summed loss of the last `loss` call: with respect to keep (S, C, A, D)
@@ -139,7 +143,7 @@ class InputMaskedNetworks:
         # d cross-entropy / d logits = probabilities - one-hot of the action, times the pair's weight
         grad_logits = self.log_probs.exp().scatter_add_(
             1, self.targets, torch.full_like(self.targets, -1, dtype=self.log_probs.dtype))
-        grad_logits *= self.weights[None, :, None].expand(networks, combos, seeds, -1).reshape(networks, 1, -1)
+        grad_logits *= self.pair_weights
         grad_hidden = torch.bmm(grad_logits.transpose(1, 2), self.w2.transpose(1, 2)).view(self.gate.shape)
         grad_z = (grad_hidden * self.gate).reshape(networks, -1, hidden_size)
         grad_inputs = torch.bmm(grad_z, self.w1_used.transpose(1, 2))                   # (A, C * S * N, U)
@@ -176,7 +180,7 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
     if input_theta is None:
         mask_to_logits = actors.mask_to_logits(actors.pre_activations(observations.unsqueeze(1)))
     else:
-        input_masked = InputMaskedNetworks(actors, observations, actions, weights, input_fill)
+        input_masked = InputMaskedNetworks(actors, observations, actions, weights, input_fill, seeds)
 
     def neuron_masks_loss():
         """The cross-entropy (S, C, A) of every mask on its training set, and a function that

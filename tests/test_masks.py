@@ -102,7 +102,7 @@ def test_input_masked_loss_and_gradients_match_autograd_through_the_masked_netwo
     expected = (-log_probs.gather(-1, targets).squeeze(-1) * weights[:, None]).sum(-1)
     expected.sum().backward()
 
-    networks_under_masks = batched_masks.InputMaskedNetworks(actors, observations, actions, weights, fill)
+    networks_under_masks = batched_masks.InputMaskedNetworks(actors, observations, actions, weights, fill, seeds)
     torch.testing.assert_close(networks_under_masks.loss(keep.detach(), neuron_mask.detach()), expected)
     grad_keep, grad_neuron_mask = networks_under_masks.gradients()
     torch.testing.assert_close(grad_keep, keep.grad, rtol=1e-4, atol=1e-5)
