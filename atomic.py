@@ -3,11 +3,12 @@ disk, Ctrl-C): a single file, or a set of files that belong together."""
 
 import os
 import signal
+import tempfile
 
 
 def unwritable(folder):
-    """Why `folder` cannot receive output (it is a file, or no write permission where it would
-    be created), or None. Nothing is created: callers check before long work starts."""
+    """Why `folder` cannot receive output (it is a file, or nothing can be created where it would
+    be), or None. Nothing is left behind: callers check before long work starts."""
     if os.path.exists(folder) and not os.path.isdir(folder):
         return "it exists and is not a folder"
     existing = os.path.abspath(folder)
@@ -15,6 +16,10 @@ def unwritable(folder):
         existing = os.path.dirname(existing)
     if not os.access(existing, os.W_OK):
         return f"no write permission in {existing}"
+    try:  # os.access says yes to root, also on read-only file systems and in /proc: try it
+        os.rmdir(tempfile.mkdtemp(dir=existing))
+    except OSError as error:
+        return f"cannot create anything in {existing} ({error.strerror})"
     return None
 
 

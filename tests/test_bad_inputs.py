@@ -194,6 +194,18 @@ def test_load_extracted_function_works_from_any_folder(saved_masks, tmp_path, mo
     assert function.act(np.zeros(59, dtype=np.float32)) in (0, 1, 2)
 
 
+def test_a_save_dir_on_a_read_only_file_system_is_refused_up_front(tmp_path, monkeypatch):
+    import atomic
+    import tempfile
+
+    def read_only(dir):
+        raise OSError(30, "Read-only file system")
+    monkeypatch.setattr(tempfile, "mkdtemp", read_only)  # what root sees: os.access says yes
+    assert "cannot create anything in" in atomic.unwritable(str(tmp_path / "out"))
+    assert "Read-only file system" in atomic.unwritable(str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
 def test_masks_from_another_machine_use_the_kits_own_checkpoints(saved_masks, tmp_path):
     masks = torch.load(saved_masks / "masks.pt", weights_only=True)
     masks["model_paths"] = [f"/elsewhere/models/{problem}.pt" for problem in PROBLEMS]  # as in results/
