@@ -13,6 +13,8 @@ The environments are any object with the interface of combogrid.ComboGridVec: `n
 `observation_size`, `reset()`, `step(actions)` returning (observations, rewards, dones,
 primitive steps), `keep(learners)` and `greedy_solved(act)`. An action may run for several
 primitive steps (an option): the budget and the learning-rate schedule count primitive steps.
+Environments whose observations are vectors of 0s and 1s say so with `binary_observations = True`;
+the update then runs the networks once per distinct observation of a minibatch (DistinctRows).
 """
 
 import time
@@ -125,18 +127,18 @@ class RowChunkedLinear(torch.autograd.Function):
         return grad_x, grad_weight.transpose(1, 2), grad_bias
 
 
-def observation_keys(observations):
-    """One integer per observation (L, N, D) that two observations share exactly when they are equal;
-    each row its own key where observations are not 0/1 vectors of at most 60 inputs."""
+def observation_keys(observations, binary):
+    """One integer per observation (L, N, D) that two observations share exactly when they are equal:
+    observations that are 0/1 vectors (binary) of at most 60 inputs read as binary numbers; each
+    row its own key otherwise."""
     learners, rows, size = observations.shape
-    if size > 60 or not ((observations == 0) | (observations == 1)).all():
+    if not binary or size > 60:
         return torch.arange(rows).expand(learners, rows)
-    # two sums of at most 30 distinct powers of two: float64 holds them exactly
-    powers = torch.zeros(size, 2, dtype=torch.float64)
-    powers[:30, 0] = 2.0 ** torch.arange(min(size, 30))
-    powers[30:, 1] = 2.0 ** torch.arange(max(size - 30, 0))
-    halves = (observations.reshape(-1, size).double() @ powers).long()
-    return (halves[:, 1] * 2**30 + halves[:, 0]).view(learners, rows)
+    # three sums of at most 20 distinct powers of two: float32 holds every partial sum exactly
+    powers = torch.zeros(size, 3)
+    powers[torch.arange(size), torch.arange(size) // 20] = 2.0 ** (torch.arange(size) % 20)
+    groups = (observations.reshape(-1, size) @ powers).long()
+    return ((groups[:, 2] << 40) + (groups[:, 1] << 20) + groups[:, 0]).view(learners, rows)
 
 
 def padded(count):
@@ -156,9 +158,9 @@ class DistinctRows:
         self.observations, self.inverse = observations, inverse
 
     @classmethod
-    def of(cls, observations):
-        """The distinct rows among observations (L, N, D)."""
-        keys = observation_keys(observations)
+    def of(cls, observations, binary):
+        """The distinct rows among observations (L, N, D), 0/1 vectors if binary (observation_keys)."""
+        keys = observation_keys(observations, binary)
         sorted_keys, order = keys.sort(dim=1, stable=True)
         starts = torch.ones_like(keys, dtype=torch.bool)
         starts[:, 1:] = sorted_keys[:, 1:] != sorted_keys[:, :-1]
@@ -347,7 +349,7 @@ class BatchedPPO:
 
             # the rollout's rows (L, T * E), then the next observations: values once per distinct observation
             b_obs = torch.cat([obs.flatten(1, 2), next_obs], 1)
-            rollout = DistinctRows.of(b_obs)
+            rollout = DistinctRows.of(b_obs, getattr(envs, "binary_observations", False))
             with torch.no_grad():
                 b_values = rollout.spread(self.policies.value(rollout.observations))
             values = b_values[:, :batch_size].view(count, s.num_steps, s.num_envs).transpose(0, 1).numpy()

@@ -142,6 +142,7 @@ class ComboGridVec:
     """
 
     num_actions = NUM_ACTIONS
+    binary_observations = True  # one-hot parts: PPO runs its networks once per distinct observation
 
     def __init__(self, problems, num_envs, rows=5, columns=5):
         cells = [problem_cells(problem, rows, columns) for problem in problems]

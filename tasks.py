@@ -131,6 +131,8 @@ class TaskVec:
     0, 1, 2 and one per option of `options` (an options.OptionSet, or None for primitives only).
     Learner i draws its random starts and goals from its own generator, seeded with seeds[i]."""
 
+    binary_observations = True  # one-hot parts, as ComboGridVec's
+
     def __init__(self, task, seeds, num_envs, options=None):
         self.task, self.num_envs, self.options = task, num_envs, options
         self.num_learners = len(seeds)
