@@ -363,7 +363,7 @@ class BatchedPPO:
                 order = torch.stack([torch.randperm(batch_size, generator=self.generators[i]) for i in active])
                 for mb in order.split(minibatch_size, dim=1):
                     self.update(rollout.select(mb), *(x.gather(1, mb) for x in (
-                        b_actions, b_logprobs, b_advantages, b_returns, b_values)), learning_rates)
+                        b_actions, b_logprobs, b_advantages, b_returns, b_values)), learning_rates=learning_rates)
 
             solved = envs.greedy_solved(self.greedy_actions)
             done_now = []
@@ -395,9 +395,9 @@ class BatchedPPO:
         self.optimizer.keep(kept)
         self.envs.keep(kept)
 
-    def update(self, minibatch, actions, old_logprobs, advantages, returns, old_values, learning_rates):
-        """One clipped-surrogate step on a minibatch of every learner: its observations as
-        DistinctRows, the rest (L, M)."""
+    def loss(self, minibatch, actions, old_logprobs, advantages, returns, old_values):
+        """Each learner's PPO loss (L,) on its minibatch: the observations as DistinctRows, the
+        rest (L, M)."""
         s, policies = self.settings, self.policies
         log_probs = torch.log_softmax(policies.logits(minibatch.observations), -1)  # per distinct observation
         entropy = minibatch.spread(-(log_probs.exp() * log_probs).sum(-1))
@@ -409,10 +409,17 @@ class BatchedPPO:
         new_values = minibatch.spread(policies.value(minibatch.observations))
         clipped = old_values + (new_values - old_values).clamp(-s.clip_coef, s.clip_coef)
         v_loss = 0.5 * torch.max((new_values - returns) ** 2, (clipped - returns) ** 2).mean(1)
-        loss = pg_loss - s.ent_coef * entropy.mean(1) + s.vf_coef * v_loss  # (L,) one loss per learner
-        for p in policies.params.values():
+        return pg_loss - s.ent_coef * entropy.mean(1) + s.vf_coef * v_loss
+
+    def gradient(self, *minibatch):
+        """Each learner's gradient (L, P) of its loss, laid out as StackedPolicies.flat."""
+        for p in self.policies.params.values():
             p.grad = None
-        loss.sum().backward()
-        grad = policies.flat_grad()
-        clip_gradients(grad, s.max_grad_norm)
-        self.optimizer.step(policies.flat, grad, learning_rates)
+        self.loss(*minibatch).sum().backward()  # a learner's loss depends on its parameters only
+        return self.policies.flat_grad()
+
+    def update(self, *minibatch, learning_rates):
+        """One clipped-surrogate step on a minibatch of every learner (the arguments of loss)."""
+        grad = self.gradient(*minibatch)
+        clip_gradients(grad, self.settings.max_grad_norm)
+        self.optimizer.step(self.policies.flat, grad, learning_rates)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 import train_ppo
-from batched_ppo import BatchedPPO, PPOSettings, initial_agent, sample
+from batched_ppo import (ROW_CHUNK, BatchedPPO, DistinctRows, PPOSettings, RowChunkedLinear, initial_agent,
+                         observation_keys, sample)
 from combogrid import PROBLEMS, ComboGridVec, ComboGym
 from conftest import ROOT
 from ppo_agent import PPOAgent, load_agent
@@ -68,6 +69,74 @@ def test_stopping_needs_consecutive_optimal_checks():
 def test_same_seed_gives_bit_identical_weights():
     first, second = train(list(PROBLEMS), [0, 1, 2, 3]), train(list(PROBLEMS), [0, 1, 2, 3])
     assert all(same_weights(a, b) for a, b in zip(first, second))
+
+
+def random_walk_observations(problems, num_envs, num_steps, seed=0):
+    """Observations (L, num_steps * num_envs, D) of random play: many repeat, as in PPO's rollouts."""
+    envs, rng = ComboGridVec(problems, num_envs), np.random.default_rng(seed)
+    observations = [envs.reset()]
+    for _ in range(num_steps - 1):
+        observations.append(envs.step(rng.integers(0, 3, (len(problems), num_envs)))[0])
+    return torch.as_tensor(np.concatenate(observations, axis=1))
+
+
+def test_distinct_rows_hold_each_observation_once_and_give_every_row_back():
+    observations = random_walk_observations(["TL-BR", "BR-TL", "TR-BL"], 8, 32)
+    rows = DistinctRows.of(observations, binary=True)
+    assert torch.equal(rows.spread(rows.observations), observations)
+    for learner in range(3):
+        count = len(torch.unique(observations[learner], dim=0))
+        assert len(torch.unique(rows.observations[learner, :count], dim=0)) == count  # no repeats
+        assert int(rows.inverse[learner].max()) == count - 1
+    assert rows.observations.shape[1] % ROW_CHUNK == 0 and rows.observations.shape[1] < observations.shape[1]
+    chosen = torch.randint(0, observations.shape[1], (3, 50), generator=torch.Generator().manual_seed(1))
+    subset = rows.select(chosen)
+    assert torch.equal(subset.spread(subset.observations), observations.gather(1, chosen[..., None].expand(-1, -1, 59)))
+    assert subset.observations.shape[1] <= rows.observations.shape[1]
+
+
+def test_observations_not_declared_binary_are_never_merged():
+    observations = torch.tensor([[[0.5, 1.0], [0.5, 1.0], [0.0, 1.0]]])
+    assert observation_keys(observations, binary=False).tolist() == [[0, 1, 2]]
+    assert torch.equal(DistinctRows.of(observations, binary=False).inverse, torch.tensor([[0, 1, 2]]))
+    ones = torch.tensor([[[1.0, 0.0, 1.0], [1.0, 0.0, 1.0], [0.0, 1.0, 1.0]]])
+    assert DistinctRows.of(ones, binary=True).inverse.tolist() == [[0, 0, 1]]  # keys 5, 5, 6
+
+
+def test_row_chunked_linear_gradients_are_autograd_s_and_ignore_padding_rows():
+    # the first layers' shapes, and 7 chunks of rows against 11: there a plain batched product's
+    # gradient changes with the padding (tiny shapes take other paths)
+    generator, rows = torch.Generator().manual_seed(0), 7 * ROW_CHUNK
+    x, grad = torch.randn(3, rows, 59, generator=generator), torch.randn(3, rows, 64, generator=generator)
+    weight, bias = torch.randn(3, 64, 59, generator=generator), torch.randn(3, 64, generator=generator)
+
+    def gradients(x, grad, layer):
+        inputs = [t.clone().requires_grad_() for t in (x, weight, bias)]
+        layer(*inputs).backward(grad)
+        return [t.grad for t in inputs]
+
+    ours = gradients(x, grad, RowChunkedLinear.apply)
+    reference = gradients(x, grad, lambda x, w, b: torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2)))
+    for a, b in zip(ours, reference):
+        torch.testing.assert_close(a, b)
+    # four more chunks of rows whose gradient is zero (a neighbour's larger minibatch) change nothing
+    padded = gradients(torch.cat([x, torch.randn(3, 4 * ROW_CHUNK, 59, generator=generator)], 1),
+                       torch.cat([grad, torch.zeros(3, 4 * ROW_CHUNK, 64)], 1), RowChunkedLinear.apply)
+    assert torch.equal(padded[0][:, :rows], ours[0])
+    assert torch.equal(padded[1], ours[1]) and torch.equal(padded[2], ours[2])
+
+
+def test_the_gradient_on_distinct_observations_is_the_gradient_on_every_row():
+    problems, settings = ["TL-BR", "BR-TL"], PPOSettings(num_envs=8)
+    ppo = BatchedPPO(ComboGridVec(problems, 8), [0, 1], settings)
+    observations = random_walk_observations(problems, 8, 64)
+    generator = torch.Generator().manual_seed(2)
+    rest = (torch.randint(0, 3, (2, 512), generator=generator), -torch.rand(2, 512, generator=generator),
+            torch.randn(2, 512, generator=generator), torch.randn(2, 512, generator=generator),
+            torch.randn(2, 512, generator=generator))
+    distinct, every_row = DistinctRows.of(observations, binary=True), DistinctRows.of(observations, binary=False)
+    assert distinct.observations.shape[1] < every_row.observations.shape[1] / 2
+    torch.testing.assert_close(ppo.gradient(distinct, *rest), ppo.gradient(every_row, *rest), rtol=1e-4, atol=1e-6)
 
 
 def test_learners_start_from_ppo_agent_initialisation():
