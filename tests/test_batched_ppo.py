@@ -118,7 +118,7 @@ def test_row_chunked_linear_gradients_are_autograd_s_and_ignore_padding_rows():
     ours = gradients(x, grad, RowChunkedLinear.apply)
     reference = gradients(x, grad, lambda x, w, b: torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2)))
     for a, b in zip(ours, reference):
-        torch.testing.assert_close(a, b)
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-4)  # sums of 224 products, in another order
     # four more chunks of rows whose gradient is zero (a neighbour's larger minibatch) change nothing
     padded = gradients(torch.cat([x, torch.randn(3, 4 * ROW_CHUNK, 59, generator=generator)], 1),
                        torch.cat([grad, torch.zeros(3, 4 * ROW_CHUNK, 64)], 1), RowChunkedLinear.apply)
