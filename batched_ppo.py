@@ -189,8 +189,13 @@ class DistinctRows:
 
 def gather_rows(values, rows):
     """values (L, N, ...) and row indices (L, n) -> values[l, rows[l, j], ...] (L, n, ...)."""
-    index = rows.view(*rows.shape, *[1] * (values.dim() - 2))
-    return values.gather(1, index.expand(-1, -1, *values.shape[2:]))
+    if values.requires_grad:
+        index = rows.view(*rows.shape, *[1] * (values.dim() - 2))
+        return values.gather(1, index.expand(-1, -1, *values.shape[2:]))
+    # as whole rows of one table: several times faster than gather for observations
+    learners, size = values.shape[:2]
+    flat_rows = (rows + size * torch.arange(learners).unsqueeze(1)).flatten()
+    return values.reshape(learners * size, -1).index_select(0, flat_rows).view(*rows.shape, *values.shape[2:])
 
 
 class StackedPolicies:
