@@ -198,16 +198,66 @@ def gather_rows(values, rows):
     return values.reshape(learners * size, -1).index_select(0, flat_rows).view(*rows.shape, *values.shape[2:])
 
 
-class StackedPolicies:
-    """The actor and critic of L learners, stacked: parameter `name` has shape (L, *shape).
+def fast_tanh(x):
+    """tanh(x) computed as 2 sigmoid(2x) - 1: within 2e-7 of torch.tanh, and about twice as fast on
+    this CPU, where torch.tanh was a fifth of an update."""
+    return torch.sigmoid(x * 2).mul_(2).sub_(1)
 
+
+class Tanh(torch.autograd.Function):
+    """fast_tanh, whose backward is tanh's: 1 - tanh(x)^2."""
+
+    @staticmethod
+    def forward(ctx, x):
+        y = fast_tanh(x)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        return torch.ops.aten.tanh_backward(grad, ctx.saved_tensors[0])
+
+
+class FirstHiddenLayers(torch.autograd.Function):
+    """(ReLU of the first `hidden` columns of z, Tanh of the others): the actor's and the critic's
+    first hidden layers from their one product; the backward writes both gradients into one tensor."""
+
+    @staticmethod
+    def forward(ctx, z, hidden):
+        actor, critic = torch.relu(z[..., :hidden]), fast_tanh(z[..., hidden:])
+        ctx.save_for_backward(actor, critic)
+        return actor, critic
+
+    @staticmethod
+    def backward(ctx, grad_actor, grad_critic):
+        actor, critic = ctx.saved_tensors
+        hidden = actor.shape[-1]
+        grad = actor.new_empty(*actor.shape[:-1], hidden + critic.shape[-1])
+        torch.ops.aten.threshold_backward.grad_input(grad_actor, actor, 0, grad_input=grad[..., :hidden])
+        torch.ops.aten.tanh_backward.grad_input(grad_critic, critic, grad_input=grad[..., hidden:])
+        return grad, None
+
+
+class StackedPolicies:
+    """The actor and critic of L learners, stacked: each parameter has shape (L, *shape).
+
+    The actor's and the critic's first layers read the same observations, so they are stored as
+    one layer `first` of 2H outputs (the actor's H, then the critic's) and computed as one product.
     All parameters are views of one tensor `flat` (L, P), so that clipping and Adam run on one tensor.
     """
 
     def __init__(self, agents):
         states = [agent.state_dict() for agent in agents]
-        self.shapes = {name: value.shape for name, value in states[0].items()}
-        self._set_flat(torch.stack([torch.cat([value.flatten() for value in s.values()]) for s in states]))
+        self.names, self.hidden = list(states[0]), len(states[0]["actor.0.bias"])
+        stacked = [self._merged(s) for s in states]
+        self.shapes = {name: value.shape for name, value in stacked[0].items()}
+        self._set_flat(torch.stack([torch.cat([value.flatten() for value in s.values()]) for s in stacked]))
+
+    @staticmethod
+    def _merged(state):
+        first = {"first.weight": torch.cat([state["actor.0.weight"], state["critic.0.weight"]]),
+                 "first.bias": torch.cat([state["actor.0.bias"], state["critic.0.bias"]])}
+        return {**first, **{name: v for name, v in state.items() if name.split(".")[1] != "0"}}
 
     def _set_flat(self, flat):
         self.flat, self.params, start = flat, {}, 0
@@ -216,22 +266,38 @@ class StackedPolicies:
             self.params[name] = flat[:, start:start + size].view(len(flat), *shape).requires_grad_()
             start += size
 
-    def _linear(self, layer, x):
-        weight, bias = self.params[f"{layer}.weight"], self.params[f"{layer}.bias"]
+    @staticmethod
+    def _linear(x, weight, bias):
         if torch.is_grad_enabled():
             return RowChunkedLinear.apply(x, weight, bias)
         return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
-    def logits(self, x):
-        """x (L, B, D) -> action logits (L, B, A)."""
-        return self._linear("actor.2", torch.relu(self._linear("actor.0", x)))
+    def _layer(self, name, x):
+        return self._linear(x, self.params[f"{name}.weight"], self.params[f"{name}.bias"])
 
-    def value(self, x):
-        """x (L, B, D) -> state values (L, B)."""
-        hidden = torch.tanh(self._linear("critic.2", torch.tanh(self._linear("critic.0", x))))
+    def _first_layer(self, x, part):
+        """The actor's (part 0) or the critic's (part 1) first layer alone."""
+        rows = slice(part * self.hidden, (part + 1) * self.hidden)
+        return self._linear(x, self.params["first.weight"][:, rows], self.params["first.bias"][:, rows])
+
+    def _value_head(self, critic_hidden):
+        hidden = Tanh.apply(self._layer("critic.2", critic_hidden))
         # a product and a sum, not a matrix product: batched products with one output column take
         # a path whose rounding depends on the batch size, and a learner must not see its neighbours
         return (hidden * self.params["critic.4.weight"]).sum(-1) + self.params["critic.4.bias"]
+
+    def logits(self, x):
+        """x (L, B, D) -> action logits (L, B, A)."""
+        return self._layer("actor.2", torch.relu(self._first_layer(x, 0)))
+
+    def value(self, x):
+        """x (L, B, D) -> state values (L, B)."""
+        return self._value_head(Tanh.apply(self._first_layer(x, 1)))
+
+    def logits_and_values(self, x):
+        """Both, with one product for the two first layers."""
+        actor_hidden, critic_hidden = FirstHiddenLayers.apply(self._layer("first", x), self.hidden)
+        return self._layer("actor.2", actor_hidden), self._value_head(critic_hidden)
 
     def flat_grad(self):
         """The gradients of all parameters as one tensor (L, P), laid out as `flat`."""
@@ -241,7 +307,13 @@ class StackedPolicies:
         self._set_flat(self.flat[learners])
 
     def state_dict(self, learner):
-        return {name: p[learner].detach().clone() for name, p in self.params.items()}
+        """Learner `learner`'s PPOAgent state_dict."""
+        state = {name: p[learner].detach().clone() for name, p in self.params.items() if not name.startswith("first")}
+        for part, network in enumerate(("actor", "critic")):
+            rows = slice(part * self.hidden, (part + 1) * self.hidden)
+            state[f"{network}.0.weight"] = self.params["first.weight"][learner, rows].detach().clone()
+            state[f"{network}.0.bias"] = self.params["first.bias"][learner, rows].detach().clone()
+        return {name: state[name] for name in self.names}
 
 
 class StackedAdam:
@@ -262,7 +334,9 @@ class StackedAdam:
         correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
         self.first.lerp_(grad, 1 - beta1)
         self.second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        denominator = (self.second.sqrt() / correction2_sqrt).add_(self.eps)
+        # sqrt is several times slower on zeros (a third of the moments here: inputs a learner never
+        # sees); below 1e-30 the square root vanishes against eps, so the clamp changes no result
+        denominator = (self.second.clamp_min(1e-30).sqrt_() / correction2_sqrt).add_(self.eps)
         params.sub_(self.first / denominator * step_sizes.unsqueeze(1))
 
 
@@ -403,15 +477,16 @@ class BatchedPPO:
     def loss(self, minibatch, actions, old_logprobs, advantages, returns, old_values):
         """Each learner's PPO loss (L,) on its minibatch: the observations as DistinctRows, the
         rest (L, M)."""
-        s, policies = self.settings, self.policies
-        log_probs = torch.log_softmax(policies.logits(minibatch.observations), -1)  # per distinct observation
+        s = self.settings
+        logits, values = self.policies.logits_and_values(minibatch.observations)  # per distinct observation
+        log_probs = torch.log_softmax(logits, -1)
         entropy = minibatch.spread(-(log_probs.exp() * log_probs).sum(-1))
         new_logprobs = minibatch.spread(log_probs).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
         ratio = (new_logprobs - old_logprobs).exp()
         advantages = (advantages - advantages.mean(1, keepdim=True)) / (advantages.std(1, keepdim=True) + 1e-8)
         pg_loss = torch.max(-advantages * ratio,
                             -advantages * ratio.clamp(1 - s.clip_coef, 1 + s.clip_coef)).mean(1)
-        new_values = minibatch.spread(policies.value(minibatch.observations))
+        new_values = minibatch.spread(values)
         clipped = old_values + (new_values - old_values).clamp(-s.clip_coef, s.clip_coef)
         v_loss = 0.5 * torch.max((new_values - returns) ** 2, (clipped - returns) ** 2).mean(1)
         return pg_loss - s.ent_coef * entropy.mean(1) + s.vf_coef * v_loss

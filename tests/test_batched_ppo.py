@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import train_ppo
-from batched_ppo import (ROW_CHUNK, BatchedPPO, DistinctRows, PPOSettings, RowChunkedLinear, initial_agent,
-                         observation_keys, sample)
+from batched_ppo import (ROW_CHUNK, BatchedPPO, DistinctRows, PPOSettings, RowChunkedLinear, StackedPolicies,
+                         initial_agent, observation_keys, sample)
 from combogrid import PROBLEMS, ComboGridVec, ComboGym
 from conftest import ROOT
 from ppo_agent import PPOAgent, load_agent
@@ -137,6 +137,29 @@ def test_the_gradient_on_distinct_observations_is_the_gradient_on_every_row():
     distinct, every_row = DistinctRows.of(observations, binary=True), DistinctRows.of(observations, binary=False)
     assert distinct.observations.shape[1] < every_row.observations.shape[1] / 2
     torch.testing.assert_close(ppo.gradient(distinct, *rest), ppo.gradient(every_row, *rest), rtol=1e-4, atol=1e-6)
+
+
+def test_stacked_policies_compute_each_agent_s_networks_and_gradients():
+    agents = [initial_agent(seed, 59, 3, 64) for seed in (3, 4)]
+    policies = StackedPolicies(agents)
+    assert all(torch.equal(policies.state_dict(k)[name], value)
+               for k, agent in enumerate(agents) for name, value in agent.state_dict().items())
+    x = random_walk_observations(["TL-BR", "BL-TR"], 4, 16)
+    weights = torch.randn(2, 64, 4, generator=torch.Generator().manual_seed(0))
+    logits, values = policies.logits_and_values(x)
+    (logits * weights[..., :3]).sum().add((values * weights[..., 3]).sum()).backward()
+    for k, agent in enumerate(agents):
+        torch.testing.assert_close(logits[k], agent.actor(x[k]))
+        torch.testing.assert_close(values[k], agent.critic(x[k]).squeeze(-1))
+        (agent.actor(x[k]) * weights[k, :, :3]).sum().add((agent.critic(x[k]).squeeze(-1) * weights[k, :, 3]).sum()).backward()
+        grads = {name: p.grad for name, p in agent.named_parameters()}
+        torch.testing.assert_close(policies.params["first.weight"].grad[k],
+                                   torch.cat([grads["actor.0.weight"], grads["critic.0.weight"]]))
+        for name in ("actor.2.weight", "critic.2.weight", "critic.4.bias"):
+            torch.testing.assert_close(policies.params[name].grad[k], grads[name])
+    with torch.no_grad():  # the rollout's separate actor and critic
+        torch.testing.assert_close(policies.logits(x), logits)
+        torch.testing.assert_close(policies.value(x), values)
 
 
 def test_learners_start_from_ppo_agent_initialisation():
