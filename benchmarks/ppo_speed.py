@@ -1,6 +1,7 @@
 """PPO training speed, measured side by side on this machine.
 
     python benchmarks/ppo_speed.py            # about 4 minutes on 2 cores
+    python benchmarks/ppo_speed.py --scaling  # steps/s of the batched engine against the number of learners
 
 Prints:
   steps/s    environment steps per second of the batched engine (`train_ppo.py --num-sets 10`,
@@ -9,6 +10,8 @@ Prints:
              4 problems in a pool of 2 processes, the same budget each; target >= 10)
   wall time  `python train_ppo.py --num-sets 10` (40 networks) against `python train_ppo.py`
              (4 networks), both trained until optimal (target <= 2)
+With --scaling it prints instead the engine's steps/s for 1 to 80 learners (ten iterations each,
+in this process, the four problems in turn).
 """
 
 import json
@@ -19,6 +22,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+import torch
 import tyro
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -29,6 +33,8 @@ BEFORE_BATCHED = "3e26404"  # the last commit whose train_ppo.py ran one learner
 class Args:
     budget: int = 102_400
     """environment steps per learner in the steps/s comparison (a multiple of 2048)"""
+    scaling: bool = False
+    """print the batched engine's steps/s against the number of learners instead"""
 
 
 def timed(arguments, cwd=ROOT):
@@ -44,7 +50,24 @@ def old_trainer(folder):
     subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
 
 
+def scaling(learner_counts=(1, 4, 8, 16, 40, 80), iterations=10):
+    sys.path.insert(0, ROOT)
+    from batched_ppo import BatchedPPO, PPOSettings
+    from combogrid import PROBLEMS, ComboGridVec
+    torch.set_num_threads(2)
+    settings = PPOSettings(total_timesteps=iterations * 2048, optimal_checks=0)
+    for count in learner_counts:
+        problems = [PROBLEMS[i % len(PROBLEMS)] for i in range(count)]
+        ppo = BatchedPPO(ComboGridVec(problems, settings.num_envs), list(range(count)), settings)
+        start = time.perf_counter()
+        ppo.train()
+        print(f"{count:3d} learners: {count * settings.total_timesteps / (time.perf_counter() - start):9,.0f} steps/s",
+              flush=True)
+
+
 def main(args):
+    if args.scaling:
+        return scaling()
     with tempfile.TemporaryDirectory() as folder:
         old = os.path.join(folder, "old")
         os.mkdir(old)
