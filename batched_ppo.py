@@ -401,7 +401,7 @@ class BatchedPPO:
         streaks = np.zeros(num_learners, dtype=np.int64)
         first_solved = np.full(num_learners, -1)
         curves = [[] for _ in range(num_learners)]
-        episode_returns = np.zeros((num_learners, s.num_envs))
+        episode_returns = np.zeros((num_learners, s.num_envs))  # of the learners still training
 
         next_obs = torch.as_tensor(envs.reset())
         next_done = np.zeros((num_learners, s.num_envs), dtype=np.float32)
@@ -414,22 +414,23 @@ class BatchedPPO:
             logits = torch.zeros(count, s.num_steps, s.num_envs, envs.num_actions)
             actions = torch.zeros(count, s.num_steps, s.num_envs, dtype=torch.long)
             rewards, dones = (np.zeros((s.num_steps, count, s.num_envs), dtype=np.float32) for _ in range(2))
-            returns_ended, episodes_ended = np.zeros(count), np.zeros(count, dtype=np.int64)
+            returns_ended, episodes_ended, rollout_steps = np.zeros(count), np.zeros(count, dtype=np.int64), 0
             # the rollout's action-sampling draws at once: the same numbers as one draw per step
             uniforms = torch.stack([torch.rand(s.num_steps, s.num_envs, generator=self.generators[i]) for i in active])
-            for t in range(s.num_steps):
-                obs[:, t], dones[t] = next_obs, next_done
-                with torch.no_grad():
+            with torch.no_grad():
+                for t in range(s.num_steps):
+                    obs[:, t], dones[t] = next_obs, next_done
                     logits[:, t] = self.policies.logits(next_obs)
-                actions[:, t] = sample(logits[:, t], uniforms[:, t])
-                observation, rewards[t], done, primitive = envs.step(actions[:, t].numpy())
-                steps[active] += primitive.sum(1)
-                episode_returns[active] += rewards[t]
-                returns_ended += np.where(done, episode_returns[active], 0.0).sum(1)
-                episodes_ended += done.sum(1)
-                episode_returns[active] = np.where(done, 0.0, episode_returns[active])
-                next_obs, next_done = torch.as_tensor(observation), done.astype(np.float32)
+                    actions[:, t] = sample(logits[:, t], uniforms[:, t])
+                    observation, rewards[t], done, primitive = envs.step(actions[:, t].numpy())
+                    rollout_steps += primitive.sum(1)
+                    episode_returns += rewards[t]
+                    returns_ended += np.where(done, episode_returns, 0.0).sum(1)
+                    episodes_ended += done.sum(1)
+                    episode_returns[done] = 0.0
+                    next_obs, next_done = torch.as_tensor(observation), done.astype(np.float32)
 
+            steps[active] += rollout_steps
             # the rollout's rows (L, T * E), then the next observations: values once per distinct observation
             b_obs = torch.cat([obs.flatten(1, 2), next_obs], 1)
             rollout = DistinctRows.of(b_obs, getattr(envs, "binary_observations", False))
@@ -465,7 +466,7 @@ class BatchedPPO:
                 active = [active[k] for k in kept]
                 if active:
                     self._keep(kept)
-                    next_obs, next_done = next_obs[kept], next_done[kept]
+                    next_obs, next_done, episode_returns = next_obs[kept], next_done[kept], episode_returns[kept]
             if on_iteration is not None:
                 finished = [r for r in results if r is not None]
                 on_iteration({"steps": int(steps.sum()), "learners": num_learners, "finished": len(finished),
