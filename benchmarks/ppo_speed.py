@@ -1,6 +1,7 @@
 """PPO training speed, measured side by side on this machine.
 
     python benchmarks/ppo_speed.py            # about 4 minutes on 2 cores
+    python benchmarks/ppo_speed.py --repeats 3  # medians of 3 runs each, alternating (12 minutes)
     python benchmarks/ppo_speed.py --scaling  # steps/s of the batched engine against the number of learners
 
 Prints:
@@ -33,11 +34,13 @@ BEFORE_BATCHED = "3e26404"  # the last commit whose train_ppo.py ran one learner
 class Args:
     budget: int = 102_400
     """environment steps per learner in the steps/s comparison (a multiple of 2048)"""
+    repeats: int = 1
+    """runs of each command, alternating; the medians are compared (timings here vary by 10% or more)"""
     scaling: bool = False
     """print the batched engine's steps/s against the number of learners instead"""
 
 
-def timed(arguments, cwd=ROOT):
+def timed(arguments, cwd):
     start = time.perf_counter()
     subprocess.run([sys.executable, *arguments], cwd=cwd, check=True, stdout=subprocess.DEVNULL)
     return time.perf_counter() - start
@@ -65,6 +68,15 @@ def scaling(learner_counts=(1, 4, 8, 16, 40, 80), iterations=10):
               flush=True)
 
 
+def median_pair(first, second, repeats):
+    """Median wall times of two commands (argument lists and folders) run alternately."""
+    times = [[], []]
+    for _ in range(repeats):
+        for k, (arguments, cwd) in enumerate((first, second)):
+            times[k].append(timed(arguments, cwd))
+    return [sorted(t)[len(t) // 2] for t in times]
+
+
 def main(args):
     if args.scaling:
         return scaling()
@@ -73,18 +85,21 @@ def main(args):
         os.mkdir(old)
         old_trainer(old)
         # a budget the old learning rate does not solve the problems within, so every learner runs it all
-        old_seconds = timed(["train_ppo.py", "--total-timesteps", str(args.budget), "--save-dir",
-                             os.path.join(folder, "old_models")], cwd=old)
-        new_seconds = timed(["train_ppo.py", "--num-sets", "10", "--total-timesteps", str(args.budget),
-                             "--optimal-checks", "0", "--save-dir", os.path.join(folder, "budget")])
+        old_seconds, new_seconds = median_pair(
+            (["train_ppo.py", "--total-timesteps", str(args.budget), "--save-dir", os.path.join(folder, "old_models")],
+             old),
+            (["train_ppo.py", "--num-sets", "10", "--total-timesteps", str(args.budget), "--optimal-checks", "0",
+              "--save-dir", os.path.join(folder, "budget")], ROOT), args.repeats)
         old_rate, new_rate = 4 * args.budget / old_seconds, 40 * args.budget / new_seconds
         print(f"steps/s  one learner per process (4 learners, pool of 2): {old_rate:9,.0f}  ({old_seconds:.1f} s)")
         print(f"steps/s  batched engine (40 learners):                      {new_rate:9,.0f}  ({new_seconds:.1f} s)")
         ratio = new_rate / old_rate
-        print(f"ratio batched / one per process: {ratio:.1f}  target >= 10: {'met' if ratio >= 10 else 'MISSED'}")
+        print(f"ratio batched / one per process: {ratio:.1f}  target >= 10: {'met' if ratio >= 10 else 'MISSED'}",
+              flush=True)
 
-        one = timed(["train_ppo.py", "--save-dir", os.path.join(folder, "one")])
-        ten = timed(["train_ppo.py", "--num-sets", "10", "--save-dir", os.path.join(folder, "ten")])
+        one, ten = median_pair((["train_ppo.py", "--save-dir", os.path.join(folder, "one")], ROOT),
+                               (["train_ppo.py", "--num-sets", "10", "--save-dir", os.path.join(folder, "ten")], ROOT),
+                               args.repeats)
         optimal = 0
         for k in range(10):
             with open(os.path.join(folder, "ten", f"set_{k}", "training.json")) as file:
