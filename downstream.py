@@ -1,6 +1,6 @@
 """Are the extracted functions reusable? New ComboGrid tasks learned with them as options.
 
-    python downstream.py                                   # the whole study, about 20 minutes here
+    python downstream.py                                   # the whole study, about 11 minutes here
     python downstream.py --tasks multi-goal --conditions none combos --num-seeds 5
 
 The options are extracted from the four networks with main.py's own code (10 mask seeds each,

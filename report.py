@@ -6,8 +6,8 @@
 
 Every number in the PDF is read from the runs' results.json, results/sets/sets.json and the
 training records (training.json); none is typed. Needs requirements-dev.pip (fpdf2, matplotlib).
-The 10 network sets of the study across networks (results/network_sets/, about 1.5 minutes) and
-the reuse study (results/downstream/, about 15 minutes) are run only when their results are not
+The 10 network sets of the study across networks (results/network_sets/, about 1 minute) and
+the reuse study (results/downstream/, about 11 minutes) are run only when their results are not
 there yet: delete those folders to run them again.
 """
 
@@ -120,7 +120,7 @@ def run_all(args):
     study = across_sets.study(replace(base, sets_dir=args.sets_dir, num_seeds=10), main.learn_masks)
     across_sets.save(study, os.path.join(args.results_dir, "sets"))
     if not os.path.exists(os.path.join(args.results_dir, "downstream", "results.json")):
-        print(f"running {REUSE} (about 15 minutes)", flush=True)
+        print(f"running {REUSE} (about 11 minutes)", flush=True)
         downstream.main_downstream(downstream.Args(save_dir=os.path.join(args.results_dir, "downstream")))
 
 
