@@ -1,7 +1,7 @@
 """PPO training speed, measured side by side on this machine.
 
     python benchmarks/ppo_speed.py            # about 4 minutes on 2 cores
-    python benchmarks/ppo_speed.py --repeats 3  # medians of 3 runs each, alternating (12 minutes)
+    python benchmarks/ppo_speed.py --repetitions 3  # medians of 3 runs each, alternating (12 minutes)
     python benchmarks/ppo_speed.py --scaling  # steps/s of the batched engine against the number of learners
 
 Prints:
@@ -26,6 +26,8 @@ from dataclasses import dataclass
 import torch
 import tyro
 
+from speed import run, wall_time  # benchmarks/ is the script's folder, so first on sys.path
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEFORE_BATCHED = "3e26404"  # the last commit whose train_ppo.py ran one learner per process
 
@@ -34,16 +36,10 @@ BEFORE_BATCHED = "3e26404"  # the last commit whose train_ppo.py ran one learner
 class Args:
     budget: int = 102_400
     """environment steps per learner in the steps/s comparison (a multiple of 2048)"""
-    repeats: int = 1
+    repetitions: int = 1
     """runs of each command, alternating; the medians are compared (timings here vary by 10% or more)"""
     scaling: bool = False
     """print the batched engine's steps/s against the number of learners instead"""
-
-
-def timed(arguments, cwd):
-    start = time.perf_counter()
-    subprocess.run([sys.executable, *arguments], cwd=cwd, check=True, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - start
 
 
 def old_trainer(folder):
@@ -68,16 +64,18 @@ def scaling(learner_counts=(1, 4, 8, 16, 40, 80), iterations=10):
               flush=True)
 
 
-def median_pair(first, second, repeats):
+def median_pair(first, second, repetitions):
     """Median wall times of two commands (argument lists and folders) run alternately."""
     times = [[], []]
-    for _ in range(repeats):
+    for _ in range(repetitions):
         for k, (arguments, cwd) in enumerate((first, second)):
-            times[k].append(timed(arguments, cwd))
+            times[k].append(wall_time(arguments, cwd))
     return [sorted(t)[len(t) // 2] for t in times]
 
 
 def main(args):
+    if args.budget < 2048 or args.budget % 2048:
+        sys.exit(f"error: --budget must be a positive multiple of 2048, got {args.budget}")
     if args.scaling:
         return scaling()
     with tempfile.TemporaryDirectory() as folder:
@@ -89,7 +87,7 @@ def main(args):
             (["train_ppo.py", "--total-timesteps", str(args.budget), "--save-dir", os.path.join(folder, "old_models")],
              old),
             (["train_ppo.py", "--num-sets", "10", "--total-timesteps", str(args.budget), "--optimal-checks", "0",
-              "--save-dir", os.path.join(folder, "budget")], ROOT), args.repeats)
+              "--save-dir", os.path.join(folder, "budget")], ROOT), args.repetitions)
         old_rate, new_rate = 4 * args.budget / old_seconds, 40 * args.budget / new_seconds
         print(f"steps/s  one learner per process (4 learners, pool of 2): {old_rate:9,.0f}  ({old_seconds:.1f} s)")
         print(f"steps/s  batched engine (40 learners):                      {new_rate:9,.0f}  ({new_seconds:.1f} s)")
@@ -99,7 +97,7 @@ def main(args):
 
         one, ten = median_pair((["train_ppo.py", "--save-dir", os.path.join(folder, "one")], ROOT),
                                (["train_ppo.py", "--num-sets", "10", "--save-dir", os.path.join(folder, "ten")], ROOT),
-                               args.repeats)
+                               args.repetitions)
         optimal = 0
         for k in range(10):
             with open(os.path.join(folder, "ten", f"set_{k}", "training.json")) as file:
@@ -111,4 +109,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    run(main, tyro.cli(Args))

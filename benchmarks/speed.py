@@ -34,10 +34,27 @@ class Args:
     """runs of each command, alternated so that both see the same machine load"""
 
 
-def wall_time(arguments):
+def wall_time(arguments, cwd=ROOT):
+    """Seconds `python ARGUMENTS` takes in folder cwd; a failing command ends the benchmark."""
     start = time.perf_counter()
-    subprocess.run([sys.executable, *arguments], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    try:  # the command's own error line, if it fails, ends this one; nothing else of its output is shown
+        subprocess.run([sys.executable, *arguments], cwd=cwd, check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.PIPE, text=True)
+    except subprocess.CalledProcessError as failure:
+        last = failure.stderr.strip().splitlines()[-1:] or [f"exit status {failure.returncode}"]
+        sys.exit(f"error: python {' '.join(arguments)} failed: {last[0]}")
     return time.perf_counter() - start
+
+
+def run(main, args):
+    """main(args) for a benchmark script: one error line for bad --repetitions or Ctrl-C."""
+    if args.repetitions < 1:
+        sys.exit(f"error: --repetitions must be at least 1, got {args.repetitions}")
+    try:
+        main(args)
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        sys.exit(130)
 
 
 def main(args):
@@ -55,4 +72,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    main(tyro.cli(Args))
+    run(main, tyro.cli(Args))
