@@ -146,6 +146,7 @@ def observation_keys(observations, binary):
 
 
 def padded(count):
+    """The row count that holds `count` distinct observations: a multiple of ROW_CHUNK, at least one chunk."""
     return max(1, -(-count // ROW_CHUNK)) * ROW_CHUNK
 
 
@@ -279,9 +280,13 @@ class StackedPolicies:
     def _layer(self, name, x):
         return self._linear(x, self.params[f"{name}.weight"], self.params[f"{name}.bias"])
 
+    def _rows_of(self, part):
+        """The rows of `first` that are the actor's (part 0) or the critic's (part 1) first layer."""
+        return slice(part * self.hidden, (part + 1) * self.hidden)
+
     def _first_layer(self, x, part):
         """The actor's (part 0) or the critic's (part 1) first layer alone."""
-        rows = slice(part * self.hidden, (part + 1) * self.hidden)
+        rows = self._rows_of(part)
         return self._linear(x, self.params["first.weight"][:, rows], self.params["first.bias"][:, rows])
 
     def _value_head(self, critic_hidden):
@@ -314,7 +319,7 @@ class StackedPolicies:
         """Learner `learner`'s PPOAgent state_dict."""
         state = {name: p[learner].detach().clone() for name, p in self.params.items() if not name.startswith("first")}
         for part, network in enumerate(("actor", "critic")):
-            rows = slice(part * self.hidden, (part + 1) * self.hidden)
+            rows = self._rows_of(part)
             state[f"{network}.0.weight"] = self.params["first.weight"][learner, rows].detach().clone()
             state[f"{network}.0.bias"] = self.params["first.bias"][learner, rows].detach().clone()
         return {name: state[name] for name in self.names}
@@ -366,6 +371,7 @@ def advantage_estimates(rewards, values, dones, next_value, next_done, gamma, ga
         delta = rewards[t] + gamma * following * next_non_terminal - values[t]
         advantages[t] = last_gae = delta + gamma * gae_lambda * next_non_terminal * last_gae
     return advantages
+
 
 class BatchedPPO:
     """L PPO learners on the L learners' environments `envs`, learner i seeded with seeds[i]."""

@@ -17,6 +17,7 @@ in this process, the four problems in turn).
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -70,7 +71,7 @@ def median_pair(first, second, repetitions):
     for _ in range(repetitions):
         for k, (arguments, cwd) in enumerate((first, second)):
             times[k].append(wall_time(arguments, cwd))
-    return [sorted(t)[len(t) // 2] for t in times]
+    return [statistics.median(t) for t in times]
 
 
 def main(args):
