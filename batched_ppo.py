@@ -118,17 +118,27 @@ class RowChunkedLinear(torch.autograd.Function):
         x, weight = ctx.saved_tensors
         grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
         learners, rows, outputs = grad.shape
-        chunks = rows // ROW_CHUNK
-        grad_chunks = grad.reshape(learners * chunks, ROW_CHUNK, outputs)
-        # x^T grad, transposed at the end: several times faster here than grad^T x
-        weight_parts = torch.bmm(x.reshape(learners * chunks, ROW_CHUNK, -1).transpose(1, 2), grad_chunks)
-        weight_parts = weight_parts.view(learners, chunks, -1, outputs)
-        bias_parts = grad_chunks.sum(1).view(learners, chunks, outputs)
-        grad_weight, grad_bias = weight_parts[:, 0].clone(), bias_parts[:, 0].clone()
-        for k in range(1, chunks):
-            grad_weight += weight_parts[:, k]
-            grad_bias += bias_parts[:, k]
-        return grad_x, grad_weight.transpose(1, 2), grad_bias
+        x_chunks = x.reshape(-1, ROW_CHUNK, x.shape[-1])
+        grad_chunks = grad.reshape(-1, ROW_CHUNK, outputs)
+        # the same sums either way; here x^T grad is several times faster for wide layers, grad^T x
+        # for the actor's three outputs
+        if outputs >= 8:
+            weight_parts = torch.bmm(x_chunks.transpose(1, 2), grad_chunks).transpose(1, 2)
+        else:
+            weight_parts = torch.bmm(grad_chunks.transpose(1, 2), x_chunks)
+        weight_parts = weight_parts.view(learners, rows // ROW_CHUNK, outputs, -1)
+        bias_parts = grad_chunks.sum(1).view(learners, rows // ROW_CHUNK, outputs)
+        return grad_x, *chunk_sums(weight_parts, bias_parts)
+
+
+def chunk_sums(*parts):
+    """Each of parts (L, chunks, ...) summed over its chunks one after another: padding chunks of
+    zeros then change nothing (torch's sum over that axis can group the terms by its length)."""
+    sums = [p[:, 0].clone() for p in parts]
+    for k in range(1, parts[0].shape[1]):
+        for total, p in zip(sums, parts):
+            total += p[:, k]
+    return sums
 
 
 def observation_keys(observations, binary):
