@@ -120,15 +120,15 @@ class RowChunkedLinear(torch.autograd.Function):
         learners, rows, outputs = grad.shape
         x_chunks = x.reshape(-1, ROW_CHUNK, x.shape[-1])
         grad_chunks = grad.reshape(-1, ROW_CHUNK, outputs)
-        # the same sums either way; here x^T grad is several times faster for wide layers, grad^T x
-        # for the actor's three outputs
-        if outputs >= 8:
-            weight_parts = torch.bmm(x_chunks.transpose(1, 2), grad_chunks).transpose(1, 2)
-        else:
-            weight_parts = torch.bmm(grad_chunks.transpose(1, 2), x_chunks)
-        weight_parts = weight_parts.view(learners, rows // ROW_CHUNK, outputs, -1)
         bias_parts = grad_chunks.sum(1).view(learners, rows // ROW_CHUNK, outputs)
-        return grad_x, *chunk_sums(weight_parts, bias_parts)
+        # the same sums either way; here x^T grad is several times faster for wide layers, grad^T x
+        # for the actor's three outputs (and the chunks are summed in the product's own layout)
+        if outputs < 8:
+            weight_parts = torch.bmm(grad_chunks.transpose(1, 2), x_chunks).view(learners, -1, outputs, x.shape[-1])
+            return grad_x, *chunk_sums(weight_parts, bias_parts)
+        weight_parts = torch.bmm(x_chunks.transpose(1, 2), grad_chunks).view(learners, -1, x.shape[-1], outputs)
+        grad_weight, grad_bias = chunk_sums(weight_parts, bias_parts)
+        return grad_x, grad_weight.transpose(1, 2), grad_bias
 
 
 def chunk_sums(*parts):
