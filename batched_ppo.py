@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from gymnasium import spaces
 
 from ppo_agent import PPOAgent
@@ -149,9 +150,9 @@ def observation_keys(observations, binary):
     if not binary or size > 60:
         return torch.arange(rows).expand(learners, rows)
     # three sums of at most 20 distinct powers of two: float32 holds every partial sum exactly
-    powers = torch.zeros(size, 3)
-    powers[torch.arange(size), torch.arange(size) // 20] = 2.0 ** (torch.arange(size) % 20)
-    groups = (observations.reshape(-1, size) @ powers).long()
+    powers = torch.zeros(3, size)
+    powers[torch.arange(size) // 20, torch.arange(size)] = 2.0 ** (torch.arange(size) % 20)
+    groups = F.linear(observations.reshape(-1, size), powers).long()  # twice as fast here as x @ powers.T
     return ((groups[:, 2] << 40) + (groups[:, 1] << 20) + groups[:, 0]).view(learners, rows)
 
 
