@@ -15,8 +15,8 @@ hundred observations, and a minibatch of 512 rows holds about 160 distinct ones)
 and the critic's first layers are one product. tanh is computed from a sigmoid (fast_tanh).
 
 The environments are any object with the interface of combogrid.ComboGridVec: `num_actions`,
-`observation_size`, `reset()`, `step(actions)` returning (observations, rewards, dones,
-primitive steps), `keep(learners)` and `greedy_solved(act)`. An action may run for several
+`observation_size`, `reset()`, `step(actions)` returning new arrays (observations, rewards,
+dones, primitive steps), `keep(learners)` and `greedy_solved(act)`. An action may run for several
 primitive steps (an option): the budget and the learning-rate schedule count primitive steps.
 Environments whose observations are vectors of 0s and 1s say so with `binary_observations = True`;
 only then are equal observations recognised as such (otherwise every row counts as distinct).
@@ -427,19 +427,18 @@ class BatchedPPO:
             count = len(active)
             learning_rates = s.learning_rate * torch.as_tensor(
                 np.maximum(0.0, 1.0 - steps[active] / s.total_timesteps), dtype=torch.float32)
-            obs = torch.zeros(count, s.num_steps, s.num_envs, envs.observation_size)
-            logits = torch.zeros(count, s.num_steps, s.num_envs, envs.num_actions)
-            actions = torch.zeros(count, s.num_steps, s.num_envs, dtype=torch.long)
+            obs, logits, actions = [], [], []  # per step, stacked after the rollout (cheaper than writing slices)
             rewards, dones = (np.zeros((s.num_steps, count, s.num_envs), dtype=np.float32) for _ in range(2))
             returns_ended, episodes_ended, rollout_steps = np.zeros(count), np.zeros(count, dtype=np.int64), 0
             # the rollout's action-sampling draws at once: the same numbers as one draw per step
             uniforms = torch.stack([torch.rand(s.num_steps, s.num_envs, generator=self.generators[i]) for i in active])
             with torch.no_grad():
                 for t in range(s.num_steps):
-                    obs[:, t], dones[t] = next_obs, next_done
-                    logits[:, t] = self.policies.logits(next_obs)
-                    actions[:, t] = sample(logits[:, t], uniforms[:, t])
-                    observation, rewards[t], done, primitive = envs.step(actions[:, t].numpy())
+                    obs.append(next_obs)
+                    dones[t] = next_done
+                    logits.append(self.policies.logits(next_obs))
+                    actions.append(sample(logits[t], uniforms[:, t]))
+                    observation, rewards[t], done, primitive = envs.step(actions[t].numpy())
                     rollout_steps += primitive.sum(1)
                     episode_returns += rewards[t]
                     returns_ended += np.where(done, episode_returns, 0.0).sum(1)
@@ -448,6 +447,7 @@ class BatchedPPO:
                     next_obs, next_done = torch.as_tensor(observation), done.astype(np.float32)
 
             steps[active] += rollout_steps
+            obs, logits, actions = (torch.stack(x, 1) for x in (obs, logits, actions))  # (L, T, E, ...)
             # the rollout's rows (L, T * E), then the next observations: values once per distinct observation
             b_obs = torch.cat([obs.flatten(1, 2), next_obs], 1)
             rollout = DistinctRows.of(b_obs, getattr(envs, "binary_observations", False))
