@@ -164,14 +164,15 @@ def padded(count):
 class DistinctRows:
     """Rows of observations stored once per distinct observation: `observations` (L, M, D), each
     learner's distinct ones in the order of their keys, padded to a multiple of ROW_CHUNK rows with
-    copies of its first; `inverse` (L, N), the row of `observations` each row equals.
+    copies of its first; `inverse` (L, N), the row of `observations` each row equals; for 0/1
+    observations, `ones` (Ones), where their ones are.
 
     A policy's outputs on a row are its outputs on that row's distinct observation, so the network
     runs on M rows rather than N: about a third as many in PPO's minibatches here.
     """
 
-    def __init__(self, observations, inverse):
-        self.observations, self.inverse = observations, inverse
+    def __init__(self, observations, inverse, ones=None):
+        self.observations, self.inverse, self.ones = observations, inverse, ones
 
     @classmethod
     def of(cls, observations, binary):
@@ -184,7 +185,8 @@ class DistinctRows:
         inverse = torch.empty_like(slots).scatter_(1, order, slots)
         first_row = torch.zeros(keys.shape[0], padded(int(slots[:, -1].max()) + 1), dtype=torch.long)
         first_row.scatter_(1, slots, order)
-        return cls(gather_rows(observations, first_row), inverse)
+        distinct = gather_rows(observations, first_row)
+        return cls(distinct, inverse, Ones.of(distinct) if binary else None)
 
     def select(self, rows):
         """The distinct rows among rows (L, n) of these rows (indices into N)."""
@@ -196,7 +198,9 @@ class DistinctRows:
         target = torch.where(present, slots, size)
         source = torch.zeros(len(ids), size + 1, dtype=torch.long)
         source.scatter_(1, target, torch.arange(present.shape[1]).expand_as(target))
-        return DistinctRows(gather_rows(self.observations, source[:, :size]), slots.gather(1, ids))
+        source = source[:, :size]
+        ones = None if self.ones is None else self.ones.select(source, present, slots)
+        return DistinctRows(gather_rows(self.observations, source), slots.gather(1, ids), ones)
 
     def spread(self, outputs):
         """Outputs (L, M, ...) per distinct observation -> outputs (L, N, ...) per row."""
@@ -212,6 +216,71 @@ def gather_rows(values, rows):
     learners, size = values.shape[:2]
     flat_rows = (rows + size * torch.arange(learners).unsqueeze(1)).flatten()
     return values.reshape(learners * size, -1).index_select(0, flat_rows).view(*rows.shape, *values.shape[2:])
+
+
+class Ones:
+    """Where the ones of 0/1 observations (L, M, D) are, for SparseFirstLayer: a ComboGrid observation
+    has 2 to 4 ones in 59, so a first layer that adds the weights of those inputs does a small part
+    of a matrix product's work.
+
+    `lists` (L, M, k): each row's inputs that are 1, ascending, padded with -1. For the weight
+    gradient, one entry per one, sorted by learner, input and row: `offsets` (L * D,), where each
+    (learner, input)'s entries start; `rows` (E,), the row l * M + m each entry's gradient comes
+    from; `weights` (E,), 1, or 0 for an entry whose row a minibatch left out.
+    """
+
+    def __init__(self, lists, offsets, rows, weights, learners, inputs):
+        self.lists, self.offsets, self.rows, self.weights = lists, offsets, rows, weights
+        self.learners, self.inputs = learners, inputs  # the entries' learner and input (select needs them)
+
+    @classmethod
+    def of(cls, observations):
+        learners, rows, size = observations.shape
+        ones = observations.reshape(learners * rows, size).nonzero()  # (row, input), by row then input
+        counts = torch.bincount(ones[:, 0], minlength=learners * rows)
+        position = torch.arange(len(ones)) - (counts.cumsum(0) - counts)[ones[:, 0]]
+        lists = torch.full((learners * rows, max(1, int(counts.max()))), -1)
+        lists[ones[:, 0], position] = ones[:, 1]
+        learner, column, row = observations.transpose(1, 2).nonzero().T  # by learner, input, row
+        per_input = torch.bincount(learner * size + column, minlength=learners * size)
+        return cls(lists.view(learners, rows, -1), per_input.cumsum(0) - per_input, learner * rows + row,
+                   torch.ones(len(row)), learner, column)
+
+    def select(self, source, present, slots):
+        """These rows' Ones at rows `source` (L, m); present (L, M) marks the rows selected and
+        slots (L, M) gives their new row. Every entry stays, with weight 0 if its row is left out."""
+        rows = source.shape[1]
+        return Ones(gather_rows(self.lists, source), self.offsets,
+                    self.learners * rows + slots.view(-1)[self.rows].clamp_min(0), present.view(-1)[self.rows].float(),
+                    self.learners, self.inputs)
+
+
+class SparseFirstLayer(torch.autograd.Function):
+    """The first layer on 0/1 observations given as Ones: for each row, the sum of the weight rows
+    (weight is stored input-major, (L, D, O)) of its inputs that are 1, then the bias, read by one
+    embedding_bag from `table`, the policies' parameters viewed as rows of O. Its weight gradient
+    sums, for each learner and input, the gradient of the rows where that input is 1, in row order:
+    a learner's rows and padding never mix with another's."""
+
+    @staticmethod
+    def forward(ctx, ones, table, weight, bias, table_rows):
+        learners, size, outputs = weight.shape
+        lists, rows = ones.lists, ones.lists.shape[1]
+        # learner l's parameters are table rows l * table_rows ...: weight rows, the bias row, and zeros last
+        base = (torch.arange(learners) * table_rows).view(learners, 1, 1)
+        indices = torch.cat([torch.where(lists >= 0, lists, table_rows - 1), torch.full_like(lists[..., :1], size)], -1)
+        sums = F.embedding_bag((indices + base).view(learners * rows, -1), table, mode="sum")
+        ctx.ones = ones
+        return sums.view(learners, rows, outputs)
+
+    @staticmethod
+    def backward(ctx, grad):
+        ones = ctx.ones
+        learners, rows, outputs = grad.shape
+        grad_weight = F.embedding_bag(ones.rows, grad.reshape(learners * rows, outputs), ones.offsets, mode="sum",
+                                      per_sample_weights=ones.weights)
+        bias_parts = grad.reshape(-1, ROW_CHUNK, outputs).sum(1).view(learners, rows // ROW_CHUNK, outputs)
+        return None, None, grad_weight.view(learners, -1, outputs), *chunk_sums(bias_parts), None
 
 
 def fast_tanh(x):
@@ -259,7 +328,10 @@ class StackedPolicies:
 
     The actor's and the critic's first layers read the same observations, so they are stored as
     one layer `first` of 2H outputs (the actor's H, then the critic's) and computed as one product.
-    All parameters are views of one tensor `flat` (L, P), so that clipping and Adam run on one tensor.
+    Its weight is stored input-major, (L, D, 2H). All parameters are views of one tensor `flat`
+    (L, P), so that clipping and Adam run on one tensor; P is a whole number of rows of 2H, the last
+    of them zeros, so that `table` (L * table_rows, 2H) views flat as the rows SparseFirstLayer reads:
+    first.weight's D rows, then first.bias.
     """
 
     def __init__(self, agents):
@@ -267,20 +339,26 @@ class StackedPolicies:
         self.names, self.hidden = list(states[0]), len(states[0]["actor.0.bias"])
         stacked = [self._merged(s) for s in states]
         self.shapes = {name: value.shape for name, value in stacked[0].items()}
-        self._set_flat(torch.stack([torch.cat([value.flatten() for value in s.values()]) for s in stacked]))
+        used = sum(shape.numel() for shape in self.shapes.values())
+        self.table_rows = -(-used // (2 * self.hidden)) + 1
+        flat = torch.zeros(len(states), self.table_rows * 2 * self.hidden)  # Adam keeps the padding at 0
+        flat[:, :used] = torch.stack([torch.cat([value.flatten() for value in s.values()]) for s in stacked])
+        self._set_flat(flat)
 
     @staticmethod
     def _merged(state):
-        first = {"first.weight": torch.cat([state["actor.0.weight"], state["critic.0.weight"]]),
+        first = {"first.weight": torch.cat([state["actor.0.weight"], state["critic.0.weight"]]).T,
                  "first.bias": torch.cat([state["actor.0.bias"], state["critic.0.bias"]])}
         return {**first, **{name: v for name, v in state.items() if name.split(".")[1] != "0"}}
 
     def _set_flat(self, flat):
         self.flat, self.params, start = flat, {}, 0
+        self.table = flat.view(-1, 2 * self.hidden)
         for name, shape in self.shapes.items():
             size = shape.numel()
             self.params[name] = flat[:, start:start + size].view(len(flat), *shape).requires_grad_()
             start += size
+        self.padding = flat.shape[1] - start
 
     @staticmethod
     def _linear(x, weight, bias):
@@ -291,6 +369,10 @@ class StackedPolicies:
     def _layer(self, name, x):
         return self._linear(x, self.params[f"{name}.weight"], self.params[f"{name}.bias"])
 
+    def _first_weight(self, rows):
+        """The first layer's weight (L, outputs, D), its output rows `rows`."""
+        return self.params["first.weight"][:, :, rows].transpose(1, 2)
+
     def _rows_of(self, part):
         """The rows of `first` that are the actor's (part 0) or the critic's (part 1) first layer."""
         return slice(part * self.hidden, (part + 1) * self.hidden)
@@ -298,7 +380,7 @@ class StackedPolicies:
     def _first_layer(self, x, part):
         """The actor's (part 0) or the critic's (part 1) first layer alone."""
         rows = self._rows_of(part)
-        return self._linear(x, self.params["first.weight"][:, rows], self.params["first.bias"][:, rows])
+        return self._linear(x, self._first_weight(rows), self.params["first.bias"][:, rows])
 
     def _value_head(self, critic_hidden):
         hidden = Tanh.apply(self._layer("critic.2", critic_hidden))
@@ -314,14 +396,20 @@ class StackedPolicies:
         """x (L, B, D) -> state values (L, B)."""
         return self._value_head(Tanh.apply(self._first_layer(x, 1)))
 
-    def logits_and_values(self, x):
-        """Both, with one product for the two first layers."""
-        actor_hidden, critic_hidden = FirstHiddenLayers.apply(self._layer("first", x), self.hidden)
+    def logits_and_values(self, x, ones=None):
+        """Both, with one product for the two first layers, or SparseFirstLayer on Ones of x if given."""
+        weight, bias = self.params["first.weight"], self.params["first.bias"]
+        if ones is None:
+            first = self._linear(x, self._first_weight(slice(None)), bias)
+        else:
+            first = SparseFirstLayer.apply(ones, self.table, weight, bias, self.table_rows)
+        actor_hidden, critic_hidden = FirstHiddenLayers.apply(first, self.hidden)
         return self._layer("actor.2", actor_hidden), self._value_head(critic_hidden)
 
     def flat_grad(self):
         """The gradients of all parameters as one tensor (L, P), laid out as `flat`."""
-        return torch.cat([p.grad.flatten(1) for p in self.params.values()], 1)
+        return torch.cat([*(p.grad.flatten(1) for p in self.params.values()), self.flat.new_zeros(len(self.flat),
+                                                                                                self.padding)], 1)
 
     def keep(self, learners):
         self._set_flat(self.flat[learners])
@@ -331,7 +419,7 @@ class StackedPolicies:
         state = {name: p[learner].detach().clone() for name, p in self.params.items() if not name.startswith("first")}
         for part, network in enumerate(("actor", "critic")):
             rows = self._rows_of(part)
-            state[f"{network}.0.weight"] = self.params["first.weight"][learner, rows].detach().clone()
+            state[f"{network}.0.weight"] = self.params["first.weight"][learner, :, rows].T.detach().clone()
             state[f"{network}.0.bias"] = self.params["first.bias"][learner, rows].detach().clone()
         return {name: state[name] for name in self.names}
 
@@ -500,7 +588,7 @@ class BatchedPPO:
         """Each learner's PPO loss (L,) on its minibatch: the observations as DistinctRows, the
         rest (L, M)."""
         s = self.settings
-        logits, values = self.policies.logits_and_values(minibatch.observations)  # per distinct observation
+        logits, values = self.policies.logits_and_values(minibatch.observations, minibatch.ones)  # per distinct observation
         log_probs = torch.log_softmax(logits, -1)
         entropy = minibatch.spread(-(log_probs.exp() * log_probs).sum(-1))
         new_logprobs = minibatch.spread(log_probs).gather(-1, actions.unsqueeze(-1)).squeeze(-1)

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import train_ppo
-from batched_ppo import (ROW_CHUNK, BatchedPPO, DistinctRows, PPOSettings, RowChunkedLinear, StackedPolicies,
+from batched_ppo import (ROW_CHUNK, BatchedPPO, DistinctRows, Ones, PPOSettings, RowChunkedLinear, StackedPolicies,
                          initial_agent, observation_keys, sample)
 from combogrid import PROBLEMS, ComboGridVec, ComboGym
 from conftest import ROOT
@@ -146,17 +146,22 @@ def test_stacked_policies_compute_each_agent_s_networks_and_gradients():
                for k, agent in enumerate(agents) for name, value in agent.state_dict().items())
     x = random_walk_observations(["TL-BR", "BL-TR"], 4, 16)
     weights = torch.randn(2, 64, 4, generator=torch.Generator().manual_seed(0))
-    logits, values = policies.logits_and_values(x)
-    (logits * weights[..., :3]).sum().add((values * weights[..., 3]).sum()).backward()
     for k, agent in enumerate(agents):
-        torch.testing.assert_close(logits[k], agent.actor(x[k]))
-        torch.testing.assert_close(values[k], agent.critic(x[k]).squeeze(-1))
         (agent.actor(x[k]) * weights[k, :, :3]).sum().add((agent.critic(x[k]).squeeze(-1) * weights[k, :, 3]).sum()).backward()
-        grads = {name: p.grad for name, p in agent.named_parameters()}
-        torch.testing.assert_close(policies.params["first.weight"].grad[k],
-                                   torch.cat([grads["actor.0.weight"], grads["critic.0.weight"]]))
-        for name in ("actor.2.weight", "critic.2.weight", "critic.4.bias"):
-            torch.testing.assert_close(policies.params[name].grad[k], grads[name])
+    for ones in (None, Ones.of(x)):  # the first layer as a product, and SparseFirstLayer
+        for p in policies.params.values():
+            p.grad = None
+        logits, values = policies.logits_and_values(x, ones)
+        (logits * weights[..., :3]).sum().add((values * weights[..., 3]).sum()).backward()
+        for k, agent in enumerate(agents):
+            torch.testing.assert_close(logits[k], agent.actor(x[k]))
+            torch.testing.assert_close(values[k], agent.critic(x[k]).squeeze(-1))
+            grads = {name: p.grad for name, p in agent.named_parameters()}
+            torch.testing.assert_close(policies.params["first.weight"].grad[k].T,  # stored input-major
+                                       torch.cat([grads["actor.0.weight"], grads["critic.0.weight"]]))
+            for name in ("first.bias", "actor.2.weight", "critic.2.weight", "critic.4.bias"):
+                torch.testing.assert_close(policies.params[name].grad[k], grads[name] if name != "first.bias" else
+                                           torch.cat([grads["actor.0.bias"], grads["critic.0.bias"]]))
     with torch.no_grad():  # the rollout's separate actor and critic
         torch.testing.assert_close(policies.logits(x), logits)
         torch.testing.assert_close(policies.value(x), values)
