@@ -9,10 +9,12 @@ parameters only, so the gradient of the summed loss is each learner's own gradie
 that finish leave the batch; tests/test_batched_ppo.py checks that a learner's weights are
 bit-identical whether it trains alone or beside others.
 
-Three things make the update cheap on a CPU; they change nothing but floating-point rounding.
+Four things make the update cheap on a CPU; they change nothing but floating-point rounding.
 The networks run once per distinct observation of a minibatch (DistinctRows: ComboGrid has a few
 hundred observations, and a minibatch of 512 rows holds about 160 distinct ones). The actor's
-and the critic's first layers are one product. tanh is computed from a sigmoid (fast_tanh).
+and the critic's first layers are one layer, and on 0/1 observations it adds the weights of the
+inputs that are 1 rather than multiplying by all of them (SparseFirstLayer). tanh is computed from
+a sigmoid (fast_tanh).
 
 The environments are any object with the interface of combogrid.ComboGridVec: `num_actions`,
 `observation_size`, `reset()`, `step(actions)` returning new arrays (observations, rewards,
@@ -229,9 +231,9 @@ class Ones:
     from; `weights` (E,), 1, or 0 for an entry whose row a minibatch left out.
     """
 
-    def __init__(self, lists, offsets, rows, weights, learners, inputs):
+    def __init__(self, lists, offsets, rows, weights, learners):
         self.lists, self.offsets, self.rows, self.weights = lists, offsets, rows, weights
-        self.learners, self.inputs = learners, inputs  # the entries' learner and input (select needs them)
+        self.learners = learners  # each entry's learner
 
     @classmethod
     def of(cls, observations):
@@ -244,7 +246,7 @@ class Ones:
         learner, column, row = observations.transpose(1, 2).nonzero().T  # by learner, input, row
         per_input = torch.bincount(learner * size + column, minlength=learners * size)
         return cls(lists.view(learners, rows, -1), per_input.cumsum(0) - per_input, learner * rows + row,
-                   torch.ones(len(row)), learner, column)
+                   torch.ones(len(row)), learner)
 
     def select(self, source, present, slots):
         """These rows' Ones at rows `source` (L, m); present (L, M) marks the rows selected and
@@ -252,7 +254,7 @@ class Ones:
         rows = source.shape[1]
         return Ones(gather_rows(self.lists, source), self.offsets,
                     self.learners * rows + slots.view(-1)[self.rows].clamp_min(0), present.view(-1)[self.rows].float(),
-                    self.learners, self.inputs)
+                    self.learners)
 
 
 class SparseFirstLayer(torch.autograd.Function):
@@ -264,6 +266,7 @@ class SparseFirstLayer(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, ones, table, weight, bias, table_rows):
+        # weight (L, D, O) and bias (L, O) are the parameters `table` holds, named for autograd
         learners, size, outputs = weight.shape
         lists, rows = ones.lists, ones.lists.shape[1]
         # learner l's parameters are table rows l * table_rows ...: weight rows, the bias row, and zeros last

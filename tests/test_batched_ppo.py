@@ -8,8 +8,8 @@ import pytest
 import torch
 
 import train_ppo
-from batched_ppo import (ROW_CHUNK, BatchedPPO, DistinctRows, Ones, PPOSettings, RowChunkedLinear, StackedPolicies,
-                         initial_agent, observation_keys, sample)
+from batched_ppo import (ROW_CHUNK, BatchedPPO, DistinctRows, Ones, PPOSettings, RowChunkedLinear, SparseFirstLayer,
+                         StackedPolicies, initial_agent, observation_keys, sample)
 from combogrid import PROBLEMS, ComboGridVec, ComboGym
 from conftest import ROOT
 from ppo_agent import PPOAgent, load_agent
@@ -124,6 +124,23 @@ def test_row_chunked_linear_gradients_are_autograd_s_and_ignore_padding_rows():
                        torch.cat([grad, torch.zeros(3, 4 * ROW_CHUNK, 64)], 1), RowChunkedLinear.apply)
     assert torch.equal(padded[0][:, :rows], ours[0])
     assert torch.equal(padded[1], ours[1]) and torch.equal(padded[2], ours[2])
+
+
+def test_the_sparse_first_layer_is_the_product_and_a_minibatch_s_left_out_rows_add_nothing():
+    policies = StackedPolicies([initial_agent(seed, 59, 3, 64) for seed in (0, 1)])
+    rollout = DistinctRows.of(random_walk_observations(["TL-BR", "BR-TL"], 8, 64), binary=True)
+    minibatch = rollout.select(torch.randperm(512, generator=torch.Generator().manual_seed(0))[:128].expand(2, -1))
+    assert minibatch.ones.weights.sum() < len(minibatch.ones.weights)  # some of the rollout's rows left out
+    weight, bias = policies.params["first.weight"], policies.params["first.bias"]
+    sparse = SparseFirstLayer.apply(minibatch.ones, policies.table, weight, bias, policies.table_rows)
+    dense = RowChunkedLinear.apply(minibatch.observations, weight.transpose(1, 2), bias)
+    assert torch.equal(sparse, dense)  # the columns of the ones, added in the product's order, then the bias
+    grad = torch.randn(sparse.shape, generator=torch.Generator().manual_seed(1))
+    grad[torch.arange(grad.shape[1]) > minibatch.inverse.max(1, keepdim=True).values] = 0  # padding rows, as in PPO
+    sparse_grads = torch.autograd.grad(sparse, (weight, bias), grad)
+    dense_grads = torch.autograd.grad(dense, (weight, bias), grad)
+    for a, b in zip(sparse_grads, dense_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)  # sums of the same products, in another order
 
 
 def test_the_gradient_on_distinct_observations_is_the_gradient_on_every_row():
