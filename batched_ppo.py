@@ -251,18 +251,20 @@ class Ones:
     def select(self, source, present, slots):
         """These rows' Ones at rows `source` (L, m); present (L, M) marks the rows selected and
         slots (L, M) gives their new row. Every entry stays, with weight 0 if its row is left out."""
-        rows = source.shape[1]
-        return Ones(gather_rows(self.lists, source), self.offsets,
-                    self.learners * rows + slots.view(-1)[self.rows].clamp_min(0), present.view(-1)[self.rows].float(),
-                    self.learners)
+        # a left-out entry keeps a valid row (its weight is 0): the slot of the row before it, or 0
+        rows = self.learners * source.shape[1] + slots.view(-1)[self.rows].clamp_min(0)
+        weights = present.view(-1)[self.rows].float()
+        return Ones(gather_rows(self.lists, source), self.offsets, rows, weights, self.learners)
 
 
 class SparseFirstLayer(torch.autograd.Function):
-    """The first layer on 0/1 observations given as Ones: for each row, the sum of the weight rows
-    (weight is stored input-major, (L, D, O)) of its inputs that are 1, then the bias, read by one
-    embedding_bag from `table`, the policies' parameters viewed as rows of O. Its weight gradient
-    sums, for each learner and input, the gradient of the rows where that input is 1, in row order:
-    a learner's rows and padding never mix with another's."""
+    """The first layer on 0/1 observations given as Ones, without a matrix product: a row's output is
+    the sum of the weight rows of its inputs that are 1 (weight is stored input-major, (L, D, O)),
+    then the bias, by one embedding_bag over `table`, the policies' parameters viewed as rows of O.
+    The terms are added in the order the product adds them, so the outputs are the product's, bit
+    for bit (test). The weight gradient sums, for each learner and input, the gradients of the rows
+    where that input is 1, in row order; padding rows are not among them, so a learner's gradient
+    does not depend on its neighbours. The bias gradient is summed by chunks, as in RowChunkedLinear."""
 
     @staticmethod
     def forward(ctx, ones, table, weight, bias, table_rows):
@@ -271,7 +273,8 @@ class SparseFirstLayer(torch.autograd.Function):
         lists, rows = ones.lists, ones.lists.shape[1]
         # learner l's parameters are table rows l * table_rows ...: weight rows, the bias row, and zeros last
         base = (torch.arange(learners) * table_rows).view(learners, 1, 1)
-        indices = torch.cat([torch.where(lists >= 0, lists, table_rows - 1), torch.full_like(lists[..., :1], size)], -1)
+        bias_row = torch.full_like(lists[..., :1], size)
+        indices = torch.cat([torch.where(lists >= 0, lists, table_rows - 1), bias_row], -1)
         sums = F.embedding_bag((indices + base).view(learners * rows, -1), table, mode="sum")
         ctx.ones = ones
         return sums.view(learners, rows, outputs)
@@ -411,8 +414,8 @@ class StackedPolicies:
 
     def flat_grad(self):
         """The gradients of all parameters as one tensor (L, P), laid out as `flat`."""
-        return torch.cat([*(p.grad.flatten(1) for p in self.params.values()), self.flat.new_zeros(len(self.flat),
-                                                                                                self.padding)], 1)
+        grads = [p.grad.flatten(1) for p in self.params.values()]
+        return torch.cat([*grads, self.flat.new_zeros(len(self.flat), self.padding)], 1)
 
     def keep(self, learners):
         self._set_flat(self.flat[learners])
@@ -591,7 +594,8 @@ class BatchedPPO:
         """Each learner's PPO loss (L,) on its minibatch: the observations as DistinctRows, the
         rest (L, M)."""
         s = self.settings
-        logits, values = self.policies.logits_and_values(minibatch.observations, minibatch.ones)  # per distinct observation
+        # per distinct observation
+        logits, values = self.policies.logits_and_values(minibatch.observations, minibatch.ones)
         log_probs = torch.log_softmax(logits, -1)
         entropy = minibatch.spread(-(log_probs.exp() * log_probs).sum(-1))
         new_logprobs = minibatch.spread(log_probs).gather(-1, actions.unsqueeze(-1)).squeeze(-1)

@@ -164,7 +164,8 @@ def test_stacked_policies_compute_each_agent_s_networks_and_gradients():
     x = random_walk_observations(["TL-BR", "BL-TR"], 4, 16)
     weights = torch.randn(2, 64, 4, generator=torch.Generator().manual_seed(0))
     for k, agent in enumerate(agents):
-        (agent.actor(x[k]) * weights[k, :, :3]).sum().add((agent.critic(x[k]).squeeze(-1) * weights[k, :, 3]).sum()).backward()
+        value = agent.critic(x[k]).squeeze(-1)
+        (agent.actor(x[k]) * weights[k, :, :3]).sum().add((value * weights[k, :, 3]).sum()).backward()
     for ones in (None, Ones.of(x)):  # the first layer as a product, and SparseFirstLayer
         for p in policies.params.values():
             p.grad = None
