@@ -26,6 +26,7 @@ only then are equal observations recognised as such (otherwise every row counts 
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -174,7 +175,19 @@ class DistinctRows:
     """
 
     def __init__(self, observations, inverse, ones=None):
-        self.observations, self.inverse, self.ones = observations, inverse, ones
+        self._observations, self.inverse, self.ones = observations, inverse, ones
+
+    @property
+    def observations(self):
+        """(L, M, D); a minibatch's are gathered when first asked for (SparseFirstLayer reads `ones`)."""
+        if callable(self._observations):
+            self._observations = self._observations()
+        return self._observations
+
+    @property
+    def inputs(self):
+        """What the first layer reads: `ones` for 0/1 observations, else the observations."""
+        return self.observations if self.ones is None else self.ones
 
     @classmethod
     def of(cls, observations, binary):
@@ -202,7 +215,7 @@ class DistinctRows:
         source.scatter_(1, target, torch.arange(present.shape[1]).expand_as(target))
         source = source[:, :size]
         ones = None if self.ones is None else self.ones.select(source, present, slots)
-        return DistinctRows(gather_rows(self.observations, source), slots.gather(1, ids), ones)
+        return DistinctRows(partial(gather_rows, self.observations, source), slots.gather(1, ids), ones)
 
     def spread(self, outputs):
         """Outputs (L, M, ...) per distinct observation -> outputs (L, N, ...) per row."""
@@ -231,9 +244,8 @@ class Ones:
     from; `weights` (E,), 1, or 0 for an entry whose row a minibatch left out.
     """
 
-    def __init__(self, lists, offsets, rows, weights, learners):
+    def __init__(self, lists, offsets, rows, weights):
         self.lists, self.offsets, self.rows, self.weights = lists, offsets, rows, weights
-        self.learners = learners  # each entry's learner
 
     @classmethod
     def of(cls, observations):
@@ -246,15 +258,15 @@ class Ones:
         learner, column, row = observations.transpose(1, 2).nonzero().T  # by learner, input, row
         per_input = torch.bincount(learner * size + column, minlength=learners * size)
         return cls(lists.view(learners, rows, -1), per_input.cumsum(0) - per_input, learner * rows + row,
-                   torch.ones(len(row)), learner)
+                   torch.ones(len(row)))
 
     def select(self, source, present, slots):
         """These rows' Ones at rows `source` (L, m); present (L, M) marks the rows selected and
         slots (L, M) gives their new row. Every entry stays, with weight 0 if its row is left out."""
         # a left-out entry keeps a valid row (its weight is 0): the slot of the row before it, or 0
-        rows = self.learners * source.shape[1] + slots.view(-1)[self.rows].clamp_min(0)
-        weights = present.view(-1)[self.rows].float()
-        return Ones(gather_rows(self.lists, source), self.offsets, rows, weights, self.learners)
+        new_rows = slots.clamp_min(0) + source.shape[1] * torch.arange(len(slots)).unsqueeze(1)
+        return Ones(gather_rows(self.lists, source), self.offsets, new_rows.view(-1).index_select(0, self.rows),
+                    present.view(-1).float().index_select(0, self.rows))
 
 
 class SparseFirstLayer(torch.autograd.Function):
@@ -402,13 +414,13 @@ class StackedPolicies:
         """x (L, B, D) -> state values (L, B)."""
         return self._value_head(Tanh.apply(self._first_layer(x, 1)))
 
-    def logits_and_values(self, x, ones=None):
-        """Both, with one product for the two first layers, or SparseFirstLayer on Ones of x if given."""
+    def logits_and_values(self, x):
+        """Both, with one product for the two first layers; x (L, B, D), or Ones (SparseFirstLayer)."""
         weight, bias = self.params["first.weight"], self.params["first.bias"]
-        if ones is None:
-            first = self._linear(x, self._first_weight(slice(None)), bias)
+        if isinstance(x, Ones):
+            first = SparseFirstLayer.apply(x, self.table, weight, bias, self.table_rows)
         else:
-            first = SparseFirstLayer.apply(ones, self.table, weight, bias, self.table_rows)
+            first = self._linear(x, self._first_weight(slice(None)), bias)
         actor_hidden, critic_hidden = FirstHiddenLayers.apply(first, self.hidden)
         return self._layer("actor.2", actor_hidden), self._value_head(critic_hidden)
 
@@ -541,9 +553,9 @@ class BatchedPPO:
                     next_obs, next_done = torch.as_tensor(observation), done.astype(np.float32)
 
             steps[active] += rollout_steps
-            obs, logits, actions = (torch.stack(x, 1) for x in (obs, logits, actions))  # (L, T, E, ...)
+            logits, actions = torch.stack(logits, 1), torch.stack(actions, 1)  # (L, T, E, ...)
             # the rollout's rows (L, T * E), then the next observations: values once per distinct observation
-            b_obs = torch.cat([obs.flatten(1, 2), next_obs], 1)
+            b_obs = torch.stack([*obs, next_obs], 1).flatten(1, 2)
             rollout = DistinctRows.of(b_obs, getattr(envs, "binary_observations", False))
             with torch.no_grad():
                 b_values = rollout.spread(self.policies.value(rollout.observations))
@@ -595,7 +607,7 @@ class BatchedPPO:
         rest (L, M)."""
         s = self.settings
         # per distinct observation
-        logits, values = self.policies.logits_and_values(minibatch.observations, minibatch.ones)
+        logits, values = self.policies.logits_and_values(minibatch.inputs)
         log_probs = torch.log_softmax(logits, -1)
         entropy = minibatch.spread(-(log_probs.exp() * log_probs).sum(-1))
         new_logprobs = minibatch.spread(log_probs).gather(-1, actions.unsqueeze(-1)).squeeze(-1)

@@ -166,10 +166,10 @@ def test_stacked_policies_compute_each_agent_s_networks_and_gradients():
     for k, agent in enumerate(agents):
         value = agent.critic(x[k]).squeeze(-1)
         (agent.actor(x[k]) * weights[k, :, :3]).sum().add((value * weights[k, :, 3]).sum()).backward()
-    for ones in (None, Ones.of(x)):  # the first layer as a product, and SparseFirstLayer
+    for inputs in (x, Ones.of(x)):  # the first layer as a product, and SparseFirstLayer
         for p in policies.params.values():
             p.grad = None
-        logits, values = policies.logits_and_values(x, ones)
+        logits, values = policies.logits_and_values(inputs)
         (logits * weights[..., :3]).sum().add((values * weights[..., 3]).sum()).backward()
         for k, agent in enumerate(agents):
             torch.testing.assert_close(logits[k], agent.actor(x[k]))
