@@ -11,10 +11,10 @@ same masks. Two shortcuts make a step cheap:
   over the data instead of autograd's dozen.
 """
 
-import ctypes
-
 import numpy as np
 import torch
+
+from memory import keep_freed_memory
 
 
 class Adam:
@@ -60,23 +60,6 @@ def stack_trajectories(trajectories):
         actions[c, :n] = torch.tensor(trajectory.get_actions())
         weights[c, :n] = 1.0 / n
     return observations, actions, weights
-
-
-def keep_freed_memory():
-    """Ask glibc's malloc to keep freed memory for reuse rather than hand it back to the system.
-
-    A mask-training step allocates and frees tensors of a megabyte or more; by default glibc
-    returns such blocks to the system, and every fresh page then costs a page fault: about 7% of
-    a --mask-inputs run here. Elsewhere than glibc this does nothing.
-    """
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return
-    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
-    mallopt(m_mmap_threshold, 32 * 2**20)  # serve blocks up to 32 MiB from the heap (the maximum)
-    mallopt(m_trim_threshold, 2**30)       # and keep up to 1 GiB of freed heap for reuse
 
 
 def one_hot_of_largest(probs):

@@ -33,6 +33,7 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 
+from memory import keep_freed_memory
 from ppo_agent import PPOAgent
 
 
@@ -515,6 +516,7 @@ class BatchedPPO:
         consecutive iterations (never, if 0) or when it has used its budget of primitive steps.
         on_iteration(progress), if given, is called after every iteration with a dict of counts.
         """
+        keep_freed_memory()  # an update's tensors are megabytes: reused, not page-faulted in afresh
         s, envs = self.settings, self.envs
         num_learners, batch_size = len(self.seeds), s.num_envs * s.num_steps
         minibatch_size = batch_size // s.num_minibatches
