@@ -122,10 +122,10 @@ class RowChunkedLinear(torch.autograd.Function):
     def backward(ctx, grad):
         x, weight = ctx.saved_tensors
         grad_x = torch.bmm(grad, weight) if ctx.needs_input_grad[0] else None
-        learners, rows, outputs = grad.shape
+        learners, _, outputs = grad.shape
         x_chunks = x.reshape(-1, ROW_CHUNK, x.shape[-1])
         grad_chunks = grad.reshape(-1, ROW_CHUNK, outputs)
-        bias_parts = grad_chunks.sum(1).view(learners, rows // ROW_CHUNK, outputs)
+        bias_parts = bias_chunk_sums(grad)
         # the same sums either way; here x^T grad is several times faster for wide layers, grad^T x
         # for the actor's three outputs (and the chunks are summed in the product's own layout)
         if outputs < 8:
@@ -134,6 +134,12 @@ class RowChunkedLinear(torch.autograd.Function):
         weight_parts = torch.bmm(x_chunks.transpose(1, 2), grad_chunks).view(learners, -1, x.shape[-1], outputs)
         grad_weight, grad_bias = chunk_sums(weight_parts, bias_parts)
         return grad_x, grad_weight.transpose(1, 2), grad_bias
+
+
+def bias_chunk_sums(grad):
+    """A batched layer's bias gradient per chunk of ROW_CHUNK rows, (L, chunks, O), from grad (L, M, O)."""
+    learners, rows, outputs = grad.shape
+    return grad.reshape(-1, ROW_CHUNK, outputs).sum(1).view(learners, rows // ROW_CHUNK, outputs)
 
 
 def chunk_sums(*parts):
@@ -298,8 +304,7 @@ class SparseFirstLayer(torch.autograd.Function):
         learners, rows, outputs = grad.shape
         grad_weight = F.embedding_bag(ones.rows, grad.reshape(learners * rows, outputs), ones.offsets, mode="sum",
                                       per_sample_weights=ones.weights)
-        bias_parts = grad.reshape(-1, ROW_CHUNK, outputs).sum(1).view(learners, rows // ROW_CHUNK, outputs)
-        return None, None, grad_weight.view(learners, -1, outputs), *chunk_sums(bias_parts), None
+        return None, None, grad_weight.view(learners, -1, outputs), *chunk_sums(bias_chunk_sums(grad)), None
 
 
 def fast_tanh(x):

@@ -175,11 +175,11 @@ def test_stacked_policies_compute_each_agent_s_networks_and_gradients():
             torch.testing.assert_close(logits[k], agent.actor(x[k]))
             torch.testing.assert_close(values[k], agent.critic(x[k]).squeeze(-1))
             grads = {name: p.grad for name, p in agent.named_parameters()}
+            grads["first.bias"] = torch.cat([grads["actor.0.bias"], grads["critic.0.bias"]])
             torch.testing.assert_close(policies.params["first.weight"].grad[k].T,  # stored input-major
                                        torch.cat([grads["actor.0.weight"], grads["critic.0.weight"]]))
             for name in ("first.bias", "actor.2.weight", "critic.2.weight", "critic.4.bias"):
-                torch.testing.assert_close(policies.params[name].grad[k], grads[name] if name != "first.bias" else
-                                           torch.cat([grads["actor.0.bias"], grads["critic.0.bias"]]))
+                torch.testing.assert_close(policies.params[name].grad[k], grads[name])
     with torch.no_grad():  # the rollout's separate actor and critic
         torch.testing.assert_close(policies.logits(x), logits)
         torch.testing.assert_close(policies.value(x), values)
