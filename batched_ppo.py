@@ -449,32 +449,36 @@ class StackedPolicies:
 
 
 class StackedAdam:
-    """Adam (torch.optim.Adam's update) on stacked parameters (L, P), one learning rate per learner."""
+    """Adam (torch.optim.Adam's fused update) on stacked parameters (L, P), one learning rate per learner.
+
+    Each learner's row is its own tensor to the fused kernel, so how the kernel splits a tensor among
+    threads does not depend on the other learners; one call per distinct learning rate."""
 
     def __init__(self, params, eps, betas=(0.9, 0.999)):
-        self.eps, self.betas, self.steps = eps, betas, 0
-        self.first, self.second = torch.zeros_like(params), torch.zeros_like(params)
+        self.eps, self.betas, self.steps = eps, betas, torch.tensor(0.0)  # every learner steps at every update
+        self._set_moments(torch.zeros_like(params), torch.zeros_like(params))
+
+    def _set_moments(self, first, second):
+        self.first, self.second = first, second
+        self.first_rows, self.second_rows = first.unbind(), second.unbind()  # the kernel's tensors, one per learner
 
     def keep(self, learners):
-        self.first, self.second = self.first[learners], self.second[learners]
+        self._set_moments(self.first[learners], self.second[learners])
 
     @torch.no_grad()
     def step(self, params, grad, learning_rates):
         self.steps += 1
-        beta1, beta2 = self.betas
-        step_sizes = learning_rates / (1 - beta1 ** self.steps)
-        correction2_sqrt = (1 - beta2 ** self.steps) ** 0.5
-        self.first.lerp_(grad, 1 - beta1)
-        self.second.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
-        # sqrt is several times slower on zeros (a third of the moments here: inputs a learner never
-        # sees); below 1e-30 the square root vanishes against eps, so the clamp changes no result
-        denominator = (self.second.clamp_min(1e-30).sqrt_() / correction2_sqrt).add_(self.eps)
-        params.sub_(self.first / denominator * step_sizes.unsqueeze(1))
+        rows = list(zip(params.unbind(), grad.unbind(), self.first_rows, self.second_rows))
+        for rate in learning_rates.unique().tolist():
+            group = [rows[k] for k in (learning_rates == rate).nonzero()[:, 0].tolist()]
+            # torch.optim.Adam(fused=True)'s kernel: one pass over the parameters instead of ten, a fifth of the time
+            torch._fused_adam_(*map(list, zip(*group)), [], [self.steps] * len(group), lr=rate, beta1=self.betas[0],
+                               beta2=self.betas[1], weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
 
 
 def clip_gradients(grad, max_norm):
     """Scale each learner's gradient (a row of grad (L, P)) so that its norm is at most max_norm."""
-    scale = (max_norm / (grad.square().sum(1).sqrt() + 1e-6)).clamp(max=1.0)
+    scale = (max_norm / (torch.linalg.vector_norm(grad, dim=1) + 1e-6)).clamp(max=1.0)
     grad.mul_(scale.unsqueeze(1))
 
 

@@ -9,7 +9,7 @@ import torch
 
 import train_ppo
 from batched_ppo import (ROW_CHUNK, BatchedPPO, DistinctRows, Ones, PPOSettings, RowChunkedLinear, SparseFirstLayer,
-                         StackedPolicies, initial_agent, observation_keys, sample)
+                         StackedAdam, StackedPolicies, clip_gradients, initial_agent, observation_keys, sample)
 from combogrid import PROBLEMS, ComboGridVec, ComboGym
 from conftest import ROOT
 from ppo_agent import PPOAgent, load_agent
@@ -183,6 +183,31 @@ def test_stacked_policies_compute_each_agent_s_networks_and_gradients():
     with torch.no_grad():  # the rollout's separate actor and critic
         torch.testing.assert_close(policies.logits(x), logits)
         torch.testing.assert_close(policies.value(x), values)
+
+
+def test_stacked_adam_and_clipping_are_torch_s_per_learner_each_with_its_own_learning_rate():
+    generator = torch.Generator().manual_seed(0)
+    start = torch.randn(3, 1000, generator=generator)
+    learning_rates = torch.tensor([1e-3, 5e-4, 1e-3])
+    stacked, ours = start.clone(), StackedAdam(start, eps=1e-5)
+    rows = [row.clone().requires_grad_() for row in start]
+    theirs = [torch.optim.Adam([row], lr=float(rate), eps=1e-5, fused=True) for row, rate in zip(rows, learning_rates)]
+    for step in range(4):
+        grad = torch.randn(len(stacked), 1000, generator=generator) * (step + 1)
+        grad[:, :300] = 0  # inputs a learner never sees
+        clip_gradients(grad, 0.5)
+        ours.step(stacked, grad, learning_rates)
+        for row, optimizer, row_grad in zip(rows, theirs, grad):
+            row.grad = row_grad.clone()
+            optimizer.step()
+        if step == 1:  # the middle learner finishes
+            ours.keep([0, 2])
+            stacked, learning_rates, rows, theirs = stacked[[0, 2]], learning_rates[[0, 2]], rows[::2], theirs[::2]
+    for row, expected in zip(stacked, rows):
+        assert torch.equal(row, expected.detach())
+    grad = torch.full((2, 100), 1.0)
+    clip_gradients(grad, 0.5)
+    torch.testing.assert_close(torch.linalg.vector_norm(grad, dim=1), torch.full((2,), 0.5))
 
 
 def test_learners_start_from_ppo_agent_initialisation():
