@@ -414,7 +414,12 @@ class StackedPolicies:
 
     def logits(self, x):
         """x (L, B, D) -> action logits (L, B, A)."""
-        return self._layer("actor.2", torch.relu(self._first_layer(x, 0)))
+        if torch.is_grad_enabled():
+            return self._layer("actor.2", torch.relu(self._first_layer(x, 0)))
+        # the rollout's: the same products, on the first layer's actor columns as they lie in `first`
+        hidden = torch.baddbmm(self.params["first.bias"][:, :self.hidden].unsqueeze(1), x,
+                               self.params["first.weight"][:, :, :self.hidden]).relu_()
+        return torch.baddbmm(self.params["actor.2.bias"].unsqueeze(1), hidden, self.params["actor.2.weight"].transpose(1, 2))
 
     def value(self, x):
         """x (L, B, D) -> state values (L, B)."""
@@ -621,7 +626,8 @@ class BatchedPPO:
         logits, values = self.policies.logits_and_values(minibatch.inputs)
         log_probs = torch.log_softmax(logits, -1)
         entropy = minibatch.spread(-(log_probs.exp() * log_probs).sum(-1))
-        new_logprobs = minibatch.spread(log_probs).gather(-1, actions.unsqueeze(-1)).squeeze(-1)
+        # each row's action's log-probability, read from its distinct observation's
+        new_logprobs = log_probs.flatten(1).gather(1, minibatch.inverse * log_probs.shape[-1] + actions)
         ratio = (new_logprobs - old_logprobs).exp()
         advantages = (advantages - advantages.mean(1, keepdim=True)) / (advantages.std(1, keepdim=True) + 1e-8)
         pg_loss = torch.max(-advantages * ratio,
