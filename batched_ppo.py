@@ -419,7 +419,8 @@ class StackedPolicies:
         # the rollout's: the same products, on the first layer's actor columns as they lie in `first`
         hidden = torch.baddbmm(self.params["first.bias"][:, :self.hidden].unsqueeze(1), x,
                                self.params["first.weight"][:, :, :self.hidden]).relu_()
-        return torch.baddbmm(self.params["actor.2.bias"].unsqueeze(1), hidden, self.params["actor.2.weight"].transpose(1, 2))
+        weight, bias = self.params["actor.2.weight"], self.params["actor.2.bias"]
+        return torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))
 
     def value(self, x):
         """x (L, B, D) -> state values (L, B)."""
