@@ -9,12 +9,12 @@ parameters only, so the gradient of the summed loss is each learner's own gradie
 that finish leave the batch; tests/test_batched_ppo.py checks that a learner's weights are
 bit-identical whether it trains alone or beside others.
 
-Four things make the update cheap on a CPU; they change nothing but floating-point rounding.
+Five things make the update cheap on a CPU; they change nothing but floating-point rounding.
 The networks run once per distinct observation of a minibatch (DistinctRows: ComboGrid has a few
 hundred observations, and a minibatch of 512 rows holds about 160 distinct ones). The actor's
 and the critic's first layers are one layer, and on 0/1 observations it adds the weights of the
 inputs that are 1 rather than multiplying by all of them (SparseFirstLayer). tanh is computed from
-a sigmoid (fast_tanh).
+a sigmoid (fast_tanh). Adam is torch's fused kernel (StackedAdam).
 
 The environments are any object with the interface of combogrid.ComboGridVec: `num_actions`,
 `observation_size`, `reset()`, `step(actions)` returning new arrays (observations, rewards,
@@ -413,10 +413,8 @@ class StackedPolicies:
         return (hidden * self.params["critic.4.weight"]).sum(-1) + self.params["critic.4.bias"]
 
     def logits(self, x):
-        """x (L, B, D) -> action logits (L, B, A)."""
-        if torch.is_grad_enabled():
-            return self._layer("actor.2", torch.relu(self._first_layer(x, 0)))
-        # the rollout's: the same products, on the first layer's actor columns as they lie in `first`
+        """x (L, B, D) -> action logits (L, B, A), for acting (the update uses logits_and_values)."""
+        # the first layer's actor columns read where they lie in `first`
         hidden = torch.baddbmm(self.params["first.bias"][:, :self.hidden].unsqueeze(1), x,
                                self.params["first.weight"][:, :, :self.hidden]).relu_()
         weight, bias = self.params["actor.2.weight"], self.params["actor.2.bias"]
@@ -477,7 +475,7 @@ class StackedAdam:
         rows = list(zip(params.unbind(), grad.unbind(), self.first_rows, self.second_rows))
         for rate in learning_rates.unique().tolist():
             group = [rows[k] for k in (learning_rates == rate).nonzero()[:, 0].tolist()]
-            # torch.optim.Adam(fused=True)'s kernel: one pass over the parameters instead of ten, a fifth of the time
+            # torch.optim.Adam(fused=True)'s kernel: one pass over the parameters instead of ten
             torch._fused_adam_(*map(list, zip(*group)), [], [self.steps] * len(group), lr=rate, beta1=self.betas[0],
                                beta2=self.betas[1], weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
 
