@@ -12,7 +12,8 @@ Prints:
   wall time  `python train_ppo.py --num-sets 10` (40 networks) against `python train_ppo.py`
              (4 networks), both trained until optimal (target <= 2)
 With --scaling it prints instead the engine's steps/s for 1 to 80 learners (ten iterations each,
-in this process, the four problems in turn).
+in this process, the four problems in turn), and a straight-line fit of an iteration's cost: a
+fixed part plus a part per learner.
 """
 
 import json
@@ -24,6 +25,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import tyro
 
@@ -56,13 +58,20 @@ def scaling(learner_counts=(1, 4, 8, 16, 40, 80), iterations=10):
     from combogrid import PROBLEMS, ComboGridVec
     torch.set_num_threads(2)
     settings = PPOSettings(total_timesteps=iterations * 2048, optimal_checks=0)
+    iteration_seconds = []
     for count in learner_counts:
         problems = [PROBLEMS[i % len(PROBLEMS)] for i in range(count)]
         ppo = BatchedPPO(ComboGridVec(problems, settings.num_envs), list(range(count)), settings)
         start = time.perf_counter()
         ppo.train()
-        print(f"{count:3d} learners: {count * settings.total_timesteps / (time.perf_counter() - start):9,.0f} steps/s",
-              flush=True)
+        seconds = time.perf_counter() - start
+        iteration_seconds.append(seconds / iterations)
+        print(f"{count:3d} learners: {count * settings.total_timesteps / seconds:9,.0f} steps/s  "
+              f"({1000 * seconds / iterations:.0f} ms per iteration)", flush=True)
+    # the wall ratio of 40 networks against 4 hangs on these two numbers (README, Speed)
+    per_learner, fixed = np.polyfit(learner_counts, iteration_seconds, 1)
+    print(f"an iteration costs about {1000 * fixed:.0f} ms + {1000 * per_learner:.2f} ms per learner "
+          "(least squares over these runs)")
 
 
 def median_pair(first, second, repetitions):
