@@ -28,12 +28,12 @@ from typing import Optional
 
 import numpy as np
 import torch
-import tyro
 from tabulate import tabulate
 
 import main
 from atomic import unwritable, write_atomically
 from batched_ppo import MEMORY_LIMIT, BatchedPPO, PPOSettings, memory_estimate
+from cli import parse_args
 from combogrid import MOVE_DELTAS, MOVE_NAMES, NUM_ACTIONS, PROBLEMS
 from options import ComboOptions, NetworkOptions
 from ppo_agent import CheckpointError, program_mask
@@ -288,7 +288,7 @@ def save(args, runs, sources, alignment):
 
 if __name__ == "__main__":
     try:
-        main_downstream(tyro.cli(Args))
+        main_downstream(parse_args(Args))
     except KeyboardInterrupt:
         print("error: interrupted; --save-dir keeps its previous files", file=sys.stderr)
         sys.exit(130)

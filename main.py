@@ -25,11 +25,11 @@ from typing import Literal, Optional
 
 import numpy as np
 import torch
-import tyro
 from tabulate import tabulate
 
 from atomic import unwritable
 from batched_masks import Adam, fit_masks, one_hot_of_largest, stack_trajectories
+from cli import parse_args
 from combogrid import (COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGridBatch,
                        ComboGym, non_goal_cells, problem_cells)
 from ppo_agent import CheckpointError, StackedActors, greedy_actions, load_agent, program_mask
@@ -478,7 +478,7 @@ def main_across_sets(args):
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args))
+        main(parse_args(Args))
     except KeyboardInterrupt:
         print("error: interrupted; --save-dir, if given, keeps its previous files", file=sys.stderr)
         sys.exit(130)

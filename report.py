@@ -17,12 +17,12 @@ import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
-import tyro
 
 import across_sets
 import downstream
 import main
 import train_ppo
+from cli import parse_args
 from combogrid import COMBOS, MOVE_NAMES, PROBLEMS
 from atomic import write_atomically
 from results import save_results
@@ -468,7 +468,7 @@ def main_report(args):
 
 if __name__ == "__main__":
     try:
-        main_report(tyro.cli(Args))
+        main_report(parse_args(Args))
     except KeyboardInterrupt:
         print("error: interrupted; answers.pdf is unchanged", file=sys.stderr)
         sys.exit(130)

@@ -18,10 +18,10 @@ import time
 from dataclasses import asdict, dataclass
 
 import torch
-import tyro
 
 from atomic import unwritable, write_file_set
 from batched_ppo import MEMORY_LIMIT, BatchedPPO, PPOSettings, memory_estimate
+from cli import parse_args
 from combogrid import PROBLEMS, ComboGridVec
 
 
@@ -153,7 +153,7 @@ def main(args):
 
 if __name__ == "__main__":
     try:
-        main(tyro.cli(Args))
+        main(parse_args(Args))
     except KeyboardInterrupt:
         print("error: interrupted; no checkpoint or training.json was changed", file=sys.stderr)
         sys.exit(130)

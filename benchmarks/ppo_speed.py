@@ -27,7 +27,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import tyro
 
 from speed import run, wall_time  # benchmarks/ is the script's folder, so first on sys.path
 
@@ -119,4 +118,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run(main, tyro.cli(Args))
+    run(main, Args)

@@ -16,7 +16,6 @@ import sys
 import time
 from dataclasses import dataclass
 
-import tyro
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMMANDS = {
@@ -46,8 +45,12 @@ def wall_time(arguments, cwd=ROOT):
     return time.perf_counter() - start
 
 
-def run(main, args):
-    """main(args) for a benchmark script: one error line for bad --repetitions or Ctrl-C."""
+def run(main, args_type):
+    """main(args) for a benchmark script, its arguments parsed as the kit's scripts parse theirs: one
+    error line for a bad option, bad --repetitions or Ctrl-C."""
+    sys.path.append(ROOT)
+    from cli import parse_args
+    args = parse_args(args_type)
     if args.repetitions < 1:
         sys.exit(f"error: --repetitions must be at least 1, got {args.repetitions}")
     try:
@@ -72,4 +75,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run(main, tyro.cli(Args))
+    run(main, Args)

@@ -40,6 +40,8 @@ def run(script, *arguments):
     (["--game-width", "1"], "--game-width must be between 2 and 100"),
     (["--save-dir", os.path.join(ROOT, "main.py")], "exists and is not a folder"),
     (["--reference", "--mask-inputs"], "does not combine with --mask-inputs"),
+    (["--num-seeds", "abc"], "cannot parse --num-seeds: invalid literal for int() with base 10: 'abc'"),
+    (["--input-fill", "nope"], "invalid choice: 'nope' (choose from 'mean', 'zero')"),
 ])
 def test_main_bad_input(arguments, message):
     result = run("main.py", *arguments)
@@ -61,6 +63,7 @@ def test_main_unreadable_checkpoint(tmp_path):
     (["--problems", "TL-XX"], "unknown problem 'TL-XX'"),
     (["--total-timesteps", "0"], "--total-timesteps must be a positive number"),
     (["--problems", "TL-BR", "TL-BR"], "at most once"),
+    (["--num-sets", "1.5"], "cannot parse --num-sets"),
 ])
 def test_train_ppo_bad_input(arguments, message):
     result = run("train_ppo.py", *arguments)
@@ -81,3 +84,22 @@ def test_train_ppo_writes_a_loadable_checkpoint(tmp_path):
     record = json.loads((tmp_path / "training.json").read_text())["networks"]["BL-TR"]
     assert (record["seed"], record["steps"], record["optimal"]) == (3, 4096, False)
     assert record["settings"]["num_envs"] == 16
+
+
+@pytest.mark.parametrize("script,option", [("main", "--seed"), ("train_ppo", "--seed"), ("report", "--output"),
+                                           ("downstream", "--budget")])
+def test_a_bad_option_is_one_error_line_and_help_is_tyro_s(script, option, monkeypatch, capsys):
+    sys.path.insert(0, ROOT)
+    from cli import parse_args
+    args_type = __import__(script).Args
+    for arguments, message in ((["--no-such-option"], "error: Unrecognized options: --no-such-option"),
+                               ([option], f"error: Argument {option}: expected 1 argument")):
+        monkeypatch.setattr(sys, "argv", [f"{script}.py", *arguments])
+        with pytest.raises(SystemExit) as stop:
+            parse_args(args_type)
+        assert stop.value.code == message
+        assert capsys.readouterr().err == ""  # nothing of tyro's framed message
+    monkeypatch.setattr(sys, "argv", [f"{script}.py", "--help"])
+    with pytest.raises(SystemExit) as stop:
+        parse_args(args_type)
+    assert not stop.value.code and f"usage: {script}.py" in capsys.readouterr().out
