@@ -393,18 +393,16 @@ class StackedPolicies:
     def _layer(self, name, x):
         return self._linear(x, self.params[f"{name}.weight"], self.params[f"{name}.bias"])
 
-    def _first_weight(self, rows):
-        """The first layer's weight (L, outputs, D), its output rows `rows`."""
-        return self.params["first.weight"][:, :, rows].transpose(1, 2)
-
     def _rows_of(self, part):
         """The rows of `first` that are the actor's (part 0) or the critic's (part 1) first layer."""
         return slice(part * self.hidden, (part + 1) * self.hidden)
 
     def _first_layer(self, x, part):
-        """The actor's (part 0) or the critic's (part 1) first layer alone."""
+        """The actor's (part 0) or the critic's (part 1) first layer alone, for acting and the rollout's
+        values (no gradient): its columns of `first` read where they lie."""
         rows = self._rows_of(part)
-        return self._linear(x, self._first_weight(rows), self.params["first.bias"][:, rows])
+        weight, bias = self.params["first.weight"][:, :, rows], self.params["first.bias"][:, rows]
+        return torch.baddbmm(bias.unsqueeze(1), x, weight)
 
     def _value_head(self, critic_hidden):
         hidden = Tanh.apply(self._layer("critic.2", critic_hidden))
@@ -414,14 +412,12 @@ class StackedPolicies:
 
     def logits(self, x):
         """x (L, B, D) -> action logits (L, B, A), for acting (the update uses logits_and_values)."""
-        # the first layer's actor columns read where they lie in `first`
-        hidden = torch.baddbmm(self.params["first.bias"][:, :self.hidden].unsqueeze(1), x,
-                               self.params["first.weight"][:, :, :self.hidden]).relu_()
+        hidden = self._first_layer(x, 0).relu_()
         weight, bias = self.params["actor.2.weight"], self.params["actor.2.bias"]
         return torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))
 
     def value(self, x):
-        """x (L, B, D) -> state values (L, B)."""
+        """x (L, B, D) -> state values (L, B), for the rollout (the update uses logits_and_values)."""
         return self._value_head(Tanh.apply(self._first_layer(x, 1)))
 
     def logits_and_values(self, x):
@@ -430,7 +426,7 @@ class StackedPolicies:
         if isinstance(x, Ones):
             first = SparseFirstLayer.apply(x, self.table, weight, bias, self.table_rows)
         else:
-            first = self._linear(x, self._first_weight(slice(None)), bias)
+            first = self._linear(x, weight.transpose(1, 2), bias)
         actor_hidden, critic_hidden = FirstHiddenLayers.apply(first, self.hidden)
         return self._layer("actor.2", actor_hidden), self._value_head(critic_hidden)
 
