@@ -451,29 +451,32 @@ class StackedPolicies:
 class StackedAdam:
     """Adam (torch.optim.Adam's fused update) on stacked parameters (L, P), one learning rate per learner.
 
-    Each learner's row is its own tensor to the fused kernel, so how the kernel splits a tensor among
-    threads does not depend on the other learners; one call per distinct learning rate."""
+    The kernel updates each element on its own, in vector lanes except for a tensor's scalar tail, and
+    hands its threads pieces of whole 16-element units: with P a multiple of 16, no tail is left, so a
+    learner's update is the same whichever tensor holds its row. Consecutive learners with the same
+    learning rate are therefore updated as one tensor, in one call."""
 
     def __init__(self, params, eps, betas=(0.9, 0.999)):
+        assert params.shape[1] % 16 == 0, "rows of a multiple of 16 elements (see the class docstring)"
         self.eps, self.betas, self.steps = eps, betas, torch.tensor(0.0)  # every learner steps at every update
-        self._set_moments(torch.zeros_like(params), torch.zeros_like(params))
-
-    def _set_moments(self, first, second):
-        self.first, self.second = first, second
-        self.first_rows, self.second_rows = first.unbind(), second.unbind()  # the kernel's tensors, one per learner
+        self.first, self.second = torch.zeros_like(params), torch.zeros_like(params)
 
     def keep(self, learners):
-        self._set_moments(self.first[learners], self.second[learners])
+        self.first, self.second = self.first[learners], self.second[learners]
 
     @torch.no_grad()
     def step(self, params, grad, learning_rates):
         self.steps += 1
-        rows = list(zip(params.unbind(), grad.unbind(), self.first_rows, self.second_rows))
-        for rate in learning_rates.unique().tolist():
-            group = [rows[k] for k in (learning_rates == rate).nonzero()[:, 0].tolist()]
+        rates = learning_rates.tolist()
+        start = 0
+        for end in range(1, len(rates) + 1):
+            if end < len(rates) and rates[end] == rates[start]:
+                continue
+            run = [t[start:end].view(-1) for t in (params, grad, self.first, self.second)]
             # torch.optim.Adam(fused=True)'s kernel: one pass over the parameters instead of ten
-            torch._fused_adam_(*map(list, zip(*group)), [], [self.steps] * len(group), lr=rate, beta1=self.betas[0],
+            torch._fused_adam_(*([t] for t in run), [], [self.steps], lr=rates[start], beta1=self.betas[0],
                                beta2=self.betas[1], weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
+            start = end
 
 
 def clip_gradients(grad, max_norm):
@@ -498,6 +501,12 @@ def advantage_estimates(rewards, values, dones, next_value, next_done, gamma, ga
         delta = rewards[t] + gamma * following * next_non_terminal - values[t]
         advantages[t] = last_gae = delta + gamma * gae_lambda * next_non_terminal * last_gae
     return advantages
+
+
+def normalized(advantages):
+    """Advantages (..., M) normalised over their last axis, as CleanRL's ppo.py does per minibatch
+    (the same numbers whatever the leading axes: each row is reduced alone)."""
+    return (advantages - advantages.mean(-1, keepdim=True)) / (advantages.std(-1, keepdim=True) + 1e-8)
 
 
 class BatchedPPO:
@@ -579,9 +588,13 @@ class BatchedPPO:
             b_logprobs = torch.log_softmax(logits.flatten(1, 2), -1).gather(-1, b_actions.unsqueeze(-1)).squeeze(-1)
             for _ in range(s.update_epochs):
                 order = torch.stack([torch.randperm(batch_size, generator=self.generators[i]) for i in active])
-                for mb in order.split(minibatch_size, dim=1):
-                    self.update(rollout.select(mb), *(x.gather(1, mb) for x in (
-                        b_actions, b_logprobs, b_advantages, b_returns, b_values)), learning_rates=learning_rates)
+                # the epoch's minibatches at once, (minibatches, L, minibatch size): one gather per array
+                mb_actions, mb_logprobs, mb_advantages, mb_returns, mb_values = (
+                    x.gather(1, order).view(count, s.num_minibatches, minibatch_size).transpose(0, 1).contiguous()
+                    for x in (b_actions, b_logprobs, b_advantages, b_returns, b_values))
+                for rows, *minibatch in zip(order.split(minibatch_size, dim=1), mb_actions, mb_logprobs,
+                                            normalized(mb_advantages), mb_returns, mb_values):
+                    self.update(rollout.select(rows), *minibatch, learning_rates=learning_rates)
 
             solved = envs.greedy_solved(self.greedy_actions)
             done_now = []
@@ -615,7 +628,7 @@ class BatchedPPO:
 
     def loss(self, minibatch, actions, old_logprobs, advantages, returns, old_values):
         """Each learner's PPO loss (L,) on its minibatch: the observations as DistinctRows, the
-        rest (L, M)."""
+        rest (L, M), the advantages normalised over the minibatch (`normalized`)."""
         s = self.settings
         # per distinct observation
         logits, values = self.policies.logits_and_values(minibatch.inputs)
@@ -624,7 +637,6 @@ class BatchedPPO:
         # each row's action's log-probability, read from its distinct observation's
         new_logprobs = log_probs.flatten(1).gather(1, minibatch.inverse * log_probs.shape[-1] + actions)
         ratio = (new_logprobs - old_logprobs).exp()
-        advantages = (advantages - advantages.mean(1, keepdim=True)) / (advantages.std(1, keepdim=True) + 1e-8)
         pg_loss = torch.max(-advantages * ratio,
                             -advantages * ratio.clamp(1 - s.clip_coef, 1 + s.clip_coef)).mean(1)
         new_values = minibatch.spread(values)

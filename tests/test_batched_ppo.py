@@ -187,13 +187,13 @@ def test_stacked_policies_compute_each_agent_s_networks_and_gradients():
 
 def test_stacked_adam_and_clipping_are_torch_s_per_learner_each_with_its_own_learning_rate():
     generator = torch.Generator().manual_seed(0)
-    start = torch.randn(3, 1000, generator=generator)
+    start = torch.randn(3, 1024, generator=generator)
     learning_rates = torch.tensor([1e-3, 5e-4, 1e-3])
     stacked, ours = start.clone(), StackedAdam(start, eps=1e-5)
     rows = [row.clone().requires_grad_() for row in start]
     theirs = [torch.optim.Adam([row], lr=float(rate), eps=1e-5, fused=True) for row, rate in zip(rows, learning_rates)]
     for step in range(4):
-        grad = torch.randn(len(stacked), 1000, generator=generator) * (step + 1)
+        grad = torch.randn(len(stacked), 1024, generator=generator) * (step + 1)
         grad[:, :300] = 0  # inputs a learner never sees
         clip_gradients(grad, 0.5)
         ours.step(stacked, grad, learning_rates)
