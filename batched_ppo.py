@@ -503,6 +503,16 @@ def advantage_estimates(rewards, values, dones, next_value, next_done, gamma, ga
     return advantages
 
 
+def clipped_surrogate_loss(advantages, ratio, clip_coef):
+    """PPO's per-row policy loss max(-A r, -A clip(r, 1 - c, 1 + c)), with torch.max's values and gradient.
+
+    Inside the clip range the two terms tie; there max's backward gives each half the gradient, and
+    the halves add up exactly to the whole that `where` gives the first (test): the same bits from a
+    backward of two operations instead of about ten."""
+    unclipped, clipped = -advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
+    return torch.where(unclipped >= clipped, unclipped, clipped)
+
+
 def normalized(advantages):
     """Advantages (..., M) normalised over their last axis, as CleanRL's ppo.py does per minibatch
     (the same numbers whatever the leading axes: each row is reduced alone)."""
@@ -637,11 +647,10 @@ class BatchedPPO:
         # each row's action's log-probability, read from its distinct observation's
         new_logprobs = log_probs.flatten(1).gather(1, minibatch.inverse * log_probs.shape[-1] + actions)
         ratio = (new_logprobs - old_logprobs).exp()
-        pg_loss = torch.max(-advantages * ratio,
-                            -advantages * ratio.clamp(1 - s.clip_coef, 1 + s.clip_coef)).mean(1)
+        pg_loss = clipped_surrogate_loss(advantages, ratio, s.clip_coef).mean(1)
         new_values = minibatch.spread(values)
-        clipped = old_values + (new_values - old_values).clamp(-s.clip_coef, s.clip_coef)
-        v_loss = 0.5 * torch.max((new_values - returns) ** 2, (clipped - returns) ** 2).mean(1)
+        clipped_values = old_values + (new_values - old_values).clamp(-s.clip_coef, s.clip_coef)
+        v_loss = 0.5 * torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2).mean(1)
         return pg_loss - s.ent_coef * entropy.mean(1) + s.vf_coef * v_loss
 
     def gradient(self, *minibatch):

@@ -9,7 +9,8 @@ import torch
 
 import train_ppo
 from batched_ppo import (ROW_CHUNK, BatchedPPO, DistinctRows, Ones, PPOSettings, RowChunkedLinear, SparseFirstLayer,
-                         StackedAdam, StackedPolicies, clip_gradients, initial_agent, observation_keys, sample)
+                         StackedAdam, StackedPolicies, clip_gradients, clipped_surrogate_loss, initial_agent, normalized,
+                         observation_keys, sample)
 from combogrid import PROBLEMS, ComboGridVec, ComboGym
 from conftest import ROOT
 from ppo_agent import PPOAgent, load_agent
@@ -208,6 +209,32 @@ def test_stacked_adam_and_clipping_are_torch_s_per_learner_each_with_its_own_lea
     grad = torch.full((2, 100), 1.0)
     clip_gradients(grad, 0.5)
     torch.testing.assert_close(torch.linalg.vector_norm(grad, dim=1), torch.full((2,), 0.5))
+
+
+def test_the_clipped_surrogate_has_torch_max_s_values_and_gradient_bit_for_bit():
+    generator = torch.Generator().manual_seed(0)
+    advantages = normalized(torch.randn(3, 512, generator=generator))
+    advantages[:, :8] = 0.0  # zero advantages: every term ties
+    start = torch.exp(0.3 * torch.randn(3, 512, generator=generator))  # ratios inside and outside [0.8, 1.2]
+    start[:, 8:16] = torch.tensor([0.8, 1.2]).repeat(4)  # on the clip range's edges
+    weights = torch.rand(3, 512, generator=generator)
+    results = []
+    for loss in (lambda r: clipped_surrogate_loss(advantages, r, 0.2),
+                 lambda r: torch.max(-advantages * r, -advantages * r.clamp(0.8, 1.2))):
+        ratio = start.clone().requires_grad_()
+        value = loss(ratio)
+        (value * weights).mean(1).sum().backward()
+        results.append((value.detach(), ratio.grad))
+    assert ((start > 0.8) & (start < 1.2)).any() and ((start < 0.8) | (start > 1.2)).any()
+    for ours, theirs in zip(*results):
+        assert torch.equal(ours, theirs)
+
+
+def test_advantages_are_normalised_row_by_row_whatever_the_leading_axes():
+    advantages = torch.randn(4, 3, 512, generator=torch.Generator().manual_seed(1))
+    together = normalized(advantages)
+    assert all(torch.equal(together[:, k], normalized(advantages[:, k].contiguous())) for k in range(3))
+    torch.testing.assert_close(together.std(-1), torch.ones(4, 3))
 
 
 def test_learners_start_from_ppo_agent_initialisation():
