@@ -70,10 +70,10 @@ class PPOSettings:
     """gradient clipping norm"""
 
 
-def memory_estimate(learners):
-    """Bytes a batched run of this many learners needs, roughly: measured here as 270 MB plus
-    3.2 MB per learner (rollout buffers and stacked parameters), with a margin."""
-    return 300e6 + 4e6 * learners
+def memory_estimate(learners, processes=1):
+    """Bytes a batched run of this many learners needs, roughly: measured here as 270 MB per process
+    plus 3.2 MB per learner (rollout buffers and stacked parameters), with a margin."""
+    return 300e6 * processes + 4e6 * learners
 
 
 MEMORY_LIMIT = 4e9

@@ -5,7 +5,8 @@
 
 In set k, problem i of the canonical order (TL-BR, TR-BL, BR-TL, BL-TR) is trained with seed
 `seed + 4 * k + i`: the shipped set is problem i with seed i, whichever --problems are chosen. Each learner is CleanRL's ppo.py on its own 16
-environments (batched_ppo.py trains them all at once, each exactly as it would train alone).
+environments (batched_ppo.py trains them all at once, each exactly as it would train alone;
+ppo_processes.py spreads them over --processes processes of one thread each, which changes no weight).
 A learner stops once its greedy policy has solved its problem optimally (24 actions) at
 `optimal_checks` consecutive iterations, or when it has used `total_timesteps`; one that never
 got there is named and recorded as not optimal in training.json.
@@ -16,13 +17,15 @@ import os
 import sys
 import time
 from dataclasses import asdict, dataclass
+from functools import partial
 
 import torch
 
 from atomic import unwritable, write_file_set
-from batched_ppo import MEMORY_LIMIT, BatchedPPO, PPOSettings, memory_estimate
+from batched_ppo import MEMORY_LIMIT, PPOSettings, memory_estimate
 from cli import parse_args
 from combogrid import PROBLEMS, ComboGridVec
+from ppo_processes import TrainingFailed, train_in_processes
 
 
 @dataclass
@@ -40,8 +43,8 @@ class Args(PPOSettings):
     """grid rows"""
     columns: int = 5
     """grid columns"""
-    threads: int = 2
-    """torch threads (the cores to use)"""
+    processes: int = 2
+    """processes training side by side, one core and one torch thread each (the weights do not depend on it)"""
     print_every: float = 10.0
     """seconds between progress lines"""
 
@@ -54,7 +57,7 @@ def check_args(args):
     if not args.problems or len(set(args.problems)) != len(args.problems):
         return "--problems must name each problem at most once, and at least one"
     for name in ("num_sets", "total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
-                 "hidden_size", "threads", "learning_rate", "print_every"):
+                 "hidden_size", "processes", "learning_rate", "print_every"):
         value = getattr(args, name)
         if not value > 0 or value == float("inf"):
             return f"--{name.replace('_', '-')} must be a positive number, got {value}"
@@ -67,10 +70,16 @@ def check_args(args):
     if not 0 <= args.seed <= 2**63 - 1 - len(PROBLEMS) * args.num_sets:
         return f"--seed must be between 0 and 2**63 - 1 - 4 * num_sets, got {args.seed}"
     learners = args.num_sets * len(args.problems)
-    if memory_estimate(learners) > MEMORY_LIMIT:
-        return (f"{learners} learners would need about {memory_estimate(learners) / 1e9:.1f} GB (the limit is "
+    memory = memory_estimate(learners, min(args.processes, learners))
+    if memory > MEMORY_LIMIT:
+        return (f"{learners} learners would need about {memory / 1e9:.1f} GB (the limit is "
                 f"{MEMORY_LIMIT / 1e9:.0f} GB): train fewer sets at a time, with --seed to continue")
     return None
+
+
+def problem_envs(problems, num_envs, rows, columns, learners):
+    """The environments of these learners (indices into problems), for ppo_processes."""
+    return ComboGridVec([problems[j] for j in learners], num_envs, rows, columns)
 
 
 def set_folder(args, k):
@@ -111,14 +120,17 @@ def main(args):
     if unwritable(args.save_dir):  # found before training, not after
         sys.exit(f"error: cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}")
 
-    torch.set_num_threads(args.threads)
     problems = list(args.problems) * args.num_sets
     seeds = [args.seed + len(PROBLEMS) * k + PROBLEMS.index(p) for k in range(args.num_sets) for p in args.problems]
-    print(f"training {len(problems)} learners ({args.num_sets} set(s) of {len(args.problems)}) in one batch",
-          flush=True)
+    processes = min(args.processes, len(problems))
+    print(f"training {len(problems)} learners ({args.num_sets} set(s) of {len(args.problems)}) in {processes} "
+          f"batch(es), one process each", flush=True)
     start = time.time()
-    results = BatchedPPO(ComboGridVec(problems, args.num_envs, args.rows, args.columns), seeds,
-                         args).train(Progress(args.print_every))
+    try:
+        results = train_in_processes(partial(problem_envs, problems, args.num_envs, args.rows, args.columns), seeds,
+                                     args, processes, Progress(args.print_every))
+    except TrainingFailed as error:
+        sys.exit(f"error: {error}; no checkpoint or training.json was changed")
     seconds = time.time() - start
 
     recorded = {key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")}

@@ -12,8 +12,8 @@ Prints:
   wall time  `python train_ppo.py --num-sets 10` (40 networks) against `python train_ppo.py`
              (4 networks), both trained until optimal (target <= 2)
 With --scaling it prints instead the engine's steps/s for 1 to 80 learners (ten iterations each,
-in this process, the four problems in turn), and a straight-line fit of an iteration's cost: a
-fixed part plus a part per learner.
+in this process on one thread, as in each of train_ppo.py's processes, the four problems in turn),
+and a straight-line fit of an iteration's cost: a fixed part plus a part per learner.
 """
 
 import json
@@ -55,7 +55,7 @@ def scaling(learner_counts=(1, 4, 8, 16, 40, 80), iterations=10):
     sys.path.insert(0, ROOT)
     from batched_ppo import BatchedPPO, PPOSettings
     from combogrid import PROBLEMS, ComboGridVec
-    torch.set_num_threads(2)
+    torch.set_num_threads(1)
     settings = PPOSettings(total_timesteps=iterations * 2048, optimal_checks=0)
     iteration_seconds = []
     for count in learner_counts:

@@ -111,7 +111,7 @@ def test_main_refuses_bad_numbers_and_options(options_, message):
     ({"total_timesteps": 100}, "must allow one rollout"),
     ({"learning_rate": float("nan")}, "--learning-rate must be a positive number"),
     ({"num_sets": 0}, "--num-sets must be a positive number"),
-    ({"num_sets": 1000}, "4000 learners would need about 16.3 GB"),
+    ({"num_sets": 1000}, "4000 learners would need about 16.6 GB"),
     ({"seed": -5}, "--seed must be between"),
     ({"save_dir": os.path.join(ROOT, "README.md")}, "cannot write to --save-dir"),
 ])
