@@ -339,8 +339,8 @@ def build(runs, training, study, sets_training, reuse, output):
     report.paragraph(
         f"The numbers above rest on one set of four networks, and their spread is over mask seeds only. "
         f"{TRAIN_SETS} trains {len(study['sets'])} more sets ({sets_training['networks']} networks, "
-        f"{sets_training['optimal']} of them optimal, in {sets_training['seconds']:.0f} s as one batched "
-        f"run) and {STUDY} repeats both masking schemes on each:")
+        f"{sets_training['optimal']} of them optimal, in {sets_training['seconds']:.0f} s as "
+        f"{batches(sets_training['processes'])}) and {STUDY} repeats both masking schemes on each:")
     report.monospace(across_sets.summary(study), size=6.2)
     report.paragraph(
         f"What it changes in the answer to question 1: nothing in its direction, and it makes it a claim "
@@ -408,8 +408,8 @@ def build(runs, training, study, sets_training, reuse, output):
                         f"{'optimal' if t['optimal'] else 'NOT optimal'}" for p, t in networks.items())
     ppo = next(iter(networks.values()))["settings"]
     report.paragraph(
-        f"Networks: python train_ppo.py (PPO after CleanRL, the four learners trained as one batched "
-        f"computation in {training['seconds']:.0f} s, each exactly as it would train alone; "
+        f"Networks: python train_ppo.py (PPO after CleanRL, the four learners trained as "
+        f"{batches(ppo.get('processes', 1))}, in {training['seconds']:.0f} s, each exactly as it would train alone; "
         f"{ppo['num_envs']} environments x {ppo['num_steps']} steps per rollout, learning rate "
         f"{ppo['learning_rate']} annealed, entropy coefficient {ppo['ent_coef']}, gamma {ppo['gamma']}, hidden "
         "size " f"{ppo['hidden_size']}; each learner stops once its greedy rollout has been optimal, one "
@@ -436,7 +436,14 @@ def sets_training_summary(folders):
             records.append(json.load(file))
     networks = [n for record in records for n in record["networks"].values()]
     return {"networks": len(networks), "optimal": sum(n["optimal"] for n in networks),
-            "seconds": records[0]["seconds"]}
+            "seconds": records[0]["seconds"], "processes": networks[0]["settings"].get("processes", 1)}
+
+
+def batches(processes):
+    """How train_ppo.py ran its learners (records older than --processes ran one batch)."""
+    if processes == 1:
+        return "one batched computation"
+    return f"{processes} batched computations, one process of one thread each"
 
 
 def main_report(args):
