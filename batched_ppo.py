@@ -27,6 +27,7 @@ only then are equal observations recognised as such (otherwise every row counts 
 import time
 from dataclasses import dataclass, field
 from functools import partial
+from itertools import groupby
 
 import numpy as np
 import torch
@@ -412,9 +413,7 @@ class StackedPolicies:
 
     def logits(self, x):
         """x (L, B, D) -> action logits (L, B, A), for acting (the update uses logits_and_values)."""
-        hidden = self._first_layer(x, 0).relu_()
-        weight, bias = self.params["actor.2.weight"], self.params["actor.2.bias"]
-        return torch.baddbmm(bias.unsqueeze(1), hidden, weight.transpose(1, 2))
+        return self._layer("actor.2", self._first_layer(x, 0).relu_())
 
     def value(self, x):
         """x (L, B, D) -> state values (L, B), for the rollout (the update uses logits_and_values)."""
@@ -467,14 +466,12 @@ class StackedAdam:
     @torch.no_grad()
     def step(self, params, grad, learning_rates):
         self.steps += 1
-        rates = learning_rates.tolist()
         start = 0
-        for end in range(1, len(rates) + 1):
-            if end < len(rates) and rates[end] == rates[start]:
-                continue
+        for rate, learners in groupby(learning_rates.tolist()):  # runs of consecutive equal rates
+            end = start + len(list(learners))
             run = [t[start:end].view(-1) for t in (params, grad, self.first, self.second)]
             # torch.optim.Adam(fused=True)'s kernel: one pass over the parameters instead of ten
-            torch._fused_adam_(*([t] for t in run), [], [self.steps], lr=rates[start], beta1=self.betas[0],
+            torch._fused_adam_(*([t] for t in run), [], [self.steps], lr=rate, beta1=self.betas[0],
                                beta2=self.betas[1], weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
             start = end
 

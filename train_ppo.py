@@ -133,7 +133,8 @@ def main(args):
         sys.exit(f"error: {error}; no checkpoint or training.json was changed")
     seconds = time.time() - start
 
-    recorded = {key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")}
+    recorded = {**{key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")},
+                "processes": processes}  # the processes that ran, not the ones asked for
     failed = []
     for k, folder in enumerate(folders):
         record = previous_record(folder)  # a run of some --problems keeps the others' records
