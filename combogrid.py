@@ -9,24 +9,24 @@ import numpy as np
 import gymnasium as gym
 from gymnasium import spaces
 
-# Each move is triggered by one combo: the three actions, in order, that the agent must take.
-MOVE_NAMES = ("Up", "Down", "Left", "Right")
+# The four combos: the three actions, in order, that move the agent one cell.
+COMBO_NAMES = ("Up", "Down", "Left", "Right")
 COMBOS = {"Up": (0, 0, 1), "Down": (0, 1, 2), "Left": (2, 1, 0), "Right": (1, 0, 2)}
-MOVE_DELTAS = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])  # (row, column), same order as MOVE_NAMES
+COMBO_DELTAS = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])  # each combo's move (row, column), as COMBO_NAMES
 NUM_ACTIONS = 3
 COMBO_LENGTH = 3
 MAX_EPISODE_STEPS = 500
 
-# A full buffer (a, b, c) is read as the number 9a + 3b + c, an index into MOVE_OF_TRIPLE:
-# the move (index into MOVE_NAMES) each of the 27 triples triggers, -1 for none.
+# A full buffer (a, b, c) is read as the number 9a + 3b + c, an index into COMBO_OF_TRIPLE:
+# the combo (index into COMBO_NAMES) each of the 27 triples is, -1 for none.
 TRIPLE_WEIGHTS = NUM_ACTIONS ** np.arange(COMBO_LENGTH - 1, -1, -1)
-MOVE_OF_TRIPLE = np.full(NUM_ACTIONS**COMBO_LENGTH, -1)
-MOVE_OF_TRIPLE[[np.dot(COMBOS[name], TRIPLE_WEIGHTS) for name in MOVE_NAMES]] = np.arange(len(MOVE_NAMES))
+COMBO_OF_TRIPLE = np.full(NUM_ACTIONS**COMBO_LENGTH, -1)
+COMBO_OF_TRIPLE[[np.dot(COMBOS[name], TRIPLE_WEIGHTS) for name in COMBO_NAMES]] = np.arange(len(COMBO_NAMES))
 
 # Problems are named START-GOAL by corner; this is their canonical order everywhere.
 PROBLEMS = ("TL-BR", "TR-BL", "BR-TL", "BL-TR")
-# Moves each problem's optimal solution needs.
-NEEDED_MOVES = {"TL-BR": ("Down", "Right"), "TR-BL": ("Down", "Left"),
+# The combos each problem's optimal solution needs.
+NEEDED_COMBOS = {"TL-BR": ("Down", "Right"), "TR-BL": ("Down", "Left"),
                 "BR-TL": ("Up", "Left"), "BL-TR": ("Up", "Right")}
 
 
@@ -121,9 +121,9 @@ class ComboGridBatch:
         self.buffer_lengths[games] += 1
         self.steps[games] += 1
         full = self.buffer_lengths == COMBO_LENGTH
-        moves = np.where(full, MOVE_OF_TRIPLE[self.buffers @ TRIPLE_WEIGHTS], -1)
-        moving = moves >= 0
-        targets = self.agents[moving] + MOVE_DELTAS[moves[moving]]
+        combos = np.where(full, COMBO_OF_TRIPLE[self.buffers @ TRIPLE_WEIGHTS], -1)
+        moving = combos >= 0
+        targets = self.agents[moving] + COMBO_DELTAS[combos[moving]]
         inside = ((targets >= 0) & (targets < (self.rows, self.columns))).all(axis=1)
         self.agents[np.flatnonzero(moving)[inside]] = targets[inside]
         self.buffer_lengths[full] = 0
@@ -137,7 +137,7 @@ class ComboGridVec:
     """PPO's environments for many learners at once: `num_envs` games of each learner's problem,
     reset automatically when an episode ends. Arrays are (learners, num_envs, ...).
 
-    This is the interface batched_ppo.BatchedPPO trains on; any ComboGrid task offers the same:
+    This is the interface decomposition.ppo.BatchedPPO trains on; any ComboGrid task offers the same:
     reset(), step(actions), keep(learners) and greedy_solved(act).
     """
 
@@ -257,5 +257,5 @@ class ComboGym(gym.Env):
 
 
 gym.register("ComboGrid-v0", entry_point="combogrid:ComboGym")
-gym.register("ComboGrid-MultiGoal-v0", entry_point="tasks:MultiGoalGym")  # SPEC.md's downstream tasks
-gym.register("ComboGrid-Random-v0", entry_point="tasks:RandomGoalGym")
+gym.register("ComboGrid-MultiGoal-v0", entry_point="decomposition.tasks:MultiGoalGym")  # the downstream tasks
+gym.register("ComboGrid-Random-v0", entry_point="decomposition.tasks:RandomGoalGym")

@@ -5,6 +5,7 @@
     python main.py --num-seeds 10           # mean and spread over 10 seeds, with a summary
     python main.py --mask-inputs            # also learn which input features the function keeps
     python main.py --save-dir out           # results.json, masks.pt and figures in out/
+    python main.py --sets-dir S             # both masking schemes on every network set of S
 
 For each combo (Up, Down, Left, Right) and each network, a mask puts every hidden neuron in one
 of three states (inactive, active, part of the program); it is learned with softmax, a
@@ -14,8 +15,12 @@ four problems.
 
 `train_masks` is the assignment's procedure, step by step, for one mask; `--reference` uses it
 for every mask. By default all masks (of all combos, networks and seeds) are learned together
-by batched_masks.fit_masks: their losses are independent and Adam is element-wise, so this is
-the same computation, only batched (tests/test_reference.py compares the masks).
+by decomposition.masks.fit_masks: their losses are independent and Adam is element-wise, so this
+is the same computation, only batched (tests/test_reference.py compares the masks).
+
+The script, top to bottom: the options (Args); the straight-through estimator and train_masks;
+the training data (each network's solution cut into combos); learn_masks; the evaluation on every
+non-goal cell (rollout_masks, score_masks); the tables and the summary over seeds; main.
 """
 
 import os
@@ -27,13 +32,15 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from atomic import unwritable
-from batched_masks import Adam, fit_masks, one_hot_of_largest, stack_trajectories
-from cli import parse_args
-from combogrid import (COMBO_LENGTH, COMBOS, MOVE_NAMES, NEEDED_MOVES, PROBLEMS, ComboGridBatch,
-                       ComboGym, non_goal_cells, problem_cells)
-from ppo_agent import CheckpointError, StackedActors, greedy_actions, load_agent, program_mask
-from results import save_results
+from combogrid import (COMBO_LENGTH, COMBO_NAMES, COMBOS, NEEDED_COMBOS, PROBLEMS, ComboGridBatch, ComboGym,
+                       non_goal_cells, problem_cells)
+from decomposition import across_sets
+from decomposition.files import unwritable
+from decomposition.masks import Adam, StackedActors, fit_masks, one_hot_of_largest, stack_trajectories
+from decomposition.results import save_results
+from decomposition.script import (NON_NEGATIVE, POSITIVE, Range, ScriptError, check, fails_on, memory_problem,
+                                  out_of_range, start)
+from ppo_agent import CheckpointError, greedy_actions, load_agent, program_mask
 from trajectory import Trajectory
 
 
@@ -71,7 +78,7 @@ class Args:
     """folder for results.json, masks.pt and figures (written only after a complete run)"""
     sets_dir: Optional[str] = None
     """study many network sets instead (train_ppo.py --num-sets): run both masking schemes on every
-    set of this folder and summarise needed versus not-needed pairs across sets (across_sets.py)"""
+    set of this folder and summarise needed versus not-needed pairs across sets (decomposition/across_sets.py)"""
 
 
 class NoTrainingData(Exception):
@@ -116,7 +123,7 @@ def train_masks(agent, trajectory, args, initial_logits=None, losses=None):
     observations = trajectory.get_state_sequence()
     actions = trajectory.get_actions()
     loss_fn = torch.nn.CrossEntropyLoss()
-    optimizer = Adam([mask], lr=args.mask_learning_rate)  # = torch.optim.Adam, see batched_masks
+    optimizer = Adam([mask], lr=args.mask_learning_rate)  # = torch.optim.Adam, see decomposition.masks
     init_loss, best_loss, best_mask = None, float("inf"), None
     for step in range(args.mask_learning_steps):
         mask_probs = torch.softmax(mask, dim=0)
@@ -143,24 +150,24 @@ def combo_of(actions):
     return next((name for name, combo in COMBOS.items() if tuple(actions) == combo), None)
 
 
-def build_sequences(trajectories, sequence_length):
+def combo_training_sets(trajectories, sequence_length):
     """Cut each solution into chunks of `sequence_length` actions; each chunk that is a combo
     goes to that combo's training set. Returns {combo name: Trajectory}."""
-    sequences = {name: Trajectory() for name in MOVE_NAMES}
+    training_sets = {name: Trajectory() for name in COMBO_NAMES}
     for problem, trajectory in zip(PROBLEMS, trajectories):
         skipped = []
-        for start in range(0, trajectory.get_length(), sequence_length):
-            chunk = trajectory[start:start + sequence_length]
+        for first in range(0, trajectory.get_length(), sequence_length):
+            chunk = trajectory[first:first + sequence_length]
             name = combo_of(chunk.get_actions())
             if name is None:
-                skipped.append((start, chunk.get_actions()))
+                skipped.append((first, chunk.get_actions()))
             else:
-                sequences[name] = sequences[name] + chunk
+                training_sets[name] = training_sets[name] + chunk
         if skipped:
-            start, actions = skipped[0]
+            first, actions = skipped[0]
             print(f"warning: {problem}: skipped {len(skipped)} chunk(s) of its solution that are not "
-                  f"combos (the first, at step {start}: {actions})", file=sys.stderr)
-    return sequences
+                  f"combos (the first, at step {first}: {actions})", file=sys.stderr)
+    return training_sets
 
 
 def solves(agent, problem, args):
@@ -198,14 +205,14 @@ def initial_logits(args, seeds, networks, inputs):
     """Mask logits drawn from each seed's own generator: neuron (S, C, A, 3, H) and, with
     --mask-inputs, input (S, C, A, 2, D), else None. Both engines start from these."""
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-    shape = (len(MOVE_NAMES), networks)
+    shape = (len(COMBO_NAMES), networks)
     neuron = torch.stack([torch.randn(*shape, 3, args.hidden_size, generator=g) for g in generators])
     if not args.mask_inputs:
         return neuron, None
     return neuron, torch.stack([torch.randn(*shape, 2, inputs, generator=g) for g in generators])
 
 
-def train_masks_one_at_a_time(agents, sequences, seeds, neuron_theta, args):
+def train_masks_one_at_a_time(agents, training_sets, seeds, neuron_theta, args):
     """--reference: every (seed, combo, network) mask through train_masks, from the same initial
     logits as the batched engine. Returns masks (S, C, A, 3, H), initial and best losses
     (S, C, A) and loss curves (steps, S, C, A)."""
@@ -213,15 +220,47 @@ def train_masks_one_at_a_time(agents, sequences, seeds, neuron_theta, args):
     init_loss, best_loss = torch.zeros(neuron_theta.shape[:3]), torch.zeros(neuron_theta.shape[:3])
     curves = torch.zeros(args.mask_learning_steps, *neuron_theta.shape[:3])
     for s, seed in enumerate(seeds):
-        for c, name in enumerate(MOVE_NAMES):
+        for c, name in enumerate(COMBO_NAMES):
             for a, (agent, problem) in enumerate(zip(agents, PROBLEMS)):
                 if args.log_every:
                     print(f"mask for {name} on the {problem} network, seed {seed}", flush=True)
                 losses = []
                 masks[s, c, a], init_loss[s, c, a], best_loss[s, c, a] = train_masks(
-                    agent, sequences[name], args, neuron_theta[s, c, a], losses)
+                    agent, training_sets[name], args, neuron_theta[s, c, a], losses)
                 curves[:, s, c, a] = torch.tensor(losses)
     return masks, init_loss, best_loss, curves
+
+
+@dataclass
+class Extraction:
+    """Everything one run measured. Shapes: S seeds, C combos, A networks, T test states."""
+    seeds: list
+    masked_score: np.ndarray     # (S, C, A) fraction of the combo's actions the masked network takes
+    original_score: np.ndarray   # (C, A) the same for the unmasked network
+    init_loss: np.ndarray        # (S, C, A) training loss of the initial mask
+    best_loss: np.ndarray        # (S, C, A) training loss of the returned mask
+    loss_curves: np.ndarray      # (steps, S, C, A)
+    whole_combo: np.ndarray   # (S, C, A, T) whether the masked network takes the whole combo
+    neuron_masks: torch.Tensor   # (S, C, A, 3, H)
+    training_pairs: list         # (C,) size of each combo's training set
+    input_masks: Optional[torch.Tensor] = None  # (S, C, A, D) 1 = kept
+    input_fill: Optional[torch.Tensor] = None   # (C, D) value of a dropped input
+
+    def records(self):
+        """One dict per (seed, combo, network), as results.json stores them."""
+        records = []
+        for s, seed in enumerate(self.seeds):
+            for c, name in enumerate(COMBO_NAMES):
+                for a, problem in enumerate(PROBLEMS):
+                    record = {"combo": name, "base_model": problem, "seed": seed,
+                              "masked_score": float(self.masked_score[s, c, a]),
+                              "original_score": float(self.original_score[c, a]),
+                              "init_loss": float(self.init_loss[s, c, a]),
+                              "best_loss": float(self.best_loss[s, c, a])}
+                    if self.input_masks is not None:
+                        record["kept_inputs"] = torch.nonzero(self.input_masks[s, c, a]).flatten().tolist()
+                    records.append(record)
+        return records
 
 
 def learn_masks(args, agents=None):
@@ -230,18 +269,18 @@ def learn_masks(args, agents=None):
     `agents` are the four networks, loaded from args.model_paths when not given.
     """
     agents = load_agents(args) if agents is None else agents
-    sequences = build_sequences(solution_trajectories(agents, args), args.sequence_length)
-    missing = [name for name in MOVE_NAMES if sequences[name].get_length() == 0]
+    training_sets = combo_training_sets(solution_trajectories(agents, args), args.sequence_length)
+    missing = [name for name in COMBO_NAMES if training_sets[name].get_length() == 0]
     if missing:
         raise NoTrainingData(f"no training data for combo {missing[0]}: no network's solution contains it")
-    observations, actions, weights = stack_trajectories([sequences[name] for name in MOVE_NAMES])
+    observations, actions, weights = stack_trajectories([training_sets[name] for name in COMBO_NAMES])
     seeds = [args.seed + k for k in range(args.num_seeds)]
     neuron_theta, input_theta = initial_logits(args, seeds, len(agents), observations.shape[-1])
 
     actors, input_masks, input_fill = StackedActors(agents), None, None
     if args.reference:
         neuron_masks, init_loss, best_loss, curves = train_masks_one_at_a_time(
-            agents, sequences, seeds, neuron_theta, args)
+            agents, training_sets, seeds, neuron_theta, args)
     else:
         if input_theta is not None:
             means = (observations * weights[..., None]).sum(1)  # (C, D) each training set's mean
@@ -249,16 +288,16 @@ def learn_masks(args, agents=None):
             input_theta = torch.nn.Parameter(input_theta)
         neuron_masks, input_masks, init_loss, best_loss, curves = fit_masks(
             actors, observations, actions, weights, torch.nn.Parameter(neuron_theta), input_theta, args,
-            MOVE_NAMES, discretize, input_fill)
+            COMBO_NAMES, discretize, input_fill)
         neuron_masks = neuron_masks.detach()
         input_masks = None if input_masks is None else input_masks.detach()
-    masked_score, original_score, performs_combo = score_masks(actors, neuron_masks, input_masks, input_fill, args)
+    masked_score, original_score, whole_combo = score_masks(actors, neuron_masks, input_masks, input_fill, args)
     return Extraction(
         seeds=seeds, masked_score=masked_score, original_score=original_score,
         init_loss=init_loss.detach().numpy(), best_loss=best_loss.detach().numpy(),
-        loss_curves=curves.detach().numpy(), performs_combo=performs_combo,
+        loss_curves=curves.detach().numpy(), whole_combo=whole_combo,
         neuron_masks=neuron_masks, input_masks=input_masks, input_fill=input_fill,
-        training_pairs=[sequences[name].get_length() for name in MOVE_NAMES])
+        training_pairs=[training_sets[name].get_length() for name in COMBO_NAMES])
 
 
 def test_states(rows, columns):
@@ -299,38 +338,6 @@ def rollout_masks(actors, neuron_masks, input_masks, args, input_fill=0.0):
     return actions, compared
 
 
-@dataclass
-class Extraction:
-    """Everything one run measured. Shapes: S seeds, C combos, A networks, T test states."""
-    seeds: list
-    masked_score: np.ndarray     # (S, C, A) fraction of the combo's actions the masked network takes
-    original_score: np.ndarray   # (C, A) the same for the unmasked network
-    init_loss: np.ndarray        # (S, C, A) training loss of the initial mask
-    best_loss: np.ndarray        # (S, C, A) training loss of the returned mask
-    loss_curves: np.ndarray      # (steps, S, C, A)
-    performs_combo: np.ndarray   # (S, C, A, T) whether the masked network takes the whole combo
-    neuron_masks: torch.Tensor   # (S, C, A, 3, H)
-    training_pairs: list         # (C,) size of each combo's training set
-    input_masks: Optional[torch.Tensor] = None  # (S, C, A, D) 1 = kept
-    input_fill: Optional[torch.Tensor] = None   # (C, D) value of a dropped input
-
-    def records(self):
-        """One dict per (seed, combo, network), as results.json stores them."""
-        records = []
-        for s, seed in enumerate(self.seeds):
-            for c, name in enumerate(MOVE_NAMES):
-                for a, problem in enumerate(PROBLEMS):
-                    record = {"sequence": name, "base_model": problem, "seed": seed,
-                              "masked_score": float(self.masked_score[s, c, a]),
-                              "original_score": float(self.original_score[c, a]),
-                              "init_loss": float(self.init_loss[s, c, a]),
-                              "best_loss": float(self.best_loss[s, c, a])}
-                    if self.input_masks is not None:
-                        record["kept_inputs"] = torch.nonzero(self.input_masks[s, c, a]).flatten().tolist()
-                    records.append(record)
-        return records
-
-
 def score_masks(actors, neuron_masks, input_masks, input_fill, args):
     """Score masks (S, C, A, 3, H), and the original networks, on every test state.
 
@@ -347,7 +354,7 @@ def score_masks(actors, neuron_masks, input_masks, input_fill, args):
         all_input = torch.cat([input_masks.reshape(masks, networks, -1), torch.ones(1, networks, inputs)])
         all_fill = torch.cat([input_fill.repeat(seeds, 1), torch.zeros(1, inputs)])[:, None, :]
     taken, compared = rollout_masks(actors, all_neuron, all_input, args, all_fill)
-    combo_actions = np.array([COMBOS[name] for name in MOVE_NAMES])          # (C, L)
+    combo_actions = np.array([COMBOS[name] for name in COMBO_NAMES])          # (C, L)
 
     masked_taken = taken[:-1].reshape(seeds, combos, networks, -1, args.sequence_length)
     masked_compared = compared[:-1].reshape(masked_taken.shape)
@@ -359,13 +366,13 @@ def score_masks(actors, neuron_masks, input_masks, input_fill, args):
 
 def needed_pairs():
     """(C, A) boolean: whether network A's problem needs combo C."""
-    return np.array([[name in NEEDED_MOVES[problem] for problem in PROBLEMS] for name in MOVE_NAMES])
+    return np.array([[name in NEEDED_COMBOS[problem] for problem in PROBLEMS] for name in COMBO_NAMES])
 
 
 def score_tables(masked_score, original_score):
     """The four tables, one per combo, as printed: masked (S, C, A) and original (C, A) scores."""
     tables = []
-    for c, name in enumerate(MOVE_NAMES):
+    for c, name in enumerate(COMBO_NAMES):
         rows = []
         for a, problem in enumerate(PROBLEMS):
             masked = masked_score[:, c, a]
@@ -400,10 +407,12 @@ def summary(masked_score, best_loss, kept_inputs=None):
 def memory_estimate(args):
     """Bytes a run needs, roughly: measured here as 260 MB, plus 4.5 MB per seed, plus the loss
     curves (4 bytes per step, mask and seed)."""
-    return 260e6 + args.num_seeds * (4.5e6 + args.mask_learning_steps * len(MOVE_NAMES) * len(PROBLEMS) * 4)
+    return 260e6 + args.num_seeds * (4.5e6 + args.mask_learning_steps * len(COMBO_NAMES) * len(PROBLEMS) * 4)
 
 
-MEMORY_LIMIT = 4e9
+RANGES = {"mask_learning_steps": POSITIVE, "num_seeds": POSITIVE, "hidden_size": POSITIVE, "mask_learning_rate": POSITIVE,
+          "input_penalty": NON_NEGATIVE, "log_every": NON_NEGATIVE,
+          "game_width": Range(2, 100, words="between 2 and 100 (start and goal are opposite corners)")}
 
 
 def check_args(args):
@@ -411,74 +420,52 @@ def check_args(args):
     if len(args.model_paths) != len(PROBLEMS):
         return (f"--model-paths needs {len(PROBLEMS)} checkpoints ({', '.join(PROBLEMS)}), "
                 f"got {len(args.model_paths)}")
-    if args.reference and args.mask_inputs:
-        return "--reference learns neuron masks the assignment's way; it does not combine with --mask-inputs"
+    if args.reference and (args.mask_inputs or args.sets_dir is not None):
+        return ("--reference learns neuron masks the assignment's way; it does not combine with --mask-inputs "
+                "or --sets-dir (which runs both masking schemes)")
     if args.sequence_length != COMBO_LENGTH:
         return f"--sequence-length must be {COMBO_LENGTH}, the length of ComboGrid's combos"
-    for name in ("mask_learning_steps", "mask_learning_rate", "num_seeds", "hidden_size"):
-        value = getattr(args, name)
-        if not 0 < value < float("inf"):
-            return f"--{name.replace('_', '-')} must be a positive number, got {value}"
+    problem = out_of_range(args, RANGES)
+    if problem:
+        return problem
     if args.mask_learning_rate > 10:
         return f"--mask-learning-rate {args.mask_learning_rate} is out of range: at most 10 (the default is 0.001)"
-    if not 0 <= args.input_penalty < float("inf"):
-        return f"--input-penalty must be a number >= 0, got {args.input_penalty}"
-    if args.log_every < 0:
-        return f"--log-every must not be negative, got {args.log_every}"
     if not 0 <= args.seed <= 2**63 - 1 - args.num_seeds:
         return f"--seed must be between 0 and 2**63 - 1 - num_seeds, got {args.seed}"
-    if not 2 <= args.game_width <= 100:
-        return f"--game-width must be between 2 and 100 (start and goal are opposite corners), got {args.game_width}"
-    if memory_estimate(args) > MEMORY_LIMIT:
-        return (f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps would need about "
-                f"{memory_estimate(args) / 1e9:.1f} GB (the limit is {MEMORY_LIMIT / 1e9:.0f} GB): run fewer "
-                "seeds at a time, with --seed to continue where the last run stopped")
     if args.sets_dir is not None and os.path.exists(args.sets_dir) and not os.path.isdir(args.sets_dir):
         return f"--sets-dir {args.sets_dir} exists and is not a folder"
     if args.save_dir is not None and unwritable(args.save_dir):
         return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
-    return None
+    return memory_problem(memory_estimate(args), f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps",
+                          "run fewer seeds at a time, with --seed to continue where the last run stopped")
 
 
-def main(args):
-    problem = check_args(args)
-    if problem:
-        sys.exit(f"error: {problem}")
-    if args.sets_dir is not None:
-        return main_across_sets(args)
+def write(save, args, *what):
+    """save(*what) into --save-dir, a failing write as one error line."""
     try:
-        result = learn_masks(args)
-    except (CheckpointError, NoTrainingData, WrongNetwork) as error:
-        sys.exit(f"error: {error}")
+        save(*what)
+    except OSError as error:
+        raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {error.strerror}") from None
+
+
+@fails_on(CheckpointError, NoTrainingData, WrongNetwork, across_sets.BadSetsFolder)
+def main(args):
+    check(check_args(args))
+    if args.sets_dir is not None:  # the study across network sets (decomposition/across_sets.py)
+        study = across_sets.study(args, learn_masks)
+        print(across_sets.summary(study))
+        if args.save_dir is not None:
+            write(across_sets.save, args, study, args.save_dir)
+        return
+    result = learn_masks(args)
     for table in score_tables(result.masked_score, result.original_score):
         print(table)
     if len(result.seeds) > 1:
         kept = None if result.input_masks is None else result.input_masks.sum(-1).int().numpy()
         print(summary(result.masked_score, result.best_loss, kept))
     if args.save_dir is not None:
-        try:
-            save_results(args, result)
-        except OSError as error:
-            sys.exit(f"error: cannot write to --save-dir {args.save_dir}: {error.strerror}")
-
-
-def main_across_sets(args):
-    import across_sets
-    try:
-        data = across_sets.study(args, learn_masks)
-    except (across_sets.BadSetsFolder, CheckpointError, NoTrainingData, WrongNetwork) as error:
-        sys.exit(f"error: {error}")
-    print(across_sets.summary(data))
-    if args.save_dir is not None:
-        try:
-            across_sets.save(data, args.save_dir)
-        except OSError as error:
-            sys.exit(f"error: cannot write to --save-dir {args.save_dir}: {error.strerror}")
+        write(save_results, args, args, result)
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args(Args))
-    except KeyboardInterrupt:
-        print("error: interrupted; --save-dir, if given, keeps its previous files", file=sys.stderr)
-        sys.exit(130)
+    start(main, Args, unchanged="--save-dir, if given, keeps its previous files")

@@ -1,4 +1,4 @@
-"""Build answers.pdf, the assignment's answers, from runs of main.py.
+"""Build answers.pdf, the assignment's answers, from runs of extraction.py.
 
     python report.py              # run the four configurations and the study across network
                                   # sets into results/, then write answers.pdf
@@ -18,26 +18,26 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-import across_sets
+from decomposition import across_sets
 import downstream
-import main
+import main as extraction
 import train_ppo
-from cli import parse_args
-from combogrid import COMBOS, MOVE_NAMES, PROBLEMS
-from atomic import write_atomically
-from results import save_results
+from decomposition.script import start
+from combogrid import COMBOS, COMBO_NAMES, PROBLEMS
+from decomposition.files import write_atomically
+from decomposition.results import save_results
 
-# name: (main.py options, what the run is)
+# name: (extraction.py options, what the run is)
 RUNS = {
-    "default": ({}, "python main.py"),
-    "seeds": ({"num_seeds": 10}, "python main.py --num-seeds 10"),
-    "inputs": ({"num_seeds": 10, "mask_inputs": True}, "python main.py --num-seeds 10 --mask-inputs"),
+    "default": ({}, "python extraction.py"),
+    "seeds": ({"num_seeds": 10}, "python extraction.py --num-seeds 10"),
+    "inputs": ({"num_seeds": 10, "mask_inputs": True}, "python extraction.py --num-seeds 10 --mask-inputs"),
     "inputs_zero": ({"num_seeds": 10, "mask_inputs": True, "input_fill": "zero"},
-                    "python main.py --num-seeds 10 --mask-inputs --input-fill zero"),
+                    "python extraction.py --num-seeds 10 --mask-inputs --input-fill zero"),
 }
 NUM_SETS = 10
 TRAIN_SETS = f"python train_ppo.py --num-sets {NUM_SETS} --save-dir results/network_sets"
-STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
+STUDY = "python extraction.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
 REUSE = "python downstream.py --save-dir results/downstream"
 
 
@@ -48,7 +48,7 @@ class Args:
     output: str = "answers.pdf"
     """the PDF to write"""
     reuse: bool = False
-    """build from the results.json files already in results_dir instead of running main.py again"""
+    """build from the results.json files already in results_dir instead of running extraction.py again"""
     training_log: str = "models/training.json"
     """train_ppo.py's record of how the shipped networks were trained"""
     sets_dir: str = "results/network_sets"
@@ -92,12 +92,12 @@ def load_run(folder, command):
 
 def run_from(data, folder, command):
     seeds = sorted({r["seed"] for r in data["runs"]})
-    shape = (len(seeds), len(MOVE_NAMES), len(PROBLEMS))
+    shape = (len(seeds), len(COMBO_NAMES), len(PROBLEMS))
     masked, best, original = np.zeros(shape), np.zeros(shape), np.zeros(shape[1:])
     whole = np.zeros(shape + (len(data["test_states"]),))
     kept = np.empty(shape, dtype=object)
     for r in data["runs"]:
-        index = (seeds.index(r["seed"]), MOVE_NAMES.index(r["sequence"]), PROBLEMS.index(r["base_model"]))
+        index = (seeds.index(r["seed"]), COMBO_NAMES.index(r["combo"]), PROBLEMS.index(r["base_model"]))
         masked[index], best[index], original[index[1:]] = r["masked_score"], r["best_loss"], r["original_score"]
         whole[index] = r["whole_combo_per_test_state"]
         kept[index] = r.get("kept_inputs")
@@ -106,22 +106,22 @@ def run_from(data, folder, command):
 
 
 def run_all(args):
-    """Run every configuration of RUNS with main.py's own functions, saving into results_dir."""
-    base = main.Args(log_every=0)
-    agents = main.load_agents(base)
+    """Run every configuration of RUNS with extraction.py's own functions, saving into results_dir."""
+    base = extraction.Args(log_every=0)
+    agents = extraction.load_agents(base)
     for name, (options, command) in RUNS.items():
         print(f"running {command}", flush=True)
         run_args = replace(base, save_dir=os.path.join(args.results_dir, name), **options)
-        save_results(run_args, main.learn_masks(run_args, agents))
+        save_results(run_args, extraction.learn_masks(run_args, agents))
     if not os.path.exists(os.path.join(args.sets_dir, f"set_{NUM_SETS - 1}", "training.json")):
         print(f"running {TRAIN_SETS}", flush=True)
         train_ppo.main(train_ppo.Args(num_sets=NUM_SETS, save_dir=args.sets_dir))
     print(f"running {STUDY}", flush=True)
-    study = across_sets.study(replace(base, sets_dir=args.sets_dir, num_seeds=10), main.learn_masks)
+    study = across_sets.study(replace(base, sets_dir=args.sets_dir, num_seeds=10), extraction.learn_masks)
     across_sets.save(study, os.path.join(args.results_dir, "sets"))
     if not os.path.exists(os.path.join(args.results_dir, "downstream", "results.json")):
         print(f"running {REUSE} (about 11 minutes)", flush=True)
-        downstream.main_downstream(downstream.Args(save_dir=os.path.join(args.results_dir, "downstream")))
+        downstream.main(downstream.Args(save_dir=os.path.join(args.results_dir, "downstream")))
 
 
 def mean_std(values):
@@ -268,7 +268,7 @@ def build(runs, training, study, sets_training, reuse, output):
     """Write the PDF from the loaded runs, the study across network sets, the reuse study and the
     training records."""
     default, seeds, inputs, zero = runs["default"], runs["seeds"], runs["inputs"], runs["inputs_zero"]
-    needed = main.needed_pairs()
+    needed = extraction.needed_pairs()
     report = Report()
     report.title("Neural decomposition on ComboGrid: answers")
     report.paragraph(
@@ -282,18 +282,18 @@ def build(runs, training, study, sets_training, reuse, output):
         f"Masked Score: fraction of the {default.whole.shape[-1] * default.args['sequence_length']} actions "
         f"({default.whole.shape[-1]} test states x {default.args['sequence_length']} steps) in which the "
         "masked network takes the combo's action; Original Score: the same for the unmasked network.")
-    for table in main.score_tables(default.masked, default.original):
+    for table in extraction.score_tables(default.masked, default.original):
         report.monospace(table)
 
-    d_need, d_not = main.group_means(default.masked)
+    d_need, d_not = extraction.group_means(default.masked)
     o_need, o_not = default.original[needed].mean(), default.original[~needed].mean()
-    w_need, w_not = main.group_means(default.whole.mean(-1))
-    s_need, s_not = main.group_means(seeds.masked)
-    l_need, l_not = main.group_means(seeds.best_loss)
-    sw_need, sw_not = main.group_means(seeds.whole.mean(-1))
+    w_need, w_not = extraction.group_means(default.whole.mean(-1))
+    s_need, s_not = extraction.group_means(seeds.masked)
+    l_need, l_not = extraction.group_means(seeds.best_loss)
+    sw_need, sw_not = extraction.group_means(seeds.whole.mean(-1))
     report.heading("2. Question 1: the two tests")
     per_combo = []
-    for c, combo in enumerate(MOVE_NAMES):
+    for c, combo in enumerate(COMBO_NAMES):
         yes = ", ".join(f"{p} {default.masked[0, c, a]:.3f}" for a, p in enumerate(PROBLEMS) if needed[c, a])
         no = ", ".join(f"{p} {default.masked[0, c, a]:.3f}" for a, p in enumerate(PROBLEMS) if not needed[c, a])
         per_combo.append(f"{combo}: needed by {yes}; not needed by {no}.")
@@ -323,7 +323,7 @@ def build(runs, training, study, sets_training, reuse, output):
         "being able to make any network do anything: it comes from functions the networks really "
         "learned as part of their solutions.")
     report.paragraph(f"The summary {seeds.command} prints:")
-    report.monospace(main.summary(seeds.masked, seeds.best_loss), size=7.5)
+    report.monospace(extraction.summary(seeds.masked, seeds.best_loss), size=7.5)
     report.figure(os.path.join(seeds.folder, "loss_curves.png"), 174,
                   "Mask training loss (mean over 10 seeds). Solid: the network's problem needs the combo; "
                   "dashed: it does not.")
@@ -355,10 +355,10 @@ def build(runs, training, study, sets_training, reuse, output):
            f"no larger than over mask seeds ({np.std(s_need):.3f}): the networks PPO produced matter no "
            "more than the mask's initialisation."))
 
-    i_need, i_not = main.group_means(inputs.masked)
-    z_need, z_not = main.group_means(zero.masked)
-    il_need, il_not = main.group_means(inputs.best_loss)
-    iw_need, iw_not = main.group_means(inputs.whole.mean(-1))
+    i_need, i_not = extraction.group_means(inputs.masked)
+    z_need, z_not = extraction.group_means(zero.masked)
+    il_need, il_not = extraction.group_means(inputs.best_loss)
+    iw_need, iw_not = extraction.group_means(inputs.whole.mean(-1))
     agent_kept, buffer_kept, goal_kept = input_kinds(inputs.kept)
     pairs = sorted(set(default.training_pairs.values()))
     pairs = f"{pairs[0]}" if len(pairs) == 1 else f"{pairs[0]} to {pairs[-1]}"
@@ -377,7 +377,7 @@ def build(runs, training, study, sets_training, reuse, output):
         "actions depend only on the combo buffer, so the function we want to extract should read "
         "the buffer and nothing else.")
     report.paragraph(
-        "Remedy (measured): main.py --mask-inputs learns, together with the neuron mask, a keep/drop "
+        "Remedy (measured): extraction.py --mask-inputs learns, together with the neuron mask, a keep/drop "
         f"mask over the {inputs.observation_size} inputs with the same softmax + straight-through "
         "technique, adds a penalty "
         f"of {inputs.args['input_penalty']} to the loss per kept input (the smallest function that "
@@ -395,7 +395,7 @@ def build(runs, training, study, sets_training, reuse, output):
     for run in (inputs, zero):
         report.paragraph(f"The summary {run.command} prints:")
         kept = np.array([[len(k) for k in row.flat] for row in run.kept]).reshape(run.masked.shape)
-        report.monospace(main.summary(run.masked, run.best_loss, kept), size=7.5)
+        report.monospace(extraction.summary(run.masked, run.best_loss, kept), size=7.5)
     for combo in ("Up", "Right"):
         report.figure(os.path.join(inputs.folder, f"heatmaps_{combo}.png"), 100,
                       f"The {combo} masks with --mask-inputs, over 10 seeds (compare with the figure above).")
@@ -446,7 +446,7 @@ def batches(processes):
     return f"{processes} batched computations, one process of one thread each"
 
 
-def main_report(args):
+def main(args):
     if os.path.isdir(args.output):
         sys.exit(f"error: --output {args.output} is a folder: give the path of the PDF to write")
     if not args.reuse:
@@ -474,8 +474,4 @@ def main_report(args):
 
 
 if __name__ == "__main__":
-    try:
-        main_report(parse_args(Args))
-    except KeyboardInterrupt:
-        print("error: interrupted; answers.pdf is unchanged", file=sys.stderr)
-        sys.exit(130)
+    start(main, Args, unchanged="answers.pdf is unchanged")

@@ -4,9 +4,10 @@
     python train_ppo.py --num-sets 10 --save-dir sets    # 10 independent sets, sets/set_0 ... sets/set_9
 
 In set k, problem i of the canonical order (TL-BR, TR-BL, BR-TL, BL-TR) is trained with seed
-`seed + 4 * k + i`: the shipped set is problem i with seed i, whichever --problems are chosen. Each learner is CleanRL's ppo.py on its own 16
-environments (batched_ppo.py trains them all at once, each exactly as it would train alone;
-ppo_processes.py spreads them over --processes processes of one thread each, which changes no weight).
+`seed + 4 * k + i`: the shipped set is problem i with seed i, whichever --problems are chosen.
+Each learner is CleanRL's ppo.py on its own 16 environments (decomposition/ppo.py trains them all
+at once, each exactly as it would train alone; decomposition/processes.py spreads them over
+--processes processes of one thread each, which changes no weight).
 A learner stops once its greedy policy has solved its problem optimally (24 actions) at
 `optimal_checks` consecutive iterations, or when it has used `total_timesteps`; one that never
 got there is named and recorded as not optimal in training.json.
@@ -14,23 +15,23 @@ got there is named and recorded as not optimal in training.json.
 
 import json
 import os
-import sys
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
 
 import torch
 
-from atomic import unwritable, write_file_set
-from batched_ppo import MEMORY_LIMIT, PPOSettings, memory_estimate
-from cli import parse_args
 from combogrid import PROBLEMS, ComboGridVec
-from ppo_processes import TrainingFailed, train_in_processes
+from decomposition.files import json_writer, unwritable, write_file_set
+from decomposition.ppo import RANGES as PPO_RANGES
+from decomposition.ppo import PPOSettings, memory_estimate
+from decomposition.processes import TrainingFailed, train_in_processes
+from decomposition.script import POSITIVE, Range, ScriptError, check, fails_on, memory_problem, out_of_range, start
 
 
 @dataclass
 class Args(PPOSettings):
-    """The run; PPO's hyper-parameters (--learning-rate, --num-envs, ...) are batched_ppo.PPOSettings."""
+    """The run; PPO's hyper-parameters (--learning-rate, --num-envs, ...) are decomposition.ppo.PPOSettings."""
     problems: tuple[str, ...] = PROBLEMS
     """problems to train, one network each per set"""
     seed: int = 0
@@ -49,6 +50,10 @@ class Args(PPOSettings):
     """seconds between progress lines"""
 
 
+RANGES = {**PPO_RANGES, "num_sets": POSITIVE, "processes": POSITIVE, "print_every": POSITIVE,
+          "rows": Range(2, 100), "columns": Range(2, 100)}
+
+
 def check_args(args):
     """The first problem with the arguments, or None."""
     unknown = [p for p in args.problems if p not in PROBLEMS]
@@ -56,29 +61,24 @@ def check_args(args):
         return f"unknown problem {unknown[0]!r}: expected some of {', '.join(PROBLEMS)}"
     if not args.problems or len(set(args.problems)) != len(args.problems):
         return "--problems must name each problem at most once, and at least one"
-    for name in ("num_sets", "total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs",
-                 "hidden_size", "processes", "learning_rate", "print_every"):
-        value = getattr(args, name)
-        if not value > 0 or value == float("inf"):
-            return f"--{name.replace('_', '-')} must be a positive number, got {value}"
+    problem = out_of_range(args, RANGES)
+    if problem:
+        return problem
     if (args.num_envs * args.num_steps) % args.num_minibatches:
         return "--num-minibatches must divide num_envs x num_steps"
     if args.total_timesteps < args.num_envs * args.num_steps:
         return f"--total-timesteps must allow one rollout of num_envs x num_steps = {args.num_envs * args.num_steps} steps"
-    if not (2 <= args.rows <= 100 and 2 <= args.columns <= 100):
-        return "--rows and --columns must be between 2 and 100"
     if not 0 <= args.seed <= 2**63 - 1 - len(PROBLEMS) * args.num_sets:
         return f"--seed must be between 0 and 2**63 - 1 - 4 * num_sets, got {args.seed}"
+    if unwritable(args.save_dir):  # found before training, not after
+        return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
     learners = args.num_sets * len(args.problems)
-    memory = memory_estimate(learners, min(args.processes, learners))
-    if memory > MEMORY_LIMIT:
-        return (f"{learners} learners would need about {memory / 1e9:.1f} GB (the limit is "
-                f"{MEMORY_LIMIT / 1e9:.0f} GB): train fewer sets at a time, with --seed to continue")
-    return None
+    return memory_problem(memory_estimate(args, learners, min(args.processes, learners)), f"{learners} learners",
+                          "train fewer sets at a time, with --seed to continue")
 
 
 def problem_envs(problems, num_envs, rows, columns, learners):
-    """The environments of these learners (indices into problems), for ppo_processes."""
+    """The environments of these learners (indices into problems), for decomposition.processes."""
     return ComboGridVec([problems[j] for j in learners], num_envs, rows, columns)
 
 
@@ -112,51 +112,43 @@ def previous_record(folder):
         return {}
 
 
-def main(args):
-    problem = check_args(args)
-    if problem:
-        sys.exit(f"error: {problem}")
-    folders = [set_folder(args, k) for k in range(args.num_sets)]
-    if unwritable(args.save_dir):  # found before training, not after
-        sys.exit(f"error: cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}")
+def write_set(folder, problems, results, seconds, settings):
+    """The checkpoints of one set and their training.json, replaced together or not at all. A run of
+    some --problems keeps the other problems' records."""
+    record = previous_record(folder)
+    writers = {}
+    for problem, result in zip(problems, results):
+        writers[f"{problem}.pt"] = lambda temporary, state=result.state_dict: torch.save(state, temporary)
+        record[problem] = {"seed": result.seed, "steps": result.steps, "optimal": result.solved, "settings": settings}
+    record = {problem: record[problem] for problem in PROBLEMS if problem in record}
+    writers["training.json"] = json_writer({"seconds": round(seconds, 1), "networks": record}, indent=1)
+    try:
+        os.makedirs(folder, exist_ok=True)
+        write_file_set(folder, writers)
+    except OSError as error:
+        raise ScriptError(f"cannot write the networks to {folder}: {error.strerror}; its files are unchanged") from None
 
+
+@fails_on(TrainingFailed)
+def main(args):
+    check(check_args(args))
     problems = list(args.problems) * args.num_sets
     seeds = [args.seed + len(PROBLEMS) * k + PROBLEMS.index(p) for k in range(args.num_sets) for p in args.problems]
     processes = min(args.processes, len(problems))
     print(f"training {len(problems)} learners ({args.num_sets} set(s) of {len(args.problems)}) in {processes} "
           f"batch(es), one process each", flush=True)
-    start = time.time()
-    try:
-        results = train_in_processes(partial(problem_envs, problems, args.num_envs, args.rows, args.columns), seeds,
-                                     args, processes, Progress(args.print_every))
-    except TrainingFailed as error:
-        sys.exit(f"error: {error}; no checkpoint or training.json was changed")
-    seconds = time.time() - start
+    started = time.time()
+    results = train_in_processes(partial(problem_envs, problems, args.num_envs, args.rows, args.columns), seeds,
+                                 args, processes, Progress(args.print_every))
+    seconds = time.time() - started
 
-    recorded = {**{key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")},
+    settings = {**{key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")},
                 "processes": processes}  # the processes that ran, not the ones asked for
-    failed = []
-    for k, folder in enumerate(folders):
-        record = previous_record(folder)  # a run of some --problems keeps the others' records
-        writers = {}
-        for i, problem in enumerate(args.problems):
-            result = results[k * len(args.problems) + i]
-            writers[f"{problem}.pt"] = lambda temporary, state=result.state_dict: torch.save(state, temporary)
-            record[problem] = {"seed": result.seed, "steps": result.steps, "optimal": result.solved,
-                               "settings": recorded}
-            if not result.solved:
-                failed.append(f"{os.path.join(folder, problem + '.pt')} (seed {result.seed}, {result.steps:,} steps)")
-        record = {problem: record[problem] for problem in PROBLEMS if problem in record}
-
-        def write_json(temporary, record=record):
-            with open(temporary, "w") as file:
-                json.dump({"seconds": round(seconds, 1), "networks": record}, file, indent=1)
-
-        try:  # the checkpoints and their record are replaced together, or not at all
-            os.makedirs(folder, exist_ok=True)
-            write_file_set(folder, {**writers, "training.json": write_json})
-        except OSError as error:
-            sys.exit(f"error: cannot write the networks to {folder}: {error.strerror}; its files are unchanged")
+    per_set = len(args.problems)
+    for k in range(args.num_sets):
+        write_set(set_folder(args, k), args.problems, results[k * per_set:(k + 1) * per_set], seconds, settings)
+    failed = [f"{os.path.join(set_folder(args, k // per_set), problems[k] + '.pt')} (seed {r.seed}, {r.steps:,} steps)"
+              for k, r in enumerate(results) if not r.solved]
     steps = sum(r.steps for r in results)
     print(f"trained {len(results)} network(s) in {seconds:.0f} s: {steps:,} steps, {steps / seconds:,.0f} steps/s; "
           f"{len(results) - len(failed)} optimal -> {args.save_dir}")
@@ -165,8 +157,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    try:
-        main(parse_args(Args))
-    except KeyboardInterrupt:
-        print("error: interrupted; no checkpoint or training.json was changed", file=sys.stderr)
-        sys.exit(130)
+    start(main, Args, unchanged="no checkpoint or training.json was changed")

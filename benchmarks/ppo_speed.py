@@ -53,7 +53,7 @@ def old_trainer(folder):
 
 def scaling(learner_counts=(1, 4, 8, 16, 40, 80), iterations=10):
     sys.path.insert(0, ROOT)
-    from batched_ppo import BatchedPPO, PPOSettings
+    from decomposition.ppo import BatchedPPO, PPOSettings
     from combogrid import PROBLEMS, ComboGridVec
     torch.set_num_threads(1)
     settings = PPOSettings(total_timesteps=iterations * 2048, optimal_checks=0)

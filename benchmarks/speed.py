@@ -49,7 +49,7 @@ def run(main, args_type):
     """main(args) for a benchmark script, its arguments parsed as the kit's scripts parse theirs: one
     error line for a bad option, bad --repetitions or Ctrl-C."""
     sys.path.append(ROOT)
-    from cli import parse_args
+    from decomposition.script import parse_args
     args = parse_args(args_type)
     if args.repetitions < 1:
         sys.exit(f"error: --repetitions must be at least 1, got {args.repetitions}")

@@ -7,9 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-import across_sets
+from decomposition import across_sets
 import main
-from combogrid import NEEDED_MOVES, PROBLEMS
+from combogrid import NEEDED_COMBOS, PROBLEMS
 from conftest import ROOT
 
 
@@ -42,7 +42,7 @@ def test_summary_is_recomputed_from_the_records(study):
     for scheme in ("assignment", "inputs"):
         for needed in (True, False):
             per_set = [np.mean([r["masked_score"] for r in study["runs"] if r["set"] == s and r["scheme"] == scheme
-                                and (r["sequence"] in NEEDED_MOVES[r["base_model"]]) == needed])
+                                and (r["combo"] in NEEDED_COMBOS[r["base_model"]]) == needed])
                        for s in study["sets"]]
             assert f"{np.mean(per_set):.3f} ± {np.std(per_set):.3f}" in text
     assert "separated" in text and "Across 2 network sets, 2 mask seed(s)" in text

@@ -8,9 +8,10 @@ import pytest
 import torch
 
 import train_ppo
-from batched_ppo import (ROW_CHUNK, BatchedPPO, DistinctRows, Ones, PPOSettings, RowChunkedLinear, SparseFirstLayer,
-                         StackedAdam, StackedPolicies, clip_gradients, clipped_surrogate_loss, initial_agent, normalized,
-                         observation_keys, sample)
+from decomposition.ppo import (BatchedPPO, PPOSettings, clip_gradients, clipped_surrogate_loss, initial_agent,
+                               normalized, sample)
+from decomposition.ppo_kernels import (ROW_CHUNK, DistinctRows, NonzeroInputs, RowChunkedLinear, SparseFirstLayer,
+                                       StackedAdam, StackedPolicies, observation_keys)
 from combogrid import PROBLEMS, ComboGridVec, ComboGym
 from conftest import ROOT
 from ppo_agent import PPOAgent, load_agent
@@ -131,9 +132,9 @@ def test_the_sparse_first_layer_is_the_product_and_a_minibatch_s_left_out_rows_a
     policies = StackedPolicies([initial_agent(seed, 59, 3, 64) for seed in (0, 1)])
     rollout = DistinctRows.of(random_walk_observations(["TL-BR", "BR-TL"], 8, 64), binary=True)
     minibatch = rollout.select(torch.randperm(512, generator=torch.Generator().manual_seed(0))[:128].expand(2, -1))
-    assert minibatch.ones.weights.sum() < len(minibatch.ones.weights)  # some of the rollout's rows left out
+    assert minibatch.nonzero.weights.sum() < len(minibatch.nonzero.weights)  # some of the rollout's rows left out
     weight, bias = policies.params["first.weight"], policies.params["first.bias"]
-    sparse = SparseFirstLayer.apply(minibatch.ones, policies.table, weight, bias, policies.table_rows)
+    sparse = SparseFirstLayer.apply(minibatch.nonzero, policies.table, weight, bias, policies.table_rows)
     dense = RowChunkedLinear.apply(minibatch.observations, weight.transpose(1, 2), bias)
     assert torch.equal(sparse, dense)  # the columns of the ones, added in the product's order, then the bias
     grad = torch.randn(sparse.shape, generator=torch.Generator().manual_seed(1))
@@ -167,7 +168,7 @@ def test_stacked_policies_compute_each_agent_s_networks_and_gradients():
     for k, agent in enumerate(agents):
         value = agent.critic(x[k]).squeeze(-1)
         (agent.actor(x[k]) * weights[k, :, :3]).sum().add((value * weights[k, :, 3]).sum()).backward()
-    for inputs in (x, Ones.of(x)):  # the first layer as a product, and SparseFirstLayer
+    for inputs in (x, NonzeroInputs.of(x)):  # the first layer as a product, and SparseFirstLayer
         for p in policies.params.values():
             p.grad = None
         logits, values = policies.logits_and_values(inputs)

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 import main
-import options
-import results
+from decomposition import options
+from decomposition import results
 from combogrid import COMBOS, PROBLEMS, ComboGym
 from conftest import ROOT
-from ppo_agent import StackedActors
+from decomposition.masks import StackedActors
 
 
 @pytest.fixture(scope="module")
@@ -79,9 +79,9 @@ def test_save_dir_writes_results_masks_and_figures(tmp_path, input_run, agents):
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data["args"]["mask_inputs"] is True and len(data["runs"]) == 2 * 4 * 4
     run = data["runs"][0]
-    assert {"sequence", "base_model", "seed", "masked_score", "original_score", "init_loss",
+    assert {"combo", "base_model", "seed", "masked_score", "original_score", "init_loss",
             "best_loss"} <= set(run)
-    assert (run["sequence"], run["base_model"], run["seed"]) == ("Up", "TL-BR", 0)
+    assert (run["combo"], run["base_model"], run["seed"]) == ("Up", "TL-BR", 0)
     assert run["masked_score"] == pytest.approx(float(result.masked_score[0, 0, 0]))
     assert len(run["whole_combo_per_test_state"]) == len(data["test_states"]) == 96
     for name in ["heatmaps_Up.png", "heatmaps_Down.png", "heatmaps_Left.png", "heatmaps_Right.png",
@@ -104,7 +104,7 @@ def test_extracted_function_reused_as_an_option(tmp_path, input_run):
         env = ComboGym(problem=state_labels[t]["problem"])
         env.reset(options={"agent": tuple(state_labels[t]["cell"])})
         actions = function.run(env).get_actions()
-        assert (tuple(actions) == COMBOS["Up"]) == bool(result.performs_combo[1, c, a, t])
+        assert (tuple(actions) == COMBOS["Up"]) == bool(result.whole_combo[1, c, a, t])
 
 
 def test_figures_skipped_without_matplotlib(tmp_path, input_run, monkeypatch, capsys):

@@ -33,7 +33,7 @@ def run(script, *arguments):
     (["--num-seeds", "0"], "--num-seeds must be a positive number"),
     (["--num-seeds", "1000"], "would need about 4.9 GB"),
     (["--mask-learning-steps", "1000000000"], "would need about"),
-    (["--log-every", "-1"], "--log-every must not be negative"),
+    (["--log-every", "-1"], "--log-every must be a number >= 0"),
     (["--sets-dir", os.path.join(ROOT, "main.py")], "--sets-dir"),
     (["--sets-dir", os.path.join(ROOT, "tests")], "has no folder with"),
     (["--sequence-length", "4"], "--sequence-length must be 3"),
@@ -90,7 +90,7 @@ def test_train_ppo_writes_a_loadable_checkpoint(tmp_path):
                                            ("downstream", "--budget")])
 def test_a_bad_option_is_one_error_line_and_help_is_tyro_s(script, option, monkeypatch, capsys):
     sys.path.insert(0, ROOT)
-    from cli import parse_args
+    from decomposition.script import parse_args
     args_type = __import__(script).Args
     for arguments, message in ((["--no-such-option"], "error: Unrecognized options: --no-such-option"),
                                ([option], f"error: Argument {option}: expected 1 argument")):

@@ -10,9 +10,10 @@ from gymnasium.utils.env_checker import check_env
 import combogrid  # noqa: F401  registers the tasks
 import downstream
 import main
-from combogrid import COMBOS, MAX_EPISODE_STEPS, MOVE_DELTAS, MOVE_NAMES
-from options import ComboOptions
-from tasks import MULTI_GOALS, TaskGames, TaskVec, all_start_goal_pairs, macro_step, new_games
+from combogrid import COMBOS, MAX_EPISODE_STEPS, COMBO_DELTAS, COMBO_NAMES
+from decomposition import reuse
+from decomposition.options import ComboOptions
+from decomposition.tasks import MULTI_GOALS, TaskGames, TaskVec, all_start_goal_pairs, macro_step, new_games
 
 UP, DOWN, LEFT, RIGHT = 3, 4, 5, 6  # learner actions of the four combo options
 
@@ -20,7 +21,7 @@ UP, DOWN, LEFT, RIGHT = 3, 4, 5, 6  # learner actions of the four combo options
 def replay(task, start, goals, actions):
     """An independent reading of SPEC.md's downstream rules: the rewards of an action sequence."""
     agent, goal_index, buffer, rewards = list(start), 0, [], []
-    moves = {COMBOS[name]: delta for name, delta in zip(MOVE_NAMES, MOVE_DELTAS.tolist())}
+    moves = {COMBOS[name]: delta for name, delta in zip(COMBO_NAMES, COMBO_DELTAS.tolist())}
     for action in actions:
         buffer.append(action)
         if len(buffer) == 3:
@@ -45,7 +46,7 @@ def test_tasks_pass_the_env_checker(name):
 
 def test_multi_goal_rewards_and_termination_match_an_independent_replay():
     path = [UP, UP, RIGHT, RIGHT, DOWN, DOWN, LEFT, LEFT, DOWN, DOWN, LEFT, LEFT, UP, UP]  # one combo per cell
-    actions = [a for option in path for a in COMBOS[MOVE_NAMES[option - 3]]]
+    actions = [a for option in path for a in COMBOS[COMBO_NAMES[option - 3]]]
     env = gym.make("ComboGrid-MultiGoal-v0").unwrapped
     env.reset()
     rewards, terminated = [], False
@@ -96,7 +97,7 @@ def test_tasks_refuse_actions_outside_the_space():
 
 
 def test_combo_options_move_the_agent_as_the_combos_do():
-    for option, delta in zip((UP, DOWN, LEFT, RIGHT), MOVE_DELTAS):
+    for option, delta in zip((UP, DOWN, LEFT, RIGHT), COMBO_DELTAS):
         games = TaskGames("random", [(2, 2)], [(0, 0)])
         rewards, terminated, truncated, steps = macro_step(games, np.array([option]), ComboOptions())
         assert steps.tolist() == [3] and games.games.agents[0].tolist() == (np.array([2, 2]) + delta).tolist()
@@ -143,7 +144,7 @@ def test_greedy_check_accepts_an_optimal_policy_only():
 def test_area_under_the_curve():
     budget = 400
     curve = [(100, float("nan")), (200, 20.0), (300, float("nan")), (400, 40.0)]
-    assert downstream.area_under_curve(curve, budget, 40.0) == pytest.approx((0 + 20 + 20 + 40) * 100 / (400 * 40))
+    assert reuse.area_under_curve(curve, budget, 40.0) == pytest.approx((0 + 20 + 20 + 40) * 100 / (400 * 40))
 
 
 def test_option_selection_takes_the_lowest_loss_among_allowed_networks():
@@ -151,14 +152,14 @@ def test_option_selection_takes_the_lowest_loss_among_allowed_networks():
     best_loss[1, 0, 2] = 0.1   # Up: seed 1 of BR-TL (needs Up)
     best_loss[0, 0, 0] = 0.5   # Up: seed 0 of TL-BR (does not need Up)
     extraction = type("E", (), {"best_loss": best_loss})
-    assert downstream.best_masks(extraction, np.ones((4, 4), dtype=bool))[0] == (2, 1)
-    assert downstream.best_masks(extraction, ~main.needed_pairs())[0] == (0, 0)
+    assert reuse.best_masks(extraction, np.ones((4, 4), dtype=bool))[0] == (2, 1)
+    assert reuse.best_masks(extraction, ~main.needed_pairs())[0] == (0, 0)
 
 
 def test_a_small_study_end_to_end(tmp_path, capsys):
     args = downstream.Args(num_seeds=2, tasks=("multi-goal",), conditions=("none", "inputs", "combos"),
                            mask_seeds=1, budget=4096, save_dir=str(tmp_path))
-    downstream.main_downstream(args)
+    downstream.main(args)
     out = capsys.readouterr().out
     assert "AUC [95% CI]" in out and "combos" in out
     data = json.loads((tmp_path / "results.json").read_text())
@@ -181,5 +182,5 @@ def test_downstream_refuses_bad_arguments(arguments, message):
 
 
 def test_fixed_combos_move_only_from_an_empty_buffer():
-    moves = downstream.moves_after_primitives(ComboOptions())
+    moves = reuse.moves_after_primitives(ComboOptions())
     assert moves == {0: [1.0] * 4, 1: [0.0] * 4, 2: [0.0] * 4}

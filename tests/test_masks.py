@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-import batched_masks
+from decomposition import masks as batched_masks
 import main
 from combogrid import COMBOS, PROBLEMS, ComboGym
 from conftest import ROOT
-from ppo_agent import PPOAgent, StackedActors, program_mask
+from decomposition.masks import StackedActors
+from ppo_agent import PPOAgent, program_mask
 from trajectory import Trajectory
 
 H = 64
@@ -165,9 +166,9 @@ def test_train_masks_returns_the_best_mask(agent):
 def test_training_data_from_solutions_skips_non_combos(capsys):
     obs = [np.zeros(59, dtype=np.float32)] * 9
     solution = Trajectory(obs, [0, 0, 1, 2, 2, 2, 1, 0, 2])
-    sequences = main.build_sequences([solution], 3)
-    assert sequences["Up"].get_actions() == [0, 0, 1] and sequences["Right"].get_actions() == [1, 0, 2]
-    assert sequences["Down"].get_length() == 0
+    training_sets = main.combo_training_sets([solution], 3)
+    assert training_sets["Up"].get_actions() == [0, 0, 1] and training_sets["Right"].get_actions() == [1, 0, 2]
+    assert training_sets["Down"].get_length() == 0
     assert capsys.readouterr().err.count("\n") == 1
 
 
@@ -212,9 +213,9 @@ def test_learn_masks_shapes_and_scores(quick_run):
     assert (result.best_loss <= result.init_loss).all()
     assert len(result.records()) == 32
     # every shipped network takes its own combos on its own solution path at least
-    for c, name in enumerate(main.MOVE_NAMES):
+    for c, name in enumerate(main.COMBO_NAMES):
         for a, problem in enumerate(PROBLEMS):
-            if name in main.NEEDED_MOVES[problem]:
+            if name in main.NEEDED_COMBOS[problem]:
                 assert result.original_score[c, a] >= 8 * 3 / 288
 
 
@@ -244,4 +245,4 @@ def test_table_structure(quick_run):
 
 
 def test_combos_in_the_scoring_order():
-    assert [COMBOS[name] for name in main.MOVE_NAMES] == [(0, 0, 1), (0, 1, 2), (2, 1, 0), (1, 0, 2)]
+    assert [COMBOS[name] for name in main.COMBO_NAMES] == [(0, 0, 1), (0, 1, 2), (2, 1, 0), (1, 0, 2)]

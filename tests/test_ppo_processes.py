@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 import torch
 
-import ppo_processes
+from decomposition import processes as ppo_processes
 import train_ppo
-from batched_ppo import PPOSettings
-from ppo_processes import TrainingFailed, learners_of, train_in_processes
+from decomposition.ppo import PPOSettings
+from decomposition.processes import TrainingFailed, learners_of, train_in_processes
 
 TINY = PPOSettings(num_envs=4, num_steps=32, total_timesteps=4 * 32 * 3, optimal_checks=0)
 PROBLEMS = ["TL-BR", "TR-BL", "BR-TL"]

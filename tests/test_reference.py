@@ -58,7 +58,7 @@ def test_batched_engine_gives_the_same_masks(both_engines):
 
 def test_train_masks_keeps_the_mask_that_produced_the_lowest_loss(agents):
     args = main.Args(mask_learning_steps=STEPS, log_every=0)
-    trajectory = main.build_sequences(main.solution_trajectories(agents, args), 3)["Up"]
+    trajectory = main.combo_training_sets(main.solution_trajectories(agents, args), 3)["Up"]
     torch.manual_seed(3)
     losses = []
     mask, init_loss, best_loss = main.train_masks(agents[2], trajectory, args, losses=losses)
@@ -70,7 +70,7 @@ def test_train_masks_keeps_the_mask_that_produced_the_lowest_loss(agents):
 
 def test_train_masks_starts_from_the_given_logits(agents):
     args = main.Args(mask_learning_steps=1, log_every=0)
-    trajectory = main.build_sequences(main.solution_trajectories(agents, args), 3)["Left"]
+    trajectory = main.combo_training_sets(main.solution_trajectories(agents, args), 3)["Left"]
     start = torch.randn(3, 64)
     mask, _, _ = main.train_masks(agents[0], trajectory, args, initial_logits=start)
     assert torch.equal(mask, main.discretize(start))  # one step: the best mask is the initial one

@@ -14,7 +14,8 @@ same masks. Two shortcuts make a step cheap:
 import numpy as np
 import torch
 
-from memory import keep_freed_memory
+from decomposition.script import keep_freed_memory
+from ppo_agent import masked_hidden
 
 
 class Adam:
@@ -44,6 +45,47 @@ class Adam:
             first.lerp_(p.grad, 1 - beta1)
             second.mul_(beta2).addcmul_(p.grad, p.grad, value=1 - beta2)
             p.addcdiv_(first, (second.sqrt() / correction2_sqrt).add_(self.eps), value=-step_size)
+
+
+class StackedActors:
+    """The actors of several agents stacked, to run many masked copies of all of them at once.
+
+    Shapes: A agents, D inputs, H hidden neurons, O actions; `...` is any batch of masks.
+    """
+
+    def __init__(self, agents):
+        first = [agent.actor[0] for agent in agents]
+        second = [agent.actor[2] for agent in agents]
+        with torch.no_grad():
+            self.w1 = torch.stack([layer.weight.T for layer in first])         # (A, D, H)
+            self.b1 = torch.stack([layer.bias for layer in first])[:, None]    # (A, 1, H)
+            self.w2 = torch.stack([layer.weight.T for layer in second])        # (A, H, O)
+            self.b2 = torch.stack([layer.bias for layer in second])[:, None]   # (A, 1, O)
+
+    def pre_activations(self, observations, input_mask=None, fill=0.0):
+        """Z of every network: observations (..., A or 1, N, D) -> (..., A, N, H).
+
+        input_mask (..., A, D) keeps a feature (1) or replaces it by `fill` (0): with `fill`
+        the feature's mean over the training data (broadcastable to (..., A, D)), the function
+        no longer depends on the feature but still sees a typical value of it.
+        """
+        if input_mask is not None:
+            keep = input_mask.unsqueeze(-2)
+            observations = observations * keep + torch.as_tensor(fill).unsqueeze(-2) * (1 - keep)
+        return observations @ self.w1 + self.b1
+
+    def logits(self, pre_activations, neuron_mask):
+        """Output of every network: Z (..., A, N, H) with neuron_mask (..., A, 3, H) -> (..., A, N, O)."""
+        return masked_hidden(pre_activations, neuron_mask.unsqueeze(-3)) @ self.w2 + self.b2
+
+    def mask_to_logits(self, pre_activations):
+        """For fixed Z (C, A, N, H), the matrix P (C, A, 2H, N * O) with
+        logits = [mask row 1, mask row 2] @ P + b2: with Z fixed, the logits are linear in the
+        mask, so a mask-training step needs one small matrix product instead of the network."""
+        z_and_relu = torch.cat([pre_activations, torch.relu(pre_activations)], dim=-1)  # (C, A, N, 2H)
+        w2_twice = torch.cat([self.w2, self.w2], dim=-2)                                 # (A, 2H, O)
+        per_neuron = z_and_relu.unsqueeze(-1) * w2_twice.unsqueeze(-3)                  # (C, A, N, 2H, O)
+        return per_neuron.transpose(-3, -2).flatten(-2)
 
 
 def stack_trajectories(trajectories):

@@ -1,102 +1,24 @@
-"""Many independent PPO learners trained as one batched computation (after PureJaxRL).
+"""The kernels of the batched PPO engine (decomposition.ppo): the learners' networks stacked, and
+the operations that make an update cheap on a CPU. None changes anything but floating-point
+rounding, and none lets a learner's numbers depend on the other learners in its batch.
 
-Each learner is exactly the PPO of CleanRL's ppo.py that it would be alone: its own task, seed,
-environments, rollout, advantage normalisation, minibatch order, gradient-norm clipping,
-learning-rate schedule and stopping rule. Only the tensor operations are shared: the learners'
-parameters are stacked along a first axis of size L, every layer is one batched matrix product,
-and one backward pass and one Adam step update all of them. A learner's loss depends on its own
-parameters only, so the gradient of the summed loss is each learner's own gradient. Learners
-that finish leave the batch; tests/test_batched_ppo.py checks that a learner's weights are
-bit-identical whether it trains alone or beside others.
-
-Five things make the update cheap on a CPU; they change nothing but floating-point rounding.
-The networks run once per distinct observation of a minibatch (DistinctRows: ComboGrid has a few
-hundred observations, and a minibatch of 512 rows holds about 160 distinct ones). The actor's
-and the critic's first layers are one layer, and on 0/1 observations it adds the weights of the
-inputs that are 1 rather than multiplying by all of them (SparseFirstLayer). tanh is computed from
-a sigmoid (fast_tanh). Adam is torch's fused kernel (StackedAdam).
-
-The environments are any object with the interface of combogrid.ComboGridVec: `num_actions`,
-`observation_size`, `reset()`, `step(actions)` returning new arrays (observations, rewards,
-dones, primitive steps), `keep(learners)` and `greedy_solved(act)`. An action may run for several
-primitive steps (an option): the budget and the learning-rate schedule count primitive steps.
-Environments whose observations are vectors of 0s and 1s say so with `binary_observations = True`;
-only then are equal observations recognised as such (otherwise every row counts as distinct).
+- DistinctRows: the networks run once per distinct observation of a minibatch (ComboGrid has a
+  few hundred observations; a minibatch of 512 rows holds about 160 distinct ones).
+- StackedPolicies: the actor's and the critic's first layers are one layer, and every parameter
+  is a view of one tensor (L, P), so clipping and Adam see one tensor.
+- SparseFirstLayer with NonzeroInputs: on 0/1 observations the first layer adds the weight rows
+  of the inputs that are 1 instead of multiplying by all 59.
+- RowChunkedLinear: weight gradients summed over fixed chunks of rows, so that padding rows add
+  exact zeros.
+- fast_tanh: tanh from a sigmoid, twice as fast here.
+- StackedAdam: torch's fused Adam kernel, one pass over the parameters.
 """
 
-import time
-from dataclasses import dataclass, field
 from functools import partial
 from itertools import groupby
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from gymnasium import spaces
-
-from memory import keep_freed_memory
-from ppo_agent import PPOAgent
-
-
-@dataclass
-class PPOSettings:
-    """CleanRL ppo.py's hyper-parameters, per learner (train_ppo.Args extends them)."""
-    hidden_size: int = 64
-    """neurons of the actor's hidden layer"""
-    total_timesteps: int = 3_000_000
-    """most primitive environment steps per learner"""
-    optimal_checks: int = 10
-    """consecutive iterations with an optimal greedy policy that end a learner's training (0: never)"""
-    learning_rate: float = 1e-3
-    """Adam learning rate, annealed linearly to 0 over total_timesteps"""
-    num_envs: int = 16
-    """parallel environments per learner"""
-    num_steps: int = 128
-    """steps per environment per rollout"""
-    gamma: float = 0.99
-    """discount factor"""
-    gae_lambda: float = 0.95
-    """lambda of generalized advantage estimation"""
-    num_minibatches: int = 4
-    """minibatches per epoch"""
-    update_epochs: int = 4
-    """epochs over each rollout"""
-    clip_coef: float = 0.2
-    """surrogate clipping coefficient"""
-    ent_coef: float = 0.01
-    """entropy bonus coefficient"""
-    vf_coef: float = 0.5
-    """value loss coefficient"""
-    max_grad_norm: float = 0.5
-    """gradient clipping norm"""
-
-
-def memory_estimate(learners, processes=1):
-    """Bytes a batched run of this many learners needs, roughly: measured here as 270 MB per process
-    plus 3.2 MB per learner (rollout buffers and stacked parameters), with a margin."""
-    return 300e6 * processes + 4e6 * learners
-
-
-MEMORY_LIMIT = 4e9
-
-
-@dataclass
-class LearnerResult:
-    """What one learner ended with."""
-    seed: int
-    state_dict: dict              # PPOAgent's state_dict
-    steps: int                    # primitive environment steps taken
-    solved: bool                  # its greedy policy solved the task at the last check
-    first_solved_step: int = -1   # primitive steps when a greedy check first succeeded (-1: never)
-    curve: list = field(default_factory=list)  # (primitive steps, mean return of the episodes ended)
-
-
-def initial_agent(seed, observation_size, num_actions, hidden_size):
-    """The PPOAgent a learner starts from: CleanRL's initialisation under torch.manual_seed(seed)."""
-    torch.manual_seed(seed)
-    shapes = type("Spaces", (), {"observation_space": spaces.Box(0, 1, (observation_size,)),
-                                 "action_space": spaces.Discrete(num_actions)})
-    return PPOAgent(shapes, hidden_size)
 
 
 ROW_CHUNK = 32
@@ -176,26 +98,26 @@ class DistinctRows:
     """Rows of observations stored once per distinct observation: `observations` (L, M, D), each
     learner's distinct ones in the order of their keys, padded to a multiple of ROW_CHUNK rows with
     copies of its first; `inverse` (L, N), the row of `observations` each row equals; for 0/1
-    observations, `ones` (Ones), where their ones are.
+    observations, `nonzero` (NonzeroInputs), where their ones are.
 
     A policy's outputs on a row are its outputs on that row's distinct observation, so the network
     runs on M rows rather than N: about a third as many in PPO's minibatches here.
     """
 
-    def __init__(self, observations, inverse, ones=None):
-        self._observations, self.inverse, self.ones = observations, inverse, ones
+    def __init__(self, observations, inverse, nonzero=None):
+        self._observations, self.inverse, self.nonzero = observations, inverse, nonzero
 
     @property
     def observations(self):
-        """(L, M, D); a minibatch's are gathered when first asked for (SparseFirstLayer reads `ones`)."""
+        """(L, M, D); a minibatch's are gathered when first asked for (SparseFirstLayer reads `nonzero`)."""
         if callable(self._observations):
             self._observations = self._observations()
         return self._observations
 
     @property
     def inputs(self):
-        """What the first layer reads: `ones` for 0/1 observations, else the observations."""
-        return self.observations if self.ones is None else self.ones
+        """What the first layer reads: `nonzero` for 0/1 observations, else the observations."""
+        return self.observations if self.nonzero is None else self.nonzero
 
     @classmethod
     def of(cls, observations, binary):
@@ -209,7 +131,7 @@ class DistinctRows:
         first_row = torch.zeros(keys.shape[0], padded(int(slots[:, -1].max()) + 1), dtype=torch.long)
         first_row.scatter_(1, slots, order)
         distinct = gather_rows(observations, first_row)
-        return cls(distinct, inverse, Ones.of(distinct) if binary else None)
+        return cls(distinct, inverse, NonzeroInputs.of(distinct) if binary else None)
 
     def select(self, rows):
         """The distinct rows among rows (L, n) of these rows (indices into N)."""
@@ -222,8 +144,8 @@ class DistinctRows:
         source = torch.zeros(len(ids), size + 1, dtype=torch.long)
         source.scatter_(1, target, torch.arange(present.shape[1]).expand_as(target))
         source = source[:, :size]
-        ones = None if self.ones is None else self.ones.select(source, present, slots)
-        return DistinctRows(partial(gather_rows, self.observations, source), slots.gather(1, ids), ones)
+        nonzero = None if self.nonzero is None else self.nonzero.select(source, present, slots)
+        return DistinctRows(partial(gather_rows, self.observations, source), slots.gather(1, ids), nonzero)
 
     def spread(self, outputs):
         """Outputs (L, M, ...) per distinct observation -> outputs (L, N, ...) per row."""
@@ -241,7 +163,7 @@ def gather_rows(values, rows):
     return values.reshape(learners * size, -1).index_select(0, flat_rows).view(*rows.shape, *values.shape[2:])
 
 
-class Ones:
+class NonzeroInputs:
     """Where the ones of 0/1 observations (L, M, D) are, for SparseFirstLayer: a ComboGrid observation
     has 2 to 4 ones in 59, so a first layer that adds the weights of those inputs does a small part
     of a matrix product's work.
@@ -269,16 +191,16 @@ class Ones:
                    torch.ones(len(row)))
 
     def select(self, source, present, slots):
-        """These rows' Ones at rows `source` (L, m); present (L, M) marks the rows selected and
+        """These rows' NonzeroInputs at rows `source` (L, m); present (L, M) marks the rows selected and
         slots (L, M) gives their new row. Every entry stays, with weight 0 if its row is left out."""
         # a left-out entry keeps a valid row (its weight is 0): the slot of the row before it, or 0
         new_rows = slots.clamp_min(0) + source.shape[1] * torch.arange(len(slots)).unsqueeze(1)
-        return Ones(gather_rows(self.lists, source), self.offsets, new_rows.view(-1).index_select(0, self.rows),
+        return NonzeroInputs(gather_rows(self.lists, source), self.offsets, new_rows.view(-1).index_select(0, self.rows),
                     present.view(-1).float().index_select(0, self.rows))
 
 
 class SparseFirstLayer(torch.autograd.Function):
-    """The first layer on 0/1 observations given as Ones, without a matrix product: a row's output is
+    """The first layer on 0/1 observations given as NonzeroInputs, without a matrix product: a row's output is
     the sum of the weight rows of its inputs that are 1 (weight is stored input-major, (L, D, O)),
     then the bias, by one embedding_bag over `table`, the policies' parameters viewed as rows of O.
     The terms are added in the order the product adds them, so the outputs are the product's, bit
@@ -287,24 +209,24 @@ class SparseFirstLayer(torch.autograd.Function):
     does not depend on its neighbours. The bias gradient is summed by chunks, as in RowChunkedLinear."""
 
     @staticmethod
-    def forward(ctx, ones, table, weight, bias, table_rows):
+    def forward(ctx, nonzero, table, weight, bias, table_rows):
         # weight (L, D, O) and bias (L, O) are the parameters `table` holds, named for autograd
         learners, size, outputs = weight.shape
-        lists, rows = ones.lists, ones.lists.shape[1]
+        lists, rows = nonzero.lists, nonzero.lists.shape[1]
         # learner l's parameters are table rows l * table_rows ...: weight rows, the bias row, and zeros last
         base = (torch.arange(learners) * table_rows).view(learners, 1, 1)
         bias_row = torch.full_like(lists[..., :1], size)
         indices = torch.cat([torch.where(lists >= 0, lists, table_rows - 1), bias_row], -1)
         sums = F.embedding_bag((indices + base).view(learners * rows, -1), table, mode="sum")
-        ctx.ones = ones
+        ctx.nonzero = nonzero
         return sums.view(learners, rows, outputs)
 
     @staticmethod
     def backward(ctx, grad):
-        ones = ctx.ones
+        nonzero = ctx.nonzero
         learners, rows, outputs = grad.shape
-        grad_weight = F.embedding_bag(ones.rows, grad.reshape(learners * rows, outputs), ones.offsets, mode="sum",
-                                      per_sample_weights=ones.weights)
+        grad_weight = F.embedding_bag(nonzero.rows, grad.reshape(learners * rows, outputs), nonzero.offsets, mode="sum",
+                                      per_sample_weights=nonzero.weights)
         return None, None, grad_weight.view(learners, -1, outputs), *chunk_sums(bias_chunk_sums(grad)), None
 
 
@@ -420,9 +342,9 @@ class StackedPolicies:
         return self._value_head(Tanh.apply(self._first_layer(x, 1)))
 
     def logits_and_values(self, x):
-        """Both, with one product for the two first layers; x (L, B, D), or Ones (SparseFirstLayer)."""
+        """Both, with one product for the two first layers; x (L, B, D), or NonzeroInputs (SparseFirstLayer)."""
         weight, bias = self.params["first.weight"], self.params["first.bias"]
-        if isinstance(x, Ones):
+        if isinstance(x, NonzeroInputs):
             first = SparseFirstLayer.apply(x, self.table, weight, bias, self.table_rows)
         else:
             first = self._linear(x, weight.transpose(1, 2), bias)
@@ -474,191 +396,3 @@ class StackedAdam:
             torch._fused_adam_(*([t] for t in run), [], [self.steps], lr=rate, beta1=self.betas[0],
                                beta2=self.betas[1], weight_decay=0.0, eps=self.eps, amsgrad=False, maximize=False)
             start = end
-
-
-def clip_gradients(grad, max_norm):
-    """Scale each learner's gradient (a row of grad (L, P)) so that its norm is at most max_norm."""
-    scale = (max_norm / (torch.linalg.vector_norm(grad, dim=1) + 1e-6)).clamp(max=1.0)
-    grad.mul_(scale.unsqueeze(1))
-
-
-def sample(logits, uniforms):
-    """Draw one action per row of logits (L, B, A) by inverting the CDF at uniforms (L, B)."""
-    cdf = torch.softmax(logits, dim=-1).cumsum(-1)[..., :-1]
-    return (cdf <= uniforms.unsqueeze(-1)).sum(-1)
-
-
-def advantage_estimates(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
-    """Generalized advantage estimation over a rollout (T, L, E), per learner and environment."""
-    advantages = np.zeros_like(rewards)
-    last_gae = np.zeros_like(next_value)
-    for t in reversed(range(len(rewards))):
-        next_non_terminal = 1.0 - (next_done if t == len(rewards) - 1 else dones[t + 1])
-        following = next_value if t == len(rewards) - 1 else values[t + 1]
-        delta = rewards[t] + gamma * following * next_non_terminal - values[t]
-        advantages[t] = last_gae = delta + gamma * gae_lambda * next_non_terminal * last_gae
-    return advantages
-
-
-def clipped_surrogate_loss(advantages, ratio, clip_coef):
-    """PPO's per-row policy loss max(-A r, -A clip(r, 1 - c, 1 + c)), with torch.max's values and gradient.
-
-    Inside the clip range the two terms tie; there max's backward gives each half the gradient, and
-    the halves add up exactly to the whole that `where` gives the first (test): the same bits from a
-    backward of two operations instead of about ten."""
-    unclipped, clipped = -advantages * ratio, -advantages * ratio.clamp(1 - clip_coef, 1 + clip_coef)
-    return torch.where(unclipped >= clipped, unclipped, clipped)
-
-
-def normalized(advantages):
-    """Advantages (..., M) normalised over their last axis, as CleanRL's ppo.py does per minibatch
-    (the same numbers whatever the leading axes: each row is reduced alone)."""
-    return (advantages - advantages.mean(-1, keepdim=True)) / (advantages.std(-1, keepdim=True) + 1e-8)
-
-
-class BatchedPPO:
-    """L PPO learners on the L learners' environments `envs`, learner i seeded with seeds[i]."""
-
-    def __init__(self, envs, seeds, settings):
-        assert envs.num_learners == len(seeds) and envs.num_envs == settings.num_envs
-        self.envs, self.seeds, self.settings = envs, list(seeds), settings
-        agents = [initial_agent(seed, envs.observation_size, envs.num_actions, settings.hidden_size)
-                  for seed in seeds]
-        self.policies = StackedPolicies(agents)
-        self.optimizer = StackedAdam(self.policies.flat, eps=1e-5)
-        self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
-
-    def greedy_actions(self, observations):
-        """Greedy actions (L, n) of every learner on its own observations (L, n, D)."""
-        with torch.no_grad():
-            logits = self.policies.logits(torch.as_tensor(observations))
-        return torch.argmax(torch.softmax(logits, -1), -1).numpy()
-
-    def train(self, on_iteration=None):
-        """Train until every learner has finished; returns one LearnerResult per learner, in order.
-
-        A learner finishes when its greedy policy has solved its task at `optimal_checks`
-        consecutive iterations (never, if 0) or when it has used its budget of primitive steps.
-        on_iteration(progress), if given, is called after every iteration with a dict of counts.
-        """
-        keep_freed_memory()  # an update's tensors are megabytes: reused, not page-faulted in afresh
-        s, envs = self.settings, self.envs
-        num_learners, batch_size = len(self.seeds), s.num_envs * s.num_steps
-        minibatch_size = batch_size // s.num_minibatches
-        active = list(range(num_learners))  # original indices of the learners still training
-        results = [None] * num_learners
-        steps = np.zeros(num_learners, dtype=np.int64)
-        streaks = np.zeros(num_learners, dtype=np.int64)
-        first_solved = np.full(num_learners, -1)
-        curves = [[] for _ in range(num_learners)]
-        episode_returns = np.zeros((num_learners, s.num_envs))  # of the learners still training
-
-        next_obs = torch.as_tensor(envs.reset())
-        next_done = np.zeros((num_learners, s.num_envs), dtype=np.float32)
-        start = time.time()
-        while active:
-            count = len(active)
-            learning_rates = s.learning_rate * torch.as_tensor(
-                np.maximum(0.0, 1.0 - steps[active] / s.total_timesteps), dtype=torch.float32)
-            obs, logits, actions = [], [], []  # per step, stacked after the rollout (cheaper than writing slices)
-            rewards, dones = (np.zeros((s.num_steps, count, s.num_envs), dtype=np.float32) for _ in range(2))
-            returns_ended, episodes_ended, rollout_steps = np.zeros(count), np.zeros(count, dtype=np.int64), 0
-            # the rollout's action-sampling draws at once: the same numbers as one draw per step
-            uniforms = torch.stack([torch.rand(s.num_steps, s.num_envs, generator=self.generators[i]) for i in active])
-            with torch.no_grad():
-                for t in range(s.num_steps):
-                    obs.append(next_obs)
-                    dones[t] = next_done
-                    logits.append(self.policies.logits(next_obs))
-                    actions.append(sample(logits[t], uniforms[:, t]))
-                    observation, rewards[t], done, primitive = envs.step(actions[t].numpy())
-                    rollout_steps += primitive.sum(1)
-                    episode_returns += rewards[t]
-                    returns_ended += np.where(done, episode_returns, 0.0).sum(1)
-                    episodes_ended += done.sum(1)
-                    episode_returns[done] = 0.0
-                    next_obs, next_done = torch.as_tensor(observation), done.astype(np.float32)
-
-            steps[active] += rollout_steps
-            logits, actions = torch.stack(logits, 1), torch.stack(actions, 1)  # (L, T, E, ...)
-            # the rollout's rows (L, T * E), then the next observations: values once per distinct observation
-            b_obs = torch.stack([*obs, next_obs], 1).flatten(1, 2)
-            rollout = DistinctRows.of(b_obs, getattr(envs, "binary_observations", False))
-            with torch.no_grad():
-                b_values = rollout.spread(self.policies.value(rollout.observations))
-            values = b_values[:, :batch_size].view(count, s.num_steps, s.num_envs).transpose(0, 1).numpy()
-            advantages = advantage_estimates(rewards, values, dones, b_values[:, batch_size:].numpy(), next_done,
-                                             s.gamma, s.gae_lambda)
-            b_advantages = torch.as_tensor(advantages).transpose(0, 1).flatten(1)  # (T, L, E) -> (L, T * E)
-            b_returns = b_advantages + b_values[:, :batch_size]
-            b_actions = actions.flatten(1)
-            b_logprobs = torch.log_softmax(logits.flatten(1, 2), -1).gather(-1, b_actions.unsqueeze(-1)).squeeze(-1)
-            for _ in range(s.update_epochs):
-                order = torch.stack([torch.randperm(batch_size, generator=self.generators[i]) for i in active])
-                # the epoch's minibatches at once, (minibatches, L, minibatch size): one gather per array
-                mb_actions, mb_logprobs, mb_advantages, mb_returns, mb_values = (
-                    x.gather(1, order).view(count, s.num_minibatches, minibatch_size).transpose(0, 1).contiguous()
-                    for x in (b_actions, b_logprobs, b_advantages, b_returns, b_values))
-                for rows, *minibatch in zip(order.split(minibatch_size, dim=1), mb_actions, mb_logprobs,
-                                            normalized(mb_advantages), mb_returns, mb_values):
-                    self.update(rollout.select(rows), *minibatch, learning_rates=learning_rates)
-
-            solved = envs.greedy_solved(self.greedy_actions)
-            done_now = []
-            for k, i in enumerate(active):
-                streaks[i] = streaks[i] + 1 if solved[k] else 0
-                if solved[k] and first_solved[i] < 0:
-                    first_solved[i] = steps[i]
-                curves[i].append((int(steps[i]), float(returns_ended[k] / episodes_ended[k]) if episodes_ended[k]
-                                  else float("nan")))
-                if (s.optimal_checks and streaks[i] >= s.optimal_checks) or steps[i] >= s.total_timesteps:
-                    results[i] = LearnerResult(self.seeds[i], self.policies.state_dict(k), int(steps[i]),
-                                               bool(solved[k]), int(first_solved[i]), curves[i])
-                    done_now.append(k)
-            if done_now:
-                kept = [k for k in range(count) if k not in done_now]
-                active = [active[k] for k in kept]
-                if active:
-                    self._keep(kept)
-                    next_obs, next_done, episode_returns = next_obs[kept], next_done[kept], episode_returns[kept]
-            if on_iteration is not None:
-                finished = [r for r in results if r is not None]
-                on_iteration({"steps": int(steps.sum()), "learners": num_learners, "finished": len(finished),
-                              "solved": sum(r.solved for r in finished), "seconds": time.time() - start,
-                              "budget_left": int(np.maximum(0, s.total_timesteps - steps[active]).sum())})
-        return results
-
-    def _keep(self, kept):
-        self.policies.keep(kept)
-        self.optimizer.keep(kept)
-        self.envs.keep(kept)
-
-    def loss(self, minibatch, actions, old_logprobs, advantages, returns, old_values):
-        """Each learner's PPO loss (L,) on its minibatch: the observations as DistinctRows, the
-        rest (L, M), the advantages normalised over the minibatch (`normalized`)."""
-        s = self.settings
-        # per distinct observation
-        logits, values = self.policies.logits_and_values(minibatch.inputs)
-        log_probs = torch.log_softmax(logits, -1)
-        entropy = minibatch.spread(-(log_probs.exp() * log_probs).sum(-1))
-        # each row's action's log-probability, read from its distinct observation's
-        new_logprobs = log_probs.flatten(1).gather(1, minibatch.inverse * log_probs.shape[-1] + actions)
-        ratio = (new_logprobs - old_logprobs).exp()
-        pg_loss = clipped_surrogate_loss(advantages, ratio, s.clip_coef).mean(1)
-        new_values = minibatch.spread(values)
-        clipped_values = old_values + (new_values - old_values).clamp(-s.clip_coef, s.clip_coef)
-        v_loss = 0.5 * torch.max((new_values - returns) ** 2, (clipped_values - returns) ** 2).mean(1)
-        return pg_loss - s.ent_coef * entropy.mean(1) + s.vf_coef * v_loss
-
-    def gradient(self, *minibatch):
-        """Each learner's gradient (L, P) of its loss, laid out as StackedPolicies.flat."""
-        for p in self.policies.params.values():
-            p.grad = None
-        self.loss(*minibatch).sum().backward()  # a learner's loss depends on its parameters only
-        return self.policies.flat_grad()
-
-    def update(self, *minibatch, learning_rates):
-        """One clipped-surrogate step on a minibatch of every learner (the arguments of loss)."""
-        grad = self.gradient(*minibatch)
-        clip_gradients(grad, self.settings.max_grad_norm)
-        self.optimizer.step(self.policies.flat, grad, learning_rates)

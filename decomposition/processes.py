@@ -1,6 +1,6 @@
 """Independent PPO learners spread over processes, one core and one torch thread each.
 
-batched_ppo.BatchedPPO trains many learners as one batched computation, but much of an
+decomposition.ppo.BatchedPPO trains many learners as one batched computation, but much of an
 iteration's work is too small for torch to split between threads (the rollout's environment
 steps, the loss's per-row operations, one random permutation per learner and epoch): with two
 threads, the second core mostly waits. So the learners are dealt out to `processes` processes
@@ -20,7 +20,7 @@ from dataclasses import replace
 
 import torch
 
-from batched_ppo import BatchedPPO
+from decomposition.ppo import BatchedPPO
 
 
 class TrainingFailed(Exception):
@@ -41,6 +41,7 @@ def _train_share(envs_of, seeds, settings, learners, messages, process):
     """A process's share: BatchedPPO on one thread, each iteration's progress and then its results
     (or the error that stopped it) sent on `messages`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler raises; a worker just ends
     try:
         torch.set_num_threads(1)
         ppo = BatchedPPO(envs_of(learners), [seeds[j] for j in learners], settings)

@@ -1,6 +1,7 @@
 """Files replaced whole or not at all, whatever interrupts the write (a failing write, a full
-disk, Ctrl-C): a single file, or a set of files that belong together."""
+disk, Ctrl-C, SIGTERM): a single file, or a set of files that belong together."""
 
+import json
 import os
 import signal
 import tempfile
@@ -34,11 +35,19 @@ def write_atomically(path, write):
     write_file_set(os.path.dirname(path) or ".", {os.path.basename(path): write})
 
 
+def json_writer(data, indent=None):
+    """A writer for write_file_set and write_atomically: `data` as JSON at the path it is given."""
+    def write(path):
+        with open(path, "w") as file:
+            json.dump(data, file, indent=indent)
+    return write
+
+
 def write_file_set(folder, writers, stale=()):
     """Write the files {name: write(temporary path)} into `folder` as one set.
 
     Every file is first written to a temporary file; only when all are complete are they moved
-    into place, with Ctrl-C held back for those few renames, and the files named in `stale` that
+    into place, with Ctrl-C and SIGTERM held back for those few renames, and the files named in `stale` that
     the new set does not include are removed (so that no file of an older run is left beside the
     new ones). If anything fails or is interrupted before that, the temporary files are removed
     and the folder keeps its old files untouched.
@@ -47,7 +56,7 @@ def write_file_set(folder, writers, stale=()):
     try:
         for name, write in writers.items():
             write(temporaries[name])
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
             for name, temporary in temporaries.items():
                 os.replace(temporary, os.path.join(folder, name))

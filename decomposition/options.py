@@ -15,8 +15,9 @@ import os
 import numpy as np
 import torch
 
-from combogrid import COMBO_LENGTH, COMBOS, MOVE_NAMES, ComboGym
-from ppo_agent import StackedActors, fingerprint, greedy_actions, load_agent, rollout
+from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, ComboGym
+from decomposition.masks import StackedActors
+from ppo_agent import fingerprint, greedy_actions, load_agent, rollout
 
 
 KIT_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
@@ -50,8 +51,8 @@ class ExtractedFunction:
         return rollout(env, self, steps, reset=False)
 
 
-def load_extracted_function(masks_path, sequence, base_model, seed_index=0, model_path=None):
-    """The function for `sequence` (e.g. "Up") extracted from network `base_model` (e.g. "TL-BR"),
+def load_extracted_function(masks_path, combo, base_model, seed_index=0, model_path=None):
+    """The function for `combo` (e.g. "Up") extracted from network `base_model` (e.g. "TL-BR"),
     from the masks.pt of main.py --save-dir. The network is the checkpoint the masks were learned
     on (its absolute path is stored; where that path does not exist, the kit's models/ file of the
     same name), or `model_path`; either must have the bytes the masks were learned on."""
@@ -63,14 +64,14 @@ def load_extracted_function(masks_path, sequence, base_model, seed_index=0, mode
         raise MaskFileError(f"cannot read {masks_path} as a masks.pt of main.py ({type(error).__name__})") from None
     if not isinstance(masks, dict) or "neuron_masks" not in masks:
         raise MaskFileError(f"{masks_path} is not a masks.pt written by main.py --save-dir")
-    for value, valid, what in ((sequence, masks["sequences"], "combo"), (base_model, masks["base_models"], "network")):
+    for value, valid, what in ((combo, masks["combos"], "combo"), (base_model, masks["base_models"], "network")):
         if value not in valid:
             raise MaskFileError(f"unknown {what} {value!r}: {masks_path} has {', '.join(valid)}")
     seeds = len(masks["seeds"])
     if not isinstance(seed_index, int) or not 0 <= seed_index < seeds:
         raise MaskFileError(f"seed index {seed_index!r} out of range: {masks_path} has seeds 0 to {seeds - 1} "
                             f"(seeds {masks['seeds']} of the run)")
-    c, a = masks["sequences"].index(sequence), masks["base_models"].index(base_model)
+    c, a = masks["combos"].index(combo), masks["base_models"].index(base_model)
     path = model_path or masks["model_paths"][a]
     shipped = os.path.join(KIT_MODELS, os.path.basename(path))
     if model_path is None and "model_fingerprints" in masks and not os.path.isfile(path) and os.path.isfile(shipped):
@@ -90,7 +91,7 @@ def load_extracted_function(masks_path, sequence, base_model, seed_index=0, mode
 class ComboOptions:
     """The four true combos as fixed macro-actions: the upper bound of what an option can give."""
 
-    def __init__(self, names=MOVE_NAMES):
+    def __init__(self, names=COMBO_NAMES):
         self.table = np.array([COMBOS[name] for name in names])
 
     def __len__(self):

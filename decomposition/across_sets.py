@@ -16,8 +16,8 @@ from dataclasses import asdict, replace
 import numpy as np
 from tabulate import tabulate
 
-from atomic import write_atomically
-from combogrid import MOVE_NAMES, NEEDED_MOVES, PROBLEMS
+from decomposition.files import json_writer, write_atomically
+from combogrid import COMBO_NAMES, NEEDED_COMBOS, PROBLEMS
 
 SCHEMES = {"assignment": {"mask_inputs": False}, "inputs": {"mask_inputs": True}}
 
@@ -64,11 +64,11 @@ def study(args, learn_masks):
             paths = tuple(os.path.join(folder, f"{p}.pt") for p in PROBLEMS)
             result = learn_masks(replace(args, model_paths=paths, sets_dir=None, save_dir=None, **options))
             for s, seed in enumerate(result.seeds):
-                for c, sequence in enumerate(MOVE_NAMES):
+                for c, combo in enumerate(COMBO_NAMES):
                     for a, network in enumerate(PROBLEMS):
-                        runs.append({"set": folder, "scheme": scheme, "seed": seed, "sequence": sequence,
+                        runs.append({"set": folder, "scheme": scheme, "seed": seed, "combo": combo,
                                      "base_model": network, "masked_score": float(result.masked_score[s, c, a]),
-                                     "whole_combo": float(result.performs_combo[s, c, a].mean())})
+                                     "whole_combo": float(result.whole_combo[s, c, a].mean())})
     return {"args": asdict(args), "sets": folders, "schemes": list(SCHEMES), "runs": runs}
 
 
@@ -77,7 +77,7 @@ def per_set_means(data, scheme, value, needed):
     means = []
     for folder in data["sets"]:
         values = [r[value] for r in data["runs"] if r["set"] == folder and r["scheme"] == scheme
-                  and (r["sequence"] in NEEDED_MOVES[r["base_model"]]) == needed]
+                  and (r["combo"] in NEEDED_COMBOS[r["base_model"]]) == needed]
         means.append(np.mean(values))
     return np.array(means)
 
@@ -104,10 +104,5 @@ def summary(data):
 
 def save(data, folder):
     os.makedirs(folder, exist_ok=True)
-
-    def write_json(temporary):
-        with open(temporary, "w") as file:
-            json.dump(data, file)
-
-    write_atomically(os.path.join(folder, "sets.json"), write_json)
+    write_atomically(os.path.join(folder, "sets.json"), json_writer(data))
     print(f"wrote {folder}/sets.json")

@@ -7,7 +7,7 @@ part shows the current goal), with their own rewards:
 - "random": start and goal drawn uniformly among the 25 cells, distinct; +10 on reaching the goal,
   which terminates; 0 otherwise; truncated after 500 steps.
 
-`TaskGames` steps many games of one task; `TaskVec` gives PPO learners (batched_ppo) their
+`TaskGames` steps many games of one task; `TaskVec` gives PPO learners (decomposition.ppo) their
 environments, with the actions extended by options (options.OptionSet) that run for three
 primitive steps; `MultiGoalGym` and `RandomGoalGym` are the gymnasium environments, registered as
 ComboGrid-MultiGoal-v0 and ComboGrid-Random-v0 when combogrid is imported.
@@ -126,7 +126,7 @@ def macro_step(games, actions, options, running=None):
 
 
 class TaskVec:
-    """PPO's environments for many learners of one task (batched_ppo's interface, as
+    """PPO's environments for many learners of one task (decomposition.ppo.BatchedPPO's interface, as
     combogrid.ComboGridVec): `num_envs` games per learner, reset when an episode ends, actions
     0, 1, 2 and one per option of `options` (an options.OptionSet, or None for primitives only).
     Learner i draws its random starts and goals from its own generator, seeded with seeds[i]."""

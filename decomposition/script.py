@@ -1,0 +1,166 @@
+"""What every entry script shares: parse the options, check them, run, and end cleanly.
+
+    @fails_on(CheckpointError)          # errors that are the user's input: one line, exit 1
+    def main(args):
+        check(check_args(args))         # the first problem with the options, as ScriptError
+        ...
+
+    if __name__ == "__main__":
+        start(main, Args, unchanged="--save-dir keeps its previous files")
+
+Bad input ends a script with one `error: ...` line and exit status 1; Ctrl-C with exit status
+130 and SIGTERM with 143, each with one line saying what was left unchanged. Files are written
+whole or not at all (decomposition.files), so an interrupted run leaves nothing half-written.
+"""
+
+import contextlib
+import ctypes
+import functools
+import io
+import math
+import signal
+import sys
+from dataclasses import dataclass
+
+import tyro
+
+MEMORY_LIMIT = 4e9
+"""Bytes a run may plan to use: a run whose estimate is larger is refused before any work."""
+
+
+class ScriptError(Exception):
+    """What ends a script with one error line and exit 1: bad input, or output it cannot write; the message says which."""
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised where the main thread is, like KeyboardInterrupt for Ctrl-C."""
+
+
+def _terminate(signum, frame):
+    raise Terminated()
+
+
+def start(main, args_type, unchanged):
+    """Run main(parsed options) as a script. Ctrl-C exits with 130 and SIGTERM with 143, each with
+    one `error: interrupted; <unchanged>` line; `finally` blocks run either way, so temporary files
+    and child processes are cleaned up."""
+    signal.signal(signal.SIGTERM, _terminate)
+    try:
+        main(parse_args(args_type))
+    except KeyboardInterrupt:
+        print(f"error: interrupted; {unchanged}", file=sys.stderr)
+        sys.exit(130)
+    except Terminated:
+        print(f"error: terminated; {unchanged}", file=sys.stderr)
+        sys.exit(143)
+
+
+def fails_on(*errors):
+    """Decorate a script's main(args): ScriptError and these error types (the user's input) end it
+    with one `error: ...` line and exit status 1 (SystemExit, so tests can call main directly)."""
+    def decorate(main):
+        @functools.wraps(main)
+        def checked(args):
+            try:
+                return main(args)
+            except (ScriptError, *errors) as error:
+                sys.exit(f"error: {error}")
+        return checked
+    return decorate
+
+
+def parse_args(args_type):
+    """tyro.cli(args_type). A bad option (unknown, without its value, of the wrong type, not one of
+    the choices) ends the script with one `error: ...` line and exit status 1, like every other bad
+    input, instead of tyro's framed message; --help is tyro's own."""
+    framed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(framed):
+            return tyro.cli(args_type)
+    except SystemExit as stop:
+        if not stop.code:  # --help, printed on stdout
+            raise
+        sys.exit(f"error: {framed_message(framed.getvalue())}")
+
+
+def framed_message(text):
+    """The message of one of tyro's framed errors: the lines under its title, down to the first rule."""
+    lines = [line.strip().strip("│╭╮╰╯").strip() for line in text.splitlines()]
+    message = []
+    for line in lines[1:]:
+        if not line or line.startswith("─"):
+            break
+        message.append(line)
+    message = " ".join(message) or "invalid command-line arguments (see --help)"
+    return message.replace("Error parsing ", "cannot parse ", 1)
+
+
+@dataclass(frozen=True)
+class Range:
+    """The values an option may take: low <= value <= high (low < value if low_open); NaN never."""
+    low: float = -math.inf
+    high: float = math.inf
+    low_open: bool = False
+    words: str = ""
+    """how the message states the range; by default from the bounds"""
+
+    def holds(self, value):
+        above = value > self.low if self.low_open else value >= self.low
+        return above and value <= self.high  # False for NaN
+
+    def describe(self):
+        if self.words:
+            return self.words
+        if self.high == math.inf:
+            return "a positive number" if self.low == 0 and self.low_open else f"a number >= {self.low:g}"
+        return f"between {self.low:g} and {self.high:g}"
+
+
+POSITIVE = Range(0, math.inf, low_open=True, words="a positive number")
+"""Finite and above 0 (counts, sizes, learning rates)."""
+NON_NEGATIVE = Range(0, math.inf)
+"""Finite and at least 0 (coefficients, penalties)."""
+FRACTION = Range(0, 1)
+"""A discount or lambda."""
+
+
+def out_of_range(args, ranges):
+    """The first option of `args` outside its range ({field: Range}) as a message, or None.
+    Infinite values are out of range unless the range says `high=inf` and the value is finite."""
+    for name, allowed in ranges.items():
+        value = getattr(args, name)
+        if not (allowed.holds(value) and math.isfinite(value)):
+            return f"--{name.replace('_', '-')} must be {allowed.describe()}, got {value}"
+    return None
+
+
+def check(problem):
+    """Raise ScriptError(problem) if there is one (a check's message, or None)."""
+    if problem:
+        raise ScriptError(problem)
+
+
+def memory_problem(needed, what, advice):
+    """The message for a run that would need `needed` bytes, more than MEMORY_LIMIT, or None."""
+    if needed <= MEMORY_LIMIT:
+        return None
+    return (f"{what} would need about {needed / 1e9:.1f} GB (the limit is {MEMORY_LIMIT / 1e9:.0f} GB)"
+            + (f": {advice}" if advice else ""))
+
+
+def keep_freed_memory():
+    """Ask glibc's malloc to keep freed memory for reuse rather than hand it back to the system.
+
+    A mask-training step or a PPO update allocates and frees tensors of a megabyte or more; by
+    default glibc returns such blocks to the system, and every fresh page then costs a page fault:
+    about 7% of a main.py --mask-inputs run here, and 40,000 faults in six iterations of 40 PPO
+    learners. Elsewhere than glibc this does nothing.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3  # from glibc's malloc.h
+    mallopt(m_mmap_threshold, 32 * 2**20)  # serve blocks up to 32 MiB from the heap (the maximum)
+    mallopt(m_trim_threshold, 2**30)       # and keep up to 1 GiB of freed heap for reuse
