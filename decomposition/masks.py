@@ -193,62 +193,25 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
     (steps, S, C, A).
     """
     keep_freed_memory()
-    parameters = [neuron_theta]
-    if input_theta is not None:  # both as views of one tensor, so that Adam updates them in one pass
-        parameters = [torch.cat([neuron_theta.detach().flatten(), input_theta.detach().flatten()])]
-        neuron_theta, input_theta = (part.view(theta.shape) for part, theta in zip(
-            parameters[0].split([neuron_theta.numel(), input_theta.numel()]), (neuron_theta, input_theta)))
-    optimizer = Adam(parameters, lr=args.mask_learning_rate)
-    seeds, combos, networks = neuron_theta.shape[:3]
-    num_actions = actors.b2.shape[-1]
-    targets = actions[:, None, :, None].expand(seeds, combos, networks, -1, 1)
     if input_theta is None:
-        mask_to_logits = actors.mask_to_logits(actors.pre_activations(observations.unsqueeze(1)))
+        objective = NeuronMaskObjective(actors, observations, actions, weights, neuron_theta, discretize)
     else:
-        input_masked = InputMaskedNetworks(actors, observations, actions, weights, input_fill, seeds)
-
-    def neuron_masks_loss():
-        """The cross-entropy (S, C, A) of every mask on its training set, and a function that
-        sets the parameters' gradients: autograd through the linear-in-mask shortcut."""
-        neuron_mask = discretize(neuron_theta)
-        rows_1_2 = neuron_mask[..., 1:, :].flatten(-2).permute(1, 2, 0, 3)      # (C, A, S, 2H)
-        logits = (rows_1_2 @ mask_to_logits).permute(2, 0, 1, 3)                 # (S, C, A, N * O)
-        logits = logits.reshape(*logits.shape[:3], -1, num_actions) + actors.b2
-        nll = -torch.log_softmax(logits, dim=-1).gather(-1, targets).squeeze(-1)  # (S, C, A, N)
-        loss = (nll * weights[:, None, :]).sum(-1)
-        return loss.detach(), 0.0, lambda: loss.sum().backward()
-
-    def input_masks_loss():
-        """The same with input masks, plus their penalty; the gradients written out, in the order
-        autograd takes: the network's, then the estimator's (it passes the mask's gradient on to
-        the probabilities), then the softmax's own backward."""
-        with torch.no_grad():
-            neuron_probs, input_probs = torch.softmax(neuron_theta, dim=-2), torch.softmax(input_theta, dim=-2)
-            keep = (input_probs[..., 1, :] > input_probs[..., 0, :]).float()  # = one_hot_of_largest's row 1
-            loss = input_masked.loss(keep, one_hot_of_largest(neuron_probs))
-
-        def set_gradients():
-            grad_keep, grad_neuron_mask = input_masked.gradients()
-            grad_input_mask = torch.zeros_like(input_probs)
-            grad_input_mask[..., 1, :] = grad_keep + args.input_penalty
-            parameters[0].grad = torch.cat([
-                torch.ops.aten._softmax_backward_data(grad, probs, -2, probs.dtype).flatten()
-                for grad, probs in ((grad_neuron_mask, neuron_probs), (grad_input_mask, input_probs))])
-
-        return loss, args.input_penalty * keep.sum(-1), set_gradients
-
+        objective = InputMaskObjective(actors, observations, actions, weights, input_fill, neuron_theta,
+                                       input_theta, args.input_penalty)
+    neuron_theta, input_theta = objective.neuron_theta, objective.input_theta
+    optimizer = Adam(objective.parameters, lr=args.mask_learning_rate)
     best_objective = torch.full(neuron_theta.shape[:-2], float("inf"))
     best_loss = torch.zeros(neuron_theta.shape[:-2])
     best_neuron = neuron_theta.detach().clone()
     best_input = None if input_theta is None else input_theta.detach().clone()
     curves = []
     for step in range(args.mask_learning_steps):
-        loss, penalty, set_gradients = neuron_masks_loss() if input_theta is None else input_masks_loss()
-        objective = loss + penalty
+        loss, penalty, set_gradients = objective.evaluate()
         with torch.no_grad():  # keep, per mask, the one that produced the lowest objective
             curves.append(loss)
-            better = objective < best_objective
-            best_objective = torch.where(better, objective, best_objective)
+            total = loss + penalty
+            better = total < best_objective
+            best_objective = torch.where(better, total, best_objective)
             best_loss = torch.where(better, loss, best_loss)
             best_neuron = torch.where(better[..., None, None], neuron_theta, best_neuron)
             if input_theta is not None:
@@ -261,6 +224,61 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
     curves = torch.stack(curves)
     best_input_mask = None if best_input is None else discretize(best_input)[..., 1, :]
     return discretize(best_neuron), best_input_mask, curves[0], best_loss, curves
+
+
+class NeuronMaskObjective:
+    """The cross-entropy of neuron masks alone, by autograd through the linear-in-mask shortcut
+    (StackedActors.mask_to_logits)."""
+
+    def __init__(self, actors, observations, actions, weights, neuron_theta, discretize):
+        self.neuron_theta, self.input_theta, self.parameters = neuron_theta, None, [neuron_theta]
+        seeds, combos, networks = neuron_theta.shape[:3]
+        self.targets = actions[:, None, :, None].expand(seeds, combos, networks, -1, 1)
+        self.mask_to_logits = actors.mask_to_logits(actors.pre_activations(observations.unsqueeze(1)))
+        self.b2, self.weights, self.discretize = actors.b2, weights, discretize
+
+    def evaluate(self):
+        """The cross-entropy (S, C, A) of every mask on its training set, no penalty, and a function
+        that sets the parameters' gradients."""
+        neuron_mask = self.discretize(self.neuron_theta)
+        rows_1_2 = neuron_mask[..., 1:, :].flatten(-2).permute(1, 2, 0, 3)      # (C, A, S, 2H)
+        logits = (rows_1_2 @ self.mask_to_logits).permute(2, 0, 1, 3)            # (S, C, A, N * O)
+        logits = logits.reshape(*logits.shape[:3], -1, self.b2.shape[-1]) + self.b2
+        nll = -torch.log_softmax(logits, dim=-1).gather(-1, self.targets).squeeze(-1)  # (S, C, A, N)
+        loss = (nll * self.weights[:, None, :]).sum(-1)
+        return loss.detach(), 0.0, lambda: loss.sum().backward()
+
+
+class InputMaskObjective:
+    """The cross-entropy of input and neuron masks plus the penalty per kept input, with the
+    gradients written out (InputMaskedNetworks) in the order autograd takes: the network's, then
+    the estimator's (it passes the mask's gradient on to the probabilities), then the softmax's own
+    backward. Both parameters are views of one tensor, so that Adam updates them in one pass."""
+
+    def __init__(self, actors, observations, actions, weights, input_fill, neuron_theta, input_theta, penalty):
+        self.parameters = [torch.cat([neuron_theta.detach().flatten(), input_theta.detach().flatten()])]
+        self.neuron_theta, self.input_theta = (part.view(theta.shape) for part, theta in zip(
+            self.parameters[0].split([neuron_theta.numel(), input_theta.numel()]), (neuron_theta, input_theta)))
+        self.networks = InputMaskedNetworks(actors, observations, actions, weights, input_fill, len(neuron_theta))
+        self.penalty = penalty
+
+    def evaluate(self):
+        """The cross-entropy (S, C, A), the penalty of the kept inputs, and a function that sets the
+        parameters' gradients."""
+        with torch.no_grad():
+            neuron_probs, input_probs = torch.softmax(self.neuron_theta, dim=-2), torch.softmax(self.input_theta, dim=-2)
+            keep = (input_probs[..., 1, :] > input_probs[..., 0, :]).float()  # = one_hot_of_largest's row 1
+            loss = self.networks.loss(keep, one_hot_of_largest(neuron_probs))
+
+        def set_gradients():
+            grad_keep, grad_neuron_mask = self.networks.gradients()
+            grad_input_mask = torch.zeros_like(input_probs)
+            grad_input_mask[..., 1, :] = grad_keep + self.penalty
+            self.parameters[0].grad = torch.cat([
+                torch.ops.aten._softmax_backward_data(grad, probs, -2, probs.dtype).flatten()
+                for grad, probs in ((grad_neuron_mask, neuron_probs), (grad_input_mask, input_probs))])
+
+        return loss, self.penalty * keep.sum(-1), set_gradients
 
 
 def log_losses(step, steps, loss, set_names):
