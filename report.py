@@ -1,4 +1,4 @@
-"""Build answers.pdf, the assignment's answers, from runs of extraction.py.
+"""Build answers.pdf, the assignment's answers, from runs of main.py.
 
     python report.py              # run the four configurations and the study across network
                                   # sets into results/, then write answers.pdf
@@ -18,26 +18,26 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from decomposition import across_sets
 import downstream
 import main as extraction
 import train_ppo
-from decomposition.script import start
 from combogrid import COMBOS, COMBO_NAMES, PROBLEMS
-from decomposition.files import write_atomically
+from decomposition import across_sets, reuse
+from decomposition.pdf import Report
 from decomposition.results import save_results
+from decomposition.script import start
 
-# name: (extraction.py options, what the run is)
+# name: (main.py options, what the run is)
 RUNS = {
-    "default": ({}, "python extraction.py"),
-    "seeds": ({"num_seeds": 10}, "python extraction.py --num-seeds 10"),
-    "inputs": ({"num_seeds": 10, "mask_inputs": True}, "python extraction.py --num-seeds 10 --mask-inputs"),
+    "default": ({}, "python main.py"),
+    "seeds": ({"num_seeds": 10}, "python main.py --num-seeds 10"),
+    "inputs": ({"num_seeds": 10, "mask_inputs": True}, "python main.py --num-seeds 10 --mask-inputs"),
     "inputs_zero": ({"num_seeds": 10, "mask_inputs": True, "input_fill": "zero"},
-                    "python extraction.py --num-seeds 10 --mask-inputs --input-fill zero"),
+                    "python main.py --num-seeds 10 --mask-inputs --input-fill zero"),
 }
 NUM_SETS = 10
 TRAIN_SETS = f"python train_ppo.py --num-sets {NUM_SETS} --save-dir results/network_sets"
-STUDY = "python extraction.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
+STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
 REUSE = "python downstream.py --save-dir results/downstream"
 
 
@@ -48,7 +48,7 @@ class Args:
     output: str = "answers.pdf"
     """the PDF to write"""
     reuse: bool = False
-    """build from the results.json files already in results_dir instead of running extraction.py again"""
+    """build from the results.json files already in results_dir instead of running main.py again"""
     training_log: str = "models/training.json"
     """train_ppo.py's record of how the shipped networks were trained"""
     sets_dir: str = "results/network_sets"
@@ -106,7 +106,7 @@ def run_from(data, folder, command):
 
 
 def run_all(args):
-    """Run every configuration of RUNS with extraction.py's own functions, saving into results_dir."""
+    """Run every configuration of RUNS with main.py's own functions, saving into results_dir."""
     base = extraction.Args(log_every=0)
     agents = extraction.load_agents(base)
     for name, (options, command) in RUNS.items():
@@ -136,146 +136,27 @@ def input_kinds(kept, width=5):
     return counts.mean(0)
 
 
-class Report:
-    """A thin layer over fpdf2: headings, paragraphs, monospace blocks and figures."""
-
-    def __init__(self):
-        from fpdf import FPDF
-        self.pdf = FPDF(format="A4")
-        self.pdf.set_auto_page_break(True, margin=15)
-        self.pdf.set_margins(18, 15, 18)
-        self.pdf.add_page()
-
-    def title(self, text):
-        self.pdf.set_font("Helvetica", "B", 16)
-        self.pdf.multi_cell(0, 9, text)
-        self.pdf.ln(2)
-
-    def heading(self, text):
-        self.pdf.ln(3)
-        self.pdf.set_font("Helvetica", "B", 12.5)
-        self.pdf.multi_cell(0, 7, text)
-        self.pdf.ln(1)
-
-    def paragraph(self, text):
-        self.pdf.set_font("Helvetica", "", 10)
-        self.pdf.multi_cell(0, 5, text)
-        self.pdf.ln(2)
-
-    def monospace(self, text, size=8):
-        """A block of fixed-width text (a table, a summary), kept on one page."""
-        line_height = size * 0.45
-        self.keep_together(line_height * (text.count("\n") + 1))
-        self.pdf.set_font("Courier", "", size)
-        self.pdf.multi_cell(0, line_height, text)
-        self.pdf.ln(2)
-
-    def figure(self, path, width, caption):
-        from PIL import Image
-        with Image.open(path) as image:
-            height = width * image.height / image.width
-        self.keep_together(height + 12)  # the figure and its caption
-        self.pdf.image(path, x=(self.pdf.w - width) / 2, w=width)
-        self.pdf.set_font("Helvetica", "I", 9)
-        self.pdf.multi_cell(0, 4.5, caption)
-        self.pdf.ln(2)
-
-    def keep_together(self, height):
-        """Start a new page unless `height` mm still fit on this one."""
-        if self.pdf.will_page_break(height):
-            self.pdf.add_page()
-
-    def save(self, path):
-        write_atomically(path, self.pdf.output)
-
-
-def reuse_gains(data):
-    """Per task: AUC means and 95% intervals per condition, and the share of the combos' gain
-    over none that each condition recovers."""
-    gains = {}
-    for task in data["args"]["tasks"]:
-        auc = {c: downstream.confidence_interval([r["auc"] for r in data["runs"]
-                                                  if r["task"] == task and r["condition"] == c])
-               for c in data["args"]["conditions"]}
-        span = auc["combos"][0] - auc["none"][0]
-        gains[task] = {c: (auc[c], (auc[c][0] - auc["none"][0]) / span if span else float("nan")) for c in auc}
-    return gains
-
-
-def reuse_section(report, data):
-    """Section 5: the downstream study, its table, figure and an honest reading."""
-    args = data["args"]
-    report.heading("5. Are the extracted functions reusable?")
-    report.paragraph(
-        "The point of extracting sub-functions is to reuse them. downstream.py adds four options (one per "
-        "combo) to a PPO learner's three primitive actions and measures how fast it learns two new tasks "
-        "(SPEC.md): multi-goal (from the centre, four goals in turn, +10 each) and random (a random start and "
-        f"goal, +10 on reaching it). {args['num_seeds']} learners per condition and task, all seeds of a "
-        f"condition in one batched run, {args['budget']:,} primitive steps each (an option's three steps all "
-        "count). Conditions: none (primitives only); neurons and inputs (options from the assignment's masks "
-        "and from --mask-inputs masks, the mask with the lowest training loss per combo); not-needed (the "
-        "--mask-inputs masks of networks whose problem does not need the combo: the control); whole (the "
-        "four base networks unmasked); combos (the true combos: the upper bound). AUC: the mean episode "
-        "return over the budget divided by the maximum return, with a 95% bootstrap interval over seeds; "
-        "solved: the greedy policy solves the task optimally at the end (random: all 600 start-goal pairs).")
-    report.monospace(downstream.table(data["runs"], args["tasks"], args["conditions"]), size=6.5)
-    report.figure(os.path.join(os.path.dirname(data["path"]), "learning_curves.png"), 170,
-                  "Mean return over the seeds (normalised) with 95% bands, against primitive steps.")
-    reading = []
-    for task, gains in reuse_gains(data).items():
-        (none_mean, none_low, none_high), _ = gains["none"]
-        for condition in ("inputs", "neurons", "not-needed", "whole"):
-            if condition not in gains:
-                continue
-            (mean, low, high), share = gains[condition]
-            clear = "clear of" if low > none_high else "below" if high < none_low else "overlapping"
-            reading.append(f"{task}, {condition}: AUC {mean:.3f} [{low:.3f}, {high:.3f}], {share:.0%} of the "
-                           f"combos' gain over none, interval {clear} none's [{none_low:.3f}, {none_high:.3f}]")
-    report.paragraph("Read against the goal (inputs recover at least 80% of the combos' gain with intervals "
-                     "clear of none; the not-needed control at most 20%):\n" + ";\n".join(reading) + ".")
-    solved = {(t, c): np.mean([r["solved"] for r in data["runs"] if r["task"] == t and r["condition"] == c])
-              for t in args["tasks"] for c in args["conditions"]}
-    auc = {(t, c): np.mean([r["auc"] for r in data["runs"] if r["task"] == t and r["condition"] == c])
-           for t in args["tasks"] for c in args["conditions"]}
-    notes = ["Fraction of seeds whose final greedy policy is optimal: " + "; ".join(
-        f"{t}: " + ", ".join(f"{c} {solved[t, c]:.2f}" for c in args["conditions"]) for t in args["tasks"]) + "."]
-    if all(k in auc for k in (("multi-goal", "combos"), ("multi-goal", "inputs"))) and \
-            auc["multi-goal", "combos"] < auc["multi-goal", "inputs"]:
-        moves = data["moves_after_primitives"]
-        after = lambda c, n: np.mean(moves[c][str(n)])  # noqa: E731
-        notes.append("The fixed combos learn more slowly than the extracted functions, so they are not the upper "
-                     "bound the design assumed and the 'share of the combos' gain' exceeds 100%. Why, measured by "
-                     "downstream.moves_after_primitives: with one primitive action already in the combo buffer, "
-                     f"a fixed combo moves the agent as its combo from {after('combos', 1):.2f} of the starts "
-                     f"(two: {after('combos', 2):.2f}), the --mask-inputs options from {after('inputs', 1):.2f} "
-                     f"({after('inputs', 2):.2f}); from an empty buffer both move from {after('combos', 0):.2f} "
-                     f"and {after('inputs', 0):.2f}. The extracted functions read the buffer and complete a combo "
-                     "that the learner's own primitive actions began; the fixed combos straddle two buffer reads "
-                     "and do nothing. A learner that mixes primitives and options is helped by the first and "
-                     "stalled by the second.")
-    if ("multi-goal", "whole") in solved and solved["multi-goal", "whole"] == 0:
-        notes.append("The unmasked networks (whole) reach goals eventually, which the AUC counts, but never "
-                     "solve a task optimally (we did not study why).")
-    notes.append("The AUC counts a goal reached at any time within 500 steps, and its first iterations are "
-                 "biased upward: only the episodes that end early, that is the successful ones, are counted "
-                 "there. Whether the greedy policy is optimal is the sharper measure.")
-    report.paragraph(" ".join(notes))
-    report.paragraph(f"Command: {REUSE}. results/downstream/results.json holds one record per (task, "
-                     "condition, seed) with its AUC, whether it solved the task and when it first did.")
-
-
-def build(runs, training, study, sets_training, reuse, output):
+def build(runs, training, study, sets_training, reuse_study, output):
     """Write the PDF from the loaded runs, the study across network sets, the reuse study and the
-    training records."""
+    training records: a title, then sections 1 to 6 in order."""
     default, seeds, inputs, zero = runs["default"], runs["seeds"], runs["inputs"], runs["inputs_zero"]
-    needed = extraction.needed_pairs()
     report = Report()
     report.title("Neural decomposition on ComboGrid: answers")
     report.paragraph(
         "Every number below was computed by the kit's code and read from the runs' results.json "
         "files by report.py; nothing was typed by hand. The four base networks are the kit's own "
         "PPO networks in models/ (see 'How the numbers were produced' at the end).")
+    section_tables(report, default)
+    section_question_1(report, default, seeds)
+    section_across_sets(report, study, sets_training, seeds)
+    section_question_2(report, default, seeds, inputs, zero)
+    section_reuse(report, reuse_study)
+    section_method(report, runs, training)
+    report.save(output)
 
+
+def section_tables(report, default):
+    """1. The four score tables of the default run."""
     report.heading(f"1. The score tables of the default run ({default.command}, seed "
                    f"{default.args['seed']})")
     report.paragraph(
@@ -285,43 +166,57 @@ def build(runs, training, study, sets_training, reuse, output):
     for table in extraction.score_tables(default.masked, default.original):
         report.monospace(table)
 
-    d_need, d_not = extraction.group_means(default.masked)
-    o_need, o_not = default.original[needed].mean(), default.original[~needed].mean()
-    w_need, w_not = extraction.group_means(default.whole.mean(-1))
-    s_need, s_not = extraction.group_means(seeds.masked)
-    l_need, l_not = extraction.group_means(seeds.best_loss)
-    sw_need, sw_not = extraction.group_means(seeds.whole.mean(-1))
-    report.heading("2. Question 1: the two tests")
-    per_combo = []
+
+def scores_per_combo(default):
+    """One line per combo: the default run's Masked Score on the networks that need it and the others."""
+    needed = extraction.needed_pairs()
+    lines = []
     for c, combo in enumerate(COMBO_NAMES):
-        yes = ", ".join(f"{p} {default.masked[0, c, a]:.3f}" for a, p in enumerate(PROBLEMS) if needed[c, a])
-        no = ", ".join(f"{p} {default.masked[0, c, a]:.3f}" for a, p in enumerate(PROBLEMS) if not needed[c, a])
-        per_combo.append(f"{combo}: needed by {yes}; not needed by {no}.")
+        scores = {flag: ", ".join(f"{p} {default.masked[0, c, a]:.3f}" for a, p in enumerate(PROBLEMS)
+                                  if needed[c, a] == flag) for flag in (True, False)}
+        lines.append(f"{combo}: needed by {scores[True]}; not needed by {scores[False]}.")
+    return lines
+
+
+def section_question_1(report, default, seeds):
+    """2. Question 1: the two tests, on the default run and over 10 mask seeds."""
+    needed = extraction.needed_pairs()
+    default_needed, default_other = extraction.group_means(default.masked)
+    original_needed, original_other = default.original[needed].mean(), default.original[~needed].mean()
+    seeds_needed, seeds_other = extraction.group_means(seeds.masked)
+    whole_needed, whole_other = extraction.group_means(seeds.whole.mean(-1))
+    loss_needed, loss_other = extraction.group_means(seeds.best_loss)
+    report.heading("2. Question 1: the two tests")
     report.paragraph(
         "For each combo s, two of the four networks were trained on problems whose solutions use s "
         "and two were not. In the default run the masks for s score, per network:\n" +
-        "\n".join(per_combo) +
-        f"\nOn average the masks score {d_need[0]:.3f} on networks whose problem needs the combo and "
-        f"{d_not[0]:.3f} on the others (the unmasked networks: {o_need:.3f} and {o_not:.3f}). Over 10 "
-        f"seeds ({seeds.command}) the two groups score {mean_std(s_need)} and {mean_std(s_not)} "
-        "(mean ± standard deviation over seeds of the group mean).")
+        "\n".join(scores_per_combo(default)) +
+        f"\nOn average the masks score {default_needed[0]:.3f} on networks whose problem needs the combo and "
+        f"{default_other[0]:.3f} on the others (the unmasked networks: {original_needed:.3f} and "
+        f"{original_other:.3f}). Over 10 seeds ({seeds.command}) the two groups score {mean_std(seeds_needed)} "
+        f"and {mean_std(seeds_other)} (mean ± standard deviation over seeds of the group mean).")
     report.paragraph(
         "The score counts single actions, and a network that takes action 0 everywhere already scores "
         "2/3 on Up (0, 0, 1) without any notion of the combo, so the stricter measure is the "
         "fraction of test states from which the "
-        f"masked network takes the whole combo: {mean_std(sw_need)} for the needed pairs against "
-        f"{mean_std(sw_not)} for the others.")
+        f"masked network takes the whole combo: {mean_std(whole_needed)} for the needed pairs against "
+        f"{mean_std(whole_other)} for the others.")
     report.paragraph(
         "First test: a network whose problem needs s contains a sub-function that produces s, and the "
         "mask finds it: the masked network takes the combo on most of the 96 test states, including "
         "cells and problems it was never trained on, and far more often than the unmasked network, "
         "which follows its own problem's path. Second test: where s is not part of the solution the "
         "network encodes, no mask makes it produce s. The training loss shows it: the best masks reach "
-        f"a cross-entropy of {mean_std(l_need)} on the needed pairs but only {mean_std(l_not)} on the "
-        "others, so there the masks fit even their own training pairs much worse, and what they do fit "
+        f"a cross-entropy of {mean_std(loss_needed)} on the needed pairs but only {mean_std(loss_other)} on "
+        "the others, so there the masks fit even their own training pairs much worse, and what they do fit "
         "does not generalise. A high score for the needed pairs therefore does not come from masking "
         "being able to make any network do anything: it comes from functions the networks really "
         "learned as part of their solutions.")
+    seeds_summary_and_figures(report, seeds)
+
+
+def seeds_summary_and_figures(report, seeds):
+    """The 10-seed run's printed summary, its loss curves and the Up and Right heat maps."""
     report.paragraph(f"The summary {seeds.command} prints:")
     report.monospace(extraction.summary(seeds.masked, seeds.best_loss), size=7.5)
     report.figure(os.path.join(seeds.folder, "loss_curves.png"), 174,
@@ -333,9 +228,15 @@ def build(runs, training, study, sets_training, reuse, output):
                       "network; columns: test problem; G: goal (not a test state). The figures of all four "
                       f"combos are in {seeds.folder}/.")
 
-    set_need, set_not = (across_sets.per_set_means(study, "assignment", "masked_score", f) for f in (True, False))
-    in_need, in_not = (across_sets.per_set_means(study, "inputs", "masked_score", f) for f in (True, False))
-    report.heading(f"2b. Question 1 across {len(study['sets'])} independently trained network sets")
+
+def section_across_sets(report, study, sets_training, seeds):
+    """3. Question 1 again, on independently trained network sets."""
+    set_needed, set_other = (across_sets.per_set_means(study, "assignment", "masked_score", flag)
+                             for flag in (True, False))
+    inputs_needed, inputs_other = (across_sets.per_set_means(study, "inputs", "masked_score", flag)
+                                   for flag in (True, False))
+    seed_spread = np.std(extraction.group_means(seeds.masked)[0])
+    report.heading(f"3. Question 1 across {len(study['sets'])} independently trained network sets")
     report.paragraph(
         f"The numbers above rest on one set of four networks, and their spread is over mask seeds only. "
         f"{TRAIN_SETS} trains {len(study['sets'])} more sets ({sets_training['networks']} networks, "
@@ -344,30 +245,35 @@ def build(runs, training, study, sets_training, reuse, output):
     report.monospace(across_sets.summary(study), size=6.2)
     report.paragraph(
         f"What it changes in the answer to question 1: nothing in its direction, and it makes it a claim "
-        f"about PPO networks rather than about four of them. In every one of the {len(set_need)} sets the "
-        f"needed pairs score above the not-needed ones ({int((set_need > set_not).sum())}/{len(set_need)}; "
-        f"worst set {set_need.min():.3f} against {set_not.max():.3f}), and with --mask-inputs every set keeps "
-        f"the needed pairs at {in_need.min():.3f} or more and the not-needed at {in_not.max():.3f} or less. "
-        f"The spread over network sets ({set_need.std():.3f} for the needed pairs) is "
-        + (f"larger than over mask seeds ({np.std(s_need):.3f}): which networks PPO produced matters more "
+        f"about PPO networks rather than about four of them. In every one of the {len(set_needed)} sets the "
+        f"needed pairs score above the not-needed ones ({int((set_needed > set_other).sum())}/{len(set_needed)}; "
+        f"worst set {set_needed.min():.3f} against {set_other.max():.3f}), and with --mask-inputs every set "
+        f"keeps the needed pairs at {inputs_needed.min():.3f} or more and the not-needed at "
+        f"{inputs_other.max():.3f} or less. The spread over network sets ({set_needed.std():.3f} for the "
+        "needed pairs) is "
+        + (f"larger than over mask seeds ({seed_spread:.3f}): which networks PPO produced matters more "
            "than the mask's initialisation, but not enough to blur the two tests."
-           if set_need.std() > np.std(s_need) else
-           f"no larger than over mask seeds ({np.std(s_need):.3f}): the networks PPO produced matter no "
+           if set_needed.std() > seed_spread else
+           f"no larger than over mask seeds ({seed_spread:.3f}): the networks PPO produced matter no "
            "more than the mask's initialisation."))
 
-    i_need, i_not = extraction.group_means(inputs.masked)
-    z_need, z_not = extraction.group_means(zero.masked)
-    il_need, il_not = extraction.group_means(inputs.best_loss)
-    iw_need, iw_not = extraction.group_means(inputs.whole.mean(-1))
-    agent_kept, buffer_kept, goal_kept = input_kinds(inputs.kept)
-    pairs = sorted(set(default.training_pairs.values()))
-    pairs = f"{pairs[0]}" if len(pairs) == 1 else f"{pairs[0]} to {pairs[-1]}"
+
+def training_data_size(default):
+    """The size of a combo's training set, as text: its (state, action) pairs and combo executions."""
+    sizes = sorted(set(default.training_pairs.values()))
+    pairs = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
     executions = sorted({n // default.args["sequence_length"] for n in default.training_pairs.values()})
-    report.heading("3. Question 2: what the masking scheme is missing")
+    return pairs, " to ".join(map(str, executions))
+
+
+def section_question_2(report, default, seeds, inputs, zero):
+    """4. Question 2: what the masking scheme is missing, and the measured --mask-inputs remedy."""
+    pairs, executions = training_data_size(default)
+    report.heading("4. Question 2: what the masking scheme is missing")
     report.paragraph(
         "Even with the optimisation solved exactly, the scheme picks any mask that fits the training "
         f"data, and the data is small and narrow: each combo's set has {pairs} (state, action) pairs, "
-        f"the combo executed {' to '.join(map(str, executions))} times, at cells of two solution paths. "
+        f"the combo executed {executions} times, at cells of two solution paths. "
         "The mask chooses neurons but cannot choose what the extracted "
         "function reads: every neuron still sees the whole observation, including the agent's cell "
         "and the goal's cell. Along a solution path those inputs are fixed or vary with the path, so "
@@ -376,22 +282,7 @@ def build(runs, training, study, sets_training, reuse, output):
         "objective prefers, among the masks that fit, the simplest or most general one. A combo's "
         "actions depend only on the combo buffer, so the function we want to extract should read "
         "the buffer and nothing else.")
-    report.paragraph(
-        "Remedy (measured): extraction.py --mask-inputs learns, together with the neuron mask, a keep/drop "
-        f"mask over the {inputs.observation_size} inputs with the same softmax + straight-through "
-        "technique, adds a penalty "
-        f"of {inputs.args['input_penalty']} to the loss per kept input (the smallest function that "
-        "fits wins), and replaces a dropped input by its mean over the combo's training data, so "
-        f"that the function no longer depends on it. Over 10 seeds ({inputs.command}) the needed "
-        f"pairs score {mean_std(i_need)} against {mean_std(s_need)} for the assignment's scheme, and "
-        f"take the whole combo from {mean_std(iw_need)} of the test states (against {mean_std(sw_need)}). "
-        f"The second test still holds: the not-needed pairs score {mean_std(i_not)} and their best "
-        f"training loss stays at {mean_std(il_not)} against {mean_std(il_need)} for the needed pairs. "
-        f"The masks keep on average {agent_kept:.2f} agent cells, {buffer_kept:.2f} buffer entries "
-        f"and {goal_kept:.2f} goal cells: the extracted functions read the combo buffer. Replacing "
-        f"dropped inputs by 0 instead of their mean ({zero.command}) gives {mean_std(z_need)} and "
-        f"{mean_std(z_not)}: with zeros, the network sees states it never saw in training (no goal "
-        "at all), so the masks keep goal cells as a bias and fail on the problems with other goals.")
+    remedy_paragraph(report, seeds, inputs, zero)
     for run in (inputs, zero):
         report.paragraph(f"The summary {run.command} prints:")
         kept = np.array([[len(k) for k in row.flat] for row in run.kept]).reshape(run.masked.shape)
@@ -400,19 +291,149 @@ def build(runs, training, study, sets_training, reuse, output):
         report.figure(os.path.join(inputs.folder, f"heatmaps_{combo}.png"), 100,
                       f"The {combo} masks with --mask-inputs, over 10 seeds (compare with the figure above).")
 
-    reuse_section(report, reuse)
 
-    report.heading("4. How the numbers were produced")
+def remedy_paragraph(report, seeds, inputs, zero):
+    """--mask-inputs against the assignment's scheme, and the zero fill against the mean fill."""
+    assignment_needed, _ = extraction.group_means(seeds.masked)
+    assignment_whole_needed, _ = extraction.group_means(seeds.whole.mean(-1))
+    inputs_needed, inputs_other = extraction.group_means(inputs.masked)
+    inputs_whole_needed, _ = extraction.group_means(inputs.whole.mean(-1))
+    inputs_loss_needed, inputs_loss_other = extraction.group_means(inputs.best_loss)
+    zero_needed, zero_other = extraction.group_means(zero.masked)
+    agent_kept, buffer_kept, goal_kept = input_kinds(inputs.kept)
+    report.paragraph(
+        "Remedy (measured): main.py --mask-inputs learns, together with the neuron mask, a keep/drop "
+        f"mask over the {inputs.observation_size} inputs with the same softmax + straight-through "
+        "technique, adds a penalty "
+        f"of {inputs.args['input_penalty']} to the loss per kept input (the smallest function that "
+        "fits wins), and replaces a dropped input by its mean over the combo's training data, so "
+        f"that the function no longer depends on it. Over 10 seeds ({inputs.command}) the needed "
+        f"pairs score {mean_std(inputs_needed)} against {mean_std(assignment_needed)} for the assignment's "
+        f"scheme, and take the whole combo from {mean_std(inputs_whole_needed)} of the test states (against "
+        f"{mean_std(assignment_whole_needed)}). The second test still holds: the not-needed pairs score "
+        f"{mean_std(inputs_other)} and their best training loss stays at {mean_std(inputs_loss_other)} "
+        f"against {mean_std(inputs_loss_needed)} for the needed pairs. "
+        f"The masks keep on average {agent_kept:.2f} agent cells, {buffer_kept:.2f} buffer entries "
+        f"and {goal_kept:.2f} goal cells: the extracted functions read the combo buffer. Replacing "
+        f"dropped inputs by 0 instead of their mean ({zero.command}) gives {mean_std(zero_needed)} and "
+        f"{mean_std(zero_other)}: with zeros, the network sees states it never saw in training (no goal "
+        "at all), so the masks keep goal cells as a bias and fail on the problems with other goals.")
+
+
+def section_reuse(report, data):
+    """5. Are the extracted functions reusable? The downstream study: its table, figure and reading."""
+    args = data["args"]
+    report.heading("5. Are the extracted functions reusable?")
+    report.paragraph(
+        "The point of extracting sub-functions is to reuse them. downstream.py adds four options (one per "
+        "combo) to a PPO learner's three primitive actions and measures how fast it learns the kit's two "
+        "downstream tasks: multi-goal (from the centre, four goals in turn, +10 each) and random (a random "
+        f"start and goal, +10 on reaching it). {args['num_seeds']} learners per condition and task, all seeds "
+        f"of a condition in one batched run, {args['budget']:,} primitive steps each (an option's three steps "
+        "all count). Conditions: none (primitives only); neurons and inputs (options from the assignment's "
+        "masks and from --mask-inputs masks, the mask with the lowest training loss per combo); not-needed "
+        "(the --mask-inputs masks of networks whose problem does not need the combo: the control); whole "
+        "(the four base networks unmasked); combos (the four fixed combos, each played as an option). AUC: "
+        "the mean episode return over the budget divided by the maximum return, with a 95% bootstrap "
+        "interval over seeds; solved: the greedy policy solves the task optimally at the end (random: all "
+        "600 start-goal pairs).")
+    report.monospace(reuse.table(data["runs"], args["tasks"], args["conditions"]), size=6.5)
+    report.figure(os.path.join(os.path.dirname(data["path"]), "learning_curves.png"), 170,
+                  "Mean return over the seeds (normalised) with 95% bands, against primitive steps.")
+    report.paragraph(reuse_reading(reuse_aucs(data)))
+    report.paragraph(" ".join(reuse_notes(data)))
+    report.paragraph(f"Command: {REUSE}. results/downstream/results.json holds one record per (task, "
+                     "condition, seed) with its AUC, whether it solved the task and when it first did.")
+
+
+def reuse_aucs(data):
+    """{task: {condition: (mean AUC, 95% interval low, high)}} from the study's records."""
+    return {task: {condition: reuse.confidence_interval([r["auc"] for r in data["runs"]
+                                                         if r["task"] == task and r["condition"] == condition])
+                   for condition in data["args"]["conditions"]}
+            for task in data["args"]["tasks"]}
+
+
+def against_none(interval, none_interval):
+    """Where a condition's AUC interval lies relative to none's: clear of, overlapping or below it."""
+    (_, low, high), (_, none_low, none_high) = interval, none_interval
+    return "clear of" if low > none_high else "below" if high < none_low else "overlapping"
+
+
+def reuse_reading(aucs):
+    """Per task, each condition's AUC against none's, then the conditions that help on every task."""
+    lines, positions = [], {}
+    for task, auc in aucs.items():
+        none_mean, none_low, none_high = auc["none"]
+        results = []
+        for condition, (mean, low, high) in auc.items():
+            if condition != "none":
+                positions.setdefault(condition, set()).add(against_none(auc[condition], auc["none"]))
+                results.append(f"{condition} {mean:.3f} [{low:.3f}, {high:.3f}], gain {mean - none_mean:+.3f}, "
+                               f"interval {against_none(auc[condition], auc['none'])} none's")
+        lines.append(f"{task} (none {none_mean:.3f} [{none_low:.3f}, {none_high:.3f}]): " + "; ".join(results))
+    verdicts = {"clear of": "Faster than primitives alone on every task (interval clear of none's)",
+                "overlapping": "Not told apart from primitives alone on any task (interval overlapping none's)",
+                "below": "Slower than primitives alone on every task (interval below none's)"}
+    answer = [f"{verdict}: {', '.join(c for c, seen in positions.items() if seen == {where})}."
+              for where, verdict in verdicts.items() if {where} in positions.values()]
+    mixed = [c for c, seen in positions.items() if len(seen) > 1]
+    answer += [f"Different from task to task: {', '.join(mixed)}."] if mixed else []
+    return ("Per task, each condition's AUC with its 95% interval, its gain over none (AUC minus none's) "
+            "and whether its interval is clear of, overlapping or below none's:\n" + ";\n".join(lines) +
+            ".\n" + " ".join(answer))
+
+
+def reuse_notes(data):
+    """What the table's AUC does not show: the greedy policies, why fixed combos lag, the AUC's bias."""
+    args = data["args"]
+    runs_of = {(t, c): [r for r in data["runs"] if r["task"] == t and r["condition"] == c]
+               for t in args["tasks"] for c in args["conditions"]}
+    solved = {key: np.mean([r["solved"] for r in runs]) for key, runs in runs_of.items()}
+    auc = {key: np.mean([r["auc"] for r in runs]) for key, runs in runs_of.items()}
+    notes = ["Fraction of seeds whose final greedy policy is optimal: " + "; ".join(
+        f"{t}: " + ", ".join(f"{c} {solved[t, c]:.2f}" for c in args["conditions"]) for t in args["tasks"]) + "."]
+    if all(k in auc for k in (("multi-goal", "combos"), ("multi-goal", "inputs"))) and \
+            auc["multi-goal", "combos"] < auc["multi-goal", "inputs"]:
+        notes.append(fixed_combos_lag(data["moves_after_primitives"]))
+    if ("multi-goal", "whole") in solved and solved["multi-goal", "whole"] == 0:
+        notes.append("The unmasked networks (whole) reach goals eventually, which the AUC counts, but never "
+                     "solve a task optimally (we did not study why).")
+    notes.append("The AUC counts a goal reached at any time within 500 steps, and its first iterations are "
+                 "biased upward: only the episodes that end early, that is the successful ones, are counted "
+                 "there. Whether the greedy policy is optimal is the sharper measure.")
+    return notes
+
+
+def fixed_combos_lag(moves):
+    """Why the fixed combos learn more slowly than the extracted functions, measured."""
+    def after(condition, primitives):
+        return np.mean(moves[condition][str(primitives)])
+    return ("On multi-goal the fixed combos learn more slowly than the options extracted with --mask-inputs. "
+            "Why, measured by decomposition.reuse.moves_after_primitives: with one primitive action already in "
+            f"the combo buffer, a fixed combo moves the agent as its combo from {after('combos', 1):.2f} of the "
+            f"starts (two: {after('combos', 2):.2f}), the --mask-inputs options from {after('inputs', 1):.2f} "
+            f"({after('inputs', 2):.2f}); from an empty buffer both move from {after('combos', 0):.2f} "
+            f"and {after('inputs', 0):.2f}. The extracted functions read the buffer and complete a combo "
+            "that the learner's own primitive actions began; the fixed combos straddle two buffer reads "
+            "and do nothing. A learner that mixes primitives and options is helped by the first and "
+            "stalled by the second.")
+
+
+def section_method(report, runs, training):
+    """6. How the numbers were produced: the networks' training and the mask runs."""
+    default, seeds = runs["default"], runs["seeds"]
     networks = training["networks"]
     trained = "; ".join(f"{p}: seed {t['seed']}, {t['steps']:,} steps, "
                         f"{'optimal' if t['optimal'] else 'NOT optimal'}" for p, t in networks.items())
     ppo = next(iter(networks.values()))["settings"]
+    report.heading("6. How the numbers were produced")
     report.paragraph(
         f"Networks: python train_ppo.py (PPO after CleanRL, the four learners trained as "
-        f"{batches(ppo.get('processes', 1))}, in {training['seconds']:.0f} s, each exactly as it would train alone; "
-        f"{ppo['num_envs']} environments x {ppo['num_steps']} steps per rollout, learning rate "
+        f"{batches(ppo.get('processes', 1))}, in {training['seconds']:.0f} s, each exactly as it would train "
+        f"alone; {ppo['num_envs']} environments x {ppo['num_steps']} steps per rollout, learning rate "
         f"{ppo['learning_rate']} annealed, entropy coefficient {ppo['ent_coef']}, gamma {ppo['gamma']}, hidden "
-        "size " f"{ppo['hidden_size']}; each learner stops once its greedy rollout has been optimal, one "
+        f"size {ppo['hidden_size']}; each learner stops once its greedy rollout has been optimal, one "
         f"combo per cell of distance, for {ppo['optimal_checks']} consecutive iterations). Per problem: " +
         trained + ". tests/test_agent.py replays every network's greedy solution with an independent "
         "implementation of the rules.")
@@ -425,7 +446,6 @@ def build(runs, training, study, sets_training, reuse, output):
         "Commands: " + "; ".join(run.command for run in runs.values()) +
         ". python report.py reruns them all into results/ and rebuilds this PDF; the same seeds give "
         "the same numbers.")
-    report.save(output)
 
 
 def sets_training_summary(folders):

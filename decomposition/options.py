@@ -89,7 +89,7 @@ def load_extracted_function(masks_path, combo, base_model, seed_index=0, model_p
 
 
 class ComboOptions:
-    """The four true combos as fixed macro-actions: the upper bound of what an option can give."""
+    """The four true combos as fixed macro-actions, each played from whatever is in the combo buffer."""
 
     def __init__(self, names=COMBO_NAMES):
         self.table = np.array([COMBOS[name] for name in names])

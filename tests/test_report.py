@@ -10,7 +10,7 @@ import pytest
 pytest.importorskip("fpdf")
 from pypdf import PdfReader  # noqa: E402
 
-import across_sets  # noqa: E402
+from decomposition import across_sets  # noqa: E402
 import downstream  # noqa: E402
 import main  # noqa: E402
 import report  # noqa: E402
@@ -41,7 +41,7 @@ def small_results(tmp_path_factory):
         (sets / f"set_{k}" / "training.json").write_text(json.dumps(training))
     study = across_sets.study(dataclasses.replace(base, sets_dir=str(sets)), main.learn_masks)
     across_sets.save(study, str(folder / "sets"))
-    downstream.main_downstream(downstream.Args(num_seeds=2, mask_seeds=1, budget=4096, save_dir=str(folder / "downstream"),
+    downstream.main(downstream.Args(num_seeds=2, mask_seeds=1, budget=4096, save_dir=str(folder / "downstream"),
                                                model_paths=base.model_paths))
     return folder
 
@@ -50,7 +50,7 @@ def test_report_builds_and_contains_every_default_score(small_results, tmp_path)
     output = tmp_path / "answers.pdf"
     args = report.Args(results_dir=str(small_results), output=str(output), reuse=True,
                        training_log=str(small_results / "training.json"))
-    report.main_report(args)
+    report.main(args)
     text = "\n".join(page.extract_text() for page in PdfReader(output).pages)
     default = report.load_run(str(small_results / "default"), "python main.py")
     for table in main.score_tables(default.masked, default.original):
@@ -61,10 +61,28 @@ def test_report_builds_and_contains_every_default_score(small_results, tmp_path)
     assert "across 2 independently trained network sets" in text and "separated" in text
     assert "Are the extracted functions reusable?" in text and "not-needed" in text
     assert len(PdfReader(output).pages) >= 3
+    headings = ["1. The score tables", "2. Question 1: the two tests", "3. Question 1 across",
+                "4. Question 2:", "5. Are the extracted functions reusable?", "6. How the numbers were produced"]
+    assert [text.index(h) for h in headings] == sorted(text.index(h) for h in headings)
+    assert "SPEC" not in text and "upper bound" not in text
+
+
+def test_reuse_reading_places_each_interval_against_none():
+    aucs = {"multi-goal": {"none": (0.5, 0.4, 0.6), "inputs": (0.9, 0.85, 0.95), "combos": (0.55, 0.45, 0.65),
+                           "not-needed": (0.2, 0.1, 0.3)},
+            "random": {"none": (0.5, 0.4, 0.6), "inputs": (0.8, 0.7, 0.9), "combos": (0.7, 0.65, 0.75),
+                       "not-needed": (0.1, 0.05, 0.15)}}
+    reading = report.reuse_reading(aucs)
+    assert "inputs 0.900 [0.850, 0.950], gain +0.400, interval clear of none's" in reading
+    assert "not-needed 0.200 [0.100, 0.300], gain -0.300, interval below none's" in reading
+    assert "combos 0.550 [0.450, 0.650], gain +0.050, interval overlapping none's" in reading
+    assert "on every task (interval clear of none's): inputs." in reading
+    assert "on every task (interval below none's): not-needed." in reading
+    assert "Different from task to task: combos." in reading
 
 
 def test_report_refuses_missing_results(tmp_path):
     args = report.Args(results_dir=str(tmp_path), output=str(tmp_path / "a.pdf"), reuse=True)
     with pytest.raises(SystemExit, match="no results.json for run 'default'"):
-        report.main_report(args)
+        report.main(args)
     assert not (tmp_path / "a.pdf").exists()
