@@ -98,7 +98,7 @@ class ComboGridBatch:
         return np.all(self.agents == self.goals, axis=1)
 
     def observations(self):
-        """Agent one-hot, combo buffer one-hot [action][position], goal one-hot (SPEC.md)."""
+        """Agent one-hot, combo buffer one-hot [action][position], goal one-hot (docs/game.md)."""
         n, cells = len(self.agents), self.rows * self.columns
         obs = np.zeros((n, observation_size(self.rows, self.columns)), dtype=np.float32)
         games = np.arange(n)

@@ -1,6 +1,6 @@
 """The PPO policy network the assignment decomposes, and its masked forward pass.
 
-Layout fixed by SPEC.md so that the course's checkpoints load unchanged:
+Layout fixed (docs/game.md) so that the course's checkpoints load unchanged:
 actor = Linear(obs, hidden) -> ReLU -> Linear(hidden, 3); critic = a 64-64 tanh MLP.
 """
 

@@ -1,4 +1,4 @@
-"""The downstream tasks of SPEC.md: new ComboGrid problems on which extracted functions are reused.
+"""The downstream tasks (docs/game.md): new ComboGrid problems on which extracted functions are reused.
 
 Both play on ComboGridBatch's rules (the same grid, combos and 59-long observation, whose goal
 part shows the current goal), with their own rewards:

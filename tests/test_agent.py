@@ -1,4 +1,4 @@
-"""The PPO agent: SPEC.md's layout, checkpoints, and the shipped networks' solutions."""
+"""The PPO agent: the layout of docs/game.md, checkpoints, and the shipped networks' solutions."""
 
 import os
 

@@ -1,4 +1,4 @@
-"""The game rules and the observation layout of SPEC.md."""
+"""The game rules and the observation layout of docs/game.md."""
 
 import itertools
 

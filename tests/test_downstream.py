@@ -19,7 +19,7 @@ UP, DOWN, LEFT, RIGHT = 3, 4, 5, 6  # learner actions of the four combo options
 
 
 def replay(task, start, goals, actions):
-    """An independent reading of SPEC.md's downstream rules: the rewards of an action sequence."""
+    """An independent reading of the downstream rules of docs/game.md: the rewards of an action sequence."""
     agent, goal_index, buffer, rewards = list(start), 0, [], []
     moves = {COMBOS[name]: delta for name, delta in zip(COMBO_NAMES, COMBO_DELTAS.tolist())}
     for action in actions:
