@@ -4,10 +4,12 @@ three steps from whatever state it is called in.
     up = load_extracted_function("out/masks.pt", "Up", "BR-TL")   # after main.py --save-dir out
     up.run(env)                                                     # 3 greedy actions in env
 
-A learner's option set (tasks.TaskVec) is any object with len() (K options) and
-act(which, observations, position): the primitive actions of options which[i] at
-observations[i], `position` (0, 1 or 2) steps after each started. `ComboOptions` holds the four
-true combos, `NetworkOptions` networks under masks.
+A learner's option set (tasks.TaskVec) is any object with len() (K options), `lengths` (K,), the
+primitive steps each option acts for, and act(which, observations, position): the primitive
+actions of options which[i] at observations[i], `position` steps after each started.
+`ComboOptions` holds the four true combos, `NetworkOptions` networks under masks: three steps
+each for a combo's function, or one step for a network's greedy action offered as one more action
+(the neural-augmented baseline).
 """
 
 import os
@@ -93,6 +95,7 @@ class ComboOptions:
 
     def __init__(self, names=COMBO_NAMES):
         self.table = np.array([COMBOS[name] for name in names])
+        self.lengths = np.full(len(names), COMBO_LENGTH)
 
     def __len__(self):
         return len(self.table)
@@ -103,13 +106,15 @@ class ComboOptions:
 
 class NetworkOptions:
     """Options that are networks under masks: option k acts greedily with agents[k] under
-    neuron_masks[k] (3, H) and, if given, input_masks[k] (D,) with dropped inputs set to fills[k]."""
+    neuron_masks[k] (3, H) and, if given, input_masks[k] (D,) with dropped inputs set to fills[k],
+    for `length` primitive steps."""
 
-    def __init__(self, agents, neuron_masks, input_masks=None, fills=None):
+    def __init__(self, agents, neuron_masks, input_masks=None, fills=None, length=COMBO_LENGTH):
         self.actors = StackedActors(agents)
         self.neuron_masks = torch.as_tensor(neuron_masks)                        # (K, 3, H)
         self.input_masks = None if input_masks is None else torch.as_tensor(input_masks)   # (K, D)
         self.fills = 0.0 if fills is None else torch.as_tensor(fills)             # (K, D)
+        self.lengths = np.full(len(agents), length)
 
     def __len__(self):
         return len(self.neuron_masks)
