@@ -239,7 +239,7 @@ def episode_measures(finished_at, optimal, decisions):
     mean_over_successes = lambda x: float(x[success].mean()) if success.any() else None  # noqa: E731
     return {"success": float(success.mean()), "spl": float(success_weighted_path_length(finished_at, optimal).mean()),
             "decisions": mean_over_successes(decisions), "primitive_steps": mean_over_successes(finished_at),
-            "optimal_steps": float(optimal.mean())}
+            "optimal_steps": mean_over_successes(optimal)}
 
 
 class TaskGym(gym.Env):
