@@ -308,7 +308,8 @@ class BatchedPPO:
         obs, logits, actions = [], [], []  # per step, stacked after the rollout (cheaper than writing slices)
         rewards, dones = (np.zeros((s.num_steps, count, s.num_envs), dtype=np.float32) for _ in range(2))
         action_steps = np.zeros((s.num_steps, count, s.num_envs), dtype=np.int64)
-        rollout = Rollout(rewards=rewards, dones=dones, action_steps=action_steps, steps=np.zeros(count, dtype=np.int64),
+        rollout = Rollout(rewards=rewards, dones=dones, action_steps=action_steps,
+                          steps=np.zeros(count, dtype=np.int64),
                           returns_ended=np.zeros(count), episodes_ended=np.zeros(count, dtype=np.int64))
         # the rollout's action-sampling draws at once: the same numbers as one draw per step
         uniforms = torch.stack([torch.rand(s.num_steps, s.num_envs, generator=self.generators[i]) for i in active])

@@ -149,7 +149,7 @@ def record(task, condition, result, learning_rate):
             "steps_to_95": reached[0] if reached else None,
             "eval_steps": points, "eval_spl": spl, "eval_success": success,
             "final_decisions": final["decisions"], "final_primitive_steps": final["primitive_steps"],
-            "final_optimal_steps": final["optimal_steps"],
+            "final_optimal_steps": final["optimal_steps"], "final_looping": final["looping"],
             "final_training_return": final_training_return(result.curve, MAX_RETURN[task]),
             "steps": result.steps, "curve": result.curve}
 
@@ -219,8 +219,9 @@ def mean_of_known(values):
 
 def greedy_episodes_table(runs, tasks, conditions):
     """What the training return and the evaluation each see at the end of the budget: the training
-    return (normalised), the final SPL and success rate, and per successful greedy episode the
-    decisions, primitive steps and fewest possible primitive steps (means over learners)."""
+    return (normalised), the final SPL and success rate, the fraction of greedy episodes stopped in
+    a loop, and per successful greedy episode the decisions, primitive steps and fewest possible
+    primitive steps (means over learners)."""
     rows = []
     for task in tasks:
         for condition in conditions:
@@ -229,10 +230,12 @@ def greedy_episodes_table(runs, tasks, conditions):
                 rows.append([task, condition, f"{np.mean([r['final_training_return'] for r in mine]):.3f}",
                              f"{np.mean([r['final_spl'] for r in mine]):.3f}",
                              f"{np.mean([r['final_success'] for r in mine]):.3f}",
+                             f"{np.mean([r['final_looping'] for r in mine]):.3f}",
                              *(mean_of_known([r[key] for r in mine])
                                for key in ("final_decisions", "final_primitive_steps", "final_optimal_steps"))])
     return tabulate(rows, tablefmt="grid", headers=[
-        "task", "condition", "training\nreturn", "final\nSPL", "final\nsuccess", "decisions per\ngreedy episode",
+        "task", "condition", "training\nreturn", "final\nSPL", "final\nsuccess", "greedy\nloops",
+        "decisions per\ngreedy episode",
         "primitive steps\nper greedy episode", "fewest primitive\nsteps"])
 
 

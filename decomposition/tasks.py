@@ -9,15 +9,16 @@ part shows the current goal), with their own rewards:
 
 `TaskGames` steps many games of one task; `TaskVec` gives PPO learners (decomposition.ppo) their
 environments, with the actions extended by options (decomposition.options) that run for several
-primitive steps, and evaluates their greedy policies (success rate and SPL); `MultiGoalGym` and `RandomGoalGym` are the gymnasium environments, registered as
-ComboGrid-MultiGoal-v0 and ComboGrid-Random-v0 when combogrid is imported.
+primitive steps, and evaluates their greedy policies (success rate and SPL); `MultiGoalGym` and
+`RandomGoalGym` are the gymnasium environments, registered as ComboGrid-MultiGoal-v0 and
+ComboGrid-Random-v0 when combogrid is imported.
 """
 
 import numpy as np
 import gymnasium as gym
 from gymnasium import spaces
 
-from combogrid import (COMBO_LENGTH, MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, learner_games,
+from combogrid import (MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, learner_games,
                        observation_size, optimal_actions)
 
 TASKS = ("multi-goal", "random")
@@ -27,7 +28,7 @@ MULTI_GOAL_START = (2, 2)
 MULTI_GOALS = np.array([(0, 2), (2, 4), (4, 2), (2, 0)])
 MAX_RETURN = {"multi-goal": GOAL_REWARD * len(MULTI_GOALS), "random": GOAL_REWARD}
 BUFFER_STATES = 1 + NUM_ACTIONS + NUM_ACTIONS ** 2  # a combo buffer holds 0, 1 or 2 actions between steps
-DECISION_STATES = len(MULTI_GOALS) * BUFFER_STATES * ROWS * COLUMNS
+DECISION_STATES = (len(MULTI_GOALS) + 1) * BUFFER_STATES * ROWS * COLUMNS  # goal index 4: all goals reached
 
 
 def random_start_and_goal(rng, n):
@@ -216,9 +217,11 @@ class TaskVec:
         used, decisions = np.zeros(len(games), dtype=np.int64), np.zeros(len(games), dtype=np.int64)
         seen = np.zeros((len(games), DECISION_STATES), dtype=bool)
         running, rows = np.ones(len(games), dtype=bool), np.arange(len(games))
+        looping = np.zeros(len(games), dtype=bool)
         while True:
             states = games.decision_states()
-            running &= ~seen[rows, states]
+            looping |= running & seen[rows, states]
+            running &= ~looping
             if not running.any():
                 break
             seen[rows[running], states[running]] = True
@@ -228,18 +231,18 @@ class TaskVec:
             decisions += running
             finished_at = np.where(running & terminated, used, finished_at)
             running &= ~(terminated | truncated)
-        return [episode_measures(*(x.reshape(count, per_learner)[k] for x in (finished_at, optimal, decisions)))
-                for k in range(count)]
+        per_episode = [x.reshape(count, per_learner) for x in (finished_at, optimal, decisions, looping)]
+        return [episode_measures(*(x[k] for x in per_episode)) for k in range(count)]
 
 
-def episode_measures(finished_at, optimal, decisions):
+def episode_measures(finished_at, optimal, decisions, looping):
     """A learner's evaluation from its episodes' primitive steps to the goal (0: not reached), fewest
-    possible primitive steps and decisions taken."""
+    possible primitive steps, decisions taken and whether each was stopped in a loop."""
     success = finished_at > 0
     mean_over_successes = lambda x: float(x[success].mean()) if success.any() else None  # noqa: E731
     return {"success": float(success.mean()), "spl": float(success_weighted_path_length(finished_at, optimal).mean()),
             "decisions": mean_over_successes(decisions), "primitive_steps": mean_over_successes(finished_at),
-            "optimal_steps": mean_over_successes(optimal)}
+            "optimal_steps": mean_over_successes(optimal), "looping": float(looping.mean())}
 
 
 class TaskGym(gym.Env):
