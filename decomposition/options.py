@@ -17,7 +17,7 @@ import os
 import numpy as np
 import torch
 
-from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, ComboGym
+from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, NUM_ACTIONS, ComboGridBatch, ComboGym
 from decomposition.masks import StackedActors
 from ppo_agent import fingerprint, greedy_actions, load_agent, rollout
 
@@ -107,21 +107,43 @@ class ComboOptions:
 class NetworkOptions:
     """Options that are networks under masks: option k acts greedily with agents[k] under
     neuron_masks[k] (3, H) and, if given, input_masks[k] (D,) with dropped inputs set to fills[k],
-    for `length` primitive steps."""
+    for `length` primitive steps.
+
+    An option's action depends on the observation only, and a 5 x 5 game has 8,125 of them (25
+    agent cells x 13 combo buffers x 25 goal cells): every option's action for each is computed
+    once, and acting looks it up (an option's networks cost more than the learner's otherwise)."""
 
     def __init__(self, agents, neuron_masks, input_masks=None, fills=None, length=COMBO_LENGTH):
-        self.actors = StackedActors(agents)
-        self.neuron_masks = torch.as_tensor(neuron_masks)                        # (K, 3, H)
-        self.input_masks = None if input_masks is None else torch.as_tensor(input_masks)   # (K, D)
-        self.fills = 0.0 if fills is None else torch.as_tensor(fills)             # (K, D)
+        actors = StackedActors(agents)
+        input_masks = None if input_masks is None else torch.as_tensor(input_masks)   # (K, D)
+        fills = 0.0 if fills is None else torch.as_tensor(fills)                      # (K, D)
+        observations = every_observation()
+        with torch.no_grad():
+            z = actors.pre_activations(torch.as_tensor(observations)[None], input_masks, fills)  # (K, M, H)
+            self.actions = greedy_actions(actors.logits(z, torch.as_tensor(neuron_masks))).numpy()  # (K, M)
+        self.keys, order = np.unique(observation_keys(observations), return_index=True)
+        self.actions = self.actions[:, order]
         self.lengths = np.full(len(agents), length)
 
     def __len__(self):
-        return len(self.neuron_masks)
+        return len(self.actions)
 
-    @torch.no_grad()
     def act(self, which, observations, position):
-        x = torch.as_tensor(observations)[None]                                   # (1, n, D)
-        z = self.actors.pre_activations(x, self.input_masks, self.fills)          # (K, n, H)
-        logits = self.actors.logits(z, self.neuron_masks)                        # (K, n, O)
-        return greedy_actions(logits[which, np.arange(len(which))]).numpy()
+        return self.actions[which, np.searchsorted(self.keys, observation_keys(observations))]
+
+
+def every_observation(width=5):
+    """Every observation of a width x width game (agent cell, combo buffer of 0 to 2 actions, goal cell)."""
+    cells = [(r, c) for r in range(width) for c in range(width)]
+    buffers = [()] + [(a,) for a in range(NUM_ACTIONS)] + [(a, b) for a in range(NUM_ACTIONS) for b in range(NUM_ACTIONS)]
+    states = [(agent, buffer, goal) for agent in cells for buffer in buffers for goal in cells]
+    games = ComboGridBatch([s[0] for s in states], [s[2] for s in states], width, width)
+    for k, (_, buffer, _) in enumerate(states):
+        games.buffers[k, :len(buffer)], games.buffer_lengths[k] = buffer, len(buffer)
+    return games.observations()
+
+
+def observation_keys(observations):
+    """Each 0/1 observation (n, D <= 64) as one integer."""
+    return np.packbits(np.asarray(observations, dtype=bool), axis=1, bitorder="little") @ \
+        (256 ** np.arange(-(-observations.shape[1] // 8), dtype=np.uint64))
