@@ -43,7 +43,7 @@ class Args:
     """reported PPO learners (seeds 0 .. N-1) per condition and task"""
     tuning_seeds: int = 3
     """learners per learning rate in the tuning runs (seeds 10000, 10001, ...)"""
-    learning_rates: tuple[float, ...] = (1e-3, 2e-3, 4e-3, 8e-3)
+    learning_rates: tuple[float, ...] = (4e-3, 8e-3, 1.6e-2, 3.2e-2)
     """the learning rates tuned over, per condition and task (Adam's, annealed to 0 over the budget); one
     rate: no tuning"""
     tasks: tuple[str, ...] = TASKS
