@@ -344,12 +344,12 @@ def section_reuse(report, data):
         "primitive steps / max(steps taken, fewest). The evaluation AUC is the mean SPL over the points; its mean "
         "and interquartile mean (IQM) over seeds and the probability that a seed of the condition beats a seed of "
         "none have 95% percentile-bootstrap intervals (Agarwal et al., 2021).")
-    report.monospace(reuse.table(runs, args["tasks"], args["conditions"], args["budget"]), size=5.5)
+    report.monospace(reuse.table(runs, args["tasks"], args["conditions"], args["budget"], "simple"), size=5.5)
     report.figure(os.path.join(folder, "evaluation_curves.png"), 170,
                   "Mean SPL of the greedy policies over the seeds, with 95% bootstrap bands, against primitive steps.")
     report.paragraph(reuse_reading(stats))
     report.paragraph(gain_shares(stats))
-    report.monospace(reuse.greedy_episodes_table(runs, args["tasks"], args["conditions"]), size=5.5)
+    report.monospace(reuse.greedy_episodes_table(runs, args["tasks"], args["conditions"], "simple"), size=5.5)
     report.paragraph(disagreements(runs, args["tasks"], args["conditions"]))
     report.figure(os.path.join(folder, "training_returns.png"), 170,
                   "Secondary: mean return of the training episodes (sampled actions, normalised), with 95% bands.")

@@ -22,7 +22,7 @@ from decomposition.masks import StackedActors
 from ppo_agent import fingerprint, greedy_actions, load_agent, rollout
 
 
-KIT_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+KIT_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 
 
 class MaskFileError(Exception):

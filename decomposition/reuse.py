@@ -194,7 +194,7 @@ def steps_to_95(mine, budget):
     return f"{median:,.0f}" if np.isfinite(median) else f"> {budget:,}"
 
 
-def table(runs, tasks, conditions, budget):
+def table(runs, tasks, conditions, budget, tablefmt="grid"):
     """The study's table: per (task, condition), the evaluation AUC's mean and IQM with 95% intervals,
     the probability of improvement over none, the final SPL and success rate, the steps to SPL 0.95."""
     stats = summaries(runs, tasks, conditions)
@@ -206,7 +206,7 @@ def table(runs, tasks, conditions, budget):
                          interval(summary["iqm"]), interval(summary["improvement_over_none"]),
                          f"{np.mean([r['final_spl'] for r in mine]):.3f}",
                          f"{np.mean([r['final_success'] for r in mine]):.3f}", steps_to_95(mine, budget)])
-    return tabulate(rows, tablefmt="grid", headers=[
+    return tabulate(rows, tablefmt=tablefmt, headers=[
         "task", "condition", "learning\nrate", "AUC: mean\n[95% CI]", "AUC: IQM\n[95% CI]",
         "P(better than none)\n[95% CI]", "final\nSPL", "final\nsuccess", "median steps\nto SPL 0.95"])
 
@@ -217,7 +217,7 @@ def mean_of_known(values):
     return f"{np.mean(known):.1f}" if known else "-"
 
 
-def greedy_episodes_table(runs, tasks, conditions):
+def greedy_episodes_table(runs, tasks, conditions, tablefmt="grid"):
     """What the training return and the evaluation each see at the end of the budget: the training
     return (normalised), the final SPL and success rate, the fraction of greedy episodes stopped in
     a loop, and per successful greedy episode the decisions, primitive steps and fewest possible
@@ -233,7 +233,7 @@ def greedy_episodes_table(runs, tasks, conditions):
                              f"{np.mean([r['final_looping'] for r in mine]):.3f}",
                              *(mean_of_known([r[key] for r in mine])
                                for key in ("final_decisions", "final_primitive_steps", "final_optimal_steps"))])
-    return tabulate(rows, tablefmt="grid", headers=[
+    return tabulate(rows, tablefmt=tablefmt, headers=[
         "task", "condition", "training\nreturn", "final\nSPL", "final\nsuccess", "greedy\nloops",
         "decisions per\ngreedy episode",
         "primitive steps\nper greedy episode", "fewest primitive\nsteps"])
