@@ -194,17 +194,22 @@ class TrainingLog:
         self.results = [None] * learners
         self.started = time.time()
 
+    def next_point(self, i):
+        """Learner i's first evaluation point not evaluated yet if its steps have reached it, else None."""
+        evaluated = len(self.evaluations[i])
+        if evaluated < len(self.evaluate_at) and self.steps[i] >= self.evaluate_at[evaluated]:
+            return self.evaluate_at[evaluated]
+        return None
+
     def due(self, active):
         """The positions in `active` of the learners that have reached an evaluation point not yet evaluated."""
-        return [k for k, i in enumerate(active) if len(self.evaluations[i]) < len(self.evaluate_at)
-                and self.steps[i] >= self.evaluate_at[len(self.evaluations[i])]]
+        return [k for k, i in enumerate(active) if self.next_point(i) is not None]
 
     def record_evaluations(self, learners, measures):
         """measures[j]: learner learners[j]'s evaluation, recorded at every point its steps have passed."""
         for i, measure in zip(learners, measures):
-            while len(self.evaluations[i]) < len(self.evaluate_at) and \
-                    self.steps[i] >= self.evaluate_at[len(self.evaluations[i])]:
-                self.evaluations[i].append({"point": self.evaluate_at[len(self.evaluations[i])], **measure})
+            while (point := self.next_point(i)) is not None:
+                self.evaluations[i].append({"point": point, **measure})
 
     def record(self, active, solved, rollout, settings, ppo):
         """Record an iteration of the learners `active` whose greedy policies solved the task or not;

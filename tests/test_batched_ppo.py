@@ -10,7 +10,7 @@ import torch
 import train_ppo
 from decomposition.options import ComboOptions
 from decomposition.ppo import (BatchedPPO, PPOSettings, advantage_estimates, clip_gradients, clipped_surrogate_loss,
-                               discounted_sums, initial_agent, normalized, sample)
+                               TrainingLog, discounted_sums, initial_agent, normalized, sample)
 from decomposition.tasks import TaskVec
 from decomposition.ppo_kernels import (ROW_CHUNK, DistinctRows, NonzeroInputs, RowChunkedLinear, SparseFirstLayer,
                                        StackedAdam, StackedPolicies, observation_keys)
@@ -336,3 +336,11 @@ def test_evaluation_during_training_changes_no_weight():
     assert all(same_weights(a, b) for a, b in zip(plain, evaluated))
     assert [e["point"] for e in evaluated[0].evaluations] == [128, 256, 384, 512] and not plain[0].evaluations
     assert not same_weights(plain[0], run(())[1])  # the seed and rate matter
+
+
+def test_an_iteration_that_passes_two_evaluation_points_records_its_evaluation_at_both():
+    log = TrainingLog(2, evaluate_at=(10, 20, 30))
+    log.steps[:] = (25, 5)
+    assert log.due([0, 1]) == [0]
+    log.record_evaluations([0], [{"spl": 0.5}])
+    assert log.evaluations == [[{"point": 10, "spl": 0.5}, {"point": 20, "spl": 0.5}], []] and log.due([0, 1]) == []
