@@ -353,7 +353,7 @@ def section_reuse(report, data):
     report.paragraph(disagreements(runs, args["tasks"], args["conditions"]))
     report.figure(os.path.join(folder, "training_returns.png"), 170,
                   "Secondary: mean return of the training episodes (sampled actions, normalised), with 95% bands.")
-    notes = [tuning_note(data["tuning"])]
+    notes = [tuning_note(data["tuning"], args["learning_rates"])]
     if {"combos", "inputs"} <= set(data["moves_after_primitives"]):
         notes.append(fixed_combos_note(data["moves_after_primitives"]))
     report.paragraph(" ".join(notes))
@@ -451,11 +451,19 @@ def disagreements(runs, tasks, conditions):
             "deterministic game, repeats until the episode is cut.")
 
 
-def tuning_note(tuning):
-    """The learning rate chosen per task and condition."""
-    return "Learning rates chosen by the tuning: " + "; ".join(
-        f"{task}: " + ", ".join(f"{condition} {chosen['learning_rate']:g}" for condition, chosen in conditions.items())
-        for task, conditions in tuning.items()) + "."
+def tuning_note(tuning, rates):
+    """The learning rate chosen per task and condition, and the choices at an end of the grid `rates`."""
+    chosen = {(task, condition): record["learning_rate"] for task, conditions in tuning.items()
+              for condition, record in conditions.items()}
+    text = "Learning rates chosen by the tuning: " + "; ".join(
+        f"{task}: " + ", ".join(f"{condition} {rate:g}" for (t, condition), rate in chosen.items() if t == task)
+        for task in tuning) + "."
+    if len(rates) > 1:
+        for end, rate in (("largest", max(rates)), ("smallest", min(rates))):
+            at_end = [f"{task} {condition}" for (task, condition), value in chosen.items() if value == rate]
+            if at_end:
+                text += f" The grid's {end} rate, {rate:g}, was chosen for {', '.join(at_end)}."
+    return text
 
 
 def fixed_combos_note(moves):
