@@ -49,6 +49,9 @@ class Args:
     """most options chosen"""
     restarts: int = 100
     """local-search restarts of the selection, from random sets"""
+    not_on_source: bool = False
+    """never use an option on the solution its segment was cut from either (the research code's
+    rule); by default an option is barred only from its own network's solution"""
     mask_seeds: int = 1
     """masks learned per (network, segment), from independent initialisations"""
     mask_learning_rate: float = 0.001

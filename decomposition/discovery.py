@@ -199,15 +199,19 @@ class LevinLoss:
     log(n + 1) + d log(K + 3) for K options. A set's loss is the sum over the solutions.
     """
 
-    def __init__(self, applicable, network, length, trajectory_lengths, actions=3):
-        self.applicable = np.asarray(applicable, dtype=bool)           # (K, positions)
+    def __init__(self, applicable, network, length, trajectory_lengths, source=None, actions=3):
+        """applicable (K, positions), solution by solution; network and length (K,); with source
+        (K,), an option is not used on the solution its segment was cut from either."""
+        self.applicable = np.array(applicable, dtype=bool)             # (K, positions), a copy
         self.length = np.asarray(length)
-        self.network = np.asarray(network)
         self.trajectory_lengths = list(trajectory_lengths)
         self.offsets = np.cumsum([0] + self.trajectory_lengths)
         self.actions = actions
-        for p in range(len(self.trajectory_lengths)):                  # never on its own network's solution
-            self.applicable[self.network == p, self.offsets[p]:self.offsets[p + 1]] = False
+        for p in range(len(self.trajectory_lengths)):
+            barred = np.asarray(network) == p
+            if source is not None:
+                barred |= np.asarray(source) == p
+            self.applicable[barred, self.offsets[p]:self.offsets[p + 1]] = False
 
     def __len__(self):
         return len(self.length)
@@ -405,7 +409,8 @@ def discover(agents, trajectories, args, discretize, say=print):
     kept = {n: (learned[n], int((candidates.length == n).sum())) for n in learned}
     say(f"{len(candidates)} candidates reproduce their segment; their applicability on the solutions")
     table = applicability(candidates, agents, trajectories, args.game_width)
-    loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories])
+    loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories],
+                     candidates.source if args.not_on_source else None)
     chosen, value = select_options(loss, args.max_options, args.restarts, args.seed, search_progress(say))
     options = candidates.subset(chosen)
     taken = greedy_rollouts(options, agents, test_games(args.game_width)) if chosen else np.zeros((0, 0, 0))
