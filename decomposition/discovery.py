@@ -365,7 +365,7 @@ class Discovery:
     """One run: the candidates, the options chosen among them, their Levin loss and recovery."""
     candidates: dict          # {length: (masks learned, candidates kept)}
     options: Candidates       # the chosen options
-    uses: np.ndarray          # (K,) solution positions where each option applies
+    used_at: list             # per option, {problem: positions of its solution where it applies}
     loss_without: float       # Levin loss of the solutions with primitive actions only
     loss_with: float          # ... with the chosen options
     decisions_without: list   # per solution, the decisions with primitive actions only
@@ -385,7 +385,8 @@ class Discovery:
             options.append({
                 "network": PROBLEMS[self.options.network[k]], "source": PROBLEMS[source], "start": start,
                 "length": length, "segment_actions": trajectories[source].get_actions()[start:start + length],
-                "mask_loss": float(self.options.best_loss[k]), "uses": int(self.uses[k]), **self.measured[k]})
+                "mask_loss": float(self.options.best_loss[k]), "uses": sum(map(len, self.used_at[k].values())),
+                "used_at": self.used_at[k], **self.measured[k]})
         return {"candidates": {str(n): {"learned": learned, "kept": kept}
                                for n, (learned, kept) in self.candidates.items()},
                 "solutions": {p: t.get_actions() for p, t in zip(PROBLEMS, trajectories)},
@@ -416,8 +417,10 @@ def discover(agents, trajectories, args, discretize, say=print):
     taken = greedy_rollouts(options, agents, test_games(args.game_width)) if chosen else np.zeros((0, 0, 0))
     measured = [{**recovery(taken[k, :, :options.length[k]]), "actions": taken[k, :, :options.length[k]].tolist()}
                 for k in range(len(options))]
+    used_at = [{p: np.flatnonzero(loss.applicable[k, loss.offsets[i]:loss.offsets[i + 1]]).tolist()
+                for i, p in enumerate(PROBLEMS)} for k in chosen]
     none = as_sets([[]], 1)
-    return Discovery(kept, options, loss.uses()[chosen], float(loss(none)[0]), value,
+    return Discovery(kept, options, used_at, float(loss(none)[0]), value,
                      loss.decisions(none)[0].tolist(), loss.decisions(as_sets([chosen], max(len(chosen), 1)))[0].tolist(),
                      measured, time.time() - started)
 
