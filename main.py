@@ -35,7 +35,7 @@ from tabulate import tabulate
 from combogrid import (COMBO_LENGTH, COMBO_NAMES, COMBOS, NEEDED_COMBOS, PROBLEMS, ComboGridBatch, ComboGym,
                        non_goal_cells, problem_cells)
 from decomposition import across_sets
-from decomposition.files import unwritable
+from decomposition.files import failure, unwritable
 from decomposition.masks import Adam, StackedActors, fit_masks, one_hot_of_largest, stack_trajectories
 from decomposition.results import save_results
 from decomposition.script import (NON_NEGATIVE, POSITIVE, Range, ScriptError, check, fails_on, memory_problem,
@@ -445,7 +445,7 @@ def write(save, args, *what):
     try:
         save(*what)
     except OSError as error:
-        raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {error.strerror}") from None
+        raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {failure(error)}; its files are unchanged") from None
 
 
 @fails_on(CheckpointError, NoTrainingData, WrongNetwork, across_sets.BadSetsFolder)
