@@ -33,7 +33,7 @@ import torch
 from tabulate import tabulate
 
 from combogrid import (COMBO_LENGTH, COMBO_NAMES, COMBOS, NEEDED_COMBOS, PROBLEMS, ComboGridBatch, ComboGym,
-                       non_goal_cells, problem_cells)
+                       non_goal_cells, observation_size, problem_cells)
 from decomposition import across_sets
 from decomposition.files import failure, unwritable
 from decomposition.masks import Adam, StackedActors, fit_masks, one_hot_of_largest, stack_trajectories
@@ -406,8 +406,12 @@ def summary(masked_score, best_loss, kept_inputs=None):
 
 def memory_estimate(args):
     """Bytes a run needs, roughly: measured here as 260 MB, plus 4.5 MB per seed, plus the loss
-    curves (4 bytes per step, mask and seed)."""
-    return 260e6 + args.num_seeds * (4.5e6 + args.mask_learning_steps * len(COMBO_NAMES) * len(PROBLEMS) * 4)
+    curves (4 bytes per step, mask and seed), plus the evaluation's observations and hidden
+    activations (every mask and the original networks on every test state; they grow with the grid)."""
+    masks = args.num_seeds * len(COMBO_NAMES) * len(PROBLEMS) + len(PROBLEMS)
+    test_states = len(PROBLEMS) * (args.game_width ** 2 - 1)
+    evaluation = masks * test_states * (observation_size(args.game_width, args.game_width) + 2 * args.hidden_size) * 4
+    return 260e6 + args.num_seeds * (4.5e6 + args.mask_learning_steps * len(COMBO_NAMES) * len(PROBLEMS) * 4) + evaluation
 
 
 RANGES = {"mask_learning_steps": POSITIVE, "num_seeds": POSITIVE, "hidden_size": POSITIVE, "mask_learning_rate": POSITIVE,
@@ -436,7 +440,8 @@ def check_args(args):
         return f"--sets-dir {args.sets_dir} exists and is not a folder"
     if args.save_dir is not None and unwritable(args.save_dir):
         return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
-    return memory_problem(memory_estimate(args), f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps",
+    return memory_problem(memory_estimate(args), f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps "
+                          f"on a {args.game_width}x{args.game_width} grid",
                           "run fewer seeds at a time, with --seed to continue where the last run stopped")
 
 

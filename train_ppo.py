@@ -25,7 +25,7 @@ from functools import partial
 
 import torch
 
-from combogrid import PROBLEMS, ComboGridVec
+from combogrid import PROBLEMS, ComboGridVec, observation_size
 from decomposition.files import failure, json_writer, unwritable, write_files
 from decomposition.ppo import RANGES as PPO_RANGES
 from decomposition.ppo import PPOSettings, memory_estimate
@@ -80,7 +80,8 @@ def check_args(args):
             name = f"--save-dir {folder}" if folder == args.save_dir else folder
             return f"cannot write to {name}: {unwritable(folder)}"
     learners = args.num_sets * len(args.problems)
-    return memory_problem(memory_estimate(args, learners, min(args.processes, learners)), f"{learners} learners",
+    memory = memory_estimate(args, learners, min(args.processes, learners), observation_size(args.rows, args.columns))
+    return memory_problem(memory, f"{learners} learners",
                           "train fewer sets at a time, with --seed to continue")
 
 
