@@ -405,13 +405,13 @@ def summary(masked_score, best_loss, kept_inputs=None):
 
 
 def memory_estimate(args):
-    """Bytes a run needs, roughly: measured here as 260 MB, plus 4.5 MB per seed, plus the loss
-    curves (4 bytes per step, mask and seed), plus the evaluation's observations and hidden
-    activations (every mask and the original networks on every test state; they grow with the grid)."""
-    masks = args.num_seeds * len(COMBO_NAMES) * len(PROBLEMS) + len(PROBLEMS)
-    test_states = len(PROBLEMS) * (args.game_width ** 2 - 1)
-    evaluation = masks * test_states * (observation_size(args.game_width, args.game_width) + 2 * args.hidden_size) * 4
-    return 260e6 + args.num_seeds * (4.5e6 + args.mask_learning_steps * len(COMBO_NAMES) * len(PROBLEMS) * 4) + evaluation
+    """Bytes a run needs, roughly: measured here as 260 MB, plus 4.5 MB per seed on the 5 x 5 grid,
+    plus the loss curves (4 bytes per step, mask and seed). The part per seed is mostly the
+    evaluation's observations and activations on every test state, which grow with the grid."""
+    def evaluation_size(width):
+        return (len(PROBLEMS) * (width ** 2 - 1)) * (observation_size(width, width) + 2 * args.hidden_size)
+    per_seed = 4.5e6 * max(1.0, evaluation_size(args.game_width) / evaluation_size(5))
+    return 260e6 + args.num_seeds * (per_seed + args.mask_learning_steps * len(COMBO_NAMES) * len(PROBLEMS) * 4)
 
 
 RANGES = {"mask_learning_steps": POSITIVE, "num_seeds": POSITIVE, "hidden_size": POSITIVE, "mask_learning_rate": POSITIVE,
