@@ -25,7 +25,7 @@ import torch
 import main as extraction
 from combogrid import PROBLEMS
 from decomposition import reuse
-from decomposition.files import unwritable
+from decomposition.files import failure, unwritable
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.script import POSITIVE, ScriptError, check, fails_on, memory_problem, out_of_range, start
 from decomposition.tasks import TASKS
@@ -48,8 +48,8 @@ class Args:
     """primitive environment steps per learner"""
     learning_rate: float = 1e-3
     """PPO's Adam learning rate, annealed to 0 over the budget"""
-    save_dir: Optional[str] = "results/downstream"
-    """folder for results.json and learning_curves.png"""
+    save_dir: Optional[str] = "runs/downstream"
+    """folder for results.json and learning_curves.png (report.py writes the shipped results/downstream)"""
     threads: int = 2
     """torch threads (the cores to use)"""
 
@@ -120,7 +120,7 @@ def main(args):
         try:
             reuse.save(args, runs, sources, alignment)
         except OSError as error:
-            raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {error.strerror}; "
+            raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {failure(error)}; "
                               "its files are unchanged") from None
 
 

@@ -11,9 +11,9 @@ the reuse study (results/downstream/, about 11 minutes) are run only when their 
 there yet: delete those folders to run them again.
 """
 
+import contextlib
 import json
 import os
-import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -25,7 +25,8 @@ from combogrid import COMBOS, COMBO_NAMES, PROBLEMS
 from decomposition import across_sets, reuse
 from decomposition.pdf import Report
 from decomposition.results import save_results
-from decomposition.script import start
+from decomposition.files import unwritable
+from decomposition.script import ScriptError, check, fails_on, start
 
 # name: (main.py options, what the run is)
 RUNS = {
@@ -41,17 +42,20 @@ STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-di
 REUSE = "python downstream.py --save-dir results/downstream"
 
 
+KIT = os.path.dirname(os.path.abspath(__file__))
+
+
 @dataclass
 class Args:
-    results_dir: str = "results"
+    results_dir: str = os.path.join(KIT, "results")
     """folder with one sub-folder per run (default, seeds, inputs, inputs_zero)"""
-    output: str = "answers.pdf"
+    output: str = os.path.join(KIT, "answers.pdf")
     """the PDF to write"""
     reuse: bool = False
     """build from the results.json files already in results_dir instead of running main.py again"""
-    training_log: str = "models/training.json"
+    training_log: str = os.path.join(KIT, "models", "training.json")
     """train_ppo.py's record of how the shipped networks were trained"""
-    sets_dir: str = "results/network_sets"
+    sets_dir: str = os.path.join(KIT, "results", "network_sets")
     """the independently trained network sets of the study across networks (trained if absent)"""
 
 
@@ -450,10 +454,7 @@ def section_method(report, runs, training):
 
 def sets_training_summary(folders):
     """How many networks of the study's sets were trained, how many are optimal, and in how long."""
-    records = []
-    for folder in folders:
-        with open(os.path.join(folder, "training.json")) as file:
-            records.append(json.load(file))
+    records = [read_json(os.path.join(folder, "training.json")) for folder in folders]
     networks = [n for record in records for n in record["networks"].values()]
     return {"networks": len(networks), "optimal": sum(n["optimal"] for n in networks),
             "seconds": records[0]["seconds"], "processes": networks[0]["settings"].get("processes", 1)}
@@ -466,31 +467,71 @@ def batches(processes):
     return f"{processes} batched computations, one process of one thread each"
 
 
-def main(args):
+def kit_relative(args):
+    """args with every path absolute, then relative to the kit where it lies inside it: report.py
+    works from the kit's folder, wherever it is started, and the records name the kit's files as
+    results/... as the commands in the PDF do."""
+    def resolved(path):
+        path = os.path.abspath(path)
+        return os.path.relpath(path, KIT) if os.path.commonpath([path, KIT]) == KIT else path
+    return replace(args, **{name: resolved(getattr(args, name))
+                            for name in ("results_dir", "output", "training_log", "sets_dir")})
+
+
+def check_args(args):
+    """The first problem with the arguments, or None."""
     if os.path.isdir(args.output):
-        sys.exit(f"error: --output {args.output} is a folder: give the path of the PDF to write")
-    if not args.reuse:
-        run_all(args)
+        return f"--output {args.output} is a folder: give the path of the PDF to write"
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(folder):
+        return f"--output {args.output}: its folder {folder} does not exist"
+    if unwritable(folder):
+        return f"cannot write --output {args.output}: {unwritable(folder)}"
+    return None
+
+
+def load_all(args):
+    """The runs, the training records, the study across sets and the reuse study, checked."""
     missing = [name for name in RUNS if not os.path.exists(os.path.join(args.results_dir, name, "results.json"))]
     missing += [name for name, file in (("sets", "sets.json"), ("downstream", "results.json"))
                 if not os.path.exists(os.path.join(args.results_dir, name, file))]
     if missing:
-        sys.exit(f"error: no results.json for run {missing[0]!r} in {args.results_dir}: run without --reuse")
+        raise ScriptError(f"no results.json for run {missing[0]!r} in {args.results_dir}: run without --reuse")
     if not os.path.exists(args.training_log):
-        sys.exit(f"error: training record not found: {args.training_log} (written by train_ppo.py)")
-    try:
-        training = read_json(args.training_log)
-        runs = {name: load_run(os.path.join(args.results_dir, name), command) for name, (_, command) in RUNS.items()}
-        study = read_json(os.path.join(args.results_dir, "sets", "sets.json"))
-        reuse_path = os.path.join(args.results_dir, "downstream", "results.json")
-        reuse = {**read_json(reuse_path), "path": reuse_path}
-    except BadResults as error:
-        sys.exit(f"error: {error}; rerun python report.py without --reuse")
+        raise ScriptError(f"training record not found: {args.training_log} (written by train_ppo.py)")
+    training = read_json(args.training_log)
+    if not isinstance(training, dict) or not isinstance(training.get("networks"), dict) or not training["networks"]:
+        raise BadResults(f"{args.training_log}: not a training record of train_ppo.py (no networks)")
+    runs = {name: load_run(os.path.join(args.results_dir, name), command) for name, (_, command) in RUNS.items()}
     not_finite = [run.folder for run in runs.values() if not np.isfinite(run.masked).all()]
     if not_finite:
-        sys.exit(f"error: {not_finite[0]}/results.json holds NaN or infinite scores")
-    build(runs, training, study, sets_training_summary(study["sets"]), reuse, args.output)
+        raise ScriptError(f"{not_finite[0]}/results.json holds NaN or infinite scores")
+    study = read_json(os.path.join(args.results_dir, "sets", "sets.json"))
+    reuse_path = os.path.join(args.results_dir, "downstream", "results.json")
+    return runs, training, study, {**read_json(reuse_path), "path": reuse_path}
+
+
+@fails_on()
+def main(args):
+    check(check_args(args))
+    args = kit_relative(args)
+    with contextlib.chdir(KIT):
+        build_from_results(args)
     print(f"wrote {args.output}")
+
+
+def build_from_results(args):
+    """Run what --reuse does not skip, then build the PDF; malformed results as one ScriptError."""
+    if not args.reuse:
+        run_all(args)
+    try:
+        runs, training, study, reuse_study = load_all(args)
+        build(runs, training, study, sets_training_summary(study["sets"]), reuse_study, args.output)
+    except BadResults as error:
+        raise ScriptError(f"{error}; rerun python report.py without --reuse") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise ScriptError(f"a results file in {args.results_dir} or {args.training_log} is malformed "
+                          f"({type(error).__name__}: {error}); rerun python report.py without --reuse") from None
 
 
 if __name__ == "__main__":

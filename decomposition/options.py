@@ -13,17 +13,18 @@ observations[i], `position` (0, 1 or 2) steps after each started. `ComboOptions`
 true combos, `NetworkOptions` networks under masks.
 """
 
+import numbers
 import os
 
 import numpy as np
 import torch
 
-from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, ComboGym
+from combogrid import COMBO_LENGTH, COMBO_NAMES, COMBOS, ComboGym, observation_size
 from decomposition.masks import StackedActors
 from ppo_agent import fingerprint, greedy_actions, load_agent, rollout
 
 
-KIT_MODELS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "models")
+KIT_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
 
 
 class MaskFileError(Exception):
@@ -61,27 +62,67 @@ def load_extracted_function(masks_path, combo, base_model, seed_index=0, model_p
     from the masks.pt of main.py --save-dir. The network is the checkpoint the masks were learned
     on (its absolute path is stored; where that path does not exist, the kit's models/ file of the
     same name), or `model_path`; either must have the bytes the masks were learned on."""
-    try:
-        masks = torch.load(masks_path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise MaskFileError(f"masks file not found: {masks_path}") from None
-    except Exception as error:  # torch raises many kinds for a file that is not a masks.pt
-        raise MaskFileError(f"cannot read {masks_path} as a masks.pt of main.py ({type(error).__name__})") from None
-    if not isinstance(masks, dict) or "neuron_masks" not in masks:
-        raise MaskFileError(f"{masks_path} is not a masks.pt written by main.py --save-dir")
+    masks = read_masks(masks_path)
     for value, valid, what in ((combo, masks["combos"], "combo"), (base_model, masks["base_models"], "network")):
         if value not in valid:
             raise MaskFileError(f"unknown {what} {value!r}: {masks_path} has {', '.join(valid)}")
     seeds = len(masks["seeds"])
-    if not isinstance(seed_index, int) or not 0 <= seed_index < seeds:
+    if not (isinstance(seed_index, numbers.Integral) and not isinstance(seed_index, bool)
+            and 0 <= seed_index < seeds):
         raise MaskFileError(f"seed index {seed_index!r} out of range: {masks_path} has seeds 0 to {seeds - 1} "
                             f"(seeds {masks['seeds']} of the run)")
-    c, a = masks["combos"].index(combo), masks["base_models"].index(base_model)
+    seed_index, c, a = int(seed_index), masks["combos"].index(combo), masks["base_models"].index(base_model)
     agent = saved_network(masks, a, masks_path, model_path)
     if "input_masks" not in masks:
         return ExtractedFunction(agent, masks["neuron_masks"][seed_index, c, a])
     return ExtractedFunction(agent, masks["neuron_masks"][seed_index, c, a],
                              masks["input_masks"][seed_index, c, a], masks["input_fill"][c])
+
+
+def read_masks(path):
+    """The dict of a masks.pt of main.py --save-dir, checked whole: a missing or malformed entry is a
+    MaskFileError naming the file and the entry."""
+    try:
+        masks = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MaskFileError(f"masks file not found: {path}") from None
+    except Exception as error:  # torch raises many kinds for a file that is not a masks.pt
+        raise MaskFileError(f"cannot read {path} as a masks.pt of main.py ({type(error).__name__})") from None
+    if not isinstance(masks, dict) or "neuron_masks" not in masks:
+        raise MaskFileError(f"{path} is not a masks.pt written by main.py --save-dir")
+    problem = mask_file_problem(masks)
+    if problem:
+        raise MaskFileError(f"{path} is damaged: {problem}")
+    return masks
+
+
+def mask_file_problem(masks):
+    """The first entry of a masks.pt dict that is missing or malformed, as a message, or None."""
+    names = {"combos": str, "base_models": str, "seeds": numbers.Integral, "model_paths": str}
+    for key, kind in names.items():
+        if not (isinstance(masks.get(key), list) and masks[key] and all(isinstance(x, kind) for x in masks[key])):
+            return f"{key!r} is missing or not a list of {kind.__name__}"
+    for key in ("hidden_size", "game_width"):
+        if not isinstance(masks.get(key), int) or masks[key] < 1:
+            return f"{key!r} is missing or not a positive integer"
+    combos, networks = len(masks["combos"]), len(masks["base_models"])
+    size = observation_size(masks["game_width"], masks["game_width"])
+    shapes = {"neuron_masks": (len(masks["seeds"]), combos, networks, 3, masks["hidden_size"]),
+              "input_masks": (len(masks["seeds"]), combos, networks, size), "input_fill": (combos, size)}
+    for key, shape in shapes.items():
+        value = masks.get(key)
+        if value is None and key != "neuron_masks":
+            continue
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or not torch.isfinite(value).all():
+            return f"{key!r} is not a finite tensor of shape {shape}"
+    neuron_masks = masks["neuron_masks"]
+    if not (((neuron_masks == 0) | (neuron_masks == 1)).all() and (neuron_masks.sum(-2) == 1).all()):
+        return "'neuron_masks' has a column that is not one-hot"
+    if ("input_masks" in masks) != ("input_fill" in masks):
+        return "'input_masks' and 'input_fill' come together"
+    if len(masks["model_paths"]) != networks or len(masks.get("model_fingerprints", [""] * networks)) != networks:
+        return "'model_paths' or 'model_fingerprints' does not name one network per base model"
+    return None
 
 
 def saved_network(saved, a, saved_path, model_path=None):
