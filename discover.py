@@ -33,7 +33,8 @@ from combogrid import PROBLEMS
 from decomposition import across_sets, discovery
 from decomposition.files import json_writer, unwritable, write_file_set
 from decomposition.results import grid_of, png_writer
-from decomposition.script import NON_NEGATIVE, POSITIVE, Range, ScriptError, check, fails_on, out_of_range, start
+from decomposition.script import (NON_NEGATIVE, POSITIVE, Range, ScriptError, check, fails_on, memory_problem,
+                                  out_of_range, start)
 from ppo_agent import CheckpointError, fingerprint
 
 
@@ -100,7 +101,19 @@ def check_args(args):
         return f"--sets-dir {args.sets_dir} exists and is not a folder"
     if args.save_dir is not None and unwritable(args.save_dir):
         return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
-    return None
+    return memory_problem(memory_estimate(args), f"--max-length {args.max_length} with --mask-seeds {args.mask_seeds}"
+                          + (" and --mask-inputs" if args.mask_inputs else ""), "use a smaller --max-length or fewer seeds")
+
+
+def memory_estimate(args, solution_length=24):
+    """Bytes a run needs, roughly: 300 MB, plus the mask batch's largest tensors. Neuron masks keep
+    the linear-in-mask products (segments x networks x 2H x 3L floats) and one intermediate of
+    their size; input masks keep about six (networks x segments x seeds x L x H) tensors."""
+    segments = len(PROBLEMS) * sum(solution_length - n + 1 for n in range(2, args.max_length + 1))
+    floats = 2 * segments * len(PROBLEMS) * 2 * args.hidden_size * 3 * args.max_length
+    if args.mask_inputs:
+        floats += 6 * len(PROBLEMS) * segments * args.mask_seeds * args.max_length * args.hidden_size
+    return 300e6 + 4 * floats
 
 
 def run(args):

@@ -2,11 +2,15 @@
 segment of the solution trajectories, the few that best compress the other solutions chosen by
 the Levin loss, and how well the chosen ones recover the true combos.
 
-    candidates = learn_candidates(agents, trajectories, args)        # one mask per (network, segment)
-    table = applicability(candidates, actors, trajectories, width)   # where each one reproduces a solution
-    loss = LevinLoss(table, candidates, trajectories)
+    candidates = learn_candidates(agents, trajectories, args, discretize)   # one mask per (network, segment)
+    table = applicability(candidates, agents, trajectories, width)   # where each reproduces a solution
+    loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories])
     chosen, value = select_options(loss, max_options, restarts, seed)
-    measured = recovery(candidates, chosen, actors, width)
+    options = candidates.subset(chosen)
+    actions = greedy_rollouts(options, agents, test_games(width))    # (K, 96 test states, length)
+    measured = [recovery(actions[k, :, :options.length[k]]) for k in range(len(options))]
+
+discover() runs these steps on one set of networks.
 
 A candidate is network `network` under a mask learned so that it reproduces the actions of one
 segment (problem `source`, actions start .. start + length) of another network's greedy
@@ -70,7 +74,7 @@ def segments(trajectories, max_length):
 def learn_candidates(agents, trajectories, args, discretize, log=None):
     """A mask for every network and every segment of the other networks' solutions, all learned
     as one batch by fit_masks: so that the masked network takes the segment's actions from its
-    states. Candidates whose greedy rollout from the segment's first state does not take the
+    states. `log` reports the training's progress every args.log_every steps (fit_masks). Candidates whose greedy rollout from the segment's first state does not take the
     segment's actions are dropped: they are not the function they were trained to be.
 
     fit_masks learns a mask for every (segment, network) pair of its batch; the pairs of a network
@@ -80,18 +84,17 @@ def learn_candidates(agents, trajectories, args, discretize, log=None):
     sets = [trajectories[p][start:start + length] for p, start, length in cut]
     observations, actions, weights = stack_trajectories(sets)
     generator = torch.Generator().manual_seed(args.seed)
-    seeds, networks, hidden, inputs = args.mask_seeds, len(agents), args.hidden_size, observations.shape[-1]
-    neuron_theta = torch.randn(seeds, len(cut), networks, 3, hidden, generator=generator)
+    seeds, networks, inputs = args.mask_seeds, len(agents), observations.shape[-1]
+    neuron_theta = torch.randn(seeds, len(cut), networks, 3, args.hidden_size, generator=generator)
     input_theta = input_fill = None
     if args.mask_inputs:
         input_theta = torch.nn.Parameter(torch.randn(seeds, len(cut), networks, 2, inputs, generator=generator))
         input_fill = (observations * weights[..., None]).sum(1)  # (C, D) each segment's mean
         if args.input_fill == "zero":
             input_fill = torch.zeros_like(input_fill)
-    fit_log = {} if log is None else {"log": log}
     neuron_masks, input_masks, _, best_loss, _ = fit_masks(
         StackedActors(agents), observations, actions, weights, torch.nn.Parameter(neuron_theta), input_theta,
-        args, None, discretize, input_fill, **fit_log)
+        args, None, discretize, input_fill, log)
 
     source = np.array([p for p, _, _ in cut])
     triples = [(s, c, a) for s in range(seeds) for c in range(len(cut)) for a in range(networks) if a != source[c]]
@@ -212,6 +215,10 @@ class LevinLoss:
             if source is not None:
                 barred |= np.asarray(source) == p
             self.applicable[barred, self.offsets[p]:self.offsets[p + 1]] = False
+            past_end = np.arange(self.offsets[p], self.offsets[p + 1])[None, :] + self.length[:, None] > self.offsets[p + 1]
+            self.applicable[:, self.offsets[p]:self.offsets[p + 1]] &= ~past_end
+        self.padded = np.vstack([self.applicable, np.zeros((1, self.applicable.shape[1]), dtype=bool)])
+        self.padded_length = np.append(self.length, 1).astype(np.int64)
 
     def __len__(self):
         return len(self.length)
@@ -220,14 +227,13 @@ class LevinLoss:
         """(B, solutions) the least number of decisions per solution of each option set; sets
         (B, s) holds candidate indices, -1 for none."""
         sets = np.asarray(sets, dtype=np.int64).reshape(len(sets), -1)
-        valid = sets >= 0
-        index = np.where(valid, sets, 0)
+        index = np.where(sets >= 0, sets, len(self))        # -1: the padding row, which applies nowhere
         count = len(sets)
         result = np.zeros((count, len(self.trajectory_lengths)), dtype=np.int64)
         for p, n in enumerate(self.trajectory_lengths):
             first = self.offsets[p]
-            usable = self.applicable[index, first:first + n] & valid[..., None]      # (B, s, n)
-            ends = np.arange(n) + self.length[index][..., None]                     # (B, s, n)
+            usable = self.padded[index, first:first + n]                            # (B, s, n)
+            ends = np.arange(n) + self.padded_length[index][..., None]              # (B, s, n)
             best = np.tile(np.arange(n + 1), (count, 1))      # best[b, j]: decisions to reach j
             for j in range(n):
                 np.minimum(best[:, j + 1], best[:, j] + 1, out=best[:, j + 1])
@@ -280,11 +286,14 @@ def local_search(loss, chosen, max_options, rng, sample=125, max_steps=1000):
     weights = 0.1 + loss.uses()
     for _ in range(max_steps):
         rest = np.setdiff1d(np.arange(len(loss)), chosen)
-        drawn = rng.choice(rest, size=min(sample, len(rest)), replace=False, p=weights[rest] / weights[rest].sum())
+        drawn = rng.choice(rest, size=min(sample, len(rest)), replace=False,
+                           p=weights[rest] / weights[rest].sum()) if len(rest) else rest
         neighbours = [chosen + [int(k)] for k in drawn] if len(chosen) < max_options else []
         neighbours += [[c for c in chosen if c != out] + [int(k)] for out in chosen for k in drawn]
         if len(chosen) > 1:
             neighbours += [[c for c in chosen if c != out] for out in chosen]
+        if not neighbours:
+            break
         values = loss(as_sets(neighbours, max_options))
         best = int(np.argmin(values))
         if values[best] >= value:
@@ -298,6 +307,8 @@ def select_options(loss, max_options, restarts, seed, log=None):
     local search, then local search from `restarts` random sets (of 1 to max_options - 1
     candidates, drawn more often the more places they apply); the best set found."""
     rng = np.random.default_rng(seed)
+    if not len(loss):
+        return [], float(loss(as_sets([[]], 1))[0])
     chosen, value = local_search(loss, select_greedy(loss, max_options)[0], max_options, rng)
     weights = 0.1 + loss.uses()
     sizes = np.arange(1, max(max_options, 2))
