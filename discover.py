@@ -106,14 +106,16 @@ def check_args(args):
 
 
 def memory_estimate(args, solution_length=24):
-    """Bytes a run needs, roughly: 300 MB, plus the mask batch's largest tensors. Neuron masks keep
-    the linear-in-mask products (segments x networks x 2H x 3L floats) and one intermediate of
-    their size; input masks keep about six (networks x segments x seeds x L x H) tensors."""
+    """Bytes a run needs, roughly: 400 MB (measured here, 430 to 610 MB peak for L = 6 to 12), plus
+    the mask batch's largest tensors and its loss curves. Neuron masks keep the linear-in-mask
+    products (segments x networks x 2H x 3L floats) and one intermediate of their size; input
+    masks keep about six (networks x segments x seeds x L x H) tensors."""
     segments = len(PROBLEMS) * sum(solution_length - n + 1 for n in range(2, args.max_length + 1))
     floats = 2 * segments * len(PROBLEMS) * 2 * args.hidden_size * 3 * args.max_length
+    floats += args.mask_learning_steps * args.mask_seeds * segments * len(PROBLEMS)
     if args.mask_inputs:
         floats += 6 * len(PROBLEMS) * segments * args.mask_seeds * args.max_length * args.hidden_size
-    return 300e6 + 4 * floats
+    return 400e6 + 4 * floats
 
 
 def run(args):

@@ -180,6 +180,7 @@ def expect_error(args, message):
     ({"model_paths": (MODELS[1], MODELS[0], *MODELS[2:])}, "the order of --model-paths looks wrong"),
     ({"save_dir": os.path.join(ROOT, "README.md")}, "cannot write to --save-dir"),
     ({"sets_dir": os.path.join(ROOT, "README.md")}, "is not a folder"),
+    ({"max_length": 24, "mask_seeds": 20, "mask_inputs": True}, "would need about"),
 ])
 def test_bad_input_is_one_error_line(change, message):
     expect_error(discover.Args(**{**SMALL, **change}), message)
