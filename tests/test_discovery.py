@@ -13,7 +13,7 @@ import discover
 from combogrid import COMBO_NAMES, COMBOS, PROBLEMS, ComboGym, non_goal_cells
 from conftest import ROOT
 from decomposition import discovery
-from decomposition.options import load_discovered_options
+from decomposition.options import ComboOptions, load_discovered_options
 
 MODELS = tuple(os.path.join(ROOT, "models", f"{p}.pt") for p in PROBLEMS)
 
@@ -79,18 +79,27 @@ def test_selection_keeps_at_most_max_options():
 
 def fixed_actions(sequence, width=5):
     """A fixed action sequence played from every test state: (N, length), -1 once the goal is reached."""
+    return played(lambda step, observations: np.full(len(observations), sequence[step]), len(sequence), width)
+
+
+def played(act, steps, width=5):
+    """act(step, observations) played for `steps` from every test state: (N, steps), -1 once the
+    goal is reached."""
     games = discovery.test_games(width)
-    actions = np.full((len(games.agents), len(sequence)), -1)
+    actions = np.full((len(games.agents), steps), -1)
     alive = np.ones(len(games.agents), dtype=bool)
-    for step, action in enumerate(sequence):
-        actions[alive, step] = action
-        _, terminated, _ = games.step(np.full(len(games.agents), action), alive)
+    for step in range(steps):
+        taken = np.asarray(act(step, games.observations()))
+        actions[alive, step] = taken[alive]
+        _, terminated, _ = games.step(taken, alive)
         alive &= ~terminated
     return actions
 
 
 def test_recovery_of_the_true_combos_is_perfect():
-    measured = [discovery.recovery(fixed_actions(COMBOS[name])) for name in COMBO_NAMES]
+    combos = ComboOptions()      # the true combos as the options of the reuse study play them
+    measured = [discovery.recovery(played(lambda step, obs: combos.act(np.full(len(obs), k), obs, step), 3))
+                for k in range(len(combos))]
     assert [m["performs"] for m in measured] == list(COMBO_NAMES)
     assert discovery.precision_recall(measured) == (1.0, 1.0, list(COMBO_NAMES))
 
