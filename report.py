@@ -4,11 +4,12 @@
                                   # sets into results/, then write answers.pdf
     python report.py --reuse      # only rebuild the PDF from results/*/results.json and sets.json
 
-Every number in the PDF is read from the runs' results.json, results/sets/sets.json and the
-training records (training.json); none is typed. Needs requirements-dev.pip (fpdf2, matplotlib).
-The 10 network sets of the study across networks (results/network_sets/, about 1 minute) and
-the reuse study (results/downstream/, about 11 minutes) are run only when their results are not
-there yet: delete those folders to run them again.
+Every number in the PDF is read from the runs' results.json, results/sets/sets.json, the
+discovery runs' discovery.json and sets.json and the training records (training.json); none is
+typed. Needs requirements-dev.pip (fpdf2, matplotlib). The 10 network sets of the study across
+networks (results/network_sets/, about 1 minute), the reuse study (results/downstream/, about 11
+minutes) and the discovery runs (results/discovery*/, about 30 minutes) are run only when their
+results are not there yet: delete those folders to run them again.
 """
 
 import contextlib
@@ -17,12 +18,14 @@ import os
 from dataclasses import dataclass, replace
 
 import numpy as np
+from tabulate import tabulate
 
+import discover
 import downstream
 import main as extraction
 import train_ppo
 from combogrid import COMBOS, COMBO_NAMES, PROBLEMS
-from decomposition import across_sets, reuse
+from decomposition import across_sets, discovery, reuse
 from decomposition.pdf import Report
 from decomposition.results import save_results
 from decomposition.files import unwritable
@@ -40,6 +43,10 @@ NUM_SETS = 10
 TRAIN_SETS = f"python train_ppo.py --num-sets {NUM_SETS} --save-dir results/network_sets"
 STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
 REUSE = "python downstream.py --save-dir results/downstream"
+# name: (discover.py options, what it measures); each is run on the shipped networks into
+# results/NAME and on the network sets into results/NAME_sets
+DISCOVERY = {"discovery": ({}, "neuron masks (the defaults)"),
+             "discovery_inputs": ({"mask_inputs": True, "mask_seeds": 4}, "--mask-inputs --mask-seeds 4")}
 
 
 KIT = os.path.dirname(os.path.abspath(__file__))
@@ -126,6 +133,23 @@ def run_all(args):
     if not os.path.exists(os.path.join(args.results_dir, "downstream", "results.json")):
         print(f"running {REUSE} (about 11 minutes)", flush=True)
         downstream.main(downstream.Args(save_dir=os.path.join(args.results_dir, "downstream")))
+    for name, (options, _) in DISCOVERY.items():
+        for folder, extra in ((name, {}), (f"{name}_sets", {"sets_dir": args.sets_dir})):
+            if not os.path.exists(os.path.join(args.results_dir, folder)):
+                run_args = discover.Args(save_dir=os.path.join(args.results_dir, folder), **options, **extra)
+                print(f"running {discovery_command(run_args)}", flush=True)
+                discover.main(run_args)
+
+
+def discovery_command(args):
+    """The discover.py command line that gives these Args."""
+    defaults = discover.Args()
+    words = ["python discover.py"]
+    for field, value in vars(args).items():
+        if value != getattr(defaults, field):
+            flag = "--" + field.replace("_", "-")
+            words.append(flag if value is True else f"{flag} {value}")
+    return " ".join(words)
 
 
 def mean_std(values):
@@ -140,9 +164,9 @@ def input_kinds(kept, width=5):
     return counts.mean(0)
 
 
-def build(runs, training, study, sets_training, reuse_study, output):
-    """Write the PDF from the loaded runs, the study across network sets, the reuse study and the
-    training records: a title, then sections 1 to 6 in order."""
+def build(runs, training, study, sets_training, reuse_study, found, output):
+    """Write the PDF from the loaded runs, the study across network sets, the reuse study, the
+    discovery runs and the training records: a title, then sections 1 to 7 in order."""
     default, seeds, inputs, zero = runs["default"], runs["seeds"], runs["inputs"], runs["inputs_zero"]
     report = Report()
     report.title("Neural decomposition on ComboGrid: answers")
@@ -155,6 +179,7 @@ def build(runs, training, study, sets_training, reuse_study, output):
     section_across_sets(report, study, sets_training, seeds)
     section_question_2(report, default, seeds, inputs, zero)
     section_reuse(report, reuse_study)
+    section_discovery(report, found)
     section_method(report, runs, training)
     report.save(output)
 
@@ -424,14 +449,89 @@ def fixed_combos_lag(moves):
             "stalled by the second.")
 
 
+def section_discovery(report, found):
+    """6. Can the functions be found without being told? discover.py's runs and their recovery."""
+    first = next(iter(found.values()))["run"]
+    args = first["args"]
+    report.heading("6. Can the functions be found without being told?")
+    report.paragraph(
+        "Everything above is told where the combos are: the training data is cut at combo boundaries. "
+        "discover.py is not. For every network and every segment of 2 to "
+        f"{args['max_length']} actions of the other networks' greedy solutions it learns a mask (all in one "
+        "batch) so that the masked network takes the segment's actions; a candidate that does not reproduce "
+        "its own segment is dropped. A candidate of length l applies at a position of a solution when its "
+        "greedy rollout of l steps from that state takes the solution's next l actions. The Levin loss of a "
+        "set of K options is, summed over the four solutions of n actions, log(n + 1) + d log(K + 3), with d "
+        "the least number of decisions (a primitive action, or an applicable option never used on its own "
+        "network's solution) that reproduces the solution. At most "
+        f"{args['max_options']} options are chosen: greedy, then local search with {args['restarts']} restarts. "
+        "Recovery: from every non-goal cell of the four problems with an empty buffer, the fraction of states "
+        "from which an option performs each true combo (or, for lengths 6, 9, ..., each concatenation). "
+        f"Precision: the options that perform a combo or a concatenation from >= {discovery.RECOVERED:.0%} of "
+        "the states; recall: the combos some option of length 3 performs from that many.")
+    for name, (_, label) in DISCOVERY.items():
+        run = found[name]["run"]
+        report.paragraph(f"{label}: {found[name]['command']} ({run['seconds']:.0f} s).")
+        report.monospace(discover.summary(run), size=6.2)
+    report.paragraph(f"The same on the {len(first_sets(found)['sets'])} network sets (one run per set):")
+    report.monospace(discovery_sets_table(found), size=6.5)
+    report.paragraph(discovery_reading(found))
+    report.paragraph(
+        "The downstream row (the discovered options as a condition of the reuse study) is not measured yet: it "
+        "waits for the reuse study's new protocol. Each run's discovery.json holds the options (network, "
+        "segment, length, where they apply), their actions from every test state and the fractions above; "
+        "options.pt holds their masks, which decomposition.options.load_discovered_options turns into "
+        "options that replay in ComboGym (tests/test_discovery.py recomputes the recovery that way).")
+
+
+def first_sets(found):
+    return next(iter(found.values()))["sets"]
+
+
+def discovery_sets_table(found):
+    """Per configuration: precision and recall over the sets (mean and worst), sets with recall 4/4."""
+    rows = []
+    for name, (_, label) in DISCOVERY.items():
+        runs = found[name]["sets"]["runs"]
+        precision, recall = (np.array([r[key] for r in runs]) for key in ("precision", "recall"))
+        loss = np.array([r["levin_loss"] for r in runs])
+        rows.append([label, f"{np.mean([len(r['options']) for r in runs]):.1f}", f"{precision.mean():.2f}",
+                     f"{precision.min():.2f}", f"{recall.mean():.2f}", f"{recall.min():.2f}",
+                     f"{int((recall == 1).sum())}/{len(runs)}", f"{loss.mean():.1f}"])
+    return tabulate(rows, headers=["masks", "options", "precision", "worst", "recall", "worst", "recall 4/4",
+                                   "Levin loss"], tablefmt="grid")
+
+
+def discovery_reading(found):
+    """What the chosen options are when they are not combos, counted over every run."""
+    options = [o for entry in found.values() for run in [entry["run"], *entry["sets"]["runs"]] for o in run["options"]]
+    other = [o for o in options if o["performs"] is None]
+    on_source = sum(len(o["used_at"][o["source"]]) for o in other)
+    uses = sum(o["uses"] for o in other)
+    short = sum(o["length"] % 3 != 0 for o in other)
+    partial = [o for o in other if o["length"] % 3 == 0]
+    return (
+        f"Of the {len(options)} options chosen in these runs, {len(other)} perform no combo (or concatenation) "
+        f"from >= {discovery.RECOVERED:.0%} of the states. {short} of those have a length that is no multiple "
+        f"of 3: they start or end inside a combo, and apply where the solution happens to continue the same "
+        f"way. {on_source} of their {uses} applicable positions lie on the solution their own segment was cut "
+        "from: the Levin loss as stated only bars an option from its network's solution, so an option is "
+        "also scored on the data it was trained on. The other "
+        f"{len(partial)} have a combo's length and play a combo along the solutions, but not from "
+        f"{discovery.RECOVERED:.0%} of the cells (median best fraction "
+        f"{np.median([o['best_fraction'] for o in partial]) if partial else float('nan'):.2f}): the loss only "
+        "sees the 96 states of the four solutions, so an option that plays a combo there and something else "
+        "elsewhere compresses as well as the combo.")
+
+
 def section_method(report, runs, training):
-    """6. How the numbers were produced: the networks' training and the mask runs."""
+    """7. How the numbers were produced: the networks' training and the mask runs."""
     default, seeds = runs["default"], runs["seeds"]
     networks = training["networks"]
     trained = "; ".join(f"{p}: seed {t['seed']}, {t['steps']:,} steps, "
                         f"{'optimal' if t['optimal'] else 'NOT optimal'}" for p, t in networks.items())
     ppo = next(iter(networks.values()))["settings"]
-    report.heading("6. How the numbers were produced")
+    report.heading("7. How the numbers were produced")
     report.paragraph(
         f"Networks: python train_ppo.py (PPO after CleanRL, the four learners trained as "
         f"{batches(ppo.get('processes', 1))}, in {training['seconds']:.0f} s, each exactly as it would train "
@@ -508,7 +608,24 @@ def load_all(args):
         raise ScriptError(f"{not_finite[0]}/results.json holds NaN or infinite scores")
     study = read_json(os.path.join(args.results_dir, "sets", "sets.json"))
     reuse_path = os.path.join(args.results_dir, "downstream", "results.json")
-    return runs, training, study, {**read_json(reuse_path), "path": reuse_path}
+    return runs, training, study, {**read_json(reuse_path), "path": reuse_path}, load_discovery(args)
+
+
+def load_discovery(args):
+    """{name: {"run": discovery.json, "sets": sets.json, "command": its command}} of DISCOVERY."""
+    found = {}
+    for name, (options, _) in DISCOVERY.items():
+        paths = [os.path.join(args.results_dir, name, "discovery.json"),
+                 os.path.join(args.results_dir, f"{name}_sets", "sets.json")]
+        missing = [path for path in paths if not os.path.exists(path)]
+        if missing:
+            raise ScriptError(f"no {missing[0]}: run without --reuse")
+        run = read_json(paths[0])
+        found[name] = {"run": run, "sets": read_json(paths[1]),
+                       "command": discovery_command(discover.Args(**{
+                           **run["args"], "model_paths": tuple(run["args"]["model_paths"]),
+                           "save_dir": os.path.join("results", name)}))}
+    return found
 
 
 @fails_on()
@@ -525,8 +642,8 @@ def build_from_results(args):
     if not args.reuse:
         run_all(args)
     try:
-        runs, training, study, reuse_study = load_all(args)
-        build(runs, training, study, sets_training_summary(study["sets"]), reuse_study, args.output)
+        runs, training, study, reuse_study, found = load_all(args)
+        build(runs, training, study, sets_training_summary(study["sets"]), reuse_study, found, args.output)
     except BadResults as error:
         raise ScriptError(f"{error}; rerun python report.py without --reuse") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:

@@ -1,8 +1,11 @@
-"""An extracted function used as an option: a network under a learned mask, acting for a combo's
-three steps from whatever state it is called in.
+"""An extracted function used as an option: a network under a learned mask, acting for a fixed
+number of steps (a combo's three, or a discovered option's length) from whatever state it is
+called in.
 
     up = load_extracted_function("out/masks.pt", "Up", "BR-TL")   # after main.py --save-dir out
     up.run(env)                                                     # 3 greedy actions in env
+    found = load_discovered_options("out/options.pt")              # after discover.py --save-dir out
+    found[0].run(env)                                               # found[0].steps greedy actions
 
 A learner's option set (tasks.TaskVec) is any object with len() (K options) and
 act(which, observations, position): the primitive actions of options which[i] at
@@ -29,9 +32,10 @@ class MaskFileError(Exception):
 
 
 class ExtractedFunction:
-    """One combo's sub-function of one network: the network under a learned mask."""
+    """A sub-function of one network: the network under a learned mask, acting for `steps` actions."""
 
-    def __init__(self, agent, neuron_mask, input_mask=None, input_fill=0.0):
+    def __init__(self, agent, neuron_mask, input_mask=None, input_fill=0.0, steps=COMBO_LENGTH):
+        self.steps = steps
         self.actors = StackedActors([agent])
         self.neuron_mask = neuron_mask[None]                        # (1, 3, H)
         self.input_mask = None if input_mask is None else input_mask[None]
@@ -47,9 +51,10 @@ class ExtractedFunction:
     def act(self, observation):
         return int(self(torch.as_tensor(np.asarray(observation), dtype=torch.float32))[0])
 
-    def run(self, env, steps=COMBO_LENGTH):
-        """Act for `steps` actions from the environment's current state (the option's execution)."""
-        return rollout(env, self, steps, reset=False)
+    def run(self, env, steps=None):
+        """Act for `steps` actions (by default its own number) from the environment's current state,
+        or until the episode ends (the option's execution)."""
+        return rollout(env, self, self.steps if steps is None else steps, reset=False)
 
 
 def load_extracted_function(masks_path, combo, base_model, seed_index=0, model_path=None):
@@ -67,16 +72,7 @@ def load_extracted_function(masks_path, combo, base_model, seed_index=0, model_p
         raise MaskFileError(f"seed index {seed_index!r} out of range: {masks_path} has seeds 0 to {seeds - 1} "
                             f"(seeds {masks['seeds']} of the run)")
     seed_index, c, a = int(seed_index), masks["combos"].index(combo), masks["base_models"].index(base_model)
-    path = model_path or masks["model_paths"][a]
-    shipped = os.path.join(KIT_MODELS, os.path.basename(path))
-    if model_path is None and "model_fingerprints" in masks and not os.path.isfile(path) and os.path.isfile(shipped):
-        path = shipped  # a masks.pt written on another machine (results/): the kit's copy, checked below
-    if "model_fingerprints" in masks and os.path.isfile(path):
-        if fingerprint(path) != masks["model_fingerprints"][a]:
-            raise MaskFileError(f"{path} is not the {base_model} network these masks were learned on "
-                                f"({masks['model_paths'][a]}): its bytes differ")
-    width = masks["game_width"]
-    agent = load_agent(path, ComboGym(width, width, base_model), masks["hidden_size"])
+    agent = saved_network(masks, a, masks_path, model_path)
     if "input_masks" not in masks:
         return ExtractedFunction(agent, masks["neuron_masks"][seed_index, c, a])
     return ExtractedFunction(agent, masks["neuron_masks"][seed_index, c, a],
@@ -127,6 +123,44 @@ def mask_file_problem(masks):
     if len(masks["model_paths"]) != networks or len(masks.get("model_fingerprints", [""] * networks)) != networks:
         return "'model_paths' or 'model_fingerprints' does not name one network per base model"
     return None
+
+
+def saved_network(saved, a, saved_path, model_path=None):
+    """Network `a` of a file of masks: the checkpoint the masks were learned on (its absolute path
+    is stored; where that path does not exist, the kit's models/ file of the same name), or
+    `model_path`; either must have the bytes the masks were learned on."""
+    path = model_path or saved["model_paths"][a]
+    shipped = os.path.join(KIT_MODELS, os.path.basename(path))
+    if model_path is None and "model_fingerprints" in saved and not os.path.isfile(path) and os.path.isfile(shipped):
+        path = shipped  # a file written on another machine (results/): the kit's copy, checked below
+    if "model_fingerprints" in saved and os.path.isfile(path):
+        if fingerprint(path) != saved["model_fingerprints"][a]:
+            raise MaskFileError(f"{path} is not the {saved['base_models'][a]} network these masks were learned on "
+                                f"({saved['model_paths'][a]}, in {saved_path}): its bytes differ")
+    width = saved["game_width"]
+    return load_agent(path, ComboGym(width, width, saved["base_models"][a]), saved["hidden_size"])
+
+
+def load_discovered_options(options_path, model_paths=None):
+    """The options chosen by discover.py --save-dir, from its options.pt, as ExtractedFunctions
+    of their own lengths (option k acts for found[k].steps actions). The networks are found as
+    for load_extracted_function; model_paths (one per network, TL-BR, TR-BL, BR-TL, BL-TR) overrides."""
+    try:
+        saved = torch.load(options_path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MaskFileError(f"options file not found: {options_path}") from None
+    except Exception as error:  # torch raises many kinds for a file that is not an options.pt
+        raise MaskFileError(f"cannot read {options_path} as an options.pt of discover.py "
+                            f"({type(error).__name__})") from None
+    if not isinstance(saved, dict) or "options" not in saved:
+        raise MaskFileError(f"{options_path} is not an options.pt written by discover.py --save-dir")
+    found = []
+    for option in saved["options"]:
+        a = saved["base_models"].index(option["network"])
+        agent = saved_network(saved, a, options_path, None if model_paths is None else model_paths[a])
+        found.append(ExtractedFunction(agent, option["neuron_mask"], option.get("input_mask"),
+                                       option.get("input_fill", 0.0), steps=option["length"]))
+    return found
 
 
 class ComboOptions:
