@@ -64,6 +64,22 @@ def observation_size(rows, columns):
     return 2 * rows * columns + NUM_ACTIONS * COMBO_LENGTH
 
 
+def start_option(options, rows, columns):
+    """The agent cell that reset's options ask for ({"agent": (row, column)}), or None; anything else
+    in options is a ValueError."""
+    options = {} if options is None else options
+    if not isinstance(options, dict) or set(options) - {"agent"}:
+        raise ValueError(f"reset options {options!r}: the only option is {{'agent': (row, column)}}")
+    if "agent" not in options:
+        return None
+    agent = options["agent"]
+    if not (isinstance(agent, (tuple, list, np.ndarray)) and len(agent) == 2
+            and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in agent)
+            and 0 <= agent[0] < rows and 0 <= agent[1] < columns):
+        raise ValueError(f"agent cell {agent!r} is not two integers (row, column) inside the {rows}x{columns} grid")
+    return tuple(int(x) for x in agent)
+
+
 class ComboGridBatch:
     """`n` ComboGrid games stepped together; arrays hold one row per game.
 
@@ -215,6 +231,9 @@ class ComboGym(gym.Env):
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
     def __init__(self, rows=5, columns=5, problem="TL-BR", render_mode=None):
+        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 2 <= n <= 1000
+                   for n in (rows, columns)):
+            raise ValueError(f"rows and columns must be integers from 2 to 1000, got {rows!r} and {columns!r}")
         self.start, self.goal = problem_cells(problem, rows, columns)
         self.rows, self.columns, self.problem = rows, columns, problem
         self.render_mode = render_mode
@@ -224,13 +243,8 @@ class ComboGym(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        agent = (options or {}).get("agent", self.start)
-        if not (isinstance(agent, (tuple, list, np.ndarray)) and len(agent) == 2
-                and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in agent)
-                and 0 <= agent[0] < self.rows and 0 <= agent[1] < self.columns):
-            raise ValueError(f"agent cell {agent!r} is not two integers (row, column) inside the "
-                             f"{self.rows}x{self.columns} grid")
-        self.game = ComboGridBatch([agent], [self.goal], self.rows, self.columns)
+        agent = start_option(options, self.rows, self.columns)
+        self.game = ComboGridBatch([self.start if agent is None else agent], [self.goal], self.rows, self.columns)
         return self.observation(), {}
 
     def step(self, action):

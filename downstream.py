@@ -29,7 +29,7 @@ import torch
 import main as extraction
 from combogrid import COMBO_LENGTH, PROBLEMS
 from decomposition import reuse
-from decomposition.files import unwritable
+from decomposition.files import failure, unwritable
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
 from decomposition.script import POSITIVE, ScriptError, check, fails_on, memory_problem, out_of_range, start
@@ -59,7 +59,8 @@ class Args:
     eval_points: int = 20
     """primitive-step counts, evenly spread over the budget, at which the greedy policies are evaluated"""
     save_dir: Optional[str] = "runs/downstream"
-    """folder for results.json, evaluation_curves.png and training_returns.png"""
+    """folder for results.json, evaluation_curves.png and training_returns.png (report.py writes the shipped
+    results/downstream)"""
     processes: int = 2
     """processes of one torch thread each that share a run's learners (the cores to use)"""
 
@@ -192,7 +193,7 @@ def main(args):
         try:
             reuse.save(args, runs, sources, alignment, tuning)
         except OSError as error:
-            raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {error.strerror}; "
+            raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {failure(error)}; "
                               "its files are unchanged") from None
 
 

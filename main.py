@@ -33,9 +33,9 @@ import torch
 from tabulate import tabulate
 
 from combogrid import (COMBO_LENGTH, COMBO_NAMES, COMBOS, NEEDED_COMBOS, PROBLEMS, ComboGridBatch, ComboGym,
-                       non_goal_cells, problem_cells)
+                       non_goal_cells, observation_size, problem_cells)
 from decomposition import across_sets
-from decomposition.files import unwritable
+from decomposition.files import failure, unwritable
 from decomposition.masks import Adam, StackedActors, fit_masks, one_hot_of_largest, stack_trajectories
 from decomposition.results import save_results
 from decomposition.script import (NON_NEGATIVE, POSITIVE, Range, ScriptError, check, fails_on, memory_problem,
@@ -405,9 +405,13 @@ def summary(masked_score, best_loss, kept_inputs=None):
 
 
 def memory_estimate(args):
-    """Bytes a run needs, roughly: measured here as 260 MB, plus 4.5 MB per seed, plus the loss
-    curves (4 bytes per step, mask and seed)."""
-    return 260e6 + args.num_seeds * (4.5e6 + args.mask_learning_steps * len(COMBO_NAMES) * len(PROBLEMS) * 4)
+    """Bytes a run needs, roughly: measured here as 260 MB, plus 4.5 MB per seed on the 5 x 5 grid,
+    plus the loss curves (4 bytes per step, mask and seed). The part per seed is mostly the
+    evaluation's observations and activations on every test state, which grow with the grid."""
+    def evaluation_size(width):
+        return (len(PROBLEMS) * (width ** 2 - 1)) * (observation_size(width, width) + 2 * args.hidden_size)
+    per_seed = 4.5e6 * max(1.0, evaluation_size(args.game_width) / evaluation_size(5))
+    return 260e6 + args.num_seeds * (per_seed + args.mask_learning_steps * len(COMBO_NAMES) * len(PROBLEMS) * 4)
 
 
 RANGES = {"mask_learning_steps": POSITIVE, "num_seeds": POSITIVE, "hidden_size": POSITIVE, "mask_learning_rate": POSITIVE,
@@ -436,7 +440,8 @@ def check_args(args):
         return f"--sets-dir {args.sets_dir} exists and is not a folder"
     if args.save_dir is not None and unwritable(args.save_dir):
         return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
-    return memory_problem(memory_estimate(args), f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps",
+    return memory_problem(memory_estimate(args), f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps "
+                          f"on a {args.game_width}x{args.game_width} grid",
                           "run fewer seeds at a time, with --seed to continue where the last run stopped")
 
 
@@ -445,7 +450,7 @@ def write(save, args, *what):
     try:
         save(*what)
     except OSError as error:
-        raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {error.strerror}") from None
+        raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {failure(error)}; its files are unchanged") from None
 
 
 @fails_on(CheckpointError, NoTrainingData, WrongNetwork, across_sets.BadSetsFolder)

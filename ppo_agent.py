@@ -5,6 +5,7 @@ actor = Linear(obs, hidden) -> ReLU -> Linear(hidden, 3); critic = a 64-64 tanh 
 """
 
 import hashlib
+import itertools
 import os
 import pickle
 
@@ -13,6 +14,7 @@ import torch
 from torch import nn
 from torch.distributions.categorical import Categorical
 
+from combogrid import COMBO_LENGTH, NUM_ACTIONS, ComboGridBatch
 from trajectory import Trajectory
 
 
@@ -129,15 +131,14 @@ def fingerprint(path):
         return hashlib.sha256(file.read()).hexdigest()
 
 
-def load_agent(path, env, hidden_size=64):
-    """A PPOAgent with the weights of checkpoint `path` (a state_dict, read with weights_only)."""
-    agent = PPOAgent(env, hidden_size)
+def read_checkpoint(path):
+    """The object a checkpoint file holds, read with weights_only; any failure is a CheckpointError."""
     if os.path.isdir(path):
         raise CheckpointError(f"checkpoint {path} is a folder, not a file")
     if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or a device would block or never end
         raise CheckpointError(f"checkpoint {path} is not a regular file")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CheckpointError(f"checkpoint not found: {path}") from None
     except PermissionError:
@@ -150,6 +151,14 @@ def load_agent(path, env, hidden_size=64):
     except Exception as error:  # torch raises many kinds for a file that is not a checkpoint
         raise CheckpointError(f"cannot read checkpoint {path}: not a file written by torch.save "
                               f"({type(error).__name__})") from None
+
+
+def load_agent(path, env, hidden_size=64):
+    """A PPOAgent with the weights of checkpoint `path` (a state_dict, read with weights_only),
+    checked for what would make it unusable: missing, unexpected or misshapen tensors, and weights
+    or outputs that are not finite."""
+    agent = PPOAgent(env, hidden_size)
+    state = read_checkpoint(path)
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} is not a state_dict")
     not_tensors = sorted(str(key) for key, value in state.items() if not isinstance(value, torch.Tensor))
@@ -172,4 +181,23 @@ def load_agent(path, env, hidden_size=64):
         raise CheckpointError(f"checkpoint {path}: {not_finite[0]} holds NaN or infinite weights")
     agent.load_state_dict(state)
     agent.eval()
+    with torch.no_grad():
+        logits = agent.actor(torch.as_tensor(game_observations(env.unwrapped)))
+    if not (torch.isfinite(logits).all() and torch.isfinite(Categorical(logits=logits).probs).all()):
+        raise CheckpointError(f"checkpoint {path}: its actor's outputs on the game's observations are NaN or "
+                              "infinite (weights far too large?)")
     return agent
+
+
+def game_observations(env, cells=100):
+    """Observations of the env's game to check a network on: the agent on up to `cells` cells (all of
+    a 10 x 10 grid), the env's goal, and each of the 13 contents of the combo buffer."""
+    grid = env.rows * env.columns
+    agents = [divmod(int(cell), env.columns) for cell in np.unique(np.linspace(0, grid - 1, min(grid, cells)).round())]
+    prefixes = [p for length in range(COMBO_LENGTH) for p in itertools.product(range(NUM_ACTIONS), repeat=length)]
+    games = ComboGridBatch(np.repeat(agents, len(prefixes), axis=0), [env.goal] * (len(agents) * len(prefixes)),
+                           env.rows, env.columns)
+    for position in range(COMBO_LENGTH - 1):  # each game's buffer filled with its prefix
+        actions = np.array([p[position] if len(p) > position else 0 for p in prefixes] * len(agents))
+        games.step(actions, active=np.array([len(p) > position for p in prefixes] * len(agents)))
+    return games.observations()

@@ -4,28 +4,32 @@
                                   # sets into results/, then write answers.pdf
     python report.py --reuse      # only rebuild the PDF from results/*/results.json and sets.json
 
-Every number in the PDF is read from the runs' results.json, results/sets/sets.json and the
-training records (training.json); none is typed. Needs requirements-dev.pip (fpdf2, matplotlib).
-The 10 network sets of the study across networks (results/network_sets/, about 1 minute) and
-the reuse study (results/downstream/, at most 20 minutes) are run only when their results are not
-there yet: delete those folders to run them again.
+Every number in the PDF is read from the runs' results.json, results/sets/sets.json, the
+discovery runs' discovery.json and sets.json and the training records (training.json); none is
+typed. Needs requirements-dev.pip (fpdf2, matplotlib). The 10 network sets of the study across
+networks (results/network_sets/, about 1 minute), the reuse study (results/downstream/, at most 20
+minutes) and the discovery runs (results/discovery*/, about 30 minutes) are run only when their
+results are not there yet: delete those folders to run them again.
 """
 
+import contextlib
 import json
 import os
-import sys
 from dataclasses import dataclass, replace
 
 import numpy as np
+from tabulate import tabulate
 
+import discover
 import downstream
 import main as extraction
 import train_ppo
 from combogrid import COMBOS, COMBO_NAMES, PROBLEMS
-from decomposition import across_sets, reuse
+from decomposition import across_sets, discovery, reuse
 from decomposition.pdf import Report
 from decomposition.results import save_results
-from decomposition.script import start
+from decomposition.files import unwritable
+from decomposition.script import ScriptError, check, fails_on, start
 
 # name: (main.py options, what the run is)
 RUNS = {
@@ -39,19 +43,26 @@ NUM_SETS = 10
 TRAIN_SETS = f"python train_ppo.py --num-sets {NUM_SETS} --save-dir results/network_sets"
 STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
 REUSE = "python downstream.py --save-dir results/downstream"
+# name: (discover.py options, what it measures); each is run on the shipped networks into
+# results/NAME and on the network sets into results/NAME_sets
+DISCOVERY = {"discovery": ({}, "neuron masks (the defaults)"),
+             "discovery_inputs": ({"mask_inputs": True, "mask_seeds": 4}, "--mask-inputs --mask-seeds 4")}
+
+
+KIT = os.path.dirname(os.path.abspath(__file__))
 
 
 @dataclass
 class Args:
-    results_dir: str = "results"
+    results_dir: str = os.path.join(KIT, "results")
     """folder with one sub-folder per run (default, seeds, inputs, inputs_zero)"""
-    output: str = "answers.pdf"
+    output: str = os.path.join(KIT, "answers.pdf")
     """the PDF to write"""
     reuse: bool = False
     """build from the results.json files already in results_dir instead of running main.py again"""
-    training_log: str = "models/training.json"
+    training_log: str = os.path.join(KIT, "models", "training.json")
     """train_ppo.py's record of how the shipped networks were trained"""
-    sets_dir: str = "results/network_sets"
+    sets_dir: str = os.path.join(KIT, "results", "network_sets")
     """the independently trained network sets of the study across networks (trained if absent)"""
 
 
@@ -122,6 +133,23 @@ def run_all(args):
     if not os.path.exists(os.path.join(args.results_dir, "downstream", "results.json")):
         print(f"running {REUSE} (at most 20 minutes)", flush=True)
         downstream.main(downstream.Args(save_dir=os.path.join(args.results_dir, "downstream")))
+    for name, (options, _) in DISCOVERY.items():
+        for folder, extra in ((name, {}), (f"{name}_sets", {"sets_dir": args.sets_dir})):
+            if not os.path.exists(os.path.join(args.results_dir, folder)):
+                run_args = discover.Args(save_dir=os.path.join(args.results_dir, folder), **options, **extra)
+                print(f"running {discovery_command(run_args)}", flush=True)
+                discover.main(run_args)
+
+
+def discovery_command(args):
+    """The discover.py command line that gives these Args."""
+    defaults = discover.Args()
+    words = ["python discover.py"]
+    for field, value in vars(args).items():
+        if value != getattr(defaults, field):
+            flag = "--" + field.replace("_", "-")
+            words.append(flag if value is True else f"{flag} {value}")
+    return " ".join(words)
 
 
 def mean_std(values):
@@ -136,9 +164,9 @@ def input_kinds(kept, width=5):
     return counts.mean(0)
 
 
-def build(runs, training, study, sets_training, reuse_study, output):
-    """Write the PDF from the loaded runs, the study across network sets, the reuse study and the
-    training records: a title, then sections 1 to 6 in order."""
+def build(runs, training, study, sets_training, reuse_study, found, output):
+    """Write the PDF from the loaded runs, the study across network sets, the reuse study, the
+    discovery runs and the training records: a title, then sections 1 to 7 in order."""
     default, seeds, inputs, zero = runs["default"], runs["seeds"], runs["inputs"], runs["inputs_zero"]
     report = Report()
     report.title("Neural decomposition on ComboGrid: answers")
@@ -151,6 +179,7 @@ def build(runs, training, study, sets_training, reuse_study, output):
     section_across_sets(report, study, sets_training, seeds)
     section_question_2(report, default, seeds, inputs, zero)
     section_reuse(report, reuse_study)
+    section_discovery(report, found)
     section_method(report, runs, training)
     report.save(output)
 
@@ -478,14 +507,89 @@ def fixed_combos_note(moves):
             "learner's own primitive actions began; the fixed combos straddle two buffer reads.")
 
 
+def section_discovery(report, found):
+    """6. Can the functions be found without being told? discover.py's runs and their recovery."""
+    first = next(iter(found.values()))["run"]
+    args = first["args"]
+    report.heading("6. Can the functions be found without being told?")
+    report.paragraph(
+        "Everything above is told where the combos are: the training data is cut at combo boundaries. "
+        "discover.py is not. For every network and every segment of 2 to "
+        f"{args['max_length']} actions of the other networks' greedy solutions it learns a mask (all in one "
+        "batch) so that the masked network takes the segment's actions; a candidate that does not reproduce "
+        "its own segment is dropped. A candidate of length l applies at a position of a solution when its "
+        "greedy rollout of l steps from that state takes the solution's next l actions. The Levin loss of a "
+        "set of K options is, summed over the four solutions of n actions, log(n + 1) + d log(K + 3), with d "
+        "the least number of decisions (a primitive action, or an applicable option never used on its own "
+        "network's solution) that reproduces the solution. At most "
+        f"{args['max_options']} options are chosen: greedy, then local search with {args['restarts']} restarts. "
+        "Recovery: from every non-goal cell of the four problems with an empty buffer, the fraction of states "
+        "from which an option performs each true combo (or, for lengths 6, 9, ..., each concatenation). "
+        f"Precision: the options that perform a combo or a concatenation from >= {discovery.RECOVERED:.0%} of "
+        "the states; recall: the combos some option of length 3 performs from that many.")
+    for name, (_, label) in DISCOVERY.items():
+        run = found[name]["run"]
+        report.paragraph(f"{label}: {found[name]['command']} ({run['seconds']:.0f} s).")
+        report.monospace(discover.summary(run), size=6.2)
+    report.paragraph(f"The same on the {len(first_sets(found)['sets'])} network sets (one run per set):")
+    report.monospace(discovery_sets_table(found), size=6.5)
+    report.paragraph(discovery_reading(found))
+    report.paragraph(
+        "The downstream row (the discovered options as a condition of the reuse study) is not measured yet: it "
+        "waits for the reuse study's new protocol. Each run's discovery.json holds the options (network, "
+        "segment, length, where they apply), their actions from every test state and the fractions above; "
+        "options.pt holds their masks, which decomposition.options.load_discovered_options turns into "
+        "options that replay in ComboGym (tests/test_discovery.py recomputes the recovery that way).")
+
+
+def first_sets(found):
+    return next(iter(found.values()))["sets"]
+
+
+def discovery_sets_table(found):
+    """Per configuration: precision and recall over the sets (mean and worst), sets with recall 4/4."""
+    rows = []
+    for name, (_, label) in DISCOVERY.items():
+        runs = found[name]["sets"]["runs"]
+        precision, recall = (np.array([r[key] for r in runs]) for key in ("precision", "recall"))
+        loss = np.array([r["levin_loss"] for r in runs])
+        rows.append([label, f"{np.mean([len(r['options']) for r in runs]):.1f}", f"{precision.mean():.2f}",
+                     f"{precision.min():.2f}", f"{recall.mean():.2f}", f"{recall.min():.2f}",
+                     f"{int((recall == 1).sum())}/{len(runs)}", f"{loss.mean():.1f}"])
+    return tabulate(rows, headers=["masks", "options", "precision", "worst", "recall", "worst", "recall 4/4",
+                                   "Levin loss"], tablefmt="grid")
+
+
+def discovery_reading(found):
+    """What the chosen options are when they are not combos, counted over every run."""
+    options = [o for entry in found.values() for run in [entry["run"], *entry["sets"]["runs"]] for o in run["options"]]
+    other = [o for o in options if o["performs"] is None]
+    on_source = sum(len(o["used_at"][o["source"]]) for o in other)
+    uses = sum(o["uses"] for o in other)
+    short = sum(o["length"] % 3 != 0 for o in other)
+    partial = [o for o in other if o["length"] % 3 == 0]
+    return (
+        f"Of the {len(options)} options chosen in these runs, {len(other)} perform no combo (or concatenation) "
+        f"from >= {discovery.RECOVERED:.0%} of the states. {short} of those have a length that is no multiple "
+        f"of 3: they start or end inside a combo, and apply where the solution happens to continue the same "
+        f"way. {on_source} of their {uses} applicable positions lie on the solution their own segment was cut "
+        "from: the Levin loss as stated only bars an option from its network's solution, so an option is "
+        "also scored on the data it was trained on. The other "
+        f"{len(partial)} have a combo's length and play a combo along the solutions, but not from "
+        f"{discovery.RECOVERED:.0%} of the cells (median best fraction "
+        f"{np.median([o['best_fraction'] for o in partial]) if partial else float('nan'):.2f}): the loss only "
+        "sees the 96 states of the four solutions, so an option that plays a combo there and something else "
+        "elsewhere compresses as well as the combo.")
+
+
 def section_method(report, runs, training):
-    """6. How the numbers were produced: the networks' training and the mask runs."""
+    """7. How the numbers were produced: the networks' training and the mask runs."""
     default, seeds = runs["default"], runs["seeds"]
     networks = training["networks"]
     trained = "; ".join(f"{p}: seed {t['seed']}, {t['steps']:,} steps, "
                         f"{'optimal' if t['optimal'] else 'NOT optimal'}" for p, t in networks.items())
     ppo = next(iter(networks.values()))["settings"]
-    report.heading("6. How the numbers were produced")
+    report.heading("7. How the numbers were produced")
     report.paragraph(
         f"Networks: python train_ppo.py (PPO after CleanRL, the four learners trained as "
         f"{batches(ppo.get('processes', 1))}, in {training['seconds']:.0f} s, each exactly as it would train "
@@ -508,10 +612,7 @@ def section_method(report, runs, training):
 
 def sets_training_summary(folders):
     """How many networks of the study's sets were trained, how many are optimal, and in how long."""
-    records = []
-    for folder in folders:
-        with open(os.path.join(folder, "training.json")) as file:
-            records.append(json.load(file))
+    records = [read_json(os.path.join(folder, "training.json")) for folder in folders]
     networks = [n for record in records for n in record["networks"].values()]
     return {"networks": len(networks), "optimal": sum(n["optimal"] for n in networks),
             "seconds": records[0]["seconds"], "processes": networks[0]["settings"].get("processes", 1)}
@@ -524,31 +625,88 @@ def batches(processes):
     return f"{processes} batched computations, one process of one thread each"
 
 
-def main(args):
+def kit_relative(args):
+    """args with every path absolute, then relative to the kit where it lies inside it: report.py
+    works from the kit's folder, wherever it is started, and the records name the kit's files as
+    results/... as the commands in the PDF do."""
+    def resolved(path):
+        path = os.path.abspath(path)
+        return os.path.relpath(path, KIT) if os.path.commonpath([path, KIT]) == KIT else path
+    return replace(args, **{name: resolved(getattr(args, name))
+                            for name in ("results_dir", "output", "training_log", "sets_dir")})
+
+
+def check_args(args):
+    """The first problem with the arguments, or None."""
     if os.path.isdir(args.output):
-        sys.exit(f"error: --output {args.output} is a folder: give the path of the PDF to write")
-    if not args.reuse:
-        run_all(args)
+        return f"--output {args.output} is a folder: give the path of the PDF to write"
+    folder = os.path.dirname(os.path.abspath(args.output))
+    if not os.path.isdir(folder):
+        return f"--output {args.output}: its folder {folder} does not exist"
+    if unwritable(folder):
+        return f"cannot write --output {args.output}: {unwritable(folder)}"
+    return None
+
+
+def load_all(args):
+    """The runs, the training records, the study across sets and the reuse study, checked."""
     missing = [name for name in RUNS if not os.path.exists(os.path.join(args.results_dir, name, "results.json"))]
     missing += [name for name, file in (("sets", "sets.json"), ("downstream", "results.json"))
                 if not os.path.exists(os.path.join(args.results_dir, name, file))]
     if missing:
-        sys.exit(f"error: no results.json for run {missing[0]!r} in {args.results_dir}: run without --reuse")
+        raise ScriptError(f"no results.json for run {missing[0]!r} in {args.results_dir}: run without --reuse")
     if not os.path.exists(args.training_log):
-        sys.exit(f"error: training record not found: {args.training_log} (written by train_ppo.py)")
-    try:
-        training = read_json(args.training_log)
-        runs = {name: load_run(os.path.join(args.results_dir, name), command) for name, (_, command) in RUNS.items()}
-        study = read_json(os.path.join(args.results_dir, "sets", "sets.json"))
-        reuse_path = os.path.join(args.results_dir, "downstream", "results.json")
-        reuse = {**read_json(reuse_path), "path": reuse_path}
-    except BadResults as error:
-        sys.exit(f"error: {error}; rerun python report.py without --reuse")
+        raise ScriptError(f"training record not found: {args.training_log} (written by train_ppo.py)")
+    training = read_json(args.training_log)
+    if not isinstance(training, dict) or not isinstance(training.get("networks"), dict) or not training["networks"]:
+        raise BadResults(f"{args.training_log}: not a training record of train_ppo.py (no networks)")
+    runs = {name: load_run(os.path.join(args.results_dir, name), command) for name, (_, command) in RUNS.items()}
     not_finite = [run.folder for run in runs.values() if not np.isfinite(run.masked).all()]
     if not_finite:
-        sys.exit(f"error: {not_finite[0]}/results.json holds NaN or infinite scores")
-    build(runs, training, study, sets_training_summary(study["sets"]), reuse, args.output)
+        raise ScriptError(f"{not_finite[0]}/results.json holds NaN or infinite scores")
+    study = read_json(os.path.join(args.results_dir, "sets", "sets.json"))
+    reuse_path = os.path.join(args.results_dir, "downstream", "results.json")
+    return runs, training, study, {**read_json(reuse_path), "path": reuse_path}, load_discovery(args)
+
+
+def load_discovery(args):
+    """{name: {"run": discovery.json, "sets": sets.json, "command": its command}} of DISCOVERY."""
+    found = {}
+    for name, (options, _) in DISCOVERY.items():
+        paths = [os.path.join(args.results_dir, name, "discovery.json"),
+                 os.path.join(args.results_dir, f"{name}_sets", "sets.json")]
+        missing = [path for path in paths if not os.path.exists(path)]
+        if missing:
+            raise ScriptError(f"no {missing[0]}: run without --reuse")
+        run = read_json(paths[0])
+        found[name] = {"run": run, "sets": read_json(paths[1]),
+                       "command": discovery_command(discover.Args(**{
+                           **run["args"], "model_paths": tuple(run["args"]["model_paths"]),
+                           "save_dir": os.path.join("results", name)}))}
+    return found
+
+
+@fails_on()
+def main(args):
+    check(check_args(args))
+    args = kit_relative(args)
+    with contextlib.chdir(KIT):
+        build_from_results(args)
     print(f"wrote {args.output}")
+
+
+def build_from_results(args):
+    """Run what --reuse does not skip, then build the PDF; malformed results as one ScriptError."""
+    if not args.reuse:
+        run_all(args)
+    try:
+        runs, training, study, reuse_study, found = load_all(args)
+        build(runs, training, study, sets_training_summary(study["sets"]), reuse_study, found, args.output)
+    except BadResults as error:
+        raise ScriptError(f"{error}; rerun python report.py without --reuse") from None
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
+        raise ScriptError(f"a results file in {args.results_dir} or {args.training_log} is malformed "
+                          f"({type(error).__name__}: {error}); rerun python report.py without --reuse") from None
 
 
 if __name__ == "__main__":

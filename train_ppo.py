@@ -1,7 +1,11 @@
 """Train the ComboGrid policy networks with PPO: many independent learners as one batched run.
 
-    python train_ppo.py                                  # the four shipped networks, models/PROBLEM.pt
+    python train_ppo.py                                  # the four networks, runs/models/PROBLEM.pt
+    python train_ppo.py --save-dir models                # the same, replacing the shipped networks
     python train_ppo.py --num-sets 10 --save-dir sets    # 10 independent sets, sets/set_0 ... sets/set_9
+
+A trial run never replaces the shipped models/: the default folder is runs/models (git ignores
+runs/), and the result equals models/ byte for byte when the settings are the defaults.
 
 In set k, problem i of the canonical order (TL-BR, TR-BL, BR-TL, BL-TR) is trained with seed
 `seed + 4 * k + i`: the shipped set is problem i with seed i, whichever --problems are chosen.
@@ -21,8 +25,8 @@ from functools import partial
 
 import torch
 
-from combogrid import PROBLEMS, ComboGridVec
-from decomposition.files import json_writer, unwritable, write_file_set
+from combogrid import PROBLEMS, ComboGridVec, observation_size
+from decomposition.files import failure, json_writer, unwritable, write_files
 from decomposition.ppo import RANGES as PPO_RANGES
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed, train_in_processes
@@ -38,8 +42,9 @@ class Args(PPOSettings):
     """in set k, problem i of the canonical order is trained with seed + 4 * k + i"""
     num_sets: int = 1
     """independent sets of networks; with more than one, set k is written to SAVE_DIR/set_k"""
-    save_dir: str = "models"
-    """folder the checkpoints (PROBLEM.pt) and training.json are written to"""
+    save_dir: str = "runs/models"
+    """folder the checkpoints (PROBLEM.pt) and training.json are written to (--save-dir models replaces
+    the shipped networks)"""
     rows: int = 5
     """grid rows"""
     columns: int = 5
@@ -70,10 +75,13 @@ def check_args(args):
         return f"--total-timesteps must allow one rollout of num_envs x num_steps = {args.num_envs * args.num_steps} steps"
     if not 0 <= args.seed <= 2**63 - 1 - len(PROBLEMS) * args.num_sets:
         return f"--seed must be between 0 and 2**63 - 1 - 4 * num_sets, got {args.seed}"
-    if unwritable(args.save_dir):  # found before training, not after
-        return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
+    for folder in {args.save_dir, *(set_folder(args, k) for k in range(args.num_sets))}:
+        if unwritable(folder):  # found before training, not after
+            name = f"--save-dir {folder}" if folder == args.save_dir else folder
+            return f"cannot write to {name}: {unwritable(folder)}"
     learners = args.num_sets * len(args.problems)
-    return memory_problem(memory_estimate(args, learners, min(args.processes, learners)), f"{learners} learners",
+    memory = memory_estimate(args, learners, min(args.processes, learners), observation_size(args.rows, args.columns))
+    return memory_problem(memory, f"{learners} learners",
                           "train fewer sets at a time, with --seed to continue")
 
 
@@ -112,21 +120,18 @@ def previous_record(folder):
         return {}
 
 
-def write_set(folder, problems, results, seconds, settings):
-    """The checkpoints of one set and their training.json, replaced together or not at all. A run of
-    some --problems keeps the other problems' records."""
+def set_writers(folder, problems, results, seconds, settings):
+    """{path: writer} for the checkpoints of one set and their training.json. A run of some
+    --problems keeps the other problems' records."""
     record = previous_record(folder)
     writers = {}
     for problem, result in zip(problems, results):
-        writers[f"{problem}.pt"] = lambda temporary, state=result.state_dict: torch.save(state, temporary)
+        writers[os.path.join(folder, f"{problem}.pt")] = partial(torch.save, result.state_dict)
         record[problem] = {"seed": result.seed, "steps": result.steps, "optimal": result.solved, "settings": settings}
     record = {problem: record[problem] for problem in PROBLEMS if problem in record}
-    writers["training.json"] = json_writer({"seconds": round(seconds, 1), "networks": record}, indent=1)
-    try:
-        os.makedirs(folder, exist_ok=True)
-        write_file_set(folder, writers)
-    except OSError as error:
-        raise ScriptError(f"cannot write the networks to {folder}: {error.strerror}; its files are unchanged") from None
+    writers[os.path.join(folder, "training.json")] = json_writer({"seconds": round(seconds, 1), "networks": record},
+                                                                 indent=1)
+    return writers
 
 
 @fails_on(TrainingFailed)
@@ -144,9 +149,17 @@ def main(args):
 
     settings = {**{key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")},
                 "processes": processes}  # the processes that ran, not the ones asked for
-    per_set = len(args.problems)
+    per_set, writers = len(args.problems), {}
     for k in range(args.num_sets):
-        write_set(set_folder(args, k), args.problems, results[k * per_set:(k + 1) * per_set], seconds, settings)
+        writers.update(set_writers(set_folder(args, k), args.problems, results[k * per_set:(k + 1) * per_set],
+                                   seconds, settings))
+    try:  # every set's checkpoints and records are replaced together, or none
+        for k in range(args.num_sets):
+            os.makedirs(set_folder(args, k), exist_ok=True)
+        write_files(writers)
+    except OSError as error:
+        raise ScriptError(f"cannot write the networks to {args.save_dir}: {failure(error)}; "
+                          "no checkpoint or training.json was changed") from None
     failed = [f"{os.path.join(set_folder(args, k // per_set), problems[k] + '.pt')} (seed {r.seed}, {r.steps:,} steps)"
               for k, r in enumerate(results) if not r.solved]
     steps = sum(r.steps for r in results)

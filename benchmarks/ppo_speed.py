@@ -20,7 +20,6 @@ import json
 import os
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -28,9 +27,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from speed import run, wall_time  # benchmarks/ is the script's folder, so first on sys.path
+from speed import ROOT, wall_time  # benchmarks/ is the script's folder, so first on sys.path
+from decomposition.script import POSITIVE, Range, check, fails_on, out_of_range, start  # noqa: E402  (speed set the path)
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BEFORE_BATCHED = "3e26404"  # the last commit whose train_ppo.py ran one learner per process
 
 
@@ -52,7 +51,6 @@ def old_trainer(folder):
 
 
 def scaling(learner_counts=(1, 4, 8, 16, 40, 80), iterations=10):
-    sys.path.insert(0, ROOT)
     from decomposition.ppo import BatchedPPO, PPOSettings
     from combogrid import PROBLEMS, ComboGridVec
     torch.set_num_threads(1)
@@ -82,9 +80,10 @@ def median_pair(first, second, repetitions):
     return [statistics.median(t) for t in times]
 
 
+@fails_on()
 def main(args):
-    if args.budget < 2048 or args.budget % 2048:
-        sys.exit(f"error: --budget must be a positive multiple of 2048, got {args.budget}")
+    check(out_of_range(args, {"repetitions": POSITIVE, "budget": Range(2048, 10**9, words="a multiple of 2048, at least 2048")})
+          or (f"--budget must be a multiple of 2048, got {args.budget}" if args.budget % 2048 else None))
     if args.scaling:
         return scaling()
     with tempfile.TemporaryDirectory() as folder:
@@ -118,4 +117,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run(main, Args)
+    start(main, Args, unchanged="nothing was written")

@@ -16,8 +16,10 @@ import sys
 import time
 from dataclasses import dataclass
 
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+from decomposition.script import POSITIVE, ScriptError, check, fails_on, out_of_range, start  # noqa: E402
+
 COMMANDS = {
     "imports": ["-c", "import torch, gymnasium, tyro, tabulate"],
     "main.py": ["main.py"],
@@ -41,26 +43,13 @@ def wall_time(arguments, cwd=ROOT):
                        stderr=subprocess.PIPE, text=True)
     except subprocess.CalledProcessError as failure:
         last = failure.stderr.strip().splitlines()[-1:] or [f"exit status {failure.returncode}"]
-        sys.exit(f"error: python {' '.join(arguments)} failed: {last[0]}")
+        raise ScriptError(f"python {' '.join(arguments)} failed: {last[0]}") from None
     return time.perf_counter() - start
 
 
-def run(main, args_type):
-    """main(args) for a benchmark script, its arguments parsed as the kit's scripts parse theirs: one
-    error line for a bad option, bad --repetitions or Ctrl-C."""
-    sys.path.append(ROOT)
-    from decomposition.script import parse_args
-    args = parse_args(args_type)
-    if args.repetitions < 1:
-        sys.exit(f"error: --repetitions must be at least 1, got {args.repetitions}")
-    try:
-        main(args)
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        sys.exit(130)
-
-
+@fails_on()
 def main(args):
+    check(out_of_range(args, {"repetitions": POSITIVE}))
     times = {name: [] for name in COMMANDS}
     for _ in range(args.repetitions):
         for name, arguments in COMMANDS.items():
@@ -75,4 +64,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    run(main, Args)
+    start(main, Args, unchanged="nothing was written")

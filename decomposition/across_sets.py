@@ -43,9 +43,13 @@ def not_optimal(folder):
     path = os.path.join(folder, "training.json")
     if not os.path.exists(path):
         return []
-    with open(path) as file:
-        networks = json.load(file).get("networks", {})
-    return [os.path.join(folder, f"{p}.pt") for p, record in networks.items() if not record.get("optimal", True)]
+    try:
+        with open(path) as file:
+            networks = json.load(file)["networks"]
+        return [os.path.join(folder, f"{p}.pt") for p, record in networks.items() if not record["optimal"]]
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        raise BadSetsFolder(f"{path} is not a training record of train_ppo.py ({type(error).__name__}: "
+                            f"{error})") from None
 
 
 def study(args, learn_masks):

@@ -1,6 +1,7 @@
 """Files replaced whole or not at all, whatever interrupts the write (a failing write, a full
 disk, Ctrl-C, SIGTERM): a single file, or a set of files that belong together."""
 
+import errno
 import json
 import os
 import signal
@@ -30,6 +31,11 @@ def _temporary(path):
     return f"{path}.tmp{os.getpid()}"
 
 
+def failure(error):
+    """What an OSError of a write says, with the path it names."""
+    return f"{error.strerror}: {error.filename}" if error.filename else str(error.strerror or error)
+
+
 def write_atomically(path, write):
     """Call write(temporary), then move the temporary file onto `path` in one step."""
     write_file_set(os.path.dirname(path) or ".", {os.path.basename(path): write})
@@ -44,25 +50,34 @@ def json_writer(data, indent=None):
 
 
 def write_file_set(folder, writers, stale=()):
-    """Write the files {name: write(temporary path)} into `folder` as one set.
+    """Write the files {name: write(temporary path)} into `folder` as one set (write_files)."""
+    write_files({os.path.join(folder, name): write for name, write in writers.items()},
+                [os.path.join(folder, name) for name in stale])
 
-    Every file is first written to a temporary file; only when all are complete are they moved
-    into place, with Ctrl-C and SIGTERM held back for those few renames, and the files named in `stale` that
-    the new set does not include are removed (so that no file of an older run is left beside the
-    new ones). If anything fails or is interrupted before that, the temporary files are removed
-    and the folder keeps its old files untouched.
+
+def write_files(writers, stale=()):
+    """Write the files {path: write(temporary path)} as one set, in one folder or several.
+
+    Every file is first written to a temporary file beside its path; only when all are complete,
+    and no path is taken by a folder, are they moved into place, with Ctrl-C and SIGTERM held back
+    for those few renames, and the paths in `stale` that the new set does not include are removed
+    (so that no file of an older run is left beside the new ones). If anything fails or is
+    interrupted before that, the temporary files are removed and every old file stays untouched.
     """
-    temporaries = {name: _temporary(os.path.join(folder, name)) for name in writers}
+    temporaries = {path: _temporary(path) for path in writers}
     try:
-        for name, write in writers.items():
-            write(temporaries[name])
+        for path, write in writers.items():
+            write(temporaries[path])
+        taken = [path for path in (*writers, *stale) if os.path.isdir(path) and not os.path.islink(path)]
+        if taken:  # a rename onto a folder would fail half-way through the set
+            raise IsADirectoryError(errno.EISDIR, "a folder is in the way", taken[0])
         previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
         try:
-            for name, temporary in temporaries.items():
-                os.replace(temporary, os.path.join(folder, name))
-            for name in set(stale) - set(writers):
-                if os.path.lexists(os.path.join(folder, name)):
-                    os.remove(os.path.join(folder, name))
+            for path, temporary in temporaries.items():
+                os.replace(temporary, path)
+            for path in set(stale) - set(writers):
+                if os.path.lexists(path):
+                    os.remove(path)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     finally:

@@ -182,7 +182,7 @@ class InputMaskedNetworks:
 
 
 def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta, args, set_names,
-              discretize, input_fill=None):
+              discretize, input_fill=None, log=None):
     """Adam on a batch of masks; every mask has its own independent loss.
 
     observations (C, N, D), actions and weights (C, N): one training set per row C, named by
@@ -190,9 +190,11 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
     A networks; input_fill (C, D) replaces the dropped inputs; discretize maps logits to one-hot
     masks (softmax and the straight-through estimator). Returns the best masks seen (the lowest
     objective per mask), the initial and best cross-entropy (S, C, A), and the loss curves
-    (steps, S, C, A).
+    (steps, S, C, A). Every args.log_every steps, log(step, steps, loss, set_names) reports the
+    loss (S, C, A), by default one line per step with each training set's mean (log_losses).
     """
     keep_freed_memory()
+    log = log_losses if log is None else log
     if input_theta is None:
         objective = NeuronMaskObjective(actors, observations, actions, weights, neuron_theta, discretize)
     else:
@@ -217,7 +219,7 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
             if input_theta is not None:
                 best_input = torch.where(better[..., None, None], input_theta, best_input)
         if args.log_every and step % args.log_every == 0:
-            log_losses(step, args.mask_learning_steps, loss, set_names)
+            log(step, args.mask_learning_steps, loss, set_names)
         optimizer.zero_grad()
         set_gradients()
         optimizer.step()

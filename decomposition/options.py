@@ -1,8 +1,11 @@
-"""An extracted function used as an option: a network under a learned mask, acting for a combo's
-three steps from whatever state it is called in.
+"""An extracted function used as an option: a network under a learned mask, acting for a fixed
+number of steps (a combo's three, or a discovered option's length) from whatever state it is
+called in.
 
     up = load_extracted_function("out/masks.pt", "Up", "BR-TL")   # after main.py --save-dir out
     up.run(env)                                                     # 3 greedy actions in env
+    found = load_discovered_options("out/options.pt")              # after discover.py --save-dir out
+    found[0].run(env)                                               # found[0].steps greedy actions
 
 A learner's option set (tasks.TaskVec) is any object with len() (K options), `lengths` (K,), the
 primitive steps each option acts for, and act(which, observations, position): the primitive
@@ -12,12 +15,13 @@ each for a combo's function, or one step for a network's greedy action offered a
 (the neural-augmented baseline).
 """
 
+import numbers
 import os
 
 import numpy as np
 import torch
 
-from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, NUM_ACTIONS, ComboGridBatch, ComboGym
+from combogrid import COMBO_LENGTH, COMBO_NAMES, COMBOS, NUM_ACTIONS, ComboGridBatch, ComboGym, observation_size
 from decomposition.masks import StackedActors
 from ppo_agent import fingerprint, greedy_actions, load_agent, rollout
 
@@ -30,9 +34,10 @@ class MaskFileError(Exception):
 
 
 class ExtractedFunction:
-    """One combo's sub-function of one network: the network under a learned mask."""
+    """A sub-function of one network: the network under a learned mask, acting for `steps` actions."""
 
-    def __init__(self, agent, neuron_mask, input_mask=None, input_fill=0.0):
+    def __init__(self, agent, neuron_mask, input_mask=None, input_fill=0.0, steps=COMBO_LENGTH):
+        self.steps = steps
         self.actors = StackedActors([agent])
         self.neuron_mask = neuron_mask[None]                        # (1, 3, H)
         self.input_mask = None if input_mask is None else input_mask[None]
@@ -48,9 +53,10 @@ class ExtractedFunction:
     def act(self, observation):
         return int(self(torch.as_tensor(np.asarray(observation), dtype=torch.float32))[0])
 
-    def run(self, env, steps=COMBO_LENGTH):
-        """Act for `steps` actions from the environment's current state (the option's execution)."""
-        return rollout(env, self, steps, reset=False)
+    def run(self, env, steps=None):
+        """Act for `steps` actions (by default its own number) from the environment's current state,
+        or until the episode ends (the option's execution)."""
+        return rollout(env, self, self.steps if steps is None else steps, reset=False)
 
 
 def load_extracted_function(masks_path, combo, base_model, seed_index=0, model_path=None):
@@ -58,36 +64,105 @@ def load_extracted_function(masks_path, combo, base_model, seed_index=0, model_p
     from the masks.pt of main.py --save-dir. The network is the checkpoint the masks were learned
     on (its absolute path is stored; where that path does not exist, the kit's models/ file of the
     same name), or `model_path`; either must have the bytes the masks were learned on."""
-    try:
-        masks = torch.load(masks_path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise MaskFileError(f"masks file not found: {masks_path}") from None
-    except Exception as error:  # torch raises many kinds for a file that is not a masks.pt
-        raise MaskFileError(f"cannot read {masks_path} as a masks.pt of main.py ({type(error).__name__})") from None
-    if not isinstance(masks, dict) or "neuron_masks" not in masks:
-        raise MaskFileError(f"{masks_path} is not a masks.pt written by main.py --save-dir")
+    masks = read_masks(masks_path)
     for value, valid, what in ((combo, masks["combos"], "combo"), (base_model, masks["base_models"], "network")):
         if value not in valid:
             raise MaskFileError(f"unknown {what} {value!r}: {masks_path} has {', '.join(valid)}")
     seeds = len(masks["seeds"])
-    if not isinstance(seed_index, int) or not 0 <= seed_index < seeds:
+    if not (isinstance(seed_index, numbers.Integral) and not isinstance(seed_index, bool)
+            and 0 <= seed_index < seeds):
         raise MaskFileError(f"seed index {seed_index!r} out of range: {masks_path} has seeds 0 to {seeds - 1} "
                             f"(seeds {masks['seeds']} of the run)")
-    c, a = masks["combos"].index(combo), masks["base_models"].index(base_model)
-    path = model_path or masks["model_paths"][a]
-    shipped = os.path.join(KIT_MODELS, os.path.basename(path))
-    if model_path is None and "model_fingerprints" in masks and not os.path.isfile(path) and os.path.isfile(shipped):
-        path = shipped  # a masks.pt written on another machine (results/): the kit's copy, checked below
-    if "model_fingerprints" in masks and os.path.isfile(path):
-        if fingerprint(path) != masks["model_fingerprints"][a]:
-            raise MaskFileError(f"{path} is not the {base_model} network these masks were learned on "
-                                f"({masks['model_paths'][a]}): its bytes differ")
-    width = masks["game_width"]
-    agent = load_agent(path, ComboGym(width, width, base_model), masks["hidden_size"])
+    seed_index, c, a = int(seed_index), masks["combos"].index(combo), masks["base_models"].index(base_model)
+    agent = saved_network(masks, a, masks_path, model_path)
     if "input_masks" not in masks:
         return ExtractedFunction(agent, masks["neuron_masks"][seed_index, c, a])
     return ExtractedFunction(agent, masks["neuron_masks"][seed_index, c, a],
                              masks["input_masks"][seed_index, c, a], masks["input_fill"][c])
+
+
+def read_masks(path):
+    """The dict of a masks.pt of main.py --save-dir, checked whole: a missing or malformed entry is a
+    MaskFileError naming the file and the entry."""
+    try:
+        masks = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MaskFileError(f"masks file not found: {path}") from None
+    except Exception as error:  # torch raises many kinds for a file that is not a masks.pt
+        raise MaskFileError(f"cannot read {path} as a masks.pt of main.py ({type(error).__name__})") from None
+    if not isinstance(masks, dict) or "neuron_masks" not in masks:
+        raise MaskFileError(f"{path} is not a masks.pt written by main.py --save-dir")
+    problem = mask_file_problem(masks)
+    if problem:
+        raise MaskFileError(f"{path} is damaged: {problem}")
+    return masks
+
+
+def mask_file_problem(masks):
+    """The first entry of a masks.pt dict that is missing or malformed, as a message, or None."""
+    names = {"combos": str, "base_models": str, "seeds": numbers.Integral, "model_paths": str}
+    for key, kind in names.items():
+        if not (isinstance(masks.get(key), list) and masks[key] and all(isinstance(x, kind) for x in masks[key])):
+            return f"{key!r} is missing or not a list of {kind.__name__}"
+    for key in ("hidden_size", "game_width"):
+        if not isinstance(masks.get(key), int) or masks[key] < 1:
+            return f"{key!r} is missing or not a positive integer"
+    combos, networks = len(masks["combos"]), len(masks["base_models"])
+    size = observation_size(masks["game_width"], masks["game_width"])
+    shapes = {"neuron_masks": (len(masks["seeds"]), combos, networks, 3, masks["hidden_size"]),
+              "input_masks": (len(masks["seeds"]), combos, networks, size), "input_fill": (combos, size)}
+    for key, shape in shapes.items():
+        value = masks.get(key)
+        if value is None and key != "neuron_masks":
+            continue
+        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or not torch.isfinite(value).all():
+            return f"{key!r} is not a finite tensor of shape {shape}"
+    neuron_masks = masks["neuron_masks"]
+    if not (((neuron_masks == 0) | (neuron_masks == 1)).all() and (neuron_masks.sum(-2) == 1).all()):
+        return "'neuron_masks' has a column that is not one-hot"
+    if ("input_masks" in masks) != ("input_fill" in masks):
+        return "'input_masks' and 'input_fill' come together"
+    if len(masks["model_paths"]) != networks or len(masks.get("model_fingerprints", [""] * networks)) != networks:
+        return "'model_paths' or 'model_fingerprints' does not name one network per base model"
+    return None
+
+
+def saved_network(saved, a, saved_path, model_path=None):
+    """Network `a` of a file of masks: the checkpoint the masks were learned on (its absolute path
+    is stored; where that path does not exist, the kit's models/ file of the same name), or
+    `model_path`; either must have the bytes the masks were learned on."""
+    path = model_path or saved["model_paths"][a]
+    shipped = os.path.join(KIT_MODELS, os.path.basename(path))
+    if model_path is None and "model_fingerprints" in saved and not os.path.isfile(path) and os.path.isfile(shipped):
+        path = shipped  # a file written on another machine (results/): the kit's copy, checked below
+    if "model_fingerprints" in saved and os.path.isfile(path):
+        if fingerprint(path) != saved["model_fingerprints"][a]:
+            raise MaskFileError(f"{path} is not the {saved['base_models'][a]} network these masks were learned on "
+                                f"({saved['model_paths'][a]}, in {saved_path}): its bytes differ")
+    width = saved["game_width"]
+    return load_agent(path, ComboGym(width, width, saved["base_models"][a]), saved["hidden_size"])
+
+
+def load_discovered_options(options_path, model_paths=None):
+    """The options chosen by discover.py --save-dir, from its options.pt, as ExtractedFunctions
+    of their own lengths (option k acts for found[k].steps actions). The networks are found as
+    for load_extracted_function; model_paths (one per network, TL-BR, TR-BL, BR-TL, BL-TR) overrides."""
+    try:
+        saved = torch.load(options_path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise MaskFileError(f"options file not found: {options_path}") from None
+    except Exception as error:  # torch raises many kinds for a file that is not an options.pt
+        raise MaskFileError(f"cannot read {options_path} as an options.pt of discover.py "
+                            f"({type(error).__name__})") from None
+    if not isinstance(saved, dict) or "options" not in saved:
+        raise MaskFileError(f"{options_path} is not an options.pt written by discover.py --save-dir")
+    found = []
+    for option in saved["options"]:
+        a = saved["base_models"].index(option["network"])
+        agent = saved_network(saved, a, options_path, None if model_paths is None else model_paths[a])
+        found.append(ExtractedFunction(agent, option["neuron_mask"], option.get("input_mask"),
+                                       option.get("input_fill", 0.0), steps=option["length"]))
+    return found
 
 
 class ComboOptions:

@@ -79,13 +79,13 @@ RANGES = {"hidden_size": POSITIVE, "total_timesteps": POSITIVE, "optimal_checks"
 """The values each PPOSettings field may take (decomposition.script.out_of_range checks them)."""
 
 
-def memory_estimate(settings, learners, processes=1):
+def memory_estimate(settings, learners, processes=1, observation_size=59):
     """Bytes a batched run of this many learners needs, roughly: measured here as 270 MB per process
-    plus 3.2 MB per learner at 16 environments x 128 steps and 64 hidden neurons (the rollout's rows,
-    their minibatches and activations), with a margin; the part per learner grows with the rows of
-    a rollout and the width of the networks."""
+    plus 3.2 MB per learner at 16 environments x 128 steps, 64 hidden neurons and 59 inputs (the
+    rollout's rows, their minibatches and activations), with a margin; the part per learner grows
+    with the rows of a rollout, the width of the networks and the size of an observation."""
     rows = settings.num_envs * settings.num_steps
-    return 300e6 * processes + learners * rows * (800 + 10 * (settings.hidden_size + 64))
+    return 300e6 * processes + learners * rows * (100 + 12 * observation_size + 10 * (settings.hidden_size + 64))
 
 
 @dataclass

@@ -275,21 +275,24 @@ class StackedPolicies:
     """The actor and critic of L learners, stacked: each parameter has shape (L, *shape).
 
     The actor's and the critic's first layers read the same observations, so they are stored as
-    one layer `first` of 2H outputs (the actor's H, then the critic's) and computed as one product.
-    Its weight is stored input-major, (L, D, 2H). All parameters are views of one tensor `flat`
-    (L, P), so that clipping and Adam run on one tensor; P is a whole number of rows of 2H, the last
-    of them zeros, so that `table` (L * table_rows, 2H) views flat as the rows SparseFirstLayer reads:
-    first.weight's D rows, then first.bias.
+    one layer `first` of W = H + C outputs (the actor's H, then the critic's C) and computed as one
+    product. Its weight is stored input-major, (L, D, W). All parameters are views of one tensor
+    `flat` (L, P), so that clipping and Adam run on one tensor; P is a whole number of rows of W,
+    the last of them zeros, and a multiple of 16 (StackedAdam), so that `table` (L * table_rows, W)
+    views flat as the rows SparseFirstLayer reads: first.weight's D rows, then first.bias.
     """
 
     def __init__(self, agents):
         states = [agent.state_dict() for agent in agents]
         self.names, self.hidden = list(states[0]), len(states[0]["actor.0.bias"])
+        self.width = self.hidden + len(states[0]["critic.0.bias"])
         stacked = [self._merged(s) for s in states]
         self.shapes = {name: value.shape for name, value in stacked[0].items()}
         used = sum(shape.numel() for shape in self.shapes.values())
-        self.table_rows = -(-used // (2 * self.hidden)) + 1
-        flat = torch.zeros(len(states), self.table_rows * 2 * self.hidden)  # Adam keeps the padding at 0
+        self.table_rows = -(-used // self.width) + 1
+        while self.table_rows * self.width % 16:
+            self.table_rows += 1
+        flat = torch.zeros(len(states), self.table_rows * self.width)  # Adam keeps the padding at 0
         flat[:, :used] = torch.stack([torch.cat([value.flatten() for value in s.values()]) for s in stacked])
         self._set_flat(flat)
 
@@ -301,7 +304,7 @@ class StackedPolicies:
 
     def _set_flat(self, flat):
         self.flat, self.params, start = flat, {}, 0
-        self.table = flat.view(-1, 2 * self.hidden)
+        self.table = flat.view(-1, self.width)
         for name, shape in self.shapes.items():
             size = shape.numel()
             self.params[name] = flat[:, start:start + size].view(len(flat), *shape).requires_grad_()
@@ -319,7 +322,7 @@ class StackedPolicies:
 
     def _rows_of(self, part):
         """The rows of `first` that are the actor's (part 0) or the critic's (part 1) first layer."""
-        return slice(part * self.hidden, (part + 1) * self.hidden)
+        return slice(0, self.hidden) if part == 0 else slice(self.hidden, self.width)
 
     def _first_layer(self, x, part):
         """The actor's (part 0) or the critic's (part 1) first layer alone, for acting and the rollout's

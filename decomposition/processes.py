@@ -63,6 +63,31 @@ def _combined(progress, start):
     return {**total, "seconds": time.time() - start}
 
 
+def gather(workers, messages, shares, settings, on_progress):
+    """Each process's results, read from `messages` as they come; on_progress(per-process progress)
+    after every progress message. Raises TrainingFailed if a process fails or dies."""
+    progress = [{"steps": 0, "learners": len(share), "finished": 0, "solved": 0,
+                 "budget_left": len(share) * settings.total_timesteps} for share in shares]
+    results = [None] * len(workers)
+    while any(r is None for r in results):
+        try:
+            kind, process, content = messages.get(timeout=1.0)
+        except queue.Empty:  # a process that exited has sent everything it was going to
+            for p, worker in enumerate(workers):
+                if results[p] is None and not worker.is_alive():
+                    raise TrainingFailed(f"training process {p} died (exit code {worker.exitcode}"
+                                         f"{', killed: out of memory?' if worker.exitcode == -9 else ''})") from None
+            continue
+        if kind == "error":
+            raise TrainingFailed(f"training process {process} failed: {content}")
+        if kind == "progress":
+            progress[process] = content
+            on_progress(progress)
+        else:
+            results[process] = content
+    return results
+
+
 def train_in_processes(envs_of, seeds, settings, processes, on_iteration=None, learning_rates=None, evaluate_at=()):
     """Train one learner per seed, spread over `processes` processes; returns their LearnerResults
     in order. envs_of(learners) gives the environments of those learners (indices into seeds); with
@@ -88,30 +113,16 @@ def train_in_processes(envs_of, seeds, settings, processes, on_iteration=None, l
     workers = [context.Process(target=_train_share, daemon=True,
                                args=(envs_of, seeds, settings, share, messages, p, learning_rates, evaluate_at))
                for p, share in enumerate(shares)]
-    progress = [{"steps": 0, "learners": len(share), "finished": 0, "solved": 0,
-                 "budget_left": len(share) * settings.total_timesteps} for share in shares]
-    results = [None] * processes
     start = time.time()
+
+    def on_progress(progress):
+        if on_iteration is not None:
+            on_iteration(_combined(progress, start))
+
     try:
         for worker in workers:
             worker.start()
-        while any(r is None for r in results):
-            try:
-                kind, process, content = messages.get(timeout=1.0)
-            except queue.Empty:  # a process that exited has sent everything it was going to
-                for p, worker in enumerate(workers):
-                    if results[p] is None and not worker.is_alive():
-                        raise TrainingFailed(f"training process {p} died (exit code {worker.exitcode}"
-                                             f"{', killed: out of memory?' if worker.exitcode == -9 else ''})") from None
-                continue
-            if kind == "error":
-                raise TrainingFailed(f"training process {process} failed: {content}")
-            if kind == "progress":
-                progress[process] = content
-                if on_iteration is not None:
-                    on_iteration(_combined(progress, start))
-            else:
-                results[process] = content
+        results = gather(workers, messages, shares, settings, on_progress)
     finally:
         for worker in workers:
             if worker.is_alive():

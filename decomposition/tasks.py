@@ -19,7 +19,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from combogrid import (MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, learner_games,
-                       observation_size, optimal_actions)
+                       observation_size, optimal_actions, start_option)
 
 TASKS = ("multi-goal", "random")
 ROWS = COLUMNS = 5
@@ -252,7 +252,9 @@ class TaskGym(gym.Env):
     game. Observations: `Box(0, 1, (59,), float32)`: agent one-hot, combo buffer one-hot, current
     goal one-hot. Rewards: +10 on reaching a goal, 0 otherwise. Episode end: terminated on the
     task's last goal, truncated after 500 steps. `reset(seed=...)` reproduces the random task's
-    start and goal, drawn from the environment's own generator.
+    start and goal, drawn from the environment's own generator; `reset(options={"agent": (row,
+    column)})` starts the agent on that cell instead (the random task then draws its goal among the
+    other cells).
     """
 
     metadata = {"render_modes": []}
@@ -265,10 +267,21 @@ class TaskGym(gym.Env):
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
+        agent = start_option(options, ROWS, COLUMNS)
         self.games = new_games(self.task, 1, self.np_random)
+        if agent is not None:
+            start = np.array([agent])
+            if self.task == "random":  # the goal drawn again, among the other cells
+                cells = [cell for cell in np.ndindex(ROWS, COLUMNS) if cell != agent]
+                goal = np.array([cells[self.np_random.integers(len(cells))]])
+            else:
+                goal = self.games.games.goals
+            self.games = TaskGames(self.task, start, goal)
         return self.games.observations()[0], {}
 
     def step(self, action):
+        if self.games is None:
+            raise gym.error.ResetNeeded("call reset() before step()")
         if not self.action_space.contains(action):
             raise ValueError(f"invalid action {action!r}: expected 0, 1 or 2")
         rewards, terminated, truncated = self.games.step(np.array([int(action)]))

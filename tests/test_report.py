@@ -11,6 +11,7 @@ pytest.importorskip("fpdf")
 from pypdf import PdfReader  # noqa: E402
 
 from decomposition import across_sets  # noqa: E402
+import discover  # noqa: E402
 import downstream  # noqa: E402
 import main  # noqa: E402
 import report  # noqa: E402
@@ -43,6 +44,11 @@ def small_results(tmp_path_factory):
     across_sets.save(study, str(folder / "sets"))
     downstream.main(downstream.Args(num_seeds=2, learning_rates=(1e-3,), mask_seeds=1, budget=4096, eval_points=2,
                                     save_dir=str(folder / "downstream"), model_paths=base.model_paths))
+    for name, (options, _) in report.DISCOVERY.items():
+        small = discover.Args(**{**options, "mask_seeds": 1}, max_length=3, mask_learning_steps=30, restarts=2,
+                              log_every=0, model_paths=base.model_paths)
+        discover.main(dataclasses.replace(small, save_dir=str(folder / name)))
+        discover.main(dataclasses.replace(small, sets_dir=str(sets), save_dir=str(folder / f"{name}_sets")))
     return folder
 
 
@@ -62,9 +68,12 @@ def test_report_builds_and_contains_every_default_score(small_results, tmp_path)
     assert "Are the extracted functions reusable?" in text and "not-needed" in text
     assert len(PdfReader(output).pages) >= 3
     headings = ["1. The score tables", "2. Question 1: the two tests", "3. Question 1 across",
-                "4. Question 2:", "5. Are the extracted functions reusable?", "6. How the numbers were produced"]
+                "4. Question 2:", "5. Are the extracted functions reusable?",
+                "6. Can the functions be found without being told?", "7. How the numbers were produced"]
     assert [text.index(h) for h in headings] == sorted(text.index(h) for h in headings)
     assert "SPEC" not in text and "upper bound" not in text
+    found = report.load_discovery(args)["discovery"]["run"]
+    assert f"precision {found['precision']:.2f}  recall {found['recall']:.2f}" in text
 
 
 def summary(iqm, improvement=(0.5, 0.4, 0.6), mean=None):

@@ -1,0 +1,456 @@
+"""Find the sub-functions without being told what they are: candidate options learned on every
+segment of the solution trajectories, the few that best compress the other solutions chosen by
+the Levin loss, and how well the chosen ones recover the true combos.
+
+    candidates = learn_candidates(agents, trajectories, args, discretize)   # one mask per (network, segment)
+    table = applicability(candidates, agents, trajectories, width)   # where each reproduces a solution
+    loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories])
+    chosen, value = select_options(loss, max_options, restarts, seed)
+    options = candidates.subset(chosen)
+    actions = greedy_rollouts(options, agents, test_games(width))    # (K, 96 test states, length)
+    measured = [recovery(actions[k, :, :options.length[k]]) for k in range(len(options))]
+
+discover() runs these steps on one set of networks.
+
+A candidate is network `network` under a mask learned so that it reproduces the actions of one
+segment (problem `source`, actions start .. start + length) of another network's greedy
+solution; as an option it acts greedily for `length` steps. discover.py is the script.
+"""
+
+import itertools
+import math
+import time
+from dataclasses import dataclass
+from typing import Optional
+
+import numpy as np
+import torch
+
+from combogrid import COMBO_LENGTH, COMBO_NAMES, COMBOS, PROBLEMS, ComboGridBatch, non_goal_cells, problem_cells
+from decomposition.masks import StackedActors, fit_masks, stack_trajectories
+from ppo_agent import greedy_actions
+
+RECOVERED = 0.9
+"""An option performs a function if it does so from at least this fraction of the test states."""
+
+
+@dataclass
+class Candidates:
+    """K candidate options: network k under neuron_masks[k] (and input_masks[k], dropped inputs set
+    to input_fill[k]) acting for length[k] steps, learned on the segment source[k], start[k]."""
+    network: np.ndarray            # (K,) index into PROBLEMS
+    source: np.ndarray             # (K,) index into PROBLEMS of the solution the segment is cut from
+    start: np.ndarray              # (K,) first action of the segment
+    length: np.ndarray             # (K,) actions of the segment, and of the option
+    neuron_masks: torch.Tensor     # (K, 3, H)
+    best_loss: np.ndarray          # (K,) the mask's cross-entropy on its segment
+    input_masks: Optional[torch.Tensor] = None   # (K, D) 1 = kept
+    input_fill: Optional[torch.Tensor] = None    # (K, D)
+
+    def __len__(self):
+        return len(self.network)
+
+    def subset(self, which):
+        """The candidates at these indices, in this order."""
+        which = np.asarray(which, dtype=np.int64)
+        pick = lambda x: None if x is None else x[torch.as_tensor(which)]  # noqa: E731
+        return Candidates(self.network[which], self.source[which], self.start[which], self.length[which],
+                          pick(self.neuron_masks), self.best_loss[which], pick(self.input_masks),
+                          pick(self.input_fill))
+
+    def actors(self, agents):
+        """The candidates' networks stacked, one per candidate."""
+        return StackedActors([agents[a] for a in self.network])
+
+
+def segments(trajectories, max_length):
+    """Every segment of 2 to max_length actions of every trajectory, as (problem, start, length),
+    problem by problem, then by length, then by start."""
+    return [(p, start, length) for p, trajectory in enumerate(trajectories)
+            for length in range(2, min(max_length, len(trajectory)) + 1)
+            for start in range(len(trajectory) - length + 1)]
+
+
+def learn_candidates(agents, trajectories, args, discretize, log=None):
+    """A mask for every network and every segment of the other networks' solutions, all learned
+    as one batch by fit_masks: so that the masked network takes the segment's actions from its
+    states. `log` reports the training's progress every args.log_every steps (fit_masks). Candidates whose greedy rollout from the segment's first state does not take the
+    segment's actions are dropped: they are not the function they were trained to be.
+
+    fit_masks learns a mask for every (segment, network) pair of its batch; the pairs of a network
+    and a segment of its own solution are learned too (the batch is a full grid) and left out.
+    """
+    cut = segments(trajectories, args.max_length)
+    sets = [trajectories[p][start:start + length] for p, start, length in cut]
+    observations, actions, weights = stack_trajectories(sets)
+    generator = torch.Generator().manual_seed(args.seed)
+    seeds, networks, inputs = args.mask_seeds, len(agents), observations.shape[-1]
+    neuron_theta = torch.randn(seeds, len(cut), networks, 3, args.hidden_size, generator=generator)
+    input_theta = input_fill = None
+    if args.mask_inputs:
+        input_theta = torch.nn.Parameter(torch.randn(seeds, len(cut), networks, 2, inputs, generator=generator))
+        input_fill = (observations * weights[..., None]).sum(1)  # (C, D) each segment's mean
+        if args.input_fill == "zero":
+            input_fill = torch.zeros_like(input_fill)
+    neuron_masks, input_masks, _, best_loss, _ = fit_masks(
+        StackedActors(agents), observations, actions, weights, torch.nn.Parameter(neuron_theta), input_theta,
+        args, None, discretize, input_fill, log)
+
+    source = np.array([p for p, _, _ in cut])
+    triples = [(s, c, a) for s in range(seeds) for c in range(len(cut)) for a in range(networks) if a != source[c]]
+    s_index, c_index, a_index = (torch.tensor(x) for x in zip(*triples))
+    candidates = Candidates(
+        network=a_index.numpy(), source=source[c_index.numpy()],
+        start=np.array([cut[c][1] for _, c, _ in triples]), length=np.array([cut[c][2] for _, c, _ in triples]),
+        neuron_masks=neuron_masks[s_index, c_index, a_index].detach(),
+        best_loss=best_loss[s_index, c_index, a_index].detach().numpy(),
+        input_masks=None if input_masks is None else input_masks[s_index, c_index, a_index].detach(),
+        input_fill=None if input_fill is None else input_fill[c_index])
+    return candidates.subset(np.flatnonzero(reproduces_segment(candidates, agents, trajectories, args.game_width)))
+
+
+def solution_games(trajectories, width):
+    """Every state of every solution as one batch of games (agent, buffer, goal), in order, and
+    for each state its (problem, position)."""
+    agents, goals, buffers, lengths, where = [], [], [], [], []
+    for p, (problem, trajectory) in enumerate(zip(PROBLEMS, trajectories)):
+        start, goal = problem_cells(problem, width, width)
+        game = ComboGridBatch([start], [goal], width, width)
+        for j, action in enumerate(trajectory.get_actions()):
+            agents.append(game.agents[0].copy())
+            buffers.append(game.buffers[0].copy())
+            lengths.append(game.buffer_lengths[0])
+            goals.append(goal)
+            where.append((p, j))
+            game.step(np.array([action]))
+    games = ComboGridBatch(np.array(agents), np.array(goals), width, width)
+    games.buffers, games.buffer_lengths = np.array(buffers), np.array(lengths)
+    return games, where
+
+
+@torch.no_grad()
+def greedy_rollouts(candidates, agents, games, chunk=512):
+    """The actions each candidate takes, acting greedily for its length from every game's state:
+    (K, N, max length) with -1 after its length or after the episode ends (goal reached)."""
+    steps = int(candidates.length.max())
+    result = np.full((len(candidates), len(games.agents), steps), -1, dtype=np.int64)
+    for first in range(0, len(candidates), chunk):
+        part = candidates.subset(np.arange(first, min(first + chunk, len(candidates))))
+        result[first:first + len(part)] = _rollouts(part, part.actors(agents), games, steps)
+    return result
+
+
+def _rollouts(candidates, actors, games, steps):
+    count, states = len(candidates), len(games.agents)
+    batch = games.subset(np.tile(np.arange(states), count))
+    actions = np.full((count, states, steps), -1, dtype=np.int64)
+    alive = np.ones(count * states, dtype=bool)
+    length = np.repeat(candidates.length, states)
+    fill = 0.0 if candidates.input_fill is None else candidates.input_fill
+    for step in range(steps):
+        alive &= length > step
+        observations = torch.from_numpy(batch.observations()).view(count, states, -1)
+        logits = actors.logits(actors.pre_activations(observations, candidates.input_masks, fill),
+                               candidates.neuron_masks)
+        taken = greedy_actions(logits).reshape(-1).numpy()
+        actions[..., step] = np.where(alive, taken, -1).reshape(count, states)
+        _, terminated, _ = batch.step(taken, alive)
+        alive &= ~terminated
+    return actions
+
+
+def reproduces_segment(candidates, agents, trajectories, width):
+    """(K,) whether each candidate's greedy rollout from its segment's first state takes the
+    segment's actions."""
+    games, _ = solution_games(trajectories, width)
+    offsets = np.cumsum([0] + [len(t) for t in trajectories])
+    firsts = offsets[candidates.source] + candidates.start
+    starts = np.unique(firsts)
+    taken = greedy_rollouts(candidates, agents, games.subset(starts))[np.arange(len(candidates)),
+                                                                     np.searchsorted(starts, firsts)]
+    solution = np.concatenate([t.get_actions() for t in trajectories])
+    return np.array([np.array_equal(taken[k, :n], solution[f:f + n])
+                     for k, (f, n) in enumerate(zip(firsts, candidates.length))], dtype=bool)
+
+
+def applicability(candidates, agents, trajectories, width):
+    """(K, positions) whether candidate k's greedy rollout of its length from the solution state
+    at each position takes exactly the solution's next actions. Positions: every state of every
+    solution, solution by solution; a candidate never applies past its solution's end."""
+    games, where = solution_games(trajectories, width)
+    solution = np.concatenate([t.get_actions() for t in trajectories])
+    offsets = np.cumsum([0] + [len(t) for t in trajectories])
+    position = np.arange(len(solution))
+    end = offsets[1:][[p for p, _ in where]]                     # (positions,) end of its solution
+    taken = greedy_rollouts(candidates, agents, games)           # (K, positions, L)
+    steps = taken.shape[-1]
+    ahead = np.full((len(solution), steps), -2)                  # the solution's next actions
+    for step in range(steps):
+        inside = position + step < end
+        ahead[inside, step] = solution[position[inside] + step]
+    fits = position[None, :] + candidates.length[:, None] <= end[None, :]
+    within = np.arange(steps)[None, None, :] < candidates.length[:, None, None]
+    return fits & ((taken == ahead[None]) | ~within).all(-1)
+
+
+class LevinLoss:
+    """The Levin loss of option sets on the solutions, with the options' applicability precomputed.
+
+    For one solution of n actions, d is the least number of decisions that reproduces it, where a
+    decision is a primitive action (one step) or an applicable option (its length in steps), and
+    an option is never used on the solution of its own network; its loss is
+    log(n + 1) + d log(K + 3) for K options. A set's loss is the sum over the solutions.
+    """
+
+    def __init__(self, applicable, network, length, trajectory_lengths, source=None, actions=3):
+        """applicable (K, positions), solution by solution; network and length (K,); with source
+        (K,), an option is not used on the solution its segment was cut from either."""
+        self.applicable = np.array(applicable, dtype=bool)             # (K, positions), a copy
+        self.length = np.asarray(length)
+        self.trajectory_lengths = list(trajectory_lengths)
+        self.offsets = np.cumsum([0] + self.trajectory_lengths)
+        self.actions = actions
+        for p in range(len(self.trajectory_lengths)):
+            barred = np.asarray(network) == p
+            if source is not None:
+                barred |= np.asarray(source) == p
+            self.applicable[barred, self.offsets[p]:self.offsets[p + 1]] = False
+            past_end = np.arange(self.offsets[p], self.offsets[p + 1])[None, :] + self.length[:, None] > self.offsets[p + 1]
+            self.applicable[:, self.offsets[p]:self.offsets[p + 1]] &= ~past_end
+        self.padded = np.vstack([self.applicable, np.zeros((1, self.applicable.shape[1]), dtype=bool)])
+        self.padded_length = np.append(self.length, 1).astype(np.int64)
+
+    def __len__(self):
+        return len(self.length)
+
+    def decisions(self, sets):
+        """(B, solutions) the least number of decisions per solution of each option set; sets
+        (B, s) holds candidate indices, -1 for none."""
+        sets = np.asarray(sets, dtype=np.int64).reshape(len(sets), -1)
+        index = np.where(sets >= 0, sets, len(self))        # -1: the padding row, which applies nowhere
+        count = len(sets)
+        result = np.zeros((count, len(self.trajectory_lengths)), dtype=np.int64)
+        for p, n in enumerate(self.trajectory_lengths):
+            first = self.offsets[p]
+            usable = self.padded[index, first:first + n]                            # (B, s, n)
+            ends = np.arange(n) + self.padded_length[index][..., None]              # (B, s, n)
+            best = np.tile(np.arange(n + 1), (count, 1))      # best[b, j]: decisions to reach j
+            for j in range(n):
+                np.minimum(best[:, j + 1], best[:, j] + 1, out=best[:, j + 1])
+                b, s = np.nonzero(usable[:, :, j])
+                np.minimum.at(best, (b, ends[b, s, j]), best[b, j] + 1)
+            result[:, p] = best[:, n]
+        return result
+
+    def __call__(self, sets):
+        """(B,) the Levin loss of each option set (B, s), -1 for no option."""
+        sets = np.asarray(sets, dtype=np.int64).reshape(len(sets), -1)
+        options = (sets >= 0).sum(1)
+        decisions = self.decisions(sets)
+        depth = sum(math.log(n + 1) for n in self.trajectory_lengths)
+        return depth + decisions.sum(1) * np.log(options + self.actions)
+
+    def uses(self):
+        """(K,) the positions where each candidate is applicable: how much it can shorten."""
+        return self.applicable.sum(1)
+
+
+def as_sets(sets, width):
+    """Lists of candidate indices as an array (B, width), -1 for none."""
+    array = np.full((len(sets), max(width, 1)), -1, dtype=np.int64)
+    for b, chosen in enumerate(sets):
+        array[b, :len(chosen)] = sorted(chosen)
+    return array
+
+
+def select_greedy(loss, max_options):
+    """Add, one at a time, the candidate whose addition gives the lowest loss, up to max_options;
+    the best of these nested sets (the empty set included). A first option often costs more than
+    it saves on its own (every decision gets dearer), so the greedy goes on past a rise."""
+    chosen, best, value = [], [], float(loss(as_sets([[]], 1))[0])
+    while len(chosen) < min(max_options, len(loss)):
+        rest = np.setdiff1d(np.arange(len(loss)), chosen)
+        values = loss(as_sets([chosen + [int(k)] for k in rest], len(chosen) + 1))
+        chosen = chosen + [int(rest[np.argmin(values)])]
+        if values.min() < value:
+            best, value = sorted(chosen), float(values.min())
+    return best, value
+
+
+def local_search(loss, chosen, max_options, rng, sample=125, max_steps=1000):
+    """Hill climbing from `chosen`: among the sets that add, swap in or drop one candidate (those
+    added or swapped in drawn from `sample` candidates, more often the more places they apply),
+    move to the best while it lowers the loss."""
+    chosen = sorted(chosen)
+    value = float(loss(as_sets([chosen], max_options))[0])
+    weights = 0.1 + loss.uses()
+    for _ in range(max_steps):
+        rest = np.setdiff1d(np.arange(len(loss)), chosen)
+        drawn = rng.choice(rest, size=min(sample, len(rest)), replace=False,
+                           p=weights[rest] / weights[rest].sum()) if len(rest) else rest
+        neighbours = [chosen + [int(k)] for k in drawn] if len(chosen) < max_options else []
+        neighbours += [[c for c in chosen if c != out] + [int(k)] for out in chosen for k in drawn]
+        if len(chosen) > 1:
+            neighbours += [[c for c in chosen if c != out] for out in chosen]
+        if not neighbours:
+            break
+        values = loss(as_sets(neighbours, max_options))
+        best = int(np.argmin(values))
+        if values[best] >= value:
+            break
+        chosen, value = sorted(neighbours[best]), float(values[best])
+    return chosen, value
+
+
+def select_options(loss, max_options, restarts, seed, log=None):
+    """At most max_options candidates that minimise the Levin loss: the greedy set improved by
+    local search, then local search from `restarts` random sets (of 1 to max_options - 1
+    candidates, drawn more often the more places they apply); the best set found."""
+    rng = np.random.default_rng(seed)
+    if not len(loss):
+        return [], float(loss(as_sets([[]], 1))[0])
+    chosen, value = local_search(loss, select_greedy(loss, max_options)[0], max_options, rng)
+    weights = 0.1 + loss.uses()
+    sizes = np.arange(1, max(max_options, 2))
+    size_weights = 1 / (3 * sizes + 2)
+    started = time.time()
+    for restart in range(restarts):
+        size = min(int(rng.choice(sizes, p=size_weights / size_weights.sum())), len(loss))
+        start = rng.choice(len(loss), size=size, replace=False, p=weights / weights.sum()).tolist()
+        found, found_value = local_search(loss, start, max_options, rng)
+        if found_value < value:
+            chosen, value = found, found_value
+        if log is not None:
+            log(restart, restarts, value, time.time() - started)
+    return chosen, value
+
+
+def concatenations(length):
+    """Every concatenation of true combos with `length` actions: {name: actions}, e.g. "Down+Right"."""
+    if length % COMBO_LENGTH:
+        return {}
+    return {"+".join(names): sum((COMBOS[n] for n in names), ())
+            for names in itertools.product(COMBO_NAMES, repeat=length // COMBO_LENGTH)}
+
+
+def performs(actions, sequence):
+    """(N,) whether each row of actions (N, L), -1 after the episode ended, is `sequence` up to
+    where its episode ended."""
+    target = np.asarray(sequence)
+    return ((actions == target) | (actions == -1)).all(-1)
+
+
+def test_games(width):
+    """One game per test state: every non-goal cell of each of the four problems, empty buffer."""
+    cells, goals = [], []
+    for problem in PROBLEMS:
+        _, goal = problem_cells(problem, width, width)
+        cells += non_goal_cells(problem, width, width)
+        goals += [goal] * (width * width - 1)
+    return ComboGridBatch(np.array(cells), np.array(goals), width, width)
+
+
+def recovery(actions):
+    """What an option does from the test states, given its actions there (N, length), -1 after
+    an episode ended: the fraction of the states from which it performs each true combo or
+    concatenation of combos of its length, and the one it performs most often."""
+    fractions = {name: float(performs(actions, sequence).mean())
+                 for name, sequence in concatenations(actions.shape[1]).items()}
+    best = max(fractions, key=fractions.get) if fractions else None
+    return {"fractions": fractions, "best_match": best, "best_fraction": fractions[best] if best else 0.0,
+            "performs": best if best is not None and fractions[best] >= RECOVERED else None}
+
+
+def precision_recall(measured):
+    """Precision: the fraction of the options that perform a true combo or a concatenation of
+    combos from >= 90% of the states. Recall: the fraction of the true combos that some option
+    performs, as its whole action sequence, from >= 90% of the states. measured: recovery()'s
+    dicts. Returns precision, recall and the combos recalled."""
+    recalled = [name for name in COMBO_NAMES if any(m["fractions"].get(name, 0.0) >= RECOVERED for m in measured)]
+    precision = float(np.mean([m["performs"] is not None for m in measured])) if measured else 0.0
+    return precision, len(recalled) / len(COMBO_NAMES), recalled
+
+
+@dataclass
+class Discovery:
+    """One run: the candidates, the options chosen among them, their Levin loss and recovery."""
+    candidates: dict          # {length: (masks learned, candidates kept)}
+    options: Candidates       # the chosen options
+    used_at: list             # per option, {problem: positions of its solution where it applies}
+    loss_without: float       # Levin loss of the solutions with primitive actions only
+    loss_with: float          # ... with the chosen options
+    decisions_without: list   # per solution, the decisions with primitive actions only
+    decisions_with: list      # ... with the chosen options
+    measured: list            # per option, recovery()'s dict with its actions from every test state
+    seconds: float
+
+    def scores(self):
+        return precision_recall(self.measured)
+
+    def record(self, trajectories):
+        """The run as a JSON-ready dict."""
+        precision, recall, recalled = self.scores()
+        options = []
+        for k in range(len(self.options)):
+            source, start, length = (int(x[k]) for x in (self.options.source, self.options.start, self.options.length))
+            options.append({
+                "network": PROBLEMS[self.options.network[k]], "source": PROBLEMS[source], "start": start,
+                "length": length, "segment_actions": trajectories[source].get_actions()[start:start + length],
+                "mask_loss": float(self.options.best_loss[k]), "uses": sum(map(len, self.used_at[k].values())),
+                "used_at": self.used_at[k], **self.measured[k]})
+        return {"candidates": {str(n): {"learned": learned, "kept": kept}
+                               for n, (learned, kept) in self.candidates.items()},
+                "solutions": {p: t.get_actions() for p, t in zip(PROBLEMS, trajectories)},
+                "levin_loss_without": self.loss_without, "levin_loss": self.loss_with,
+                "decisions_without": dict(zip(PROBLEMS, self.decisions_without)),
+                "decisions": dict(zip(PROBLEMS, self.decisions_with)),
+                "options": options, "precision": precision, "recall": recall, "recalled": recalled,
+                "seconds": self.seconds}
+
+
+def discover(agents, trajectories, args, discretize, say=print):
+    """The whole method on one set of networks and their solutions: candidates, applicability,
+    selection, recovery. `say` receives the progress lines."""
+    started = time.time()
+    cut = segments(trajectories, args.max_length)
+    learned = {n: sum(length == n for _, _, length in cut) * (len(agents) - 1) * args.mask_seeds
+               for n in sorted({length for _, _, length in cut})}
+    say(f"learning {sum(learned.values())} candidate masks (every network x every segment of 2 to "
+        f"{args.max_length} actions of the other networks' solutions x {args.mask_seeds} seed(s)), one batch")
+    candidates = learn_candidates(agents, trajectories, args, discretize, mask_progress(say))
+    kept = {n: (learned[n], int((candidates.length == n).sum())) for n in learned}
+    say(f"{len(candidates)} candidates reproduce their segment; their applicability on the solutions")
+    table = applicability(candidates, agents, trajectories, args.game_width)
+    loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories],
+                     candidates.source if args.not_on_source else None)
+    chosen, value = select_options(loss, args.max_options, args.restarts, args.seed, search_progress(say))
+    options = candidates.subset(chosen)
+    taken = greedy_rollouts(options, agents, test_games(args.game_width)) if chosen else np.zeros((0, 0, 0))
+    measured = [{**recovery(taken[k, :, :options.length[k]]), "actions": taken[k, :, :options.length[k]].tolist()}
+                for k in range(len(options))]
+    used_at = [{p: np.flatnonzero(loss.applicable[k, loss.offsets[i]:loss.offsets[i + 1]]).tolist()
+                for i, p in enumerate(PROBLEMS)} for k in chosen]
+    none = as_sets([[]], 1)
+    return Discovery(kept, options, used_at, float(loss(none)[0]), value,
+                     loss.decisions(none)[0].tolist(), loss.decisions(as_sets([chosen], max(len(chosen), 1)))[0].tolist(),
+                     measured, time.time() - started)
+
+
+def mask_progress(say):
+    """A fit_masks log: the mean loss of all masks and the time left."""
+    started = time.time()
+
+    def log(step, steps, loss, set_names):
+        left = "" if not step else f", about {(time.time() - started) / step * (steps - step):.0f} s left"
+        say(f"  mask step {step:>5}/{steps}  mean loss {float(loss.mean()):.4f}{left}")
+    return log
+
+
+def search_progress(say, every=0.25):
+    """A select_options log: after each quarter of the restarts, the best loss and the time left."""
+    def log(restart, restarts, value, seconds):
+        done = restart + 1
+        if done == restarts or int(done / restarts / every) > int(restart / restarts / every):
+            say(f"  restart {done}/{restarts}  best Levin loss {value:.3f}, about "
+                f"{seconds / done * (restarts - done):.0f} s left")
+    return log

@@ -1,0 +1,270 @@
+"""Find the networks' sub-functions without being told what they are, and measure whether the
+ones found are the true combos.
+
+    python discover.py                                  # the shipped networks, about a minute
+    python discover.py --save-dir results/discovery     # discovery.json, options.pt, recovery.png
+    python discover.py --sets-dir results/network_sets --save-dir results/discovery_sets
+
+1. Candidates: for every network and every segment of 2 to --max-length actions of the other
+   networks' greedy solutions, a mask learned (decomposition.masks.fit_masks, all of them as one
+   batch) so that the masked network takes the segment's actions from its states; as an option
+   it acts greedily for the segment's length. Candidates that do not reproduce their own segment
+   are dropped.
+2. Applicability: a candidate of length l applies at position j of a solution if its greedy
+   rollout of l steps from that state takes exactly the solution's next l actions.
+3. Selection: at most --max-options candidates that minimise the Levin loss of the four solutions
+   (decomposition.discovery.LevinLoss): greedy, then local search with --restarts restarts.
+4. Recovery: each chosen option's actions from every non-goal cell of the four problems with an
+   empty buffer, the fraction of those states from which it performs each true combo (or
+   concatenation of combos), precision and recall.
+"""
+
+import os
+import time
+from dataclasses import asdict, dataclass, replace
+from typing import Literal, Optional
+
+import numpy as np
+import torch
+from tabulate import tabulate
+
+import main as extraction
+from combogrid import PROBLEMS
+from decomposition import across_sets, discovery
+from decomposition.files import json_writer, unwritable, write_file_set
+from decomposition.results import grid_of, png_writer
+from decomposition.script import (NON_NEGATIVE, POSITIVE, Range, ScriptError, check, fails_on, memory_problem,
+                                  out_of_range, start)
+from ppo_agent import CheckpointError, fingerprint
+
+
+@dataclass
+class Args:
+    seed: int = 0
+    """seed of the mask initialisation and of the search's restarts"""
+    model_paths: tuple[str, ...] = extraction.Args().model_paths
+    """checkpoints of the networks for TL-BR, TR-BL, BR-TL, BL-TR, in this order"""
+    max_length: int = 6
+    """longest segment, and option, in actions (segments have 2 to max_length actions)"""
+    max_options: int = 5
+    """most options chosen"""
+    restarts: int = 100
+    """local-search restarts of the selection, from random sets"""
+    not_on_source: bool = False
+    """never use an option on the solution its segment was cut from either (the research code's
+    rule); by default an option is barred only from its own network's solution"""
+    mask_seeds: int = 1
+    """masks learned per (network, segment), from independent initialisations"""
+    mask_learning_rate: float = 0.001
+    """Adam learning rate of the mask parameters"""
+    mask_learning_steps: int = 2000
+    """gradient steps per mask"""
+    mask_inputs: bool = False
+    """also learn a keep/drop mask over the input features, as main.py --mask-inputs"""
+    input_penalty: float = 0.005
+    """with --mask-inputs: loss added per kept input feature"""
+    input_fill: Literal["mean", "zero"] = "mean"
+    """with --mask-inputs: what a dropped feature becomes, its mean over the segment's states or 0"""
+    hidden_size: int = 64
+    """hidden neurons of the networks"""
+    game_width: int = 5
+    """rows and columns of the grid"""
+    log_every: int = 500
+    """mask-training steps between two progress lines (0: none)"""
+    threads: int = 1
+    """torch threads: one, since the batch's many small products gain little from a second thread
+    and lose much when another process holds the other core"""
+    save_dir: Optional[str] = None
+    """folder for discovery.json, options.pt and recovery.png (written only after a complete run)"""
+    sets_dir: Optional[str] = None
+    """run on every network set of this folder (train_ppo.py --num-sets) instead, and summarise
+    precision and recall across the sets (sets.json in --save-dir)"""
+
+
+RANGES = {"max_options": Range(1, 20), "restarts": NON_NEGATIVE, "mask_seeds": Range(1, 20),
+          "mask_learning_rate": Range(0, 10, low_open=True), "mask_learning_steps": POSITIVE,
+          "input_penalty": NON_NEGATIVE, "hidden_size": POSITIVE, "log_every": NON_NEGATIVE,
+          "threads": Range(1, 64), "max_length": Range(2, 24, words="between 2 and 24 (a solution's length)"),
+          "game_width": Range(5, 5, words="5 (the networks' grid)")}
+
+
+def check_args(args):
+    """The first problem with the arguments, or None."""
+    if len(args.model_paths) != len(PROBLEMS):
+        return f"--model-paths needs {len(PROBLEMS)} checkpoints ({', '.join(PROBLEMS)}), got {len(args.model_paths)}"
+    problem = out_of_range(args, RANGES)
+    if problem:
+        return problem
+    if not 0 <= args.seed <= 2**63 - 1:
+        return f"--seed must be between 0 and 2**63 - 1, got {args.seed}"
+    if args.sets_dir is not None and os.path.exists(args.sets_dir) and not os.path.isdir(args.sets_dir):
+        return f"--sets-dir {args.sets_dir} exists and is not a folder"
+    if args.save_dir is not None and unwritable(args.save_dir):
+        return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
+    return memory_problem(memory_estimate(args), f"--max-length {args.max_length} with --mask-seeds {args.mask_seeds}"
+                          + (" and --mask-inputs" if args.mask_inputs else ""), "use a smaller --max-length or fewer seeds")
+
+
+def memory_estimate(args, solution_length=24):
+    """Bytes a run needs, roughly: 400 MB (measured here, 430 to 610 MB peak for L = 6 to 12), plus
+    the mask batch's largest tensors and its loss curves. Neuron masks keep the linear-in-mask
+    products (segments x networks x 2H x 3L floats) and one intermediate of their size; input
+    masks keep about six (networks x segments x seeds x L x H) tensors."""
+    segments = len(PROBLEMS) * sum(solution_length - n + 1 for n in range(2, args.max_length + 1))
+    floats = 2 * segments * len(PROBLEMS) * 2 * args.hidden_size * 3 * args.max_length
+    floats += args.mask_learning_steps * args.mask_seeds * segments * len(PROBLEMS)
+    if args.mask_inputs:
+        floats += 6 * len(PROBLEMS) * segments * args.mask_seeds * args.max_length * args.hidden_size
+    return 400e6 + 4 * floats
+
+
+def run(args):
+    """Discovery on the networks of args.model_paths: the Discovery and the solutions."""
+    model_args = extraction.Args(model_paths=args.model_paths, hidden_size=args.hidden_size,
+                                 game_width=args.game_width)
+    agents = extraction.load_agents(model_args)
+    trajectories = extraction.solution_trajectories(agents, model_args)
+    say = print if args.log_every else (lambda line: None)
+    return discovery.discover(agents, trajectories, args, extraction.discretize, say), trajectories
+
+
+def options_table(record):
+    """The chosen options, one row each."""
+    rows = [[k, o["network"], f"{o['source']} [{o['start']}:{o['start'] + o['length']}]", o["length"],
+             "".join(map(str, o["segment_actions"])), o["uses"],
+             f"{o['best_match']} {o['best_fraction']:.2f}" if o["best_match"] else "-"]
+            for k, o in enumerate(record["options"])]
+    return tabulate(rows, headers=["option", "network", "segment", "length", "actions", "uses",
+                                   "performs (fraction of test states)"], tablefmt="grid")
+
+
+def summary(record):
+    """The run as printed: the options, the Levin loss without and with them, the recovery."""
+    decisions = lambda key: " ".join(f"{p} {d}" for p, d in record[key].items())  # noqa: E731
+    return "\n".join([
+        options_table(record),
+        f"Levin loss without options {record['levin_loss_without']:.3f} (decisions {decisions('decisions_without')})",
+        f"Levin loss with the {len(record['options'])} options {record['levin_loss']:.3f} "
+        f"(decisions {decisions('decisions')})",
+        f"precision {record['precision']:.2f}  recall {record['recall']:.2f} "
+        f"(combos performed from >= {discovery.RECOVERED:.0%} of the test states: "
+        f"{', '.join(record['recalled']) or 'none'})"])
+
+
+def options_file(args, result):
+    """The chosen options as options.pt holds them (decomposition.options.load_discovered_options)."""
+    options = []
+    chosen = result.options
+    for k in range(len(chosen)):
+        option = {"network": PROBLEMS[chosen.network[k]], "length": int(chosen.length[k]),
+                  "neuron_mask": chosen.neuron_masks[k].clone()}
+        if chosen.input_masks is not None:
+            option["input_mask"], option["input_fill"] = chosen.input_masks[k].clone(), chosen.input_fill[k].clone()
+        options.append(option)
+    return {"base_models": list(PROBLEMS), "model_paths": [os.path.abspath(p) for p in args.model_paths],
+            "model_fingerprints": [fingerprint(p) for p in args.model_paths],
+            "hidden_size": args.hidden_size, "game_width": args.game_width, "options": options}
+
+
+def save(args, result, record):
+    writers = {"discovery.json": json_writer({"args": asdict(args), **record}, indent=1),
+               "options.pt": lambda path: torch.save(options_file(args, result), path)}
+    try:
+        writers["recovery.png"] = png_writer(recovery_figure(record, args.game_width))
+    except ImportError:
+        print("figure skipped: matplotlib is not installed (pip install -r requirements-dev.pip)")
+    os.makedirs(args.save_dir, exist_ok=True)
+    write_file_set(args.save_dir, writers, stale=("discovery.json", "options.pt", "recovery.png"))
+    print(f"wrote {', '.join(writers)} to {args.save_dir}")
+
+
+def recovery_figure(record, width):
+    """One row per chosen option, one grid per problem: the cells from which the option performs
+    the combo (or concatenation) it performs most often, from an empty buffer."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    options = record["options"]
+    figure, axes = plt.subplots(max(len(options), 1), len(PROBLEMS), figsize=(8, 2.1 * max(len(options), 1) + 0.6),
+                                constrained_layout=True, squeeze=False)
+    per_problem = width * width - 1
+    for k, option in enumerate(options):
+        performed = discovery.performs(np.array(option["actions"]), discovery.concatenations(option["length"])
+                                       [option["best_match"]]) if option["best_match"] else np.zeros(4 * per_problem)
+        for p, problem in enumerate(PROBLEMS):
+            axis = axes[k, p]
+            axis.imshow(grid_of(performed[p * per_problem:(p + 1) * per_problem], problem, width), vmin=0, vmax=1,
+                        cmap="viridis")
+            axis.set_xticks([])
+            axis.set_yticks([])
+            if k == 0:
+                axis.set_title(f"from cells of {problem}", fontsize=9)
+        axes[k, 0].set_ylabel(f"option {k}\n{option['network']} net, {option['length']} steps\n"
+                              f"{option['best_match'] or 'no combo'} {option['best_fraction']:.2f}", fontsize=8)
+    figure.suptitle("Where each chosen option performs its best-matching combo (yellow), empty buffer", fontsize=10)
+    return figure
+
+
+def sets_study(args):
+    """Discovery on every network set of args.sets_dir: one record per set."""
+    folders = across_sets.set_folders(args.sets_dir)
+    failed = [path for folder in folders for path in across_sets.not_optimal(folder)]
+    if failed:
+        raise across_sets.BadSetsFolder(f"not optimal according to training.json, so not studied: {', '.join(failed)}")
+    records, started = [], time.time()
+    for k, folder in enumerate(folders):
+        left = "" if not k else f", about {(time.time() - started) / k * (len(folders) - k):.0f} s left"
+        print(f"set {k + 1}/{len(folders)} ({folder}){left}", flush=True)
+        paths = tuple(os.path.join(folder, f"{p}.pt") for p in PROBLEMS)
+        result, trajectories = run(replace(args, model_paths=paths, log_every=0))
+        record = {"set": folder, **result.record(trajectories)}
+        print(summary(record), flush=True)
+        records.append(record)
+    return {"args": asdict(args), "sets": folders, "runs": records}
+
+
+def sets_summary(study):
+    """Precision, recall and Levin losses per set, then their mean and the worst set."""
+    runs = study["runs"]
+    rows = [[os.path.basename(r["set"]), len(r["options"]), f"{r['precision']:.2f}", f"{r['recall']:.2f}",
+             ", ".join(r["recalled"]) or "-", f"{r['levin_loss_without']:.2f}", f"{r['levin_loss']:.2f}"] for r in runs]
+    precision, recall = (np.array([r[key] for r in runs]) for key in ("precision", "recall"))
+    rows.append(["mean", f"{np.mean([len(r['options']) for r in runs]):.1f}", f"{precision.mean():.2f}",
+                 f"{recall.mean():.2f}", "", f"{np.mean([r['levin_loss_without'] for r in runs]):.2f}",
+                 f"{np.mean([r['levin_loss'] for r in runs]):.2f}"])
+    rows.append(["worst", "", f"{precision.min():.2f}", f"{recall.min():.2f}", "", "", ""])
+    return tabulate(rows, headers=["set", "options", "precision", "recall", "combos recalled",
+                                   "Levin loss without", "with"], tablefmt="grid")
+
+
+@fails_on(CheckpointError, extraction.WrongNetwork, across_sets.BadSetsFolder)
+def main(args):
+    check(check_args(args))
+    torch.set_num_threads(args.threads)
+    if args.sets_dir is not None:
+        study = sets_study(args)
+        print(sets_summary(study))
+        if args.save_dir is not None:
+            write(lambda: write_file_set(args.save_dir, {"sets.json": json_writer(study, indent=1)}), args)
+            print(f"wrote sets.json to {args.save_dir}")
+        return
+    result, trajectories = run(args)
+    record = result.record(trajectories)
+    print(summary(record))
+    print(f"{record['seconds']:.0f} s")
+    if args.save_dir is not None:
+        write(lambda: save(args, result, record), args)
+
+
+def write(save_files, args):
+    """save_files() into --save-dir, a failing write as one error line."""
+    try:
+        os.makedirs(args.save_dir, exist_ok=True)
+        save_files()
+    except OSError as error:
+        raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {error.strerror}") from None
+
+
+if __name__ == "__main__":
+    start(main, Args, unchanged="--save-dir, if given, keeps its previous files")

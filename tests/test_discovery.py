@@ -1,0 +1,195 @@
+"""discover.py: the Levin loss's dynamic programme, the selection, the recovery measure, and a
+small run whose recovery is recomputed from its saved options by replaying them in the game."""
+
+import itertools
+import json
+import math
+import os
+
+import numpy as np
+import pytest
+
+import discover
+from combogrid import COMBO_NAMES, COMBOS, PROBLEMS, ComboGym, non_goal_cells
+from conftest import ROOT
+from decomposition import discovery
+from decomposition.options import ComboOptions, load_discovered_options
+
+MODELS = tuple(os.path.join(ROOT, "models", f"{p}.pt") for p in PROBLEMS)
+
+
+def table(rows, width):
+    """An applicability table from {candidate: positions}."""
+    applicable = np.zeros((len(rows), width), dtype=bool)
+    for k, positions in rows.items():
+        applicable[k, positions] = True
+    return applicable
+
+
+# two solutions of 6 and 4 actions (positions 0-5, then 6-9)
+HAND_MADE = dict(
+    applicable=table({0: [0, 3, 6], 1: [1, 6, 8], 2: [0, 6]}, 10),
+    network=[1, 0, 2],     # option 0 is barred from solution 1, option 1 from solution 0
+    length=[3, 2, 4],
+    trajectory_lengths=[6, 4])
+
+
+@pytest.mark.parametrize("chosen,decisions", [
+    ([], [6, 4]),
+    ([0], [2, 4]),         # twice on solution 0; its position 6 is on its own network's solution
+    ([1], [6, 2]),         # barred from solution 0; twice on solution 1
+    ([2], [3, 1]),         # 4 actions then 2 primitives; all of solution 1 at once
+    ([0, 2], [2, 1]),      # on solution 0 two options of 3 beat the option of 4 taken first
+    ([0, 1, 2], [2, 1]),
+])
+def test_levin_loss_counts_the_least_decisions(chosen, decisions):
+    loss = discovery.LevinLoss(**HAND_MADE)
+    sets = discovery.as_sets([chosen], 3)
+    assert loss.decisions(sets)[0].tolist() == decisions
+    expected = math.log(7) + math.log(5) + sum(decisions) * math.log(len(chosen) + 3)
+    assert loss(sets)[0] == pytest.approx(expected)
+
+
+def test_not_on_source_bars_the_segments_own_solution_too():
+    loss = discovery.LevinLoss(**HAND_MADE, source=[0, 1, 1])
+    assert loss.decisions(discovery.as_sets([[0], [2]], 1)).tolist() == [[6, 4], [3, 4]]
+
+
+# one solution of 12 actions (and one of 1, the options' own network's): A covers it in three
+# pieces, B and C in two halves only together. Greedy takes A and stops; the best set is {B, C}.
+SELECTION = dict(applicable=table({0: [0, 4, 8], 1: [0], 2: [6], 3: []}, 13),
+                 network=[1, 1, 1, 1], length=[4, 6, 6, 2], trajectory_lengths=[12, 1])
+
+
+def test_selection_finds_the_best_set_that_greedy_misses():
+    loss = discovery.LevinLoss(**SELECTION)
+    subsets = [list(s) for k in range(3) for s in itertools.combinations(range(4), k)]   # at most 2
+    values = loss(discovery.as_sets(subsets, 2))
+    assert subsets[int(np.argmin(values))] == [1, 2]
+    assert discovery.select_greedy(loss, 2)[0] == [0]
+    assert discovery.select_options(loss, 2, restarts=0, seed=0)[0] == [0]   # local search alone stays
+    chosen, value = discovery.select_options(loss, 2, restarts=20, seed=0)
+    assert chosen == [1, 2] and value == pytest.approx(values.min())
+
+
+def test_selection_keeps_at_most_max_options():
+    loss = discovery.LevinLoss(**SELECTION)
+    assert len(discovery.select_options(loss, 1, restarts=20, seed=0)[0]) == 1
+
+
+def fixed_actions(sequence, width=5):
+    """A fixed action sequence played from every test state: (N, length), -1 once the goal is reached."""
+    return played(lambda step, observations: np.full(len(observations), sequence[step]), len(sequence), width)
+
+
+def played(act, steps, width=5):
+    """act(step, observations) played for `steps` from every test state: (N, steps), -1 once the
+    goal is reached."""
+    games = discovery.test_games(width)
+    actions = np.full((len(games.agents), steps), -1)
+    alive = np.ones(len(games.agents), dtype=bool)
+    for step in range(steps):
+        taken = np.asarray(act(step, games.observations()))
+        actions[alive, step] = taken[alive]
+        _, terminated, _ = games.step(taken, alive)
+        alive &= ~terminated
+    return actions
+
+
+def test_recovery_of_the_true_combos_is_perfect():
+    combos = ComboOptions()      # the true combos as the options of the reuse study play them
+    measured = [discovery.recovery(played(lambda step, obs: combos.act(np.full(len(obs), k), obs, step), 3))
+                for k in range(len(combos))]
+    assert [m["performs"] for m in measured] == list(COMBO_NAMES)
+    assert discovery.precision_recall(measured) == (1.0, 1.0, list(COMBO_NAMES))
+
+
+def test_recovery_of_concatenations_and_of_other_sequences():
+    down_right = discovery.recovery(fixed_actions(COMBOS["Down"] + COMBOS["Right"]))
+    assert down_right["performs"] == "Down+Right" and down_right["best_fraction"] == 1.0
+    half = discovery.recovery(fixed_actions((0, 1)))            # not a whole combo
+    assert half["performs"] is None and half["fractions"] == {}
+    precision, recall, recalled = discovery.precision_recall([down_right, half])
+    assert precision == 0.5 and recall == 0.0 and recalled == []  # Down+Right is no single combo
+
+
+SMALL = dict(max_length=3, mask_learning_steps=300, restarts=10, log_every=0, model_paths=MODELS)
+
+
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("discovery")
+    discover.main(discover.Args(**SMALL, save_dir=str(folder)))
+    with open(folder / "discovery.json") as file:
+        return folder, json.load(file)
+
+
+def replayed(option, width=5):
+    """The option's actions from every test state, played through ComboGym: (N, steps), -1 after
+    the episode ended."""
+    rows = []
+    for problem in PROBLEMS:
+        for cell in non_goal_cells(problem, width, width):
+            env = ComboGym(width, width, problem)
+            env.reset(options={"agent": cell})
+            actions = option.run(env).get_actions()
+            rows.append(actions + [-1] * (option.steps - len(actions)))
+    return np.array(rows)
+
+
+def test_recovery_is_recomputed_by_replaying_the_saved_options(small_run):
+    folder, record = small_run
+    options = load_discovered_options(str(folder / "options.pt"))
+    assert len(options) == len(record["options"]) >= 1
+    recalled = set()
+    for option, saved in zip(options, record["options"]):
+        actions = replayed(option)
+        assert option.steps == saved["length"] and actions.tolist() == saved["actions"]
+        for name, fraction in saved["fractions"].items():   # the combo sequences, from their names
+            sequence = sum((COMBOS[part] for part in name.split("+")), ())
+            again = np.mean([all(a in (s, -1) for a, s in zip(row, sequence)) for row in actions])
+            assert again == pytest.approx(fraction)
+            if name in COMBO_NAMES and again >= 0.9:
+                recalled.add(name)
+    assert record["recall"] == len(recalled) / 4
+
+
+def test_same_seed_same_selection(small_run, tmp_path):
+    _, record = small_run
+    discover.main(discover.Args(**SMALL, save_dir=str(tmp_path)))
+    with open(tmp_path / "discovery.json") as file:
+        again = json.load(file)
+    assert {k: v for k, v in again.items() if k not in ("seconds", "args")} == \
+        {k: v for k, v in record.items() if k not in ("seconds", "args")}
+
+
+def test_levin_loss_of_the_run_is_lower_with_its_options(small_run):
+    _, record = small_run
+    assert record["levin_loss"] < record["levin_loss_without"]
+    assert record["decisions_without"] == {p: len(record["solutions"][p]) for p in PROBLEMS}
+    assert all(o["network"] != o["source"] for o in record["options"])
+
+
+def expect_error(args, message):
+    with pytest.raises(SystemExit) as stopped:
+        discover.main(args)
+    text = stopped.value.code
+    assert isinstance(text, str) and text.startswith("error: ") and "\n" not in text, text
+    assert message in text, text
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"max_length": 1}, "--max-length must be between 2 and 24"),
+    ({"max_options": 0}, "--max-options must be between 1 and 20"),
+    ({"restarts": -1}, "--restarts must be"),
+    ({"mask_learning_rate": float("nan")}, "--mask-learning-rate must be"),
+    ({"mask_seeds": 0}, "--mask-seeds must be"),
+    ({"model_paths": MODELS[:3]}, "--model-paths needs 4 checkpoints"),
+    ({"model_paths": ("missing.pt", *MODELS[1:])}, "checkpoint not found"),
+    ({"model_paths": (MODELS[1], MODELS[0], *MODELS[2:])}, "the order of --model-paths looks wrong"),
+    ({"save_dir": os.path.join(ROOT, "README.md")}, "cannot write to --save-dir"),
+    ({"sets_dir": os.path.join(ROOT, "README.md")}, "is not a folder"),
+    ({"max_length": 24, "mask_seeds": 20, "mask_inputs": True}, "would need about"),
+])
+def test_bad_input_is_one_error_line(change, message):
+    expect_error(discover.Args(**{**SMALL, **change}), message)

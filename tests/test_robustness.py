@@ -1,0 +1,230 @@
+"""Bad input, round two: numbers that poison training, signals, half-replaced sets, malformed study
+files, defaults that would overwrite what the kit ships, the option API and the envs."""
+
+import dataclasses
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+import downstream
+import main
+import report
+import train_ppo
+from combogrid import ComboGym
+from conftest import ROOT
+from decomposition import files, options, script
+from ppo_agent import CheckpointError, load_agent
+from test_bad_inputs import MODELS, expect_error, snapshot
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"gamma": float("nan")}, "--gamma must be between 0 and 1, got nan"),
+    ({"gae_lambda": 2.0}, "--gae-lambda must be between 0 and 1, got 2.0"),
+    ({"ent_coef": float("nan")}, "--ent-coef must be a number >= 0, got nan"),
+    ({"ent_coef": -0.1}, "--ent-coef must be a number >= 0"),
+    ({"max_grad_norm": float("nan")}, "--max-grad-norm must be a positive number, got nan"),
+    ({"vf_coef": float("inf")}, "--vf-coef must be a number >= 0, got inf"),
+    ({"clip_coef": 0.0}, "--clip-coef must be a positive number"),
+    ({"num_envs": 200_000, "total_timesteps": 10**9}, "learners would need about"),
+    ({"rows": 1}, "--rows must be between 2 and 100"),
+])
+def test_train_ppo_refuses_numbers_that_would_poison_training(settings, message, tmp_path):
+    args = train_ppo.Args(save_dir=str(tmp_path / "out"), **settings)
+    expect_error(lambda: train_ppo.main(args), message)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_checkpoint_whose_logits_overflow_is_refused_before_any_work(tmp_path):
+    state = torch.load(MODELS[0], weights_only=True)
+    torch.save({name: value * 1e30 for name, value in state.items()}, tmp_path / "huge.pt")
+    with pytest.raises(CheckpointError, match="NaN or infinite"):
+        load_agent(str(tmp_path / "huge.pt"), ComboGym(5, 5, "TL-BR"))
+    args = main.Args(model_paths=(str(tmp_path / "huge.pt"), *MODELS[1:]), mask_learning_steps=5, log_every=0)
+    expect_error(lambda: main.main(args), "NaN or infinite")
+
+
+def test_train_ppo_trains_another_hidden_size(tmp_path):
+    args = train_ppo.Args(hidden_size=32, total_timesteps=2048, problems=("TL-BR",), processes=1,
+                          save_dir=str(tmp_path), print_every=1e9)
+    train_ppo.main(args)
+    agent = load_agent(str(tmp_path / "TL-BR.pt"), ComboGym(5, 5, "TL-BR"), hidden_size=32)
+    assert agent.actor[0].weight.shape == (32, 59) and agent.critic[0].weight.shape == (64, 59)
+
+
+def running(marker):
+    """Processes whose command line holds marker."""
+    found = subprocess.run(["pgrep", "-f", marker], capture_output=True, text=True).stdout.split()
+    return [pid for pid in found if int(pid) != os.getpid()]
+
+
+def test_sigterm_stops_train_ppo_and_its_workers(tmp_path):
+    folder = str(tmp_path / "sigterm_models")
+    process = subprocess.Popen([sys.executable, "train_ppo.py", "--save-dir", folder, "--print-every", "0.1"],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process.stdout.readline()  # training has started
+    process.stdout.readline()  # a first progress line: the workers are running
+    assert len(running(folder)) == 3  # the script and its two workers
+    process.send_signal(signal.SIGTERM)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 143
+    assert stderr.strip().splitlines() == ["error: terminated; no checkpoint or training.json was changed"]
+    time.sleep(0.5)
+    assert running(folder) == [] and not os.path.exists(folder)
+
+
+def test_sigterm_during_a_write_leaves_the_old_set_and_no_temporary_file(tmp_path):
+    (tmp_path / "a.json").write_text("old")
+    previous = signal.signal(signal.SIGTERM, script._terminate)
+
+    def terminated(path):
+        with open(path, "w") as file:
+            file.write("half")
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    try:
+        with pytest.raises(script.Terminated):
+            files.write_file_set(str(tmp_path), {"a.json": files.json_writer("new"), "b.pt": terminated})
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert sorted(os.listdir(tmp_path)) == ["a.json"] and (tmp_path / "a.json").read_text() == "old"
+
+
+def test_main_refuses_reference_with_the_study_across_sets(tmp_path):
+    args = main.Args(reference=True, sets_dir=str(tmp_path), mask_learning_steps=5, log_every=0)
+    expect_error(lambda: main.main(args), "does not combine with --mask-inputs or --sets-dir")
+
+
+def test_a_folder_in_the_way_of_one_file_replaces_none_of_the_set(tmp_path):
+    folder = tmp_path / "out"
+    args = main.Args(mask_learning_steps=5, log_every=0, save_dir=str(folder))
+    main.main(args)
+    os.remove(folder / "heatmaps_Up.png")
+    (folder / "heatmaps_Up.png").mkdir()
+    before = snapshot(folder)
+    expect_error(lambda: main.main(dataclasses.replace(args, seed=1)), "heatmaps_Up.png")
+    assert snapshot(folder) == before  # the six other files are still the first run's
+
+
+def test_downstream_replaces_its_results_and_figure_together(tmp_path):
+    folder = tmp_path / "study"
+    (folder / "evaluation_curves.png").mkdir(parents=True)
+    (folder / "results.json").write_text("{}")
+    args = downstream.Args(num_seeds=1, learning_rates=(1e-3,), eval_points=1, mask_seeds=1, budget=2048,
+                           tasks=("multi-goal",), conditions=("none",), save_dir=str(folder))
+    expect_error(lambda: downstream.main(args), "evaluation_curves.png")
+    assert (folder / "results.json").read_text() == "{}"
+
+
+def test_train_ppo_refuses_a_set_folder_taken_by_a_file_before_training(tmp_path):
+    (tmp_path / "set_0").mkdir()
+    (tmp_path / "set_0" / "TL-BR.pt").write_bytes(b"old")
+    (tmp_path / "set_1").write_text("a file where set_1 would go")
+    args = train_ppo.Args(num_sets=2, save_dir=str(tmp_path), total_timesteps=2048)
+    expect_error(lambda: train_ppo.main(args), "set_1")
+    assert (tmp_path / "set_0" / "TL-BR.pt").read_bytes() == b"old"
+
+
+def test_a_broken_training_record_in_a_sets_folder_is_one_error(tmp_path):
+    (tmp_path / "set_0").mkdir()
+    for path in MODELS:
+        shutil.copy(path, tmp_path / "set_0")
+    (tmp_path / "set_0" / "training.json").write_text("{broken")
+    args = main.Args(mask_learning_steps=5, log_every=0, sets_dir=str(tmp_path))
+    expect_error(lambda: main.main(args), "training.json is not a training record")
+
+
+@pytest.fixture
+def results_copy(tmp_path):
+    """The shipped results/ and training record in a temporary folder, for report.py --reuse."""
+    shutil.copytree(os.path.join(ROOT, "results"), tmp_path / "results",
+                    ignore=shutil.ignore_patterns("*.pt", "network_sets"))
+    shutil.copytree(os.path.join(ROOT, "results", "network_sets"), tmp_path / "results" / "network_sets",
+                    ignore=shutil.ignore_patterns("*.pt"))
+    return tmp_path
+
+
+def test_report_refuses_an_output_in_a_missing_folder_and_an_empty_training_record(results_copy):
+    args = report.Args(results_dir=str(results_copy / "results"), reuse=True,
+                       sets_dir=str(results_copy / "results" / "network_sets"))
+    expect_error(lambda: report.main(dataclasses.replace(args, output=str(results_copy / "no" / "a.pdf"))),
+                 "does not exist")
+    (results_copy / "training.json").write_text("{}")
+    expect_error(lambda: report.main(dataclasses.replace(args, output=str(results_copy / "a.pdf"),
+                                                         training_log=str(results_copy / "training.json"))),
+                 "not a training record")
+    assert not (results_copy / "a.pdf").exists()
+
+
+def test_report_runs_from_another_folder(results_copy):
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "report.py"), "--reuse", "--output", "a.pdf",
+                             "--results-dir", "results"], cwd=results_copy, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert (results_copy / "a.pdf").stat().st_size > 10_000
+
+
+def test_trial_runs_default_to_a_folder_the_kit_does_not_ship():
+    shipped = {os.path.realpath(os.path.join(ROOT, name)) for name in ("models", "results", "results/downstream")}
+    for default in (train_ppo.Args().save_dir, downstream.Args().save_dir):
+        assert os.path.realpath(os.path.join(ROOT, default)) not in shipped
+        assert default.startswith("runs" + os.sep)
+
+
+@pytest.fixture(scope="module")
+def masks_file(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("masks")
+    args = main.Args(mask_learning_steps=10, log_every=0, num_seeds=2, mask_inputs=True, save_dir=str(folder))
+    main.main(args)
+    return folder / "masks.pt"
+
+
+@pytest.mark.parametrize("damage,message", [
+    (lambda m: m.pop("combos"), "'combos' is missing"),
+    (lambda m: m.update(neuron_masks=m["neuron_masks"][..., :2, :]), "'neuron_masks' is not a finite tensor"),
+    (lambda m: m.update(input_fill=torch.full_like(m["input_fill"], float("nan"))), "'input_fill' is not a finite"),
+    (lambda m: m.update(neuron_masks=m["neuron_masks"] * 2), "not one-hot"),
+    (lambda m: m.pop("input_fill"), "come together"),
+    (lambda m: m.update(hidden_size="64"), "'hidden_size' is missing or not a positive integer"),
+])
+def test_a_tampered_masks_file_is_the_loader_s_own_error(masks_file, tmp_path, damage, message):
+    masks = torch.load(masks_file, weights_only=True)
+    damage(masks)
+    torch.save(masks, tmp_path / "masks.pt")
+    with pytest.raises(options.MaskFileError, match=message) as error:
+        options.load_extracted_function(str(tmp_path / "masks.pt"), "Up", "BR-TL")
+    assert str(tmp_path / "masks.pt") in str(error.value)
+
+
+def test_a_numpy_integer_is_a_seed_index(masks_file):
+    function = options.load_extracted_function(str(masks_file), "Up", "BR-TL", seed_index=np.int64(1))
+    assert function.act(np.zeros(59, dtype=np.float32)) in (0, 1, 2)
+    with pytest.raises(options.MaskFileError, match="out of range"):
+        options.load_extracted_function(str(masks_file), "Up", "BR-TL", seed_index=True)
+
+
+@pytest.mark.parametrize("size", [0, 1, -3, 2.5, 1001])
+def test_the_game_refuses_a_grid_without_room_for_two_corners(size):
+    with pytest.raises(ValueError, match="rows and columns must be integers from 2 to 1000"):
+        gym.make("ComboGrid-v0", rows=size)
+
+
+@pytest.mark.parametrize("task", ["ComboGrid-MultiGoal-v0", "ComboGrid-Random-v0"])
+def test_the_task_envs_take_a_start_cell_refuse_other_options_and_a_step_before_reset(task):
+    env = gym.make(task).unwrapped
+    with pytest.raises(gym.error.ResetNeeded):
+        env.step(0)
+    observation, _ = env.reset(seed=3, options={"agent": (4, 4)})
+    assert observation[:25].argmax() == 24 and observation[34:].argmax() != 24
+    with pytest.raises(ValueError, match="the only option"):
+        env.reset(options={"goal": (1, 1)})
+    with pytest.raises(ValueError, match="not two integers"):
+        env.reset(options={"agent": (5, 0)})
+    assert len({tuple(env.reset(seed=1)[0]) for _ in range(2)}) == 1  # seeded starts reproduce
