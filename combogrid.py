@@ -64,6 +64,13 @@ def observation_size(rows, columns):
     return 2 * rows * columns + NUM_ACTIONS * COMBO_LENGTH
 
 
+def checked_action(action):
+    """action as an int, if it is one of the actions 0, 1, 2 (a Python or numpy integer); else ValueError."""
+    if not (isinstance(action, (int, np.integer)) and not isinstance(action, bool) and 0 <= action < NUM_ACTIONS):
+        raise ValueError(f"invalid action {action!r}: expected 0, 1 or 2")
+    return int(action)
+
+
 def start_option(options, rows, columns):
     """The agent cell that reset's options ask for ({"agent": (row, column)}), or None; anything else
     in options is a ValueError."""
@@ -73,7 +80,7 @@ def start_option(options, rows, columns):
     if "agent" not in options:
         return None
     agent = options["agent"]
-    if not (isinstance(agent, (tuple, list, np.ndarray)) and len(agent) == 2
+    if not (isinstance(agent, (tuple, list, np.ndarray)) and np.ndim(agent) == 1 and len(agent) == 2
             and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in agent)
             and 0 <= agent[0] < rows and 0 <= agent[1] < columns):
         raise ValueError(f"agent cell {agent!r} is not two integers (row, column) inside the {rows}x{columns} grid")
@@ -248,9 +255,7 @@ class ComboGym(gym.Env):
         return self.observation(), {}
 
     def step(self, action):
-        if not self.action_space.contains(action):
-            raise ValueError(f"invalid action {action!r}: expected 0, 1 or 2")
-        rewards, terminated, truncated = self.game.step(np.array([int(action)]))
+        rewards, terminated, truncated = self.game.step(np.array([checked_action(action)]))
         return self.observation(), float(rewards[0]), bool(terminated[0]), bool(truncated[0]), {}
 
     def observation(self):

@@ -32,7 +32,7 @@ from decomposition import reuse
 from decomposition.files import failure, unwritable
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
-from decomposition.script import POSITIVE, ScriptError, check, fails_on, memory_problem, out_of_range, start
+from decomposition.script import POSITIVE, Range, ScriptError, check, fails_on, memory_problem, out_of_range, start
 from decomposition.tasks import TASKS
 from ppo_agent import CheckpointError
 
@@ -65,7 +65,8 @@ class Args:
     """processes of one torch thread each that share a run's learners (the cores to use)"""
 
 
-RANGES = {name: POSITIVE for name in ("num_seeds", "tuning_seeds", "mask_seeds", "budget", "eval_points", "processes")}
+RANGES = {**{name: POSITIVE for name in ("num_seeds", "tuning_seeds", "mask_seeds", "eval_points")},
+          "budget": Range(1, 10**12), "processes": Range(1, 64)}
 
 
 def check_args(args):
@@ -77,6 +78,8 @@ def check_args(args):
                 f"conditions {', '.join(reuse.CONDITIONS)}")
     if not args.tasks or not args.conditions:
         return "--tasks and --conditions need at least one name each"
+    if len(set(args.tasks)) < len(args.tasks) or len(set(args.conditions)) < len(args.conditions):
+        return "--tasks and --conditions must name each task and condition at most once"
     if "none" not in args.conditions:
         return "--conditions needs none: every condition is compared with it"
     if len(args.model_paths) != len(PROBLEMS):

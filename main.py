@@ -408,14 +408,14 @@ def memory_estimate(args):
     """Bytes a run needs, roughly: measured here as 260 MB, plus 4.5 MB per seed on the 5 x 5 grid,
     plus the loss curves (4 bytes per step, mask and seed). The part per seed is mostly the
     evaluation's observations and activations on every test state, which grow with the grid."""
-    def evaluation_size(width):
-        return (len(PROBLEMS) * (width ** 2 - 1)) * (observation_size(width, width) + 2 * args.hidden_size)
-    per_seed = 4.5e6 * max(1.0, evaluation_size(args.game_width) / evaluation_size(5))
+    def evaluation_size(width, hidden):
+        return (len(PROBLEMS) * (width ** 2 - 1)) * (observation_size(width, width) + 2 * hidden)
+    per_seed = 4.5e6 * max(1.0, evaluation_size(args.game_width, args.hidden_size) / evaluation_size(5, 64))
     return 260e6 + args.num_seeds * (per_seed + args.mask_learning_steps * len(COMBO_NAMES) * len(PROBLEMS) * 4)
 
 
 RANGES = {"mask_learning_steps": POSITIVE, "num_seeds": POSITIVE, "hidden_size": POSITIVE, "mask_learning_rate": POSITIVE,
-          "input_penalty": NON_NEGATIVE, "log_every": NON_NEGATIVE,
+          "input_penalty": Range(0, 10), "log_every": NON_NEGATIVE,
           "game_width": Range(2, 100, words="between 2 and 100 (start and goal are opposite corners)")}
 
 
@@ -427,9 +427,14 @@ def check_args(args):
     if args.reference and (args.mask_inputs or args.sets_dir is not None):
         return ("--reference learns neuron masks the assignment's way; it does not combine with --mask-inputs "
                 "or --sets-dir (which runs both masking schemes)")
+    if args.sets_dir is not None and (args.mask_inputs or args.model_paths != Args().model_paths):
+        return "--sets-dir runs both masking schemes on the sets' own networks: drop --mask-inputs and --model-paths"
     if args.sequence_length != COMBO_LENGTH:
         return f"--sequence-length must be {COMBO_LENGTH}, the length of ComboGrid's combos"
-    problem = out_of_range(args, RANGES)
+    problem = out_of_range(args, RANGES) or memory_problem(
+        memory_estimate(args), f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps and "
+        f"{args.hidden_size} hidden neurons on a {args.game_width}x{args.game_width} grid",
+        "run fewer seeds at a time, with --seed to continue where the last run stopped")
     if problem:
         return problem
     if args.mask_learning_rate > 10:
@@ -440,9 +445,7 @@ def check_args(args):
         return f"--sets-dir {args.sets_dir} exists and is not a folder"
     if args.save_dir is not None and unwritable(args.save_dir):
         return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
-    return memory_problem(memory_estimate(args), f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps "
-                          f"on a {args.game_width}x{args.game_width} grid",
-                          "run fewer seeds at a time, with --seed to continue where the last run stopped")
+    return None
 
 
 def write(save, args, *what):

@@ -153,6 +153,12 @@ def read_checkpoint(path):
                               f"({type(error).__name__})") from None
 
 
+def plain_tensor(value):
+    """Whether value is a dense tensor of real numbers in memory (not sparse, complex or on a device)."""
+    return (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
+            and not value.is_complex())
+
+
 def load_agent(path, env, hidden_size=64):
     """A PPOAgent with the weights of checkpoint `path` (a state_dict, read with weights_only),
     checked for what would make it unusable: missing, unexpected or misshapen tensors, and weights
@@ -161,9 +167,10 @@ def load_agent(path, env, hidden_size=64):
     state = read_checkpoint(path)
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} is not a state_dict")
-    not_tensors = sorted(str(key) for key, value in state.items() if not isinstance(value, torch.Tensor))
+    not_tensors = sorted(str(key) for key, value in state.items() if not plain_tensor(value))
     if not_tensors:
-        raise CheckpointError(f"checkpoint {path}: {not_tensors[0]} is not a tensor: not a PPOAgent checkpoint")
+        raise CheckpointError(f"checkpoint {path}: {not_tensors[0]} is not a dense tensor of real numbers on the "
+                              "CPU: not a PPOAgent checkpoint")
     expected = agent.state_dict()
     for key, tensor in expected.items():
         if key not in state:

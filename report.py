@@ -13,7 +13,6 @@ results are not there yet: delete those folders to run them again.
 """
 
 import contextlib
-import json
 import os
 from dataclasses import dataclass, replace
 
@@ -25,7 +24,7 @@ import downstream
 import main as extraction
 import train_ppo
 from combogrid import COMBOS, COMBO_NAMES, PROBLEMS
-from decomposition import across_sets, discovery, reuse
+from decomposition import across_sets, discovery, files, reuse
 from decomposition.pdf import Report
 from decomposition.results import save_results
 from decomposition.files import unwritable
@@ -87,8 +86,7 @@ class BadResults(Exception):
 
 def read_json(path):
     try:
-        with open(path) as file:
-            return json.load(file)
+        return files.read_json(path)
     except (OSError, ValueError) as error:
         raise BadResults(f"{path}: cannot be read ({type(error).__name__}: {error})") from None
 
@@ -638,8 +636,18 @@ def kit_relative(args):
 
 def check_args(args):
     """The first problem with the arguments, or None."""
-    if os.path.isdir(args.output):
-        return f"--output {args.output} is a folder: give the path of the PDF to write"
+    if os.path.isdir(args.output) or not args.output or args.output.endswith(os.sep):
+        return f"--output {args.output!r} is a folder: give the path of the PDF to write"
+    if os.path.lexists(args.output) and not os.path.isfile(args.output):
+        return f"--output {args.output} is not a regular file (a device, a FIFO or a broken link): not replaced"
+    for name in ("results_dir", "sets_dir"):
+        path = getattr(args, name)
+        if os.path.exists(path) and not os.path.isdir(path):
+            return f"--{name.replace('_', '-')} {path} is not a folder"
+    if not args.reuse and not os.path.isfile(args.training_log):
+        return f"training record not found: {args.training_log} (written by train_ppo.py)"
+    if not args.reuse and unwritable(args.results_dir):
+        return f"cannot write to --results-dir {args.results_dir}: {unwritable(args.results_dir)}"
     folder = os.path.dirname(os.path.abspath(args.output))
     if not os.path.isdir(folder):
         return f"--output {args.output}: its folder {folder} does not exist"
@@ -665,8 +673,13 @@ def load_all(args):
     if not_finite:
         raise ScriptError(f"{not_finite[0]}/results.json holds NaN or infinite scores")
     study = read_json(os.path.join(args.results_dir, "sets", "sets.json"))
+    if not study["runs"] or not np.isfinite([r["masked_score"] for r in study["runs"]]).all():
+        raise BadResults(f"{args.results_dir}/sets/sets.json holds no runs or NaN or infinite scores")
     reuse_path = os.path.join(args.results_dir, "downstream", "results.json")
-    return runs, training, study, {**read_json(reuse_path), "path": reuse_path}, load_discovery(args)
+    reuse_study = read_json(reuse_path)
+    if not reuse_study["runs"] or not np.isfinite([r["auc"] for r in reuse_study["runs"]]).all():
+        raise BadResults(f"{reuse_path} holds no runs or NaN or infinite AUCs")
+    return runs, training, study, {**reuse_study, "path": reuse_path}, load_discovery(args)
 
 
 def load_discovery(args):

@@ -17,7 +17,6 @@ A learner stops once its greedy policy has solved its problem optimally (24 acti
 got there is named and recorded as not optimal in training.json.
 """
 
-import json
 import os
 import time
 from dataclasses import asdict, dataclass
@@ -26,7 +25,7 @@ from functools import partial
 import torch
 
 from combogrid import PROBLEMS, ComboGridVec, observation_size
-from decomposition.files import failure, json_writer, unwritable, write_files
+from decomposition.files import failure, json_writer, read_json, unwritable, write_files
 from decomposition.ppo import RANGES as PPO_RANGES
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed, train_in_processes
@@ -66,11 +65,16 @@ def check_args(args):
         return f"unknown problem {unknown[0]!r}: expected some of {', '.join(PROBLEMS)}"
     if not args.problems or len(set(args.problems)) != len(args.problems):
         return "--problems must name each problem at most once, and at least one"
-    problem = out_of_range(args, RANGES)
+    learners = args.num_sets * len(args.problems)
+    memory = memory_estimate(args, learners, min(args.processes, learners), observation_size(args.rows, args.columns))
+    problem = out_of_range(args, RANGES) or memory_problem(memory, f"{learners} learners",
+                                                           "train fewer sets at a time, with --seed to continue")
     if problem:
         return problem
     if (args.num_envs * args.num_steps) % args.num_minibatches:
         return "--num-minibatches must divide num_envs x num_steps"
+    if args.num_envs * args.num_steps < 2 * args.num_minibatches:
+        return "--num-minibatches must leave at least 2 rows per minibatch (advantages are normalised over it)"
     if args.total_timesteps < args.num_envs * args.num_steps:
         return f"--total-timesteps must allow one rollout of num_envs x num_steps = {args.num_envs * args.num_steps} steps"
     if not 0 <= args.seed <= 2**63 - 1 - len(PROBLEMS) * args.num_sets:
@@ -79,10 +83,7 @@ def check_args(args):
         if unwritable(folder):  # found before training, not after
             name = f"--save-dir {folder}" if folder == args.save_dir else folder
             return f"cannot write to {name}: {unwritable(folder)}"
-    learners = args.num_sets * len(args.problems)
-    memory = memory_estimate(args, learners, min(args.processes, learners), observation_size(args.rows, args.columns))
-    return memory_problem(memory, f"{learners} learners",
-                          "train fewer sets at a time, with --seed to continue")
+    return None
 
 
 def problem_envs(problems, num_envs, rows, columns, learners):
@@ -113,8 +114,7 @@ class Progress:
 def previous_record(folder):
     """The networks recorded in FOLDER/training.json by an earlier run (none if unreadable)."""
     try:
-        with open(os.path.join(folder, "training.json")) as file:
-            networks = json.load(file).get("networks", {})
+        networks = read_json(os.path.join(folder, "training.json")).get("networks", {})
         return networks if isinstance(networks, dict) else {}
     except (OSError, ValueError, AttributeError):
         return {}
@@ -146,6 +146,11 @@ def main(args):
     results = train_in_processes(partial(problem_envs, problems, args.num_envs, args.rows, args.columns), seeds,
                                  args, processes, Progress(args.print_every))
     seconds = time.time() - started
+    diverged = [f"{problems[k]} (seed {r.seed})" for k, r in enumerate(results)
+                if not all(torch.isfinite(value).all() for value in r.state_dict.values())]
+    if diverged:
+        raise ScriptError(f"training diverged: {', '.join(diverged)} ended with NaN or infinite weights (try a "
+                          "smaller --learning-rate); no checkpoint or training.json was changed")
 
     settings = {**{key: value for key, value in asdict(args).items() if key not in ("problems", "save_dir", "seed")},
                 "processes": processes}  # the processes that ran, not the ones asked for

@@ -8,7 +8,6 @@ pairs' mean Masked Score as mean ± std over sets and the worst set, the whole-c
 in how many sets the needed pairs score above the not-needed ones.
 """
 
-import json
 import os
 import time
 from dataclasses import asdict, replace
@@ -16,7 +15,7 @@ from dataclasses import asdict, replace
 import numpy as np
 from tabulate import tabulate
 
-from decomposition.files import json_writer, write_atomically
+from decomposition.files import json_writer, read_json, write_atomically
 from combogrid import COMBO_NAMES, NEEDED_COMBOS, PROBLEMS
 
 SCHEMES = {"assignment": {"mask_inputs": False}, "inputs": {"mask_inputs": True}}
@@ -44,8 +43,9 @@ def not_optimal(folder):
     if not os.path.exists(path):
         return []
     try:
-        with open(path) as file:
-            networks = json.load(file)["networks"]
+        networks = read_json(path)["networks"]
+        if not all(isinstance(record["optimal"], bool) for record in networks.values()):
+            raise ValueError("'optimal' is not true or false")
         return [os.path.join(folder, f"{p}.pt") for p, record in networks.items() if not record["optimal"]]
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise BadSetsFolder(f"{path} is not a training record of train_ppo.py ({type(error).__name__}: "

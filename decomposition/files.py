@@ -13,9 +13,13 @@ def unwritable(folder):
     be), or None. Nothing is left behind: callers check before long work starts."""
     if os.path.exists(folder) and not os.path.isdir(folder):
         return "it exists and is not a folder"
+    if not folder:
+        return "the name is empty"
     existing = os.path.abspath(folder)
-    while not os.path.exists(existing):
+    while not os.path.lexists(existing):
         existing = os.path.dirname(existing)
+    if not os.path.isdir(existing):
+        return f"{existing} is a broken symbolic link or not a folder"
     if not os.access(existing, os.W_OK):
         return f"no write permission in {existing}"
     try:  # os.access says yes to root, also on read-only file systems and in /proc: try it
@@ -39,6 +43,20 @@ def failure(error):
 def write_atomically(path, write):
     """Call write(temporary), then move the temporary file onto `path` in one step."""
     write_file_set(os.path.dirname(path) or ".", {os.path.basename(path): write})
+
+
+def read_json(path):
+    """The JSON in the regular file `path`. Raises OSError (a FIFO, a device or a folder would block
+    or never end: not read) or ValueError (not JSON, or nested too deep)."""
+    if not os.path.isfile(path):
+        raise OSError(errno.EINVAL, "not a regular file" if os.path.exists(path) else "no such file", path)
+    if os.path.getsize(path) > 2**30:
+        raise ValueError(f"{path} is larger than 1 GiB")
+    try:
+        with open(path) as file:
+            return json.load(file)
+    except RecursionError:
+        raise ValueError(f"{path} is nested too deep") from None
 
 
 def json_writer(data, indent=None):
@@ -71,7 +89,7 @@ def write_files(writers, stale=()):
         taken = [path for path in (*writers, *stale) if os.path.isdir(path) and not os.path.islink(path)]
         if taken:  # a rename onto a folder would fail half-way through the set
             raise IsADirectoryError(errno.EISDIR, "a folder is in the way", taken[0])
-        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM, signal.SIGHUP})
         try:
             for path, temporary in temporaries.items():
                 os.replace(temporary, path)

@@ -23,7 +23,7 @@ import torch
 
 from combogrid import COMBO_LENGTH, COMBO_NAMES, COMBOS, NUM_ACTIONS, ComboGridBatch, ComboGym, observation_size
 from decomposition.masks import StackedActors
-from ppo_agent import fingerprint, greedy_actions, load_agent, rollout
+from ppo_agent import fingerprint, greedy_actions, load_agent, plain_tensor, rollout
 
 
 KIT_MODELS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "models")
@@ -84,6 +84,8 @@ def load_extracted_function(masks_path, combo, base_model, seed_index=0, model_p
 def read_masks(path):
     """The dict of a masks.pt of main.py --save-dir, checked whole: a missing or malformed entry is a
     MaskFileError naming the file and the entry."""
+    if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or a device would block or never end
+        raise MaskFileError(f"{path} is not a regular file")
     try:
         masks = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -104,25 +106,29 @@ def mask_file_problem(masks):
     for key, kind in names.items():
         if not (isinstance(masks.get(key), list) and masks[key] and all(isinstance(x, kind) for x in masks[key])):
             return f"{key!r} is missing or not a list of {kind.__name__}"
-    for key in ("hidden_size", "game_width"):
-        if not isinstance(masks.get(key), int) or masks[key] < 1:
-            return f"{key!r} is missing or not a positive integer"
+    for key, limit in (("hidden_size", 10**5), ("game_width", 100)):
+        value = masks.get(key)
+        if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= limit:
+            return f"{key!r} is missing or not an integer from 2 to {limit}"
     combos, networks = len(masks["combos"]), len(masks["base_models"])
     size = observation_size(masks["game_width"], masks["game_width"])
     shapes = {"neuron_masks": (len(masks["seeds"]), combos, networks, 3, masks["hidden_size"]),
               "input_masks": (len(masks["seeds"]), combos, networks, size), "input_fill": (combos, size)}
     for key, shape in shapes.items():
         value = masks.get(key)
-        if value is None and key != "neuron_masks":
+        if key not in masks and key != "neuron_masks":
             continue
-        if not isinstance(value, torch.Tensor) or tuple(value.shape) != shape or not torch.isfinite(value).all():
-            return f"{key!r} is not a finite tensor of shape {shape}"
+        if not (plain_tensor(value) and tuple(value.shape) == shape and torch.isfinite(value).all()):
+            return f"{key!r} is not a finite tensor of real numbers of shape {shape}"
     neuron_masks = masks["neuron_masks"]
     if not (((neuron_masks == 0) | (neuron_masks == 1)).all() and (neuron_masks.sum(-2) == 1).all()):
         return "'neuron_masks' has a column that is not one-hot"
     if ("input_masks" in masks) != ("input_fill" in masks):
         return "'input_masks' and 'input_fill' come together"
-    if len(masks["model_paths"]) != networks or len(masks.get("model_fingerprints", [""] * networks)) != networks:
+    fingerprints = masks.get("model_fingerprints", [""] * networks)
+    if not (isinstance(fingerprints, list) and all(isinstance(f, str) for f in fingerprints)):
+        return "'model_fingerprints' is not a list of str"
+    if len(masks["model_paths"]) != networks or len(fingerprints) != networks:
         return "'model_paths' or 'model_fingerprints' does not name one network per base model"
     return None
 

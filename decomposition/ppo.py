@@ -35,7 +35,7 @@ import torch
 from gymnasium import spaces
 
 from decomposition.ppo_kernels import DistinctRows, StackedAdam, StackedPolicies
-from decomposition.script import FRACTION, NON_NEGATIVE, POSITIVE, keep_freed_memory
+from decomposition.script import FRACTION, Range, keep_freed_memory
 from ppo_agent import PPOAgent
 
 
@@ -72,10 +72,11 @@ class PPOSettings:
     """gradient clipping norm"""
 
 
-RANGES = {"hidden_size": POSITIVE, "total_timesteps": POSITIVE, "optimal_checks": NON_NEGATIVE,
-          "learning_rate": POSITIVE, "num_envs": POSITIVE, "num_steps": POSITIVE, "gamma": FRACTION,
-          "gae_lambda": FRACTION, "num_minibatches": POSITIVE, "update_epochs": POSITIVE, "clip_coef": POSITIVE,
-          "ent_coef": NON_NEGATIVE, "vf_coef": NON_NEGATIVE, "max_grad_norm": POSITIVE}
+RANGES = {"hidden_size": Range(1, 10**5), "total_timesteps": Range(1, 10**12), "optimal_checks": Range(0, 10**6),
+          "learning_rate": Range(0, 1, low_open=True), "num_envs": Range(1, 10**6), "num_steps": Range(1, 10**6),
+          "gamma": FRACTION, "gae_lambda": FRACTION, "num_minibatches": Range(1, 10**6),
+          "update_epochs": Range(1, 10**3), "clip_coef": Range(0, 10, low_open=True), "ent_coef": Range(0, 10**3),
+          "vf_coef": Range(0, 10**3), "max_grad_norm": Range(0, 10**6, low_open=True)}
 """The values each PPOSettings field may take (decomposition.script.out_of_range checks them)."""
 
 
@@ -85,7 +86,9 @@ def memory_estimate(settings, learners, processes=1, observation_size=59):
     rollout's rows, their minibatches and activations), with a margin; the part per learner grows
     with the rows of a rollout, the width of the networks and the size of an observation."""
     rows = settings.num_envs * settings.num_steps
-    return 300e6 * processes + learners * rows * (100 + 12 * observation_size + 10 * (settings.hidden_size + 64))
+    parameters = (observation_size + 4) * (settings.hidden_size + 64) + 64 * 65  # a learner's actor and critic
+    per_learner = rows * (100 + 12 * observation_size + 10 * (settings.hidden_size + 64)) + 24 * parameters
+    return 300e6 * processes + learners * per_learner
 
 
 @dataclass

@@ -11,6 +11,7 @@ batch, so its weights are the same bit for bit with any number of processes (tes
     results = train_in_processes(partial(ComboGridVec, ...), seeds, settings, processes=2)
 """
 
+import ctypes
 import multiprocessing
 import queue
 import signal
@@ -48,6 +49,9 @@ def _train_share(envs_of, seeds, settings, learners, messages, process, learning
     (or the error that stopped it) sent on `messages`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler raises; a worker just ends
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+    end_with_parent()
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, STOPPING)  # blocked by the parent while it forked
     try:
         torch.set_num_threads(1)
         ppo = _batch(envs_of, seeds, settings, learners, learning_rates)
@@ -55,6 +59,18 @@ def _train_share(envs_of, seeds, settings, learners, messages, process, learning
         messages.put(("results", process, [_portable(r) for r in results]))
     except BaseException as error:  # noqa: B036 (whatever it is, the parent reports it)
         messages.put(("error", process, f"{type(error).__name__}: {error}"))
+
+
+STOPPING = {signal.SIGINT, signal.SIGTERM, signal.SIGHUP}
+"""The signals that end a run."""
+
+
+def end_with_parent():
+    """Have Linux send this process SIGTERM when its parent dies, whatever kills the parent."""
+    try:
+        ctypes.CDLL("libc.so.6").prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
 
 
 def _combined(progress, start):
@@ -120,11 +136,19 @@ def train_in_processes(envs_of, seeds, settings, processes, on_iteration=None, l
             on_iteration(_combined(progress, start))
 
     try:
-        for worker in workers:
-            worker.start()
+        # a signal that arrives inside a fork is lost in its lock handling: hold them back until all
+        # workers run, then the parent takes any that came
+        previous = signal.pthread_sigmask(signal.SIG_BLOCK, STOPPING)
+        try:
+            for worker in workers:
+                worker.start()
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous)
         results = gather(workers, messages, shares, settings, on_progress)
     finally:
         for worker in workers:
+            if worker.pid is None:  # never started
+                continue
             if worker.is_alive():
                 worker.terminate()
             worker.join()

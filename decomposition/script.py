@@ -33,26 +33,31 @@ class ScriptError(Exception):
 
 
 class Terminated(BaseException):
-    """SIGTERM, raised where the main thread is, like KeyboardInterrupt for Ctrl-C."""
+    """SIGTERM or SIGHUP, raised where the main thread is, like KeyboardInterrupt for Ctrl-C."""
+
+    def __init__(self, signum=signal.SIGTERM):
+        super().__init__(signum)
+        self.signum = signum
 
 
 def _terminate(signum, frame):
-    raise Terminated()
+    raise Terminated(signum)
 
 
 def start(main, args_type, unchanged):
-    """Run main(parsed options) as a script. Ctrl-C exits with 130 and SIGTERM with 143, each with
-    one `error: interrupted; <unchanged>` line; `finally` blocks run either way, so temporary files
-    and child processes are cleaned up."""
+    """Run main(parsed options) as a script. Ctrl-C exits with 130, SIGTERM with 143 and SIGHUP with
+    129, each with one `error: ...; <unchanged>` line; `finally` blocks run either way, so temporary
+    files and child processes are cleaned up."""
     signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
     try:
         main(parse_args(args_type))
     except KeyboardInterrupt:
         print(f"error: interrupted; {unchanged}", file=sys.stderr)
         sys.exit(130)
-    except Terminated:
+    except Terminated as stop:
         print(f"error: terminated; {unchanged}", file=sys.stderr)
-        sys.exit(143)
+        sys.exit(128 + stop.signum)
 
 
 def fails_on(*errors):

@@ -19,7 +19,7 @@ import gymnasium as gym
 from gymnasium import spaces
 
 from combogrid import (MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, learner_games,
-                       observation_size, optimal_actions, start_option)
+                       checked_action, observation_size, optimal_actions, start_option)
 
 TASKS = ("multi-goal", "random")
 ROWS = COLUMNS = 5
@@ -263,10 +263,11 @@ class TaskGym(gym.Env):
     def __init__(self):
         self.action_space = spaces.Discrete(NUM_ACTIONS)
         self.observation_space = spaces.Box(0.0, 1.0, (observation_size(ROWS, COLUMNS),), np.float32)
-        self.games = None
+        self.games, self.ended = None, False
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
+        self.ended = False
         agent = start_option(options, ROWS, COLUMNS)
         self.games = new_games(self.task, 1, self.np_random)
         if agent is not None:
@@ -280,11 +281,11 @@ class TaskGym(gym.Env):
         return self.games.observations()[0], {}
 
     def step(self, action):
-        if self.games is None:
-            raise gym.error.ResetNeeded("call reset() before step()")
-        if not self.action_space.contains(action):
-            raise ValueError(f"invalid action {action!r}: expected 0, 1 or 2")
-        rewards, terminated, truncated = self.games.step(np.array([int(action)]))
+        if self.games is None or self.ended:
+            raise gym.error.ResetNeeded("call reset() before step()" if self.games is None else
+                                        "the episode has ended: call reset() before step()")
+        rewards, terminated, truncated = self.games.step(np.array([checked_action(action)]))
+        self.ended = bool(terminated[0] or truncated[0])
         return self.games.observations()[0], float(rewards[0]), bool(terminated[0]), bool(truncated[0]), {}
 
 

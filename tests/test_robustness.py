@@ -2,6 +2,7 @@
 files, defaults that would overwrite what the kit ships, the option API and the envs."""
 
 import dataclasses
+import json
 import os
 import shutil
 import signal
@@ -21,6 +22,7 @@ import train_ppo
 from combogrid import ComboGym
 from conftest import ROOT
 from decomposition import files, options, script
+from decomposition.ppo import LearnerResult
 from ppo_agent import CheckpointError, load_agent
 from test_bad_inputs import MODELS, expect_error, snapshot
 
@@ -28,11 +30,11 @@ from test_bad_inputs import MODELS, expect_error, snapshot
 @pytest.mark.parametrize("settings,message", [
     ({"gamma": float("nan")}, "--gamma must be between 0 and 1, got nan"),
     ({"gae_lambda": 2.0}, "--gae-lambda must be between 0 and 1, got 2.0"),
-    ({"ent_coef": float("nan")}, "--ent-coef must be a number >= 0, got nan"),
-    ({"ent_coef": -0.1}, "--ent-coef must be a number >= 0"),
-    ({"max_grad_norm": float("nan")}, "--max-grad-norm must be a positive number, got nan"),
-    ({"vf_coef": float("inf")}, "--vf-coef must be a number >= 0, got inf"),
-    ({"clip_coef": 0.0}, "--clip-coef must be a positive number"),
+    ({"ent_coef": float("nan")}, "--ent-coef must be between 0 and 1000, got nan"),
+    ({"ent_coef": -0.1}, "--ent-coef must be between 0 and 1000"),
+    ({"max_grad_norm": float("nan")}, "--max-grad-norm must be between 0 and 1e+06, got nan"),
+    ({"vf_coef": float("inf")}, "--vf-coef must be between 0 and 1000, got inf"),
+    ({"clip_coef": 0.0}, "--clip-coef must be between 0 and 10"),
     ({"num_envs": 200_000, "total_timesteps": 10**9}, "learners would need about"),
     ({"rows": 1}, "--rows must be between 2 and 100"),
 ])
@@ -192,7 +194,7 @@ def masks_file(tmp_path_factory):
     (lambda m: m.update(input_fill=torch.full_like(m["input_fill"], float("nan"))), "'input_fill' is not a finite"),
     (lambda m: m.update(neuron_masks=m["neuron_masks"] * 2), "not one-hot"),
     (lambda m: m.pop("input_fill"), "come together"),
-    (lambda m: m.update(hidden_size="64"), "'hidden_size' is missing or not a positive integer"),
+    (lambda m: m.update(hidden_size="64"), "'hidden_size' is missing or not an integer from 2"),
 ])
 def test_a_tampered_masks_file_is_the_loader_s_own_error(masks_file, tmp_path, damage, message):
     masks = torch.load(masks_file, weights_only=True)
@@ -228,3 +230,78 @@ def test_the_task_envs_take_a_start_cell_refuse_other_options_and_a_step_before_
     with pytest.raises(ValueError, match="not two integers"):
         env.reset(options={"agent": (5, 0)})
     assert len({tuple(env.reset(seed=1)[0]) for _ in range(2)}) == 1  # seeded starts reproduce
+
+
+def test_a_fifo_or_a_device_is_never_read_as_a_record(tmp_path):
+    (tmp_path / "set_0").mkdir()
+    for path in MODELS:
+        shutil.copy(path, tmp_path / "set_0")
+    os.mkfifo(tmp_path / "set_0" / "training.json")
+    args = main.Args(mask_learning_steps=5, log_every=0, sets_dir=str(tmp_path))
+    expect_error(lambda: main.main(args), "not a regular file")
+    os.mkfifo(tmp_path / "masks.pt")
+    with pytest.raises(options.MaskFileError, match="not a regular file"):
+        options.load_extracted_function(str(tmp_path / "masks.pt"), "Up", "BR-TL")
+
+
+@pytest.mark.parametrize("optimal", ["false", 1.5, None])
+def test_a_training_record_whose_optimal_is_not_a_boolean_is_refused(tmp_path, optimal):
+    (tmp_path / "set_0").mkdir()
+    for path in MODELS:
+        shutil.copy(path, tmp_path / "set_0")
+    (tmp_path / "set_0" / "training.json").write_text(json.dumps({"networks": {"TL-BR": {"optimal": optimal}}}))
+    args = main.Args(mask_learning_steps=5, log_every=0, sets_dir=str(tmp_path))
+    expect_error(lambda: main.main(args), "not a training record")
+
+
+def test_report_never_replaces_a_device_and_checks_its_folders_first(results_copy):
+    args = report.Args(results_dir=str(results_copy / "results"), reuse=True)
+    os.mkfifo(results_copy / "fifo")
+    expect_error(lambda: report.main(dataclasses.replace(args, output=str(results_copy / "fifo"))),
+                 "not a regular file")
+    expect_error(lambda: report.main(dataclasses.replace(args, output=str(results_copy / "new") + os.sep)),
+                 "is a folder")
+    expect_error(lambda: report.main(report.Args(results_dir=os.path.join(ROOT, "README.md"))), "is not a folder")
+
+
+def test_options_that_sets_dir_would_ignore_are_refused(tmp_path):
+    for extra in ({"mask_inputs": True}, {"model_paths": tuple(reversed(MODELS))}):
+        args = main.Args(mask_learning_steps=5, log_every=0, sets_dir=str(tmp_path), **extra)
+        expect_error(lambda: main.main(args), "drop --mask-inputs and --model-paths")
+    expect_error(lambda: downstream.main(downstream.Args(tasks=("random", "random"))), "at most once")
+
+
+def test_a_save_dir_that_is_a_broken_link_or_empty_is_refused_up_front(tmp_path):
+    os.symlink(tmp_path / "nowhere", tmp_path / "dangling")
+    for folder in (str(tmp_path / "dangling"), str(tmp_path / "dangling" / "sub"), ""):
+        expect_error(lambda: main.main(main.Args(mask_learning_steps=5, log_every=0, save_dir=folder)),
+                     "cannot write to --save-dir")
+
+
+def test_checkpoints_of_complex_or_sparse_tensors_are_refused(tmp_path):
+    state = torch.load(MODELS[0], weights_only=True)
+    for name, change in (("complex", lambda t: t.to(torch.complex64)), ("sparse", lambda t: t.to_sparse())):
+        torch.save({**state, "actor.0.weight": change(state["actor.0.weight"])}, tmp_path / f"{name}.pt")
+        with pytest.raises(CheckpointError, match="not a dense tensor of real numbers"):
+            load_agent(str(tmp_path / f"{name}.pt"), ComboGym(5, 5, "TL-BR"))
+
+
+def test_a_run_that_diverges_writes_nothing(tmp_path, monkeypatch):
+    def diverged(envs_of, seeds, settings, processes, on_iteration=None, **_):
+        state = {k: torch.full_like(v, float("nan")) for k, v in torch.load(MODELS[0], weights_only=True).items()}
+        return [LearnerResult(seed, state, 2048, False) for seed in seeds]
+    monkeypatch.setattr(train_ppo, "train_in_processes", diverged)
+    args = train_ppo.Args(save_dir=str(tmp_path / "out"), total_timesteps=2048)
+    expect_error(lambda: train_ppo.main(args), "training diverged")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("settings,message", [
+    ({"learning_rate": 1e30}, "--learning-rate must be between 0 and 1"),
+    ({"clip_coef": 1e308}, "--clip-coef must be between 0 and 10"),
+    ({"total_timesteps": 10**29}, "--total-timesteps must be between"),
+    ({"num_minibatches": 2048}, "at least 2 rows per minibatch"),
+    ({"num_sets": 10**20}, "learners would need about"),
+])
+def test_train_ppo_bounds_every_setting(settings, message, tmp_path):
+    expect_error(lambda: train_ppo.main(train_ppo.Args(save_dir=str(tmp_path), **settings)), message)
