@@ -503,25 +503,32 @@ def discovery_sets_table(found):
 
 
 def discovery_reading(found):
-    """What the chosen options are when they are not combos, counted over every run."""
-    options = [o for entry in found.values() for run in [entry["run"], *entry["sets"]["runs"]] for o in run["options"]]
+    """What the chosen options are when they are not the four combos, counted over every run."""
+    runs = [run for entry in found.values() for run in [entry["run"], *entry["sets"]["runs"]]]
+    options = [o for run in runs for o in run["options"]]
     other = [o for o in options if o["performs"] is None]
+    concatenated = [o for o in options if o["performs"] is not None and o["length"] > 3]
+    doubled = sum(any(sum(o["performs"] == name for o in run["options"]) > 1 for name in COMBO_NAMES) for run in runs)
     on_source = sum(len(o["used_at"][o["source"]]) for o in other)
-    uses = sum(o["uses"] for o in other)
     short = sum(o["length"] % 3 != 0 for o in other)
     partial = [o for o in other if o["length"] % 3 == 0]
+    median = np.median([o["best_fraction"] for o in partial]) if partial else float("nan")
     return (
-        f"Of the {len(options)} options chosen in these runs, {len(other)} perform no combo (or concatenation) "
-        f"from >= {discovery.RECOVERED:.0%} of the states. {short} of those have a length that is no multiple "
-        f"of 3: they start or end inside a combo, and apply where the solution happens to continue the same "
-        f"way. {on_source} of their {uses} applicable positions lie on the solution their own segment was cut "
-        "from: the Levin loss as stated only bars an option from its network's solution, so an option is "
-        "also scored on the data it was trained on. The other "
-        f"{len(partial)} have a combo's length and play a combo along the solutions, but not from "
-        f"{discovery.RECOVERED:.0%} of the cells (median best fraction "
-        f"{np.median([o['best_fraction'] for o in partial]) if partial else float('nan'):.2f}): the loss only "
-        "sees the 96 states of the four solutions, so an option that plays a combo there and something else "
-        "elsewhere compresses as well as the combo.")
+        f"Over these {len(runs)} runs (both kinds of masks; the shipped networks and every set), {len(options)} "
+        "options were chosen. {len(concatenated)} perform a "
+        f"concatenation of combos (e.g. {concatenated[0]['performs'] if concatenated else '-'}) rather than "
+        f"one combo. In {doubled} runs two options perform the same combo: a combo option cannot be used on "
+        "its own network's solution, and each combo is used by two problems, so an option from a network that "
+        "needs the combo compresses only the other solution. "
+        f"{len(other)} options perform no combo or concatenation from >= {discovery.RECOVERED:.0%} of the "
+        f"states. {short} of those have a length that is no multiple of 3: they start or end inside a combo "
+        "and apply where a solution happens to continue the same way. "
+        f"{on_source} of their {sum(o['uses'] for o in other)} applicable positions lie on the solution their "
+        "own segment was cut from: the Levin loss as stated bars an option only from its network's solution, "
+        "so an option is also scored on the data it was trained on. The other "
+        f"{len(partial)} have a combo's length and play a combo along the solutions but not from "
+        f"{discovery.RECOVERED:.0%} of the cells (median best fraction {median:.2f}): the loss only sees the "
+        "96 states of the four solutions, where such an option compresses as well as the combo.")
 
 
 def section_method(report, runs, training):
