@@ -473,6 +473,10 @@ def section_discovery(report, found):
         run = found[name]["run"]
         report.paragraph(f"{label}: {found[name]['command']} ({run['seconds']:.0f} s).")
         report.monospace(discover.summary(run), size=6.2)
+    figure = os.path.join(os.path.dirname(found["discovery"]["path"]), "recovery.png")
+    if os.path.exists(figure):
+        report.figure(figure, 105, "The default run's options: the cells from which each performs its best-matching "
+                      "combo (yellow) with an empty buffer; white: the goal.")
     report.paragraph(f"The same on the {len(first_sets(found)['sets'])} network sets (one run per set):")
     report.monospace(discovery_sets_table(found), size=6.5)
     report.paragraph(discovery_reading(found))
@@ -628,7 +632,7 @@ def load_discovery(args):
         if missing:
             raise ScriptError(f"no {missing[0]}: run without --reuse")
         run = read_json(paths[0])
-        found[name] = {"run": run, "sets": read_json(paths[1]),
+        found[name] = {"run": run, "sets": read_json(paths[1]), "path": paths[0],
                        "command": discovery_command(discover.Args(**{
                            **run["args"], "model_paths": tuple(run["args"]["model_paths"]),
                            "save_dir": os.path.join("results", name)}))}
