@@ -142,11 +142,12 @@ def run_all(args):
 
 
 def discovery_command(args):
-    """The discover.py command line that gives these Args."""
+    """The discover.py command line that gives these Args (progress lines left out: they change
+    no result)."""
     defaults = discover.Args()
     words = ["python discover.py"]
     for field, value in vars(args).items():
-        if value != getattr(defaults, field):
+        if value != getattr(defaults, field) and field != "log_every":
             flag = "--" + field.replace("_", "-")
             words.append(flag if value is True else f"{flag} {value}")
     return " ".join(words)
