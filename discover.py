@@ -1,7 +1,7 @@
 """Find the networks' sub-functions without being told what they are, and measure whether the
 ones found are the true combos.
 
-    python discover.py                                  # the shipped networks, about a minute
+    python discover.py                                  # the shipped networks, about 30 s
     python discover.py --save-dir results/discovery     # discovery.json, options.pt, recovery.png
     python discover.py --sets-dir results/network_sets --save-dir results/discovery_sets
 
