@@ -177,11 +177,12 @@ class ComboGridVec:
         return self._shaped(self.games.observations())
 
     def step(self, actions):
-        """actions (L, E) -> next observations, rewards, dones and the primitive steps taken (all 1)."""
+        """actions (L, E) -> next observations, rewards per primitive step (L, E, 1), dones and the
+        primitive steps taken (all 1)."""
         rewards, terminated, truncated = self.games.step(actions.reshape(-1))
         dones = terminated | truncated
         self.games.reset_games(dones, self.starts[dones])
-        return (self._shaped(self.games.observations()), self._shaped(rewards), self._shaped(dones),
+        return (self._shaped(self.games.observations()), self._shaped(rewards)[..., None], self._shaped(dones),
                 np.ones_like(actions))
 
     def keep(self, learners):

@@ -1,19 +1,23 @@
 """Are the extracted functions reusable? New ComboGrid tasks learned with them as options.
 
-    python downstream.py                                   # the whole study, about 11 minutes here
+    python downstream.py                                   # the whole study, tuning included
     python downstream.py --tasks multi-goal --conditions none combos --num-seeds 5
 
 1. Extract the options from the four networks with main.py's own code (10 mask seeds each, the
    assignment's neuron masks and --mask-inputs masks); for each combo, a condition's option is the
    mask with the lowest training loss among those it may use (decomposition.reuse lists the
    conditions).
-2. Measure how often each option completes a combo that primitive actions began.
-3. Train PPO learners on each downstream task (decomposition.tasks) under each condition, all
-   seeds of a condition as one batched run; an option acts for 3 primitive steps, and every
-   primitive step counts toward the budget.
-4. Per condition and task: the normalised area under the learning curve with a 95% interval over
-   seeds, the fraction of seeds whose final greedy policy solves the task optimally, and the median
-   primitive steps until one first does; results.json and learning_curves.png in --save-dir.
+2. Measure how often each three-step option completes a combo that primitive actions began.
+3. Per task and condition, tune the learning rate: every rate of --learning-rates on
+   --tuning-seeds seeds (disjoint from the reported ones), the rate with the highest mean
+   evaluation AUC is kept. Then train the --num-seeds reported learners with it. An option acts
+   for its primitive steps, every primitive step counts toward the budget, and rewards are
+   discounted per primitive step (decomposition.ppo). Each learner's greedy policy is evaluated at
+   --eval-points primitive-step counts: success rate and SPL on the task's evaluation episodes.
+4. Per task and condition: the evaluation AUC (mean SPL over the points) as mean and IQM with 95%
+   bootstrap intervals and the probability of improvement over none, the final SPL and success,
+   the steps until SPL 0.95; the greedy episodes' decisions and primitive steps beside the
+   training return; results.json, evaluation_curves.png and training_returns.png in --save-dir.
 """
 
 import time
@@ -23,10 +27,11 @@ from typing import Optional
 import torch
 
 import main as extraction
-from combogrid import PROBLEMS
+from combogrid import COMBO_LENGTH, PROBLEMS
 from decomposition import reuse
 from decomposition.files import failure, unwritable
 from decomposition.ppo import PPOSettings, memory_estimate
+from decomposition.processes import TrainingFailed
 from decomposition.script import POSITIVE, ScriptError, check, fails_on, memory_problem, out_of_range, start
 from decomposition.tasks import TASKS
 from ppo_agent import CheckpointError
@@ -34,27 +39,33 @@ from ppo_agent import CheckpointError
 
 @dataclass
 class Args:
-    num_seeds: int = 30
-    """PPO learners (seeds 0 .. N-1) per condition and task"""
+    num_seeds: int = 16
+    """reported PPO learners (seeds 0 .. N-1) per condition and task"""
+    tuning_seeds: int = 3
+    """learners per learning rate in the tuning runs (seeds 10000, 10001, ...)"""
+    learning_rates: tuple[float, ...] = (4e-3, 8e-3, 1.6e-2, 3.2e-2)
+    """the learning rates tuned over, per condition and task (Adam's, annealed to 0 over the budget); one
+    rate: no tuning"""
     tasks: tuple[str, ...] = TASKS
     """downstream tasks to learn (multi-goal, random)"""
     conditions: tuple[str, ...] = reuse.CONDITIONS
-    """action sets to compare (none, neurons, inputs, not-needed, whole, combos)"""
+    """action sets to compare (none, neurons, inputs, not-needed, whole, combos, neural-augmented)"""
     model_paths: tuple[str, ...] = extraction.Args().model_paths
     """checkpoints of the networks for TL-BR, TR-BL, BR-TL, BL-TR, the options' source"""
     mask_seeds: int = 10
     """mask seeds of the extraction; each combo's option is the best of them"""
-    budget: int = 300_000
+    budget: int = 200_000
     """primitive environment steps per learner"""
-    learning_rate: float = 1e-3
-    """PPO's Adam learning rate, annealed to 0 over the budget"""
+    eval_points: int = 20
+    """primitive-step counts, evenly spread over the budget, at which the greedy policies are evaluated"""
     save_dir: Optional[str] = "runs/downstream"
-    """folder for results.json and learning_curves.png (report.py writes the shipped results/downstream)"""
-    threads: int = 2
-    """torch threads (the cores to use)"""
+    """folder for results.json, evaluation_curves.png and training_returns.png (report.py writes the shipped
+    results/downstream)"""
+    processes: int = 2
+    """processes of one torch thread each that share a run's learners (the cores to use)"""
 
 
-RANGES = {name: POSITIVE for name in ("num_seeds", "mask_seeds", "budget", "learning_rate", "threads")}
+RANGES = {name: POSITIVE for name in ("num_seeds", "tuning_seeds", "mask_seeds", "budget", "eval_points", "processes")}
 
 
 def check_args(args):
@@ -66,18 +77,36 @@ def check_args(args):
                 f"conditions {', '.join(reuse.CONDITIONS)}")
     if not args.tasks or not args.conditions:
         return "--tasks and --conditions need at least one name each"
+    if "none" not in args.conditions:
+        return "--conditions needs none: every condition is compared with it"
     if len(args.model_paths) != len(PROBLEMS):
         return f"--model-paths needs {len(PROBLEMS)} checkpoints ({', '.join(PROBLEMS)}), got {len(args.model_paths)}"
-    problem = out_of_range(args, RANGES)
+    problem = out_of_range(args, RANGES) or learning_rates_problem(args.learning_rates)
     if problem:
         return problem
     if args.budget < 16 * 128:
         return "--budget must allow one PPO rollout (2048 steps)"
+    if args.eval_points > args.budget // (16 * 128):
+        return f"--eval-points must be at most one per PPO rollout ({args.budget // (16 * 128)} for this budget)"
+    if args.num_seeds > reuse.TUNING_SEEDS_START:
+        return f"--num-seeds must be at most {reuse.TUNING_SEEDS_START} (the tuning seeds start there)"
     if args.mask_seeds > 100:
         return f"--mask-seeds must be at most 100, got {args.mask_seeds}"
     if args.save_dir is not None and unwritable(args.save_dir):
         return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
-    return memory_problem(memory_estimate(PPOSettings(), args.num_seeds), f"--num-seeds {args.num_seeds}", "")
+    largest_run = max(args.num_seeds, args.tuning_seeds * len(args.learning_rates))
+    return memory_problem(memory_estimate(PPOSettings(), largest_run, args.processes), "a run of "
+                          f"{largest_run} learners (--num-seeds, or --tuning-seeds x --learning-rates)", "")
+
+
+def learning_rates_problem(rates):
+    if not rates:
+        return "--learning-rates needs at least one rate"
+    for rate in rates:
+        problem = out_of_range(type("Rate", (), {"learning_rates": rate}), {"learning_rates": POSITIVE})
+        if problem:
+            return problem
+    return None
 
 
 def extract_options(args):
@@ -91,34 +120,78 @@ def extract_options(args):
 
 
 def print_alignment(alignment):
-    print("fraction of starts from which each option (Up, Down, Left, Right) moves as its combo, with 0, 1 or 2 "
-          "primitive actions already in the buffer:")
+    print("fraction of starts from which each three-step option (Up, Down, Left, Right) moves as its combo, "
+          "with 0, 1 or 2 primitive actions already in the buffer:")
     for condition, fractions in alignment.items():
         print(f"  {condition:<10} " + "   ".join(f"{n}: " + " ".join(f"{x:.2f}" for x in values)
                                             for n, values in fractions.items()))
 
 
-@fails_on(CheckpointError, extraction.NoTrainingData, extraction.WrongNetwork)
+class Progress:
+    """Progress lines: the run that starts, and every 30 s the steps done and the time left,
+    estimated from the training's steps per second so far."""
+
+    def __init__(self, total_steps):
+        self.total, self.done, self.seconds, self.last_line = total_steps, 0, 0.0, time.time()
+
+    def run(self, label, learners, budget):
+        """Announce a run; returns the on_iteration callback that follows it."""
+        print(f"{label}: {learners} learners x {budget:,} steps{self.time_left(self.done)}", flush=True)
+        done_before, seconds_before = self.done, self.seconds
+
+        def on_iteration(progress):
+            self.done, self.seconds = done_before + progress["steps"], seconds_before + progress["seconds"]
+            if time.time() - self.last_line >= 30:
+                self.last_line = time.time()
+                print(f"  {self.done:,} of {self.total:,} primitive steps{self.time_left(self.done)}", flush=True)
+        return on_iteration
+
+    def time_left(self, done):
+        if not done:
+            return ""
+        return f", {self.seconds:.0f} s so far, about {self.seconds / done * max(0, self.total - done):.0f} s left"
+
+
+def tuned_learning_rate(task, condition, options, args, progress):
+    """The condition's learning rate (tuned if there is more than one) and the tuning's record."""
+    if len(args.learning_rates) == 1:
+        return args.learning_rates[0], {"learning_rate": args.learning_rates[0], "mean_auc": None}
+    learners = args.tuning_seeds * len(args.learning_rates)
+    rate, means = reuse.tune(task, condition, options, args,
+                             progress.run(f"{task}, {condition}: tuning", learners, args.budget))
+    print(f"  {task}, {condition}: learning rate {rate:g} (mean evaluation AUC per rate: "
+          + ", ".join(f"{r} {auc:.3f}" for r, auc in means.items()) + ")", flush=True)
+    return rate, {"learning_rate": rate, "mean_auc": means}
+
+
+@fails_on(CheckpointError, extraction.NoTrainingData, extraction.WrongNetwork, TrainingFailed)
 def main(args):
     check(check_args(args))
-    torch.set_num_threads(args.threads)
+    torch.set_num_threads(args.processes)
+    started = time.time()
     options, sources = extract_options(args)
-    alignment = {c: reuse.moves_after_primitives(options[c]) for c in args.conditions if options[c] is not None}
+    alignment = {c: reuse.moves_after_primitives(options[c]) for c in args.conditions
+                 if options[c] is not None and (options[c].lengths == COMBO_LENGTH).all()}
     print_alignment(alignment)
 
-    runs, started = [], time.time()
-    pairs = [(task, condition) for task in args.tasks for condition in args.conditions]
-    for k, (task, condition) in enumerate(pairs):
-        left = "" if not k else f", about {(time.time() - started) / k * (len(pairs) - k):.0f} s left"
-        print(f"[{k + 1}/{len(pairs)}] {task}, {condition}: {args.num_seeds} learners x {args.budget:,} steps{left}",
-              flush=True)
-        runs += reuse.run_condition(task, condition, options[condition], args)
-    print(reuse.table(runs, args.tasks, args.conditions))
-    steps, seconds = sum(r["steps"] for r in runs), time.time() - started
-    print(f"{seconds:.0f} s for {steps:,} primitive steps ({steps / seconds:,.0f} steps/s)")
+    tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)
+    progress = Progress(len(args.tasks) * len(args.conditions) * (tuning_learners + args.num_seeds) * args.budget)
+    runs, tuning = [], {}
+    for task in args.tasks:
+        for condition in args.conditions:
+            rate, tuning.setdefault(task, {})[condition] = tuned_learning_rate(
+                task, condition, options[condition], args, progress)
+            runs += reuse.run_condition(task, condition, options[condition], rate, args,
+                                        progress.run(f"{task}, {condition}: reported seeds at learning rate {rate:g}",
+                                                     args.num_seeds, args.budget))
+    print(reuse.table(runs, args.tasks, args.conditions, args.budget))
+    print("At the end of the budget: the training return against the greedy policy's evaluation")
+    print(reuse.greedy_episodes_table(runs, args.tasks, args.conditions))
+    steps = sum(r["steps"] for r in runs)
+    print(f"{time.time() - started:.0f} s in all (extraction, tuning and {steps:,} reported primitive steps)")
     if args.save_dir is not None:
         try:
-            reuse.save(args, runs, sources, alignment)
+            reuse.save(args, runs, sources, alignment, tuning)
         except OSError as error:
             raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {failure(error)}; "
                               "its files are unchanged") from None

@@ -29,8 +29,10 @@ def layer_init(layer, std=2 ** 0.5, bias_const=0.0):
 
 
 def greedy_actions(logits):
-    """The most probable action per row (argmax of the probabilities, as the course code does)."""
-    return torch.argmax(Categorical(logits=logits).probs, dim=-1)
+    """The most probable action per row (argmax of the probabilities, as the course code does). The
+    probabilities are computed as Categorical(logits=logits).probs computes them, without building
+    the distribution (a fifth of an option's cost in the reuse study)."""
+    return torch.argmax(torch.softmax(logits - logits.logsumexp(-1, keepdim=True), -1), dim=-1)
 
 
 def masked_hidden(pre_activations, mask):

@@ -7,7 +7,7 @@
 Every number in the PDF is read from the runs' results.json, results/sets/sets.json, the
 discovery runs' discovery.json and sets.json and the training records (training.json); none is
 typed. Needs requirements-dev.pip (fpdf2, matplotlib). The 10 network sets of the study across
-networks (results/network_sets/, about 1 minute), the reuse study (results/downstream/, about 11
+networks (results/network_sets/, about 1 minute), the reuse study (results/downstream/, at most 20
 minutes) and the discovery runs (results/discovery*/, about 30 minutes) are run only when their
 results are not there yet: delete those folders to run them again.
 """
@@ -131,7 +131,7 @@ def run_all(args):
     study = across_sets.study(replace(base, sets_dir=args.sets_dir, num_seeds=10), extraction.learn_masks)
     across_sets.save(study, os.path.join(args.results_dir, "sets"))
     if not os.path.exists(os.path.join(args.results_dir, "downstream", "results.json")):
-        print(f"running {REUSE} (about 11 minutes)", flush=True)
+        print(f"running {REUSE} (at most 20 minutes)", flush=True)
         downstream.main(downstream.Args(save_dir=os.path.join(args.results_dir, "downstream")))
     for name, (options, _) in DISCOVERY.items():
         for folder, extra in ((name, {}), (f"{name}_sets", {"sets_dir": args.sets_dir})):
@@ -351,103 +351,161 @@ def remedy_paragraph(report, seeds, inputs, zero):
 
 
 def section_reuse(report, data):
-    """5. Are the extracted functions reusable? The downstream study: its table, figure and reading."""
-    args = data["args"]
+    """5. Are the extracted functions reusable? The downstream study: its tables, figures and reading."""
+    args, runs = data["args"], data["runs"]
+    stats = reuse.summaries(runs, args["tasks"], args["conditions"])
+    folder = os.path.dirname(data["path"])
     report.heading("5. Are the extracted functions reusable?")
     report.paragraph(
-        "The point of extracting sub-functions is to reuse them. downstream.py adds four options (one per "
-        "combo) to a PPO learner's three primitive actions and measures how fast it learns the kit's two "
-        "downstream tasks: multi-goal (from the centre, four goals in turn, +10 each) and random (a random "
-        f"start and goal, +10 on reaching it). {args['num_seeds']} learners per condition and task, all seeds "
-        f"of a condition in one batched run, {args['budget']:,} primitive steps each (an option's three steps "
-        "all count). Conditions: none (primitives only); neurons and inputs (options from the assignment's "
-        "masks and from --mask-inputs masks, the mask with the lowest training loss per combo); not-needed "
-        "(the --mask-inputs masks of networks whose problem does not need the combo: the control); whole "
-        "(the four base networks unmasked); combos (the four fixed combos, each played as an option). AUC: "
-        "the mean episode return over the budget divided by the maximum return, with a 95% bootstrap "
-        "interval over seeds; solved: the greedy policy solves the task optimally at the end (random: all "
-        "600 start-goal pairs).")
-    report.monospace(reuse.table(data["runs"], args["tasks"], args["conditions"]), size=6.5)
-    report.figure(os.path.join(os.path.dirname(data["path"]), "learning_curves.png"), 170,
-                  "Mean return over the seeds (normalised) with 95% bands, against primitive steps.")
-    report.paragraph(reuse_reading(reuse_aucs(data)))
-    report.paragraph(" ".join(reuse_notes(data)))
-    report.paragraph(f"Command: {REUSE}. results/downstream/results.json holds one record per (task, "
-                     "condition, seed) with its AUC, whether it solved the task and when it first did.")
+        "The point of extracting sub-functions is to reuse them. downstream.py adds options to a PPO learner's "
+        "three primitive actions and measures how fast its greedy policy learns the kit's two downstream tasks: "
+        "multi-goal (from the centre, four goals in turn, +10 each) and random (a random start and goal, +10 on "
+        "reaching it). Conditions: none (primitives only); neurons and inputs (four three-step options, one per "
+        "combo, from the assignment's masks and from --mask-inputs masks, the mask with the lowest training loss "
+        "per combo); not-needed (the --mask-inputs masks of networks whose problem does not need the combo: the "
+        "control); whole (the four base networks unmasked, three steps each); combos (the four fixed combos); "
+        "neural-augmented (each base network's greedy action as one more one-step action). Rewards are "
+        "discounted per primitive step inside an option and the value after it by gamma^k (the options "
+        f"framework). Each condition's learning rate is chosen among {fmt_rates(args['learning_rates'])} by the "
+        f"mean evaluation AUC of {args['tuning_seeds']} tuning seeds per rate; {args['num_seeds']} other seeds are "
+        f"reported, {args['budget']:,} primitive steps each. At {args['eval_points']} evenly spaced step counts "
+        "each learner's greedy policy plays the task's evaluation episodes (multi-goal its one episode, random all "
+        "600 start-goal pairs): success is the goal within 500 primitive steps, SPL the mean of success x fewest "
+        "primitive steps / max(steps taken, fewest). The evaluation AUC is the mean SPL over the points; its mean "
+        "and interquartile mean (IQM) over seeds and the probability that a seed of the condition beats a seed of "
+        "none have 95% percentile-bootstrap intervals (Agarwal et al., 2021).")
+    report.monospace(reuse.table(runs, args["tasks"], args["conditions"], args["budget"], "simple"), size=5.5)
+    report.figure(os.path.join(folder, "evaluation_curves.png"), 170,
+                  "Mean SPL of the greedy policies over the seeds, with 95% bootstrap bands, against primitive steps.")
+    report.paragraph(reuse_reading(stats))
+    report.paragraph(gain_shares(stats))
+    report.monospace(reuse.greedy_episodes_table(runs, args["tasks"], args["conditions"], "simple"), size=5.5)
+    report.paragraph(disagreements(runs, args["tasks"], args["conditions"]))
+    report.figure(os.path.join(folder, "training_returns.png"), 170,
+                  "Secondary: mean return of the training episodes (sampled actions, normalised), with 95% bands.")
+    notes = [tuning_note(data["tuning"], args["learning_rates"])]
+    if {"combos", "inputs"} <= set(data["moves_after_primitives"]):
+        notes.append(fixed_combos_note(data["moves_after_primitives"]))
+    report.paragraph(" ".join(notes))
+    report.paragraph(f"Command: {REUSE}. results/downstream/results.json holds one record per (task, condition, "
+                     "seed) with its evaluation curve (eval_steps, eval_spl, eval_success), auc, final_spl, "
+                     "final_success, steps_to_95 and learning_rate, and the tuning's mean AUC per rate.")
 
 
-def reuse_aucs(data):
-    """{task: {condition: (mean AUC, 95% interval low, high)}} from the study's records."""
-    return {task: {condition: reuse.confidence_interval([r["auc"] for r in data["runs"]
-                                                         if r["task"] == task and r["condition"] == condition])
-                   for condition in data["args"]["conditions"]}
-            for task in data["args"]["tasks"]}
+def fmt_rates(rates):
+    return ", ".join(f"{rate:g}" for rate in rates)
 
 
 def against_none(interval, none_interval):
-    """Where a condition's AUC interval lies relative to none's: clear of, overlapping or below it."""
+    """Where a condition's interval lies relative to none's: clear of, overlapping or below it."""
     (_, low, high), (_, none_low, none_high) = interval, none_interval
     return "clear of" if low > none_high else "below" if high < none_low else "overlapping"
 
 
-def reuse_reading(aucs):
-    """Per task, each condition's AUC against none's, then the conditions that help on every task."""
+def reuse_reading(stats):
+    """Per task, each condition's IQM AUC against none's and its probability of improvement over none;
+    then the conditions whose IQM interval lies the same way on every task."""
     lines, positions = [], {}
-    for task, auc in aucs.items():
-        none_mean, none_low, none_high = auc["none"]
+    for task, summaries in stats.items():
+        none_iqm = summaries["none"]["iqm"]
         results = []
-        for condition, (mean, low, high) in auc.items():
+        for condition, summary in summaries.items():
             if condition != "none":
-                positions.setdefault(condition, set()).add(against_none(auc[condition], auc["none"]))
-                results.append(f"{condition} {mean:.3f} [{low:.3f}, {high:.3f}], gain {mean - none_mean:+.3f}, "
-                               f"interval {against_none(auc[condition], auc['none'])} none's")
-        lines.append(f"{task} (none {none_mean:.3f} [{none_low:.3f}, {none_high:.3f}]): " + "; ".join(results))
-    verdicts = {"clear of": "Faster than primitives alone on every task (interval clear of none's)",
-                "overlapping": "Not told apart from primitives alone on any task (interval overlapping none's)",
-                "below": "Slower than primitives alone on every task (interval below none's)"}
+                where = against_none(summary["iqm"], none_iqm)
+                positions.setdefault(condition, set()).add(where)
+                results.append(f"{condition} {reuse.interval(summary['iqm'])}, interval {where} none's, "
+                               f"P(better than none) {reuse.interval(summary['improvement_over_none'])}")
+        lines.append(f"{task} (none {reuse.interval(none_iqm)}): " + "; ".join(results))
+    verdicts = {"clear of": "Faster than primitives alone on every task (IQM interval clear of none's)",
+                "overlapping": "Not told apart from primitives alone on any task (IQM interval overlapping none's)",
+                "below": "Slower than primitives alone on every task (IQM interval below none's)"}
     answer = [f"{verdict}: {', '.join(c for c, seen in positions.items() if seen == {where})}."
               for where, verdict in verdicts.items() if {where} in positions.values()]
     mixed = [c for c, seen in positions.items() if len(seen) > 1]
     answer += [f"Different from task to task: {', '.join(mixed)}."] if mixed else []
-    return ("Per task, each condition's AUC with its 95% interval, its gain over none (AUC minus none's) "
-            "and whether its interval is clear of, overlapping or below none's:\n" + ";\n".join(lines) +
-            ".\n" + " ".join(answer))
+    return ("Per task, each condition's IQM evaluation AUC with its 95% interval, where that interval lies "
+            "against none's, and the probability of improvement over none:\n" + ";\n".join(lines) + ".\n"
+            + " ".join(answer))
 
 
-def reuse_notes(data):
-    """What the table's AUC does not show: the greedy policies, why fixed combos lag, the AUC's bias."""
-    args = data["args"]
-    runs_of = {(t, c): [r for r in data["runs"] if r["task"] == t and r["condition"] == c]
-               for t in args["tasks"] for c in args["conditions"]}
-    solved = {key: np.mean([r["solved"] for r in runs]) for key, runs in runs_of.items()}
-    auc = {key: np.mean([r["auc"] for r in runs]) for key, runs in runs_of.items()}
-    notes = ["Fraction of seeds whose final greedy policy is optimal: " + "; ".join(
-        f"{t}: " + ", ".join(f"{c} {solved[t, c]:.2f}" for c in args["conditions"]) for t in args["tasks"]) + "."]
-    if all(k in auc for k in (("multi-goal", "combos"), ("multi-goal", "inputs"))) and \
-            auc["multi-goal", "combos"] < auc["multi-goal", "inputs"]:
-        notes.append(fixed_combos_lag(data["moves_after_primitives"]))
-    if ("multi-goal", "whole") in solved and solved["multi-goal", "whole"] == 0:
-        notes.append("The unmasked networks (whole) reach goals eventually, which the AUC counts, but never "
-                     "solve a task optimally (we did not study why).")
-    notes.append("The AUC counts a goal reached at any time within 500 steps, and its first iterations are "
-                 "biased upward: only the episodes that end early, that is the successful ones, are counted "
-                 "there. Whether the greedy policy is optimal is the sharper measure.")
-    return notes
+def gain_shares(stats):
+    """Per task, the inputs options' mean-AUC gain over none as a share of the largest other condition's gain."""
+    sentences = []
+    for task, summaries in stats.items():
+        gains = {c: s["mean"][0] - summaries["none"]["mean"][0] for c, s in summaries.items() if c != "none"}
+        others = {c: gain for c, gain in gains.items() if c != "inputs"}
+        if "inputs" not in gains or not others:
+            continue
+        best = max(others, key=others.get)
+        if others[best] > 0:
+            sentences.append(f"On {task} the inputs options gain {gains['inputs']:+.3f} mean AUC over none, "
+                             f"{gains['inputs'] / others[best]:.0%} of the largest gain of another condition "
+                             f"({best}, {others[best]:+.3f}).")
+        else:
+            sentences.append(f"On {task} no condition but inputs gains over none (inputs {gains['inputs']:+.3f}).")
+    return " ".join(sentences)
 
 
-def fixed_combos_lag(moves):
-    """Why the fixed combos learn more slowly than the extracted functions, measured."""
+DISAGREEMENT = 0.25
+"""A final training return and a final greedy success rate further apart than this are explained."""
+
+
+def disagreements(runs, tasks, conditions):
+    """The conditions whose final training return and final greedy success disagree, with the measures
+    of their greedy episodes."""
+    sentences = []
+    for task in tasks:
+        for condition in conditions:
+            mine = reuse.runs_of(runs, task, condition)
+            if not mine:
+                continue
+            mean = {key: np.mean([r[key] for r in mine if r[key] is not None] or [np.nan])
+                    for key in ("final_training_return", "final_success", "final_looping", "final_decisions",
+                                "final_primitive_steps", "final_optimal_steps")}
+            if abs(mean["final_training_return"] - mean["final_success"]) <= DISAGREEMENT:
+                continue
+            text = (f"{task}, {condition}: training return {mean['final_training_return']:.2f} of the maximum "
+                    f"against a greedy success rate of {mean['final_success']:.2f}; {mean['final_looping']:.2f} of "
+                    "the greedy episodes repeat a decision state and so never end")
+            if np.isfinite(mean["final_decisions"]):
+                text += (f", and the successful ones take {mean['final_decisions']:.1f} decisions and "
+                         f"{mean['final_primitive_steps']:.1f} primitive steps where {mean['final_optimal_steps']:.1f} "
+                         "suffice")
+            sentences.append(text + ".")
+    if not sentences:
+        return (f"At the end of the budget, every condition's training return and greedy success rate are within "
+                f"{DISAGREEMENT} of each other.")
+    return ("Where the training return (episodes of sampled actions) and the evaluation (the greedy policy) "
+            f"differ by more than {DISAGREEMENT} at the end of the budget, measured on the greedy episodes: "
+            + " ".join(sentences) + " Sampled actions leave a loop that the greedy policy, deterministic in a "
+            "deterministic game, repeats until the episode is cut.")
+
+
+def tuning_note(tuning, rates):
+    """The learning rate chosen per task and condition, and the choices at an end of the grid `rates`."""
+    chosen = {(task, condition): record["learning_rate"] for task, conditions in tuning.items()
+              for condition, record in conditions.items()}
+    text = "Learning rates chosen by the tuning: " + "; ".join(
+        f"{task}: " + ", ".join(f"{condition} {rate:g}" for (t, condition), rate in chosen.items() if t == task)
+        for task in tuning) + "."
+    if len(rates) > 1:
+        for end, rate in (("largest", max(rates)), ("smallest", min(rates))):
+            at_end = [f"{task} {condition}" for (task, condition), value in chosen.items() if value == rate]
+            if at_end:
+                text += f" The grid's {end} rate, {rate:g}, was chosen for {', '.join(at_end)}."
+    return text
+
+
+def fixed_combos_note(moves):
+    """How often fixed combos and the inputs options complete a combo begun by primitive actions, measured."""
     def after(condition, primitives):
         return np.mean(moves[condition][str(primitives)])
-    return ("On multi-goal the fixed combos learn more slowly than the options extracted with --mask-inputs. "
-            "Why, measured by decomposition.reuse.moves_after_primitives: with one primitive action already in "
-            f"the combo buffer, a fixed combo moves the agent as its combo from {after('combos', 1):.2f} of the "
-            f"starts (two: {after('combos', 2):.2f}), the --mask-inputs options from {after('inputs', 1):.2f} "
-            f"({after('inputs', 2):.2f}); from an empty buffer both move from {after('combos', 0):.2f} "
-            f"and {after('inputs', 0):.2f}. The extracted functions read the buffer and complete a combo "
-            "that the learner's own primitive actions began; the fixed combos straddle two buffer reads "
-            "and do nothing. A learner that mixes primitives and options is helped by the first and "
-            "stalled by the second.")
+    return ("Measured by decomposition.reuse.moves_after_primitives: with one primitive action already in the combo "
+            f"buffer, a fixed combo moves the agent as its combo from {after('combos', 1):.2f} of the starts (two: "
+            f"{after('combos', 2):.2f}), the --mask-inputs options from {after('inputs', 1):.2f} "
+            f"({after('inputs', 2):.2f}); from an empty buffer both move from {after('combos', 0):.2f} and "
+            f"{after('inputs', 0):.2f}. The extracted functions read the buffer and complete a combo that the "
+            "learner's own primitive actions began; the fixed combos straddle two buffer reads.")
 
 
 def section_discovery(report, found):
@@ -482,8 +540,8 @@ def section_discovery(report, found):
     report.monospace(discovery_sets_table(found), size=6.5)
     report.paragraph(discovery_reading(found))
     report.paragraph(
-        "The downstream row (the discovered options as a condition of the reuse study) is not measured yet: it "
-        "waits for the reuse study's new protocol. Each run's discovery.json holds the options (network, "
+        "The downstream row (the discovered options as a condition of the reuse study) is not measured yet. "
+        "Each run's discovery.json holds the options (network, "
         "segment, length, where they apply), their actions from every test state and the fractions above; "
         "options.pt holds their masks, which decomposition.options.load_discovered_options turns into "
         "options that replay in ComboGym (tests/test_discovery.py recomputes the recovery that way).")
@@ -520,7 +578,7 @@ def discovery_reading(found):
     median = np.median([o["best_fraction"] for o in partial]) if partial else float("nan")
     return (
         f"Over these {len(runs)} runs (both kinds of masks; the shipped networks and every set), {len(options)} "
-        "options were chosen. {len(concatenated)} perform a "
+        f"options were chosen. {len(concatenated)} perform a "
         f"concatenation of combos (e.g. {concatenated[0]['performs'] if concatenated else '-'}) rather than "
         f"one combo. In {doubled} runs two options perform the same combo: a combo option cannot be used on "
         "its own network's solution, and each combo is used by two problems, so an option from a network that "

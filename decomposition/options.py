@@ -7,10 +7,12 @@ called in.
     found = load_discovered_options("out/options.pt")              # after discover.py --save-dir out
     found[0].run(env)                                               # found[0].steps greedy actions
 
-A learner's option set (tasks.TaskVec) is any object with len() (K options) and
-act(which, observations, position): the primitive actions of options which[i] at
-observations[i], `position` (0, 1 or 2) steps after each started. `ComboOptions` holds the four
-true combos, `NetworkOptions` networks under masks.
+A learner's option set (tasks.TaskVec) is any object with len() (K options), `lengths` (K,), the
+primitive steps each option acts for, and act(which, observations, position): the primitive
+actions of options which[i] at observations[i], `position` steps after each started.
+`ComboOptions` holds the four true combos, `NetworkOptions` networks under masks: three steps
+each for a combo's function, or one step for a network's greedy action offered as one more action
+(the neural-augmented baseline).
 """
 
 import numbers
@@ -19,7 +21,7 @@ import os
 import numpy as np
 import torch
 
-from combogrid import COMBO_LENGTH, COMBO_NAMES, COMBOS, ComboGym, observation_size
+from combogrid import COMBO_LENGTH, COMBO_NAMES, COMBOS, NUM_ACTIONS, ComboGridBatch, ComboGym, observation_size
 from decomposition.masks import StackedActors
 from ppo_agent import fingerprint, greedy_actions, load_agent, rollout
 
@@ -168,6 +170,7 @@ class ComboOptions:
 
     def __init__(self, names=COMBO_NAMES):
         self.table = np.array([COMBOS[name] for name in names])
+        self.lengths = np.full(len(names), COMBO_LENGTH)
 
     def __len__(self):
         return len(self.table)
@@ -178,20 +181,44 @@ class ComboOptions:
 
 class NetworkOptions:
     """Options that are networks under masks: option k acts greedily with agents[k] under
-    neuron_masks[k] (3, H) and, if given, input_masks[k] (D,) with dropped inputs set to fills[k]."""
+    neuron_masks[k] (3, H) and, if given, input_masks[k] (D,) with dropped inputs set to fills[k],
+    for `length` primitive steps.
 
-    def __init__(self, agents, neuron_masks, input_masks=None, fills=None):
-        self.actors = StackedActors(agents)
-        self.neuron_masks = torch.as_tensor(neuron_masks)                        # (K, 3, H)
-        self.input_masks = None if input_masks is None else torch.as_tensor(input_masks)   # (K, D)
-        self.fills = 0.0 if fills is None else torch.as_tensor(fills)             # (K, D)
+    An option's action depends on the observation only, and a 5 x 5 game has 8,125 of them (25
+    agent cells x 13 combo buffers x 25 goal cells): every option's action for each is computed
+    once, and acting looks it up (an option's networks cost more than the learner's otherwise)."""
+
+    def __init__(self, agents, neuron_masks, input_masks=None, fills=None, length=COMBO_LENGTH):
+        actors = StackedActors(agents)
+        input_masks = None if input_masks is None else torch.as_tensor(input_masks)   # (K, D)
+        fills = 0.0 if fills is None else torch.as_tensor(fills)                      # (K, D)
+        observations = every_observation()
+        with torch.no_grad():
+            z = actors.pre_activations(torch.as_tensor(observations)[None], input_masks, fills)  # (K, M, H)
+            self.actions = greedy_actions(actors.logits(z, torch.as_tensor(neuron_masks))).numpy()  # (K, M)
+        self.keys, order = np.unique(observation_keys(observations), return_index=True)
+        self.actions = self.actions[:, order]
+        self.lengths = np.full(len(agents), length)
 
     def __len__(self):
-        return len(self.neuron_masks)
+        return len(self.actions)
 
-    @torch.no_grad()
     def act(self, which, observations, position):
-        x = torch.as_tensor(observations)[None]                                   # (1, n, D)
-        z = self.actors.pre_activations(x, self.input_masks, self.fills)          # (K, n, H)
-        logits = self.actors.logits(z, self.neuron_masks)                        # (K, n, O)
-        return greedy_actions(logits[which, np.arange(len(which))]).numpy()
+        return self.actions[which, np.searchsorted(self.keys, observation_keys(observations))]
+
+
+def every_observation(width=5):
+    """Every observation of a width x width game (agent cell, combo buffer of 0 to 2 actions, goal cell)."""
+    cells = [(r, c) for r in range(width) for c in range(width)]
+    buffers = [()] + [(a,) for a in range(NUM_ACTIONS)] + [(a, b) for a in range(NUM_ACTIONS) for b in range(NUM_ACTIONS)]
+    states = [(agent, buffer, goal) for agent in cells for buffer in buffers for goal in cells]
+    games = ComboGridBatch([s[0] for s in states], [s[2] for s in states], width, width)
+    for k, (_, buffer, _) in enumerate(states):
+        games.buffers[k, :len(buffer)], games.buffer_lengths[k] = buffer, len(buffer)
+    return games.observations()
+
+
+def observation_keys(observations):
+    """Each 0/1 observation (n, D <= 64) as one integer."""
+    return np.packbits(np.asarray(observations, dtype=bool), axis=1, bitorder="little") @ \
+        (256 ** np.arange(-(-observations.shape[1] // 8), dtype=np.uint64))

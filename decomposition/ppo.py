@@ -12,15 +12,23 @@ bit-identical whether it trains alone or beside others.
 The kernels that make an update cheap on a CPU are in decomposition.ppo_kernels.
 
 The environments are any object with the interface of combogrid.ComboGridVec: `num_actions`,
-`observation_size`, `reset()`, `step(actions)` returning new arrays (observations, rewards,
-dones, primitive steps), `keep(learners)` and `greedy_solved(act)`. An action may run for several
-primitive steps (an option): the budget and the learning-rate schedule count primitive steps.
+`observation_size`, `reset()`, `step(actions)` returning new arrays (observations, rewards per
+primitive step (L, E, K), dones, primitive steps taken (L, E)), `keep(learners)`, and
+`greedy_solved(act)` where optimal_checks is not 0. An action may run for several primitive steps
+(an option): the budget and the learning-rate schedule count primitive steps, and the discounting
+is the options framework's (Sutton, Precup and Singh, 1999): an action of k primitive steps with
+rewards r1 ... rk earns r1 + g r2 + ... + g^(k-1) rk, and the value after it is discounted by g^k
+(`advantage_estimates`). With one primitive step per action these are PPO's usual numbers, bit
+for bit. An environment with `greedy_evaluation(act, learners)` can have the greedy policies
+evaluated at fixed primitive-step counts during training (`train`'s evaluate_at), which draws no
+random number and so changes no weight.
 Environments whose observations are vectors of 0s and 1s say so with `binary_observations = True`;
 only then are equal observations recognised as such (otherwise every row counts as distinct).
 """
 
 import time
 from dataclasses import dataclass, field
+from functools import partial
 
 import numpy as np
 import torch
@@ -86,9 +94,10 @@ class LearnerResult:
     seed: int
     state_dict: dict              # PPOAgent's state_dict
     steps: int                    # primitive environment steps taken
-    solved: bool                  # its greedy policy solved the task at the last check
+    solved: bool                  # its greedy policy solved the task at the last check (False: no checks)
     first_solved_step: int = -1   # primitive steps when a greedy check first succeeded (-1: never)
     curve: list = field(default_factory=list)  # (primitive steps, mean return of the episodes ended)
+    evaluations: list = field(default_factory=list)  # per evaluation point: the environment's measures
 
 
 def initial_agent(seed, observation_size, num_actions, hidden_size):
@@ -111,16 +120,29 @@ def sample(logits, uniforms):
     return (cdf <= uniforms.unsqueeze(-1)).sum(-1)
 
 
-def advantage_estimates(rewards, values, dones, next_value, next_done, gamma, gae_lambda):
-    """Generalized advantage estimation over a rollout (T, L, E), per learner and environment."""
+def advantage_estimates(rewards, values, dones, next_value, next_done, gamma, gae_lambda, steps):
+    """Generalized advantage estimation over a rollout (T, L, E), per learner and environment, for
+    actions that take steps (T, L, E) primitive steps (semi-Markov GAE): a transition of k steps,
+    whose rewards arrive already discounted within it, bootstraps the next value with gamma^k, and
+    the trace of later advantages decays by (gamma lambda)^k, as k one-step transitions would decay
+    it. With k = 1 these factors are gamma and gamma * lambda themselves: CleanRL's numbers."""
+    # float32 factors, as the rollout's arrays: gamma^1 and (gamma lambda)^1 round to what a Python
+    # float times a float32 array uses
+    discounts = (gamma ** steps).astype(np.float32)
+    traces = ((gamma * gae_lambda) ** steps).astype(np.float32)
     advantages = np.zeros_like(rewards)
     last_gae = np.zeros_like(next_value)
     for t in reversed(range(len(rewards))):
         next_non_terminal = 1.0 - (next_done if t == len(rewards) - 1 else dones[t + 1])
         following = next_value if t == len(rewards) - 1 else values[t + 1]
-        delta = rewards[t] + gamma * following * next_non_terminal - values[t]
-        advantages[t] = last_gae = delta + gamma * gae_lambda * next_non_terminal * last_gae
+        delta = rewards[t] + discounts[t] * following * next_non_terminal - values[t]
+        advantages[t] = last_gae = delta + traces[t] * next_non_terminal * last_gae
     return advantages
+
+
+def discounted_sums(step_rewards, gamma):
+    """Rewards per primitive step of each action (..., K) -> r1 + g r2 + ... + g^(K-1) rK (...)."""
+    return (step_rewards * gamma ** np.arange(step_rewards.shape[-1])).sum(-1)
 
 
 def clipped_surrogate_loss(advantages, ratio, clip_coef):
@@ -145,9 +167,10 @@ class Rollout:
     rewards and dones (T, L, E) numpy arrays; per row of the flattened rollout (L, T * E), the
     actions and their log-probabilities, and the observations as DistinctRows (with the next
     observations after them); per learner, the primitive steps taken, and the summed returns and
-    number of the episodes that ended."""
+    number of the episodes that ended; per step and environment, the primitive steps its action took."""
     rewards: np.ndarray
     dones: np.ndarray
+    action_steps: np.ndarray
     steps: np.ndarray
     returns_ended: np.ndarray
     episodes_ended: np.ndarray
@@ -158,15 +181,35 @@ class Rollout:
 
 class TrainingLog:
     """What every learner did so far, by original index: primitive steps, consecutive greedy
-    successes, the step of the first one, the learning curve, and the result once finished."""
+    successes, the step of the first one, the learning curve, the evaluations at the points
+    `evaluate_at` (primitive steps) and the result once finished."""
 
-    def __init__(self, learners):
+    def __init__(self, learners, evaluate_at=()):
         self.steps = np.zeros(learners, dtype=np.int64)
         self.streaks = np.zeros(learners, dtype=np.int64)
         self.first_solved = np.full(learners, -1)
         self.curves = [[] for _ in range(learners)]
+        self.evaluate_at = sorted(evaluate_at)
+        self.evaluations = [[] for _ in range(learners)]
         self.results = [None] * learners
         self.started = time.time()
+
+    def next_point(self, i):
+        """Learner i's first evaluation point not evaluated yet if its steps have reached it, else None."""
+        evaluated = len(self.evaluations[i])
+        if evaluated < len(self.evaluate_at) and self.steps[i] >= self.evaluate_at[evaluated]:
+            return self.evaluate_at[evaluated]
+        return None
+
+    def due(self, active):
+        """The positions in `active` of the learners that have reached an evaluation point not yet evaluated."""
+        return [k for k, i in enumerate(active) if self.next_point(i) is not None]
+
+    def record_evaluations(self, learners, measures):
+        """measures[j]: learner learners[j]'s evaluation, recorded at every point its steps have passed."""
+        for i, measure in zip(learners, measures):
+            while (point := self.next_point(i)) is not None:
+                self.evaluations[i].append({"point": point, **measure})
 
     def record(self, active, solved, rollout, settings, ppo):
         """Record an iteration of the learners `active` whose greedy policies solved the task or not;
@@ -182,7 +225,8 @@ class TrainingLog:
             streak_done = settings.optimal_checks and self.streaks[i] >= settings.optimal_checks
             if streak_done or self.steps[i] >= settings.total_timesteps:
                 self.results[i] = LearnerResult(ppo.seeds[i], ppo.policies.state_dict(k), int(self.steps[i]),
-                                                bool(solved[k]), int(self.first_solved[i]), self.curves[i])
+                                                bool(solved[k]), int(self.first_solved[i]), self.curves[i],
+                                                self.evaluations[i])
                 finished.append(k)
         return finished
 
@@ -195,39 +239,44 @@ class TrainingLog:
 
 
 class BatchedPPO:
-    """L PPO learners on the L learners' environments `envs`, learner i seeded with seeds[i]."""
+    """L PPO learners on the L learners' environments `envs`, learner i seeded with seeds[i] and,
+    if learning_rates is given, with its own learning rate learning_rates[i] (otherwise settings')."""
 
-    def __init__(self, envs, seeds, settings):
+    def __init__(self, envs, seeds, settings, learning_rates=None):
         assert envs.num_learners == len(seeds) and envs.num_envs == settings.num_envs
         self.envs, self.seeds, self.settings = envs, list(seeds), settings
+        rates = [settings.learning_rate] * len(seeds) if learning_rates is None else learning_rates
+        self.learning_rates = torch.tensor(rates, dtype=torch.float32)
         agents = [initial_agent(seed, envs.observation_size, envs.num_actions, settings.hidden_size)
                   for seed in seeds]
         self.policies = StackedPolicies(agents)
         self.optimizer = StackedAdam(self.policies.flat, eps=1e-5)
         self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
 
-    def greedy_actions(self, observations):
-        """Greedy actions (L, n) of every learner on its own observations (L, n, D)."""
+    def greedy_actions(self, observations, policies=None):
+        """Greedy actions (L, n) of every learner of `policies` (by default all) on its own observations (L, n, D)."""
         with torch.no_grad():
-            logits = self.policies.logits(torch.as_tensor(observations))
+            logits = (policies or self.policies).logits(torch.as_tensor(observations))
         return torch.argmax(torch.softmax(logits, -1), -1).numpy()
 
-    def train(self, on_iteration=None):
+    def train(self, on_iteration=None, evaluate_at=()):
         """Train until every learner has finished; returns one LearnerResult per learner, in order.
 
         A learner finishes when its greedy policy has solved its task at `optimal_checks`
         consecutive iterations (never, if 0) or when it has used its budget of primitive steps.
         on_iteration(progress), if given, is called after every iteration with a dict of counts.
+        evaluate_at: primitive-step counts at which each learner's greedy policy is evaluated
+        (envs.greedy_evaluation), after the update of the iteration that reaches the count.
         """
         keep_freed_memory()  # an update's tensors are megabytes: reused, not page-faulted in afresh
         s = self.settings
-        log = TrainingLog(len(self.seeds))
+        log = TrainingLog(len(self.seeds), evaluate_at)
         active = list(range(len(self.seeds)))  # original indices of the learners still training
         self.next_obs = torch.as_tensor(self.envs.reset())
         self.next_done = np.zeros((len(active), s.num_envs), dtype=np.float32)
         self.episode_returns = np.zeros((len(active), s.num_envs))
         while active:
-            learning_rates = s.learning_rate * torch.as_tensor(
+            learning_rates = self.learning_rates[active] * torch.as_tensor(
                 np.maximum(0.0, 1.0 - log.steps[active] / s.total_timesteps), dtype=torch.float32)
             # 1. rollout: num_steps actions in each learner's num_envs environments
             rollout = self.collect(active)
@@ -236,8 +285,11 @@ class BatchedPPO:
             advantages, values = self.advantages(rollout)
             # 3. update: update_epochs passes over the rollout in minibatches, each learner in its own order
             self.learn(rollout, advantages, values, active, learning_rates)
-            # 4. stopping: the greedy policies are checked, and the learners that finished leave the batch
-            finished = log.record(active, self.envs.greedy_solved(self.greedy_actions), rollout, s, self)
+            # 4. evaluation and stopping: the learners that reached an evaluation point are evaluated, the
+            # greedy policies checked (if asked), and the learners that finished leave the batch
+            self.evaluate(log, active)
+            solved = self.envs.greedy_solved(self.greedy_actions) if s.optimal_checks else np.zeros(len(active), bool)
+            finished = log.record(active, solved, rollout, s, self)
             if finished:
                 kept = [k for k in range(len(active)) if k not in finished]
                 active = [active[k] for k in kept]
@@ -247,13 +299,22 @@ class BatchedPPO:
                 on_iteration(log.progress(active, s.total_timesteps))
         return log.results
 
+    def evaluate(self, log, active):
+        """Evaluate, as one batch, the greedy policies of the learners that reached an evaluation point."""
+        due = log.due(active)
+        if due:
+            act = partial(self.greedy_actions, policies=self.policies.subset(due))
+            log.record_evaluations([active[k] for k in due], self.envs.greedy_evaluation(act, due))
+
     def collect(self, active):
         """The rollout of the learners `active` (original indices), from where the last one stopped."""
         s = self.settings
         count = len(active)
         obs, logits, actions = [], [], []  # per step, stacked after the rollout (cheaper than writing slices)
         rewards, dones = (np.zeros((s.num_steps, count, s.num_envs), dtype=np.float32) for _ in range(2))
-        rollout = Rollout(rewards=rewards, dones=dones, steps=np.zeros(count, dtype=np.int64),
+        action_steps = np.zeros((s.num_steps, count, s.num_envs), dtype=np.int64)
+        rollout = Rollout(rewards=rewards, dones=dones, action_steps=action_steps,
+                          steps=np.zeros(count, dtype=np.int64),
                           returns_ended=np.zeros(count), episodes_ended=np.zeros(count, dtype=np.int64))
         # the rollout's action-sampling draws at once: the same numbers as one draw per step
         uniforms = torch.stack([torch.rand(s.num_steps, s.num_envs, generator=self.generators[i]) for i in active])
@@ -263,9 +324,11 @@ class BatchedPPO:
                 dones[t] = self.next_done
                 logits.append(self.policies.logits(self.next_obs))
                 actions.append(sample(logits[t], uniforms[:, t]))
-                observation, rewards[t], done, primitive = self.envs.step(actions[t].numpy())
-                rollout.steps += primitive.sum(1)
-                self.episode_returns += rewards[t]
+                observation, step_rewards, done, action_steps[t] = self.envs.step(actions[t].numpy())
+                rewards[t] = discounted_sums(step_rewards, s.gamma)
+                rollout.steps += action_steps[t].sum(1)
+                # the training curve: episodes' undiscounted returns (float32 sums, as the rollout's rewards)
+                self.episode_returns += step_rewards.sum(-1).astype(np.float32)
                 rollout.returns_ended += np.where(done, self.episode_returns, 0.0).sum(1)
                 rollout.episodes_ended += done.sum(1)
                 self.episode_returns[done] = 0.0
@@ -287,7 +350,7 @@ class BatchedPPO:
             values = rollout.rows.spread(self.policies.value(rollout.rows.observations))
         per_step = values[:, :batch_size].view(learners, s.num_steps, s.num_envs).transpose(0, 1).numpy()
         advantages = advantage_estimates(rollout.rewards, per_step, rollout.dones, values[:, batch_size:].numpy(),
-                                         self.next_done, s.gamma, s.gae_lambda)
+                                         self.next_done, s.gamma, s.gae_lambda, rollout.action_steps)
         return torch.as_tensor(advantages).transpose(0, 1).flatten(1), values  # (T, L, E) -> (L, T * E)
 
     def learn(self, rollout, advantages, values, active, learning_rates):

@@ -14,6 +14,7 @@ rounding, and none lets a learner's numbers depend on the other learners in its 
 - StackedAdam: torch's fused Adam kernel, one pass over the parameters.
 """
 
+import copy
 from functools import partial
 from itertools import groupby
 
@@ -361,6 +362,12 @@ class StackedPolicies:
 
     def keep(self, learners):
         self._set_flat(self.flat[learners])
+
+    def subset(self, learners):
+        """A copy of these learners' policies (indices into the current ones), to act for them alone."""
+        part = copy.copy(self)
+        part._set_flat(self.flat[learners].detach())
+        return part
 
     def state_dict(self, learner):
         """Learner `learner`'s PPOAgent state_dict."""

@@ -37,15 +37,21 @@ def _portable(result):
     return replace(result, state_dict={k: v.numpy() for k, v in result.state_dict.items()})
 
 
-def _train_share(envs_of, seeds, settings, learners, messages, process):
+def _batch(envs_of, seeds, settings, learners, learning_rates):
+    """The BatchedPPO of these learners (indices into seeds), each with its learning rate if given."""
+    rates = None if learning_rates is None else [learning_rates[j] for j in learners]
+    return BatchedPPO(envs_of(learners), [seeds[j] for j in learners], settings, rates)
+
+
+def _train_share(envs_of, seeds, settings, learners, messages, process, learning_rates, evaluate_at):
     """A process's share: BatchedPPO on one thread, each iteration's progress and then its results
     (or the error that stopped it) sent on `messages`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's handler raises; a worker just ends
     try:
         torch.set_num_threads(1)
-        ppo = BatchedPPO(envs_of(learners), [seeds[j] for j in learners], settings)
-        results = ppo.train(lambda progress: messages.put(("progress", process, progress)))
+        ppo = _batch(envs_of, seeds, settings, learners, learning_rates)
+        results = ppo.train(lambda progress: messages.put(("progress", process, progress)), evaluate_at)
         messages.put(("results", process, [_portable(r) for r in results]))
     except BaseException as error:  # noqa: B036 (whatever it is, the parent reports it)
         messages.put(("error", process, f"{type(error).__name__}: {error}"))
@@ -82,18 +88,20 @@ def gather(workers, messages, shares, settings, on_progress):
     return results
 
 
-def train_in_processes(envs_of, seeds, settings, processes, on_iteration=None):
+def train_in_processes(envs_of, seeds, settings, processes, on_iteration=None, learning_rates=None, evaluate_at=()):
     """Train one learner per seed, spread over `processes` processes; returns their LearnerResults
     in order. envs_of(learners) gives the environments of those learners (indices into seeds); with
     more than one process it must be picklable where processes are spawned rather than forked.
     on_iteration(progress) sees the counts of all processes together, after any process's iteration.
+    learning_rates: one per seed (default: settings'); evaluate_at: BatchedPPO.train's.
     Raises TrainingFailed if a process fails or dies."""
     processes = max(1, min(processes, len(seeds)))
     if processes == 1:
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return BatchedPPO(envs_of(list(range(len(seeds)))), seeds, settings).train(on_iteration)
+            return _batch(envs_of, seeds, settings, list(range(len(seeds))), learning_rates).train(on_iteration,
+                                                                                                  evaluate_at)
         finally:
             torch.set_num_threads(threads)
 
@@ -102,7 +110,8 @@ def train_in_processes(envs_of, seeds, settings, processes, on_iteration=None):
     context = multiprocessing.get_context("fork" if sys.platform == "linux" else "spawn")
     messages = context.Queue()
     shares = [learners_of(p, processes, len(seeds)) for p in range(processes)]
-    workers = [context.Process(target=_train_share, args=(envs_of, seeds, settings, share, messages, p), daemon=True)
+    workers = [context.Process(target=_train_share, daemon=True,
+                               args=(envs_of, seeds, settings, share, messages, p, learning_rates, evaluate_at))
                for p, share in enumerate(shares)]
     start = time.time()
 

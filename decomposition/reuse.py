@@ -1,33 +1,44 @@
 """The reuse study: PPO learners on new tasks with the extracted functions as options.
 
 downstream.py runs it. Here: the option set of each condition, how often an option completes a
-combo begun by primitive actions, one batched PPO run per (task, condition), the area under the
-learning curve with a bootstrap interval, the table, the figure and the saved file.
+combo begun by primitive actions, the batched PPO runs of a (task, condition) (learning-rate
+tuning, then the reported seeds), one record per learner with its greedy evaluation curve, the
+tables, the figures and the saved files. The statistics are decomposition.statistics'.
 
-    none        the 3 primitive actions only
-    neurons     + 4 options, one per combo, from the assignment's neuron masks
-    inputs      + 4 options from --mask-inputs masks
-    not-needed  + 4 options from --mask-inputs masks of networks whose problem does not need the combo
-    whole       + 4 options, each base network unmasked
-    combos      + the 4 true combos as fixed macro-actions
+    none              the 3 primitive actions only
+    neurons           + 4 three-step options, one per combo, from the assignment's neuron masks
+    inputs            + 4 three-step options from --mask-inputs masks
+    not-needed        + 4 three-step options from --mask-inputs masks of networks whose problem
+                      does not need the combo
+    whole             + 4 three-step options, each base network unmasked
+    combos            + the 4 true combos as fixed three-step macro-actions
+    neural-augmented  + 4 one-step actions, each base network's greedy action
 """
 
 import importlib.util
 import os
 from dataclasses import asdict
+from functools import partial
 
 import numpy as np
 import torch
 from tabulate import tabulate
 
 from combogrid import COMBO_DELTAS, COMBO_NAMES, NUM_ACTIONS, PROBLEMS
+from decomposition import statistics
 from decomposition.files import json_writer, write_file_set
 from decomposition.options import ComboOptions, NetworkOptions
-from decomposition.ppo import BatchedPPO, PPOSettings
+from decomposition.ppo import PPOSettings
+from decomposition.processes import train_in_processes
 from decomposition.tasks import MAX_RETURN, TaskGames, TaskVec, macro_step
 from ppo_agent import program_mask
 
-CONDITIONS = ("none", "neurons", "inputs", "not-needed", "whole", "combos")
+CONDITIONS = ("none", "neurons", "inputs", "not-needed", "whole", "combos", "neural-augmented")
+TUNING_SEEDS_START = 10_000
+"""Tuning seeds are TUNING_SEEDS_START, TUNING_SEEDS_START + 1, ...: disjoint from the reported seeds 0 .. N-1."""
+FINAL_ITERATIONS = 5
+"""Iterations whose ended episodes give a learner's final training return."""
+STUDY_FILES = ("results.json", "evaluation_curves.png", "training_returns.png")
 
 
 def best_masks(extraction, allowed):
@@ -59,9 +70,10 @@ def option_sets(agents, neurons, inputs, needed):
         sources[condition] = [{"combo": name, "network": PROBLEMS[a], "seed": extraction.seeds[s],
                                "needed": bool(needed[c, a]), "best_loss": float(extraction.best_loss[s, c, a])}
                               for c, (name, (a, s)) in enumerate(zip(COMBO_NAMES, picks))]
-    hidden = agents[0].hidden_size
-    options["whole"] = NetworkOptions(agents, program_mask(hidden).expand(len(agents), 3, hidden))
-    sources["whole"] = [{"network": p} for p in PROBLEMS]
+    unmasked = program_mask(agents[0].hidden_size).expand(len(agents), -1, -1)
+    options["whole"] = NetworkOptions(agents, unmasked)
+    options["neural-augmented"] = NetworkOptions(agents, unmasked, length=1)
+    sources["whole"] = sources["neural-augmented"] = [{"network": p} for p in PROBLEMS]
     return options, sources
 
 
@@ -88,9 +100,15 @@ def moves_after_primitives(options):
     return result
 
 
+
+def evaluation_points(budget, count):
+    """`count` primitive-step counts evenly spread over the budget, the last at the budget."""
+    return [budget * (k + 1) // count for k in range(count)]
+
+
 def carried_curve(curve):
-    """A learner's curve as arrays (primitive steps, mean return of the episodes that ended in each
-    iteration); an iteration in which no episode ended keeps the previous value (0 at the start)."""
+    """A learner's training curve as arrays (primitive steps, mean return of the episodes that ended
+    in each iteration); an iteration in which no episode ended keeps the previous value (0 at the start)."""
     steps = np.array([s for s, _ in curve], dtype=float)
     values, last = [], 0.0
     for _, value in curve:
@@ -99,74 +117,163 @@ def carried_curve(curve):
     return steps, np.array(values)
 
 
-def area_under_curve(curve, budget, max_return):
-    """Normalised area under the learning curve: the mean episode return over the budget (each
-    iteration weighted by the primitive steps it covered) divided by the maximum return."""
-    steps, values = carried_curve(curve)
-    covered = np.diff(np.concatenate([[0.0], np.minimum(steps, budget)]))
-    return float((values * covered).sum() / (budget * max_return))
+def final_training_return(curve, max_return):
+    """The mean return of the episodes that ended in the last FINAL_ITERATIONS iterations (each
+    iteration's mean weighted alike), divided by the maximum return; 0 if none ended."""
+    last = [value for _, value in curve[-FINAL_ITERATIONS:] if not np.isnan(value)]
+    return float(np.mean(last)) / max_return if last else 0.0
 
 
-def confidence_interval(values, resamples=10_000):
-    """Mean and its 95% confidence interval over seeds (percentile bootstrap, fixed generator)."""
-    values = np.asarray(values, dtype=float)
-    means = np.random.default_rng(0).choice(values, (resamples, len(values))).mean(1)
-    return values.mean(), np.percentile(means, 2.5), np.percentile(means, 97.5)
+def train_learners(task, options, seeds, learning_rates, args, on_iteration=None):
+    """PPO learners on `task` with these options (one per seed, each with its learning rate), batched
+    over args.processes processes, their greedy policies evaluated at args.eval_points points."""
+    settings = PPOSettings(total_timesteps=args.budget, optimal_checks=0)
+    envs_of = partial(learner_envs, task, seeds, settings.num_envs, options)
+    return train_in_processes(envs_of, seeds, settings, args.processes, on_iteration, learning_rates,
+                              evaluation_points(args.budget, args.eval_points))
 
 
-def run_condition(task, condition, options, args):
-    """All seeds of one (task, condition) as one batched PPO run; one record per seed."""
+def learner_envs(task, seeds, num_envs, options, learners):
+    return TaskVec(task, [seeds[j] for j in learners], num_envs, options)
+
+
+def record(task, condition, result, learning_rate):
+    """One learner's record: its evaluation curve, the measures read from it, and its training curve."""
+    evaluations = result.evaluations
+    spl, success = [e["spl"] for e in evaluations], [e["success"] for e in evaluations]
+    points = [e["point"] for e in evaluations]
+    reached = [point for point, value in zip(points, spl) if value >= 0.95]
+    final = evaluations[-1]
+    return {"task": task, "condition": condition, "seed": result.seed, "learning_rate": learning_rate,
+            "auc": float(np.mean(spl)), "final_spl": spl[-1], "final_success": success[-1],
+            "steps_to_95": reached[0] if reached else None,
+            "eval_steps": points, "eval_spl": spl, "eval_success": success,
+            "final_decisions": final["decisions"], "final_primitive_steps": final["primitive_steps"],
+            "final_optimal_steps": final["optimal_steps"], "final_looping": final["looping"],
+            "final_training_return": final_training_return(result.curve, MAX_RETURN[task]),
+            "steps": result.steps, "curve": result.curve}
+
+
+def tune(task, condition, options, args, on_iteration=None):
+    """The learning rate of args.learning_rates with the highest mean evaluation AUC over
+    args.tuning_seeds tuning seeds (all rates and seeds as one batched run), and each rate's mean AUC."""
+    rates = [rate for rate in args.learning_rates for _ in range(args.tuning_seeds)]
+    seeds = [TUNING_SEEDS_START + k for _ in args.learning_rates for k in range(args.tuning_seeds)]
+    results = train_learners(task, options, seeds, rates, args, on_iteration)
+    aucs = np.array([np.mean([e["spl"] for e in r.evaluations]) for r in results])
+    means = aucs.reshape(len(args.learning_rates), args.tuning_seeds).mean(1)
+    return args.learning_rates[int(np.argmax(means))], dict(zip(map(str, args.learning_rates), means.tolist()))
+
+
+def run_condition(task, condition, options, learning_rate, args, on_iteration=None):
+    """The reported seeds 0 .. args.num_seeds - 1 of one (task, condition) at its learning rate; one record each."""
     seeds = list(range(args.num_seeds))
-    settings = PPOSettings(total_timesteps=args.budget, learning_rate=args.learning_rate, optimal_checks=0)
-    envs = TaskVec(task, seeds, settings.num_envs, options)
-    results = BatchedPPO(envs, seeds, settings).train()
-    return [{"task": task, "condition": condition, "seed": r.seed,
-             "auc": area_under_curve(r.curve, args.budget, MAX_RETURN[task]), "solved": r.solved,
-             "steps_to_solve": None if r.first_solved_step < 0 else r.first_solved_step,
-             "steps": r.steps, "curve": r.curve} for r in results]
+    results = train_learners(task, options, seeds, [learning_rate] * len(seeds), args, on_iteration)
+    return [record(task, condition, r, learning_rate) for r in results]
 
 
-def summary_rows(runs, tasks, conditions):
+def runs_of(runs, task, condition):
+    return [r for r in runs if r["task"] == task and r["condition"] == condition]
+
+
+def summaries(runs, tasks, conditions):
+    """{task: {condition: statistics.summary of the evaluation AUCs, against none's}}."""
+    return {task: {condition: statistics.summary([r["auc"] for r in runs_of(runs, task, condition)],
+                                                 [r["auc"] for r in runs_of(runs, task, "none")])
+                   for condition in conditions}
+            for task in tasks if runs_of(runs, task, "none")}
+
+
+def interval(value):
+    return "{:.3f} [{:.3f}, {:.3f}]".format(*value)
+
+
+def steps_to_95(mine, budget):
+    """The median primitive steps until SPL first reached 0.95; runs that never did count as beyond the budget."""
+    median = np.median([np.inf if r["steps_to_95"] is None else r["steps_to_95"] for r in mine])
+    return f"{median:,.0f}" if np.isfinite(median) else f"> {budget:,}"
+
+
+def table(runs, tasks, conditions, budget, tablefmt="grid"):
+    """The study's table: per (task, condition), the evaluation AUC's mean and IQM with 95% intervals,
+    the probability of improvement over none, the final SPL and success rate, the steps to SPL 0.95."""
+    stats = summaries(runs, tasks, conditions)
+    rows = []
+    for task in stats:
+        for condition in conditions:
+            mine, summary = runs_of(runs, task, condition), stats[task][condition]
+            rows.append([task, condition, f"{mine[0]['learning_rate']:g}", interval(summary["mean"]),
+                         interval(summary["iqm"]), interval(summary["improvement_over_none"]),
+                         f"{np.mean([r['final_spl'] for r in mine]):.3f}",
+                         f"{np.mean([r['final_success'] for r in mine]):.3f}", steps_to_95(mine, budget)])
+    return tabulate(rows, tablefmt=tablefmt, headers=[
+        "task", "condition", "learning\nrate", "AUC: mean\n[95% CI]", "AUC: IQM\n[95% CI]",
+        "P(better than none)\n[95% CI]", "final\nSPL", "final\nsuccess", "median steps\nto SPL 0.95"])
+
+
+def mean_of_known(values):
+    """The mean of the values that are not None (a learner none of whose greedy episodes succeeded has None)."""
+    known = [v for v in values if v is not None]
+    return f"{np.mean(known):.1f}" if known else "-"
+
+
+def greedy_episodes_table(runs, tasks, conditions, tablefmt="grid"):
+    """What the training return and the evaluation each see at the end of the budget: the training
+    return (normalised), the final SPL and success rate, the fraction of greedy episodes stopped in
+    a loop, and per successful greedy episode the decisions, primitive steps and fewest possible
+    primitive steps (means over learners)."""
     rows = []
     for task in tasks:
         for condition in conditions:
-            mine = [r for r in runs if r["task"] == task and r["condition"] == condition]
-            mean, low, high = confidence_interval([r["auc"] for r in mine])
-            solve_steps = [r["steps_to_solve"] for r in mine if r["steps_to_solve"] is not None]
-            # seeds that never solved count as "more than the budget" in the median
-            median = np.median([np.inf if r["steps_to_solve"] is None else r["steps_to_solve"] for r in mine])
-            rows.append([task, condition, f"{mean:.3f} [{low:.3f}, {high:.3f}]",
-                         f"{np.mean([r['solved'] for r in mine]):.2f}",
-                         f"{median:,.0f}" if np.isfinite(median) else "> budget", len(solve_steps)])
-    return rows
+            mine = runs_of(runs, task, condition)
+            if mine:
+                rows.append([task, condition, f"{np.mean([r['final_training_return'] for r in mine]):.3f}",
+                             f"{np.mean([r['final_spl'] for r in mine]):.3f}",
+                             f"{np.mean([r['final_success'] for r in mine]):.3f}",
+                             f"{np.mean([r['final_looping'] for r in mine]):.3f}",
+                             *(mean_of_known([r[key] for r in mine])
+                               for key in ("final_decisions", "final_primitive_steps", "final_optimal_steps"))])
+    return tabulate(rows, tablefmt=tablefmt, headers=[
+        "task", "condition", "training\nreturn", "final\nSPL", "final\nsuccess", "greedy\nloops",
+        "decisions per\ngreedy episode",
+        "primitive steps\nper greedy episode", "fewest primitive\nsteps"])
 
 
-def table(runs, tasks, conditions):
-    return tabulate(summary_rows(runs, tasks, conditions),
-                    headers=["task", "condition", "AUC [95% CI]", "solved at end", "median steps to solve",
-                             "seeds that ever solved"], tablefmt="grid")
+def draw_evaluation_curves(runs, tasks, conditions, path):
+    """Mean SPL of the greedy policies against primitive steps, with 95% bootstrap bands over seeds."""
+    def curves(mine):
+        spl = np.array([r["eval_spl"] for r in mine])
+        bands = np.array([statistics.with_interval(np.mean, column) for column in spl.T])
+        return mine[0]["eval_steps"], bands.T
+
+    draw(runs, tasks, conditions, path, curves, "mean SPL of the greedy policy")
 
 
-def draw_curves(runs, tasks, conditions, budget, path):
-    """Mean return (normalised) against primitive steps, with a 95% band over seeds."""
+def draw_training_returns(runs, tasks, conditions, path):
+    """Mean training return (normalised) against primitive steps, with a 95% band over seeds (normal)."""
+    def curves(mine):
+        grid = np.linspace(0, mine[0]["eval_steps"][-1], 101)[1:]
+        values = np.array([np.interp(grid, *carried_curve(r["curve"])) / MAX_RETURN[r["task"]] for r in mine])
+        mean = values.mean(0)
+        half = 1.96 * values.std(0, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0 * mean
+        return grid, (mean, mean - half, mean + half)
+
+    draw(runs, tasks, conditions, path, curves, "mean training return / maximum")
+
+
+def draw(runs, tasks, conditions, path, curves, measure):
+    """One panel per task, one line and band per condition: curves(runs) gives (x, (mean, low, high))."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    grid = np.linspace(0, budget, 101)[1:]
     figure, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4), squeeze=False, constrained_layout=True)
     for axis, task in zip(axes[0], tasks):
         for condition in conditions:
-            curves = []
-            for r in (r for r in runs if r["task"] == task and r["condition"] == condition):
-                steps, values = carried_curve(r["curve"])
-                curves.append(np.interp(grid, steps, values) / MAX_RETURN[task])
-            curves = np.array(curves)
-            mean = curves.mean(0)
-            half = 1.96 * curves.std(0, ddof=1) / np.sqrt(len(curves)) if len(curves) > 1 else 0 * mean
-            axis.plot(grid, mean, label=condition)
-            axis.fill_between(grid, mean - half, mean + half, alpha=0.2)
-        axis.set_title(f"{task}: mean return / {MAX_RETURN[task]:.0f}")
+            x, (mean, low, high) = curves(runs_of(runs, task, condition))
+            axis.plot(x, mean, label=condition)
+            axis.fill_between(x, low, high, alpha=0.2)
+        axis.set_title(f"{task}: {measure}")
         axis.set_xlabel("primitive environment steps")
         axis.set_ylim(0, 1.02)
         axis.legend(fontsize=8)
@@ -174,15 +281,18 @@ def draw_curves(runs, tasks, conditions, budget, path):
     plt.close(figure)
 
 
-def save(args, runs, sources, alignment):
-    """results.json and learning_curves.png into args.save_dir, as one set: both new, or neither."""
+def save(args, runs, sources, alignment, tuning):
+    """results.json and the two figures into args.save_dir, as one set: all new, or none."""
     data = {"args": asdict(args), "max_return": MAX_RETURN, "option_sources": sources,
-            "moves_after_primitives": alignment, "runs": runs}
+            "moves_after_primitives": alignment, "tuning": tuning,
+            "summary": summaries(runs, args.tasks, args.conditions), "runs": runs}
     writers = {"results.json": json_writer(data)}
     if importlib.util.find_spec("matplotlib"):
-        writers["learning_curves.png"] = lambda path: draw_curves(runs, args.tasks, args.conditions, args.budget, path)
+        for name, draw_figure in (("evaluation_curves.png", draw_evaluation_curves),
+                                  ("training_returns.png", draw_training_returns)):
+            writers[name] = partial(draw_figure, runs, args.tasks, args.conditions)
     else:
-        print("figure skipped: matplotlib is not installed (pip install -r requirements-dev.pip)")
+        print("figures skipped: matplotlib is not installed (pip install -r requirements-dev.pip)")
     os.makedirs(args.save_dir, exist_ok=True)
-    write_file_set(args.save_dir, writers, stale=("results.json", "learning_curves.png"))
+    write_file_set(args.save_dir, writers, stale=STUDY_FILES)
     print(f"wrote {', '.join(writers)} to {args.save_dir}")

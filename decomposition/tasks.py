@@ -8,16 +8,17 @@ part shows the current goal), with their own rewards:
   which terminates; 0 otherwise; truncated after 500 steps.
 
 `TaskGames` steps many games of one task; `TaskVec` gives PPO learners (decomposition.ppo) their
-environments, with the actions extended by options (options.OptionSet) that run for three
-primitive steps; `MultiGoalGym` and `RandomGoalGym` are the gymnasium environments, registered as
-ComboGrid-MultiGoal-v0 and ComboGrid-Random-v0 when combogrid is imported.
+environments, with the actions extended by options (decomposition.options) that run for several
+primitive steps, and evaluates their greedy policies (success rate and SPL); `MultiGoalGym` and
+`RandomGoalGym` are the gymnasium environments, registered as ComboGrid-MultiGoal-v0 and
+ComboGrid-Random-v0 when combogrid is imported.
 """
 
 import numpy as np
 import gymnasium as gym
 from gymnasium import spaces
 
-from combogrid import (COMBO_LENGTH, MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, learner_games,
+from combogrid import (MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, learner_games,
                        observation_size, optimal_actions, start_option)
 
 TASKS = ("multi-goal", "random")
@@ -26,6 +27,8 @@ GOAL_REWARD = 10.0
 MULTI_GOAL_START = (2, 2)
 MULTI_GOALS = np.array([(0, 2), (2, 4), (4, 2), (2, 0)])
 MAX_RETURN = {"multi-goal": GOAL_REWARD * len(MULTI_GOALS), "random": GOAL_REWARD}
+BUFFER_STATES = 1 + NUM_ACTIONS + NUM_ACTIONS ** 2  # a combo buffer holds 0, 1 or 2 actions between steps
+DECISION_STATES = (len(MULTI_GOALS) + 1) * BUFFER_STATES * ROWS * COLUMNS  # goal index 4: all goals reached
 
 
 def random_start_and_goal(rng, n):
@@ -58,6 +61,14 @@ class TaskGames:
 
     def observations(self):
         return self.games.observations()
+
+    def decision_states(self):
+        """Each game's (goal, combo buffer, cell) as one index below DECISION_STATES: all that the
+        observation shows, so a deterministic policy acts the same wherever the index repeats."""
+        lengths, buffers = self.games.buffer_lengths, self.games.buffers
+        buffer = np.select([lengths == 0, lengths == 1], [0, 1 + buffers[:, 0]], 4 + 3 * buffers[:, 0] + buffers[:, 1])
+        cell = self.games.agents[:, 0] * COLUMNS + self.games.agents[:, 1]
+        return (self.goal_index * BUFFER_STATES + buffer) * ROWS * COLUMNS + cell
 
     def subset(self, games):
         """New TaskGames holding copies of the games at these indices."""
@@ -98,37 +109,55 @@ def new_games(task, n, rng=None):
 
 def macro_step(games, actions, options, running=None):
     """Run one learner action per game: a primitive action (0, 1, 2) for one step, option
-    k = action - 3 for exactly three primitive steps, fewer if the episode ends inside it.
+    k = action - 3 for its options.lengths[k] primitive steps, fewer if the episode ends inside it.
     With a boolean array `running`, the other games do not move.
 
-    Returns the rewards summed over the primitive steps (undiscounted), terminated, truncated and
-    the primitive steps taken, one entry per game.
+    Returns the rewards per primitive step (n, K), K the longest action (0 after an action's last
+    step), terminated, truncated and the primitive steps taken, one entry per game.
     """
     is_option = actions >= NUM_ACTIONS
+    lengths = np.ones(len(games), dtype=np.int64)
+    if options is not None:
+        lengths[is_option] = options.lengths[actions[is_option] - NUM_ACTIONS]
     running = np.ones(len(games), dtype=bool) if running is None else running
-    total = np.zeros(len(games))
+    step_rewards = np.zeros((len(games), 1 if options is None else max(options.lengths)))
     terminated, truncated = np.zeros(len(games), dtype=bool), np.zeros(len(games), dtype=bool)
     primitive_steps = np.zeros(len(games), dtype=np.int64)
-    for position in range(COMBO_LENGTH):
-        active = running & ~(terminated | truncated) & (is_option if position else True)
+    for position in range(step_rewards.shape[1]):
+        active = running & ~(terminated | truncated) & (position < lengths)
         if not active.any():
             break
         primitive = actions.copy()
-        running = active & is_option
-        if running.any():
-            primitive[running] = options.act(actions[running] - NUM_ACTIONS, games.observations()[running], position)
-        rewards, ended, cut = games.step(primitive, active)
-        total += rewards
+        optional = active & is_option
+        if optional.any():
+            primitive[optional] = options.act(actions[optional] - NUM_ACTIONS, games.observations()[optional], position)
+        step_rewards[:, position], ended, cut = games.step(primitive, active)
         primitive_steps += active
         terminated |= ended
         truncated |= cut
-    return total, terminated, truncated, primitive_steps
+    return step_rewards, terminated, truncated, primitive_steps
+
+
+def evaluation_episodes(task):
+    """The episodes a greedy policy is evaluated on: starts, first goals and the fewest primitive
+    steps that complete each. Multi-goal: its one episode (42 steps); random: all 600 pairs."""
+    if task == "multi-goal":
+        path = np.vstack([[MULTI_GOAL_START], MULTI_GOALS])
+        return np.array([MULTI_GOAL_START]), MULTI_GOALS[:1], np.array([optimal_actions(path[:-1], path[1:]).sum()])
+    starts, goals = all_start_goal_pairs()
+    return starts, goals, optimal_actions(starts, goals)
+
+
+def success_weighted_path_length(finished_at, optimal):
+    """SPL (Anderson et al., 2018) per episode: optimal / max(steps taken, optimal) if it succeeded
+    (finished_at > 0 primitive steps), else 0."""
+    return np.where(finished_at > 0, optimal / np.maximum(finished_at, optimal), 0.0)
 
 
 class TaskVec:
     """PPO's environments for many learners of one task (decomposition.ppo.BatchedPPO's interface, as
     combogrid.ComboGridVec): `num_envs` games per learner, reset when an episode ends, actions
-    0, 1, 2 and one per option of `options` (an options.OptionSet, or None for primitives only).
+    0, 1, 2 and one per option of `options` (an option set of decomposition.options, or None for primitives only).
     Learner i draws its random starts and goals from its own generator, seeded with seeds[i]."""
 
     binary_observations = True  # one-hot parts, as ComboGridVec's
@@ -157,12 +186,13 @@ class TaskVec:
         return self._shaped(self.games.observations())
 
     def step(self, actions):
-        """actions (L, E) -> next observations, summed rewards, dones and primitive steps, each (L, E)."""
-        rewards, terminated, truncated, steps = macro_step(self.games, actions.reshape(-1), self.options)
+        """actions (L, E) -> next observations, rewards per primitive step (L, E, K), dones and primitive
+        steps taken (L, E)."""
+        step_rewards, terminated, truncated, steps = macro_step(self.games, actions.reshape(-1), self.options)
         dones = terminated | truncated
         if dones.any():
             self.games.restart(dones, *self._starts(self._shaped(dones).sum(1)))
-        return (self._shaped(self.games.observations()), self._shaped(rewards), self._shaped(dones),
+        return (self._shaped(self.games.observations()), self._shaped(step_rewards), self._shaped(dones),
                 self._shaped(steps))
 
     def keep(self, learners):
@@ -170,31 +200,49 @@ class TaskVec:
         self.rngs = [self.rngs[k] for k in learners]
         self.num_learners = len(learners)
 
-    def greedy_solved(self, act):
-        """Whether each learner's greedy policy solves the task optimally: multi-goal, all four
-        goals in 42 primitive actions; random, every one of the 600 (start, goal) pairs in 3
-        actions per cell of distance. act maps observations (L, n, D) to actions (L, n)."""
-        if self.task == "multi-goal":
-            starts, goals = np.array([MULTI_GOAL_START]), MULTI_GOALS[:1]
-            path = np.vstack([starts, MULTI_GOALS])
-            optimal = np.array([optimal_actions(path[:-1], path[1:]).sum()])
-        else:
-            starts, goals = all_start_goal_pairs()
-            optimal = optimal_actions(starts, goals)
-        per_learner = len(starts)
-        games = TaskGames(self.task, np.tile(starts, (self.num_learners, 1)), np.tile(goals, (self.num_learners, 1)))
-        optimal = np.tile(optimal, self.num_learners)
+    def greedy_evaluation(self, act, learners):
+        """Each of these learners' greedy policy (over primitives and options) on evaluation_episodes:
+        one dict per learner with the success rate (the goal reached within MAX_EPISODE_STEPS primitive
+        steps), the SPL, and the decisions and primitive steps per successful episode (None if none).
+        act maps observations (len(learners), n, D) to actions (len(learners), n); nothing random is drawn.
+
+        A deterministic policy that meets the same (goal, combo buffer, cell) twice at a decision is
+        in a loop that reaches no goal: such an episode stops there as a failure, as it would end
+        after MAX_EPISODE_STEPS."""
+        starts, goals, optimal = evaluation_episodes(self.task)
+        count, per_learner = len(learners), len(starts)
+        games = TaskGames(self.task, np.tile(starts, (count, 1)), np.tile(goals, (count, 1)))
+        optimal = np.tile(optimal, count)
         finished_at = np.zeros(len(games), dtype=np.int64)  # primitive steps when terminated, 0 if not
-        used = np.zeros(len(games), dtype=np.int64)
-        running = np.ones(len(games), dtype=bool)
-        while running.any():
-            actions = np.asarray(act(games.observations().reshape(self.num_learners, per_learner, -1))).reshape(-1)
+        used, decisions = np.zeros(len(games), dtype=np.int64), np.zeros(len(games), dtype=np.int64)
+        seen = np.zeros((len(games), DECISION_STATES), dtype=bool)
+        running, rows = np.ones(len(games), dtype=bool), np.arange(len(games))
+        looping = np.zeros(len(games), dtype=bool)
+        while True:
+            states = games.decision_states()
+            looping |= running & seen[rows, states]
+            running &= ~looping
+            if not running.any():
+                break
+            seen[rows[running], states[running]] = True
+            actions = np.asarray(act(games.observations().reshape(count, per_learner, -1))).reshape(-1)
             _, terminated, truncated, steps = macro_step(games, actions, self.options, running)
             used += steps
+            decisions += running
             finished_at = np.where(running & terminated, used, finished_at)
-            # a game past its optimal length can no longer be optimal: stop it (saves 500-step episodes)
-            running &= ~(terminated | truncated) & (used < optimal)
-        return (finished_at == optimal).reshape(self.num_learners, per_learner).all(1)
+            running &= ~(terminated | truncated)
+        per_episode = [x.reshape(count, per_learner) for x in (finished_at, optimal, decisions, looping)]
+        return [episode_measures(*(x[k] for x in per_episode)) for k in range(count)]
+
+
+def episode_measures(finished_at, optimal, decisions, looping):
+    """A learner's evaluation from its episodes' primitive steps to the goal (0: not reached), fewest
+    possible primitive steps, decisions taken and whether each was stopped in a loop."""
+    success = finished_at > 0
+    mean_over_successes = lambda x: float(x[success].mean()) if success.any() else None  # noqa: E731
+    return {"success": float(success.mean()), "spl": float(success_weighted_path_length(finished_at, optimal).mean()),
+            "decisions": mean_over_successes(decisions), "primitive_steps": mean_over_successes(finished_at),
+            "optimal_steps": mean_over_successes(optimal), "looping": float(looping.mean())}
 
 
 class TaskGym(gym.Env):

@@ -239,7 +239,7 @@ def test_a_failing_or_interrupted_save_keeps_the_old_set(saved_masks, tmp_path, 
 def test_downstream_refuses_bad_arguments():
     expect_error(lambda: downstream.main(downstream.Args(tasks=("maze",))), "unknown task")
     expect_error(lambda: downstream.main(downstream.Args(model_paths=MODELS[:1])), "needs 4")
-    expect_error(lambda: downstream.main(downstream.Args(num_seeds=10**6)), "GB")
+    expect_error(lambda: downstream.main(downstream.Args(tuning_seeds=10**6)), "GB")
     expect_error(lambda: downstream.main(downstream.Args(save_dir=os.path.join(ROOT, "README.md"))),
                  "exists and is not a folder")
     expect_error(lambda: downstream.main(downstream.Args(budget=float("nan"))), "--budget must be")

@@ -8,8 +8,10 @@ import pytest
 import torch
 
 import train_ppo
-from decomposition.ppo import (BatchedPPO, PPOSettings, clip_gradients, clipped_surrogate_loss, initial_agent,
-                               normalized, sample)
+from decomposition.options import ComboOptions
+from decomposition.ppo import (BatchedPPO, PPOSettings, advantage_estimates, clip_gradients, clipped_surrogate_loss,
+                               TrainingLog, discounted_sums, initial_agent, normalized, sample)
+from decomposition.tasks import TaskVec
 from decomposition.ppo_kernels import (ROW_CHUNK, DistinctRows, NonzeroInputs, RowChunkedLinear, SparseFirstLayer,
                                        StackedAdam, StackedPolicies, observation_keys)
 from combogrid import PROBLEMS, ComboGridVec, ComboGym
@@ -288,3 +290,57 @@ def test_train_ppo_names_a_learner_that_did_not_finish(tmp_path, capsys):
 ])
 def test_train_ppo_refuses_bad_settings(arguments, message):
     assert message in train_ppo.check_args(train_ppo.Args(**arguments))
+
+
+def test_an_option_s_rewards_are_discounted_per_step_and_its_bootstrap_by_gamma_to_the_k():
+    gamma, lam = 0.9, 0.5
+    # one environment, two actions: an option of 3 steps (rewards 1, 2, 4), then a primitive step (reward 8)
+    step_rewards = np.array([[1.0, 2.0, 4.0], [8.0, 0.0, 0.0]])
+    rewards = discounted_sums(step_rewards, gamma).reshape(2, 1, 1).astype(np.float32)
+    assert rewards.ravel().tolist() == pytest.approx([1 + 0.9 * 2 + 0.81 * 4, 8])
+    values, next_value = np.array([[[10.0]], [[20.0]]], np.float32), np.array([[30.0]], np.float32)
+    dones, steps = np.zeros((2, 1, 1), np.float32), np.array([[[3]], [[1]]])
+    next_done = np.zeros((1, 1), np.float32)
+    advantages = advantage_estimates(rewards, values, dones, next_value, next_done, gamma, lam, steps)
+    second = 8 + 0.9 * 30 - 20                                      # one step: gamma^1
+    first = (1 + 0.9 * 2 + 0.81 * 4) + 0.9 ** 3 * 20 - 10 + (0.9 * 0.5) ** 3 * second
+    assert advantages.ravel().tolist() == pytest.approx([first, second])
+
+
+def test_with_one_step_actions_the_advantages_are_cleanrl_s_bit_for_bit():
+    rng = np.random.default_rng(0)
+    rewards, values = (rng.normal(size=(16, 3, 4)).astype(np.float32) for _ in range(2))
+    dones = (rng.random((16, 3, 4)) < 0.2).astype(np.float32)
+    next_value, next_done = rng.normal(size=(3, 4)).astype(np.float32), np.ones((3, 4), np.float32)
+    gamma, lam = 0.99, 0.95
+    expected, last = np.zeros_like(rewards), np.zeros_like(next_value)  # CleanRL ppo.py's loop
+    for t in reversed(range(16)):
+        non_terminal = 1.0 - (next_done if t == 15 else dones[t + 1])
+        following = next_value if t == 15 else values[t + 1]
+        delta = rewards[t] + gamma * following * non_terminal - values[t]
+        expected[t] = last = delta + gamma * lam * non_terminal * last
+    ones = np.ones(rewards.shape, dtype=np.int64)
+    advantages = advantage_estimates(rewards, values, dones, next_value, next_done, gamma, lam, ones)
+    assert np.array_equal(advantages, expected)
+    assert np.array_equal(discounted_sums(rewards[..., None].astype(np.float64), gamma), rewards)
+
+
+def test_evaluation_during_training_changes_no_weight():
+    settings = PPOSettings(num_envs=4, num_steps=32, total_timesteps=4 * 32 * 4, optimal_checks=0)
+
+    def run(evaluate_at):
+        envs = TaskVec("random", [3, 4], settings.num_envs, ComboOptions())
+        return BatchedPPO(envs, [3, 4], settings, learning_rates=[1e-3, 2e-3]).train(evaluate_at=evaluate_at)
+
+    plain, evaluated = run(()), run((128, 256, 384, 512))
+    assert all(same_weights(a, b) for a, b in zip(plain, evaluated))
+    assert [e["point"] for e in evaluated[0].evaluations] == [128, 256, 384, 512] and not plain[0].evaluations
+    assert not same_weights(plain[0], run(())[1])  # the seed and rate matter
+
+
+def test_an_iteration_that_passes_two_evaluation_points_records_its_evaluation_at_both():
+    log = TrainingLog(2, evaluate_at=(10, 20, 30))
+    log.steps[:] = (25, 5)
+    assert log.due([0, 1]) == [0]
+    log.record_evaluations([0], [{"spl": 0.5}])
+    assert log.evaluations == [[{"point": 10, "spl": 0.5}, {"point": 20, "spl": 0.5}], []] and log.due([0, 1]) == []

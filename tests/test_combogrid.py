@@ -154,7 +154,7 @@ def test_vector_env_resets_finished_games():
     _, _, dones, steps = envs.step(np.array([[0, 0], [0, 0]]))
     obs, rewards, dones, steps = envs.step(np.array([[2, 1], [1, 1]]))
     assert dones.tolist() == [[True, False], [False, False]] and steps.tolist() == [[1, 1], [1, 1]]
-    assert rewards.tolist() == [[0.0, -1.0], [-1.0, -1.0]]
+    assert rewards.tolist() == [[[0.0], [-1.0]], [[-1.0], [-1.0]]]  # one primitive step per action
     assert agent_cell(obs[0, 0]) == (0, 0) and agent_cell(obs[0, 1]) == (4, 3)  # reset to TL-BR's start
     assert agent_cell(obs[1, 0]) == (3, 4)                                      # BR-TL's game moved up
 

@@ -1,19 +1,24 @@
 """The downstream tasks, options as extended actions, and the reuse study (downstream.py)."""
 
 import json
+from dataclasses import replace
 
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 from gymnasium.utils.env_checker import check_env
+from scipy import stats as scipy_stats
 
 import combogrid  # noqa: F401  registers the tasks
 import downstream
 import main
 from combogrid import COMBOS, MAX_EPISODE_STEPS, COMBO_DELTAS, COMBO_NAMES
-from decomposition import reuse
-from decomposition.options import ComboOptions
-from decomposition.tasks import MULTI_GOALS, TaskGames, TaskVec, all_start_goal_pairs, macro_step, new_games
+from decomposition import reuse, statistics
+from decomposition.options import ComboOptions, NetworkOptions
+from decomposition.tasks import (MULTI_GOALS, TaskGames, TaskVec, all_start_goal_pairs, macro_step, new_games,
+                                 success_weighted_path_length)
+from ppo_agent import greedy_actions, program_mask
 
 UP, DOWN, LEFT, RIGHT = 3, 4, 5, 6  # learner actions of the four combo options
 
@@ -101,15 +106,26 @@ def test_combo_options_move_the_agent_as_the_combos_do():
         games = TaskGames("random", [(2, 2)], [(0, 0)])
         rewards, terminated, truncated, steps = macro_step(games, np.array([option]), ComboOptions())
         assert steps.tolist() == [3] and games.games.agents[0].tolist() == (np.array([2, 2]) + delta).tolist()
-        assert games.games.buffer_lengths[0] == 0 and not terminated[0] and rewards[0] == 0
+        assert games.games.buffer_lengths[0] == 0 and not terminated[0] and not rewards.any()
 
 
-def test_an_option_takes_three_primitive_steps_and_sums_its_rewards():
+def test_an_option_takes_three_primitive_steps_and_returns_each_step_s_reward():
     games = TaskGames("random", [(1, 2), (2, 2)], [(0, 2), (4, 4)])
     rewards, terminated, truncated, steps = macro_step(games, np.array([UP, 1]), ComboOptions())
     assert steps.tolist() == [3, 1]               # an option: 3 steps; a primitive action: 1
-    assert rewards.tolist() == [10.0, 0.0] and terminated.tolist() == [True, False]
+    assert rewards.tolist() == [[0, 0, 10.0], [0, 0, 0]] and terminated.tolist() == [True, False]
     assert games.games.steps.tolist() == [3, 1]   # every primitive step counts toward truncation
+
+
+def test_a_network_s_greedy_action_offered_as_a_one_step_option():
+    agents = main.load_agents(main.Args())
+    unmasked = program_mask(agents[0].hidden_size).expand(len(agents), -1, -1)
+    games = TaskGames("random", [(2, 2)] * 4, [(0, 0)] * 4)
+    observations = torch.as_tensor(games.observations())
+    expected = [int(greedy_actions(agent.actor(observations[k]))) for k, agent in enumerate(agents)]
+    rewards, _, _, steps = macro_step(games, np.arange(4) + 3, NetworkOptions(agents, unmasked, length=1))
+    assert steps.tolist() == [1] * 4 and rewards.shape == (4, 1)
+    assert games.games.buffer_lengths.tolist() == [1] * 4 and games.games.buffers[:, 0].tolist() == expected
 
 
 def test_an_episode_that_ends_inside_an_option_stops_it():
@@ -124,27 +140,51 @@ def test_learner_envs_count_primitive_steps_and_reset():
     assert envs.num_actions == 7 and envs.reset().shape == (2, 3, 59)
     _, rewards, dones, steps = envs.step(np.array([[UP, 0, DOWN], [1, RIGHT, 2]]))
     assert steps.tolist() == [[3, 1, 3], [1, 3, 1]]
-    assert rewards.tolist() == [[0, 0, 0], [0, 0, 0]] and not dones.any()
+    assert rewards.shape == (2, 3, 3) and not rewards.any() and not dones.any()
 
 
-def test_greedy_check_accepts_an_optimal_policy_only():
+def toward_goal(observations):
+    """The optimal policy with combo options: the combo toward the goal, rows first."""
+    agent, goal = observations[..., :25].argmax(-1), observations[..., 34:].argmax(-1)
+    dr, dc = goal // 5 - agent // 5, goal % 5 - agent % 5
+    return np.where(dr < 0, UP, np.where(dr > 0, DOWN, np.where(dc < 0, LEFT, RIGHT)))
+
+
+def test_spl_of_hand_made_episodes():
+    # reached in the fewest steps, in twice as many, not reached, and reached in fewer (capped at 1)
+    spl = success_weighted_path_length(np.array([6, 12, 0, 3]), np.array([6, 6, 6, 6]))
+    assert spl.tolist() == [1.0, 0.5, 0.0, 1.0]
+
+
+def test_greedy_evaluation_scores_an_optimal_policy_1_and_a_looping_one_by_its_successes():
     envs = TaskVec("random", [0, 1], 2, ComboOptions())
 
-    def toward_goal(observations):  # the optimal policy with combo options; learner 1 always goes up
-        agent, goal = observations[..., :25].argmax(-1), observations[..., 34:].argmax(-1)
-        dr, dc = goal // 5 - agent // 5, goal % 5 - agent % 5
-        best = np.where(dr < 0, UP, np.where(dr > 0, DOWN, np.where(dc < 0, LEFT, RIGHT)))
+    def act(observations):  # learner 0 optimal; learner 1 always goes up
+        best = toward_goal(observations)
         best[1] = UP
         return best
 
-    assert envs.greedy_solved(toward_goal).tolist() == [True, False]
-    assert len(all_start_goal_pairs()[0]) == 600
+    optimal, up = envs.greedy_evaluation(act, [0, 1])
+    assert optimal["success"] == optimal["spl"] == 1.0 and optimal["primitive_steps"] == optimal["optimal_steps"]
+    starts, goals = all_start_goal_pairs()
+    straight_up = ((goals[:, 1] == starts[:, 1]) & (goals[:, 0] < starts[:, 0])).mean()
+    assert up["success"] == up["spl"] == straight_up  # the goals straight above are reached optimally
+    assert up["looping"] == 1 - straight_up and optimal["looping"] == 0
+    assert len(starts) == 600
 
 
-def test_area_under_the_curve():
-    budget = 400
-    curve = [(100, float("nan")), (200, 20.0), (300, float("nan")), (400, 40.0)]
-    assert reuse.area_under_curve(curve, budget, 40.0) == pytest.approx((0 + 20 + 20 + 40) * 100 / (400 * 40))
+def test_greedy_evaluation_stops_a_looping_policy_as_a_failure():
+    envs = TaskVec("multi-goal", [0], 2)
+    calls = []
+
+    def act(observations):  # the Down combo over and over: down to the bottom edge, never at (0, 2)
+        calls.append(1)
+        return np.full(observations.shape[:2], COMBOS["Down"][(len(calls) - 1) % 3])
+
+    (measures,) = envs.greedy_evaluation(act, [0])
+    assert measures == {"success": 0.0, "spl": 0.0, "decisions": None, "primitive_steps": None,
+                        "optimal_steps": None, "looping": 1.0}
+    assert len(calls) < 20  # the loop at the bottom edge is recognised, not played for 500 steps
 
 
 def test_option_selection_takes_the_lowest_loss_among_allowed_networks():
@@ -156,19 +196,48 @@ def test_option_selection_takes_the_lowest_loss_among_allowed_networks():
     assert reuse.best_masks(extraction, ~main.needed_pairs())[0] == (0, 0)
 
 
-def test_a_small_study_end_to_end(tmp_path, capsys):
-    args = downstream.Args(num_seeds=2, tasks=("multi-goal",), conditions=("none", "inputs", "combos"),
-                           mask_seeds=1, budget=4096, save_dir=str(tmp_path))
-    downstream.main(args)
-    out = capsys.readouterr().out
-    assert "AUC [95% CI]" in out and "combos" in out
-    data = json.loads((tmp_path / "results.json").read_text())
-    assert len(data["runs"]) == 6 and (tmp_path / "learning_curves.png").exists()
-    record = data["runs"][0]
-    assert {"task", "condition", "seed", "auc", "solved", "steps_to_solve"} <= set(record)
-    assert record["task"] == "multi-goal" and 0 <= record["auc"] <= 1
-    assert all(r["steps"] >= 4096 for r in data["runs"])
-    assert [s["network"] for s in data["option_sources"]["inputs"]] != []
+SMALL = downstream.Args(num_seeds=3, tuning_seeds=2, learning_rates=(1e-3, 3e-3), tasks=("multi-goal",),
+                        conditions=("none", "inputs", "neural-augmented"), mask_seeds=1, budget=4096, eval_points=2)
+
+
+@pytest.fixture(scope="module")
+def small_study(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("study")
+    downstream.main(replace(SMALL, save_dir=str(folder)))
+    return json.loads((folder / "results.json").read_text()), folder
+
+
+def test_a_small_study_end_to_end(small_study):
+    data, folder = small_study
+    assert {"evaluation_curves.png", "training_returns.png"} <= {p.name for p in folder.iterdir()}
+    assert len(data["runs"]) == 9 and set(data["tuning"]["multi-goal"]) == set(SMALL.conditions)
+    fields = {"task", "condition", "seed", "auc", "final_spl", "final_success", "steps_to_95", "eval_steps",
+              "eval_spl", "eval_success", "learning_rate"}
+    for record in data["runs"]:
+        assert fields <= set(record) and record["eval_steps"] == [2048, 4096] and record["steps"] >= 4096
+        assert record["auc"] == pytest.approx(np.mean(record["eval_spl"]))
+        assert record["final_spl"] == record["eval_spl"][-1] and record["final_success"] == record["eval_success"][-1]
+        assert record["learning_rate"] == data["tuning"]["multi-goal"][record["condition"]]["learning_rate"]
+    assert [r["seed"] for r in data["runs"]] == [0, 1, 2] * 3
+
+
+def test_the_statistics_are_recomputed_from_the_records(small_study):
+    data, _ = small_study
+    auc = {c: np.array([r["auc"] for r in data["runs"] if r["condition"] == c]) for c in SMALL.conditions}
+    for condition, summary in data["summary"]["multi-goal"].items():
+        x, y = auc[condition], auc["none"]
+        assert summary["mean"][0] == pytest.approx(x.mean())
+        assert summary["iqm"][0] == pytest.approx(scipy_stats.trim_mean(x, 0.25))
+        pairs = [(a > b) + (a == b) / 2 for a in x for b in y]
+        assert summary["improvement_over_none"][0] == pytest.approx(np.mean(pairs))
+        assert summary == json.loads(json.dumps(statistics.summary(x, y)))  # the intervals too
+        assert all(low <= value <= high for value, low, high in summary.values())
+
+
+def test_interquartile_mean_and_probability_of_improvement_on_hand_made_scores():
+    assert statistics.interquartile_mean(np.array([0.0, 1, 2, 3, 4, 5, 6, 100])) == pytest.approx(3.5)
+    # pairs (1, 2) (1, 0) (2, 2) (2, 0): lost, won, tied, won
+    assert statistics.probability_of_improvement([1, 2], [2, 0]) == pytest.approx((0 + 1 + 0.5 + 1) / 4)
 
 
 @pytest.mark.parametrize("arguments,message", [
@@ -176,6 +245,15 @@ def test_a_small_study_end_to_end(tmp_path, capsys):
     ({"conditions": ()}, "at least one"),
     ({"budget": 100}, "--budget must allow one PPO rollout"),
     ({"num_seeds": 0}, "--num-seeds must be a positive number"),
+    ({"tuning_seeds": 0}, "--tuning-seeds must be a positive number"),
+    ({"eval_points": 0}, "--eval-points must be a positive number"),
+    ({"eval_points": 200}, "--eval-points must be at most one per PPO rollout"),
+    ({"processes": -1}, "--processes must be a positive number"),
+    ({"learning_rates": ()}, "--learning-rates needs at least one rate"),
+    ({"learning_rates": (1e-3, float("nan"))}, "--learning-rates must be a positive number, got nan"),
+    ({"learning_rates": (-1.0,)}, "--learning-rates must be a positive number"),
+    ({"conditions": ("inputs",)}, "--conditions needs none"),
+    ({"num_seeds": 20_000}, "--num-seeds must be at most 10000"),
 ])
 def test_downstream_refuses_bad_arguments(arguments, message):
     assert message in downstream.check_args(downstream.Args(**arguments))

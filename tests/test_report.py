@@ -42,8 +42,8 @@ def small_results(tmp_path_factory):
         (sets / f"set_{k}" / "training.json").write_text(json.dumps(training))
     study = across_sets.study(dataclasses.replace(base, sets_dir=str(sets)), main.learn_masks)
     across_sets.save(study, str(folder / "sets"))
-    downstream.main(downstream.Args(num_seeds=2, mask_seeds=1, budget=4096, save_dir=str(folder / "downstream"),
-                                               model_paths=base.model_paths))
+    downstream.main(downstream.Args(num_seeds=2, learning_rates=(1e-3,), mask_seeds=1, budget=4096, eval_points=2,
+                                    save_dir=str(folder / "downstream"), model_paths=base.model_paths))
     for name, (options, _) in report.DISCOVERY.items():
         small = discover.Args(**{**options, "mask_seeds": 1}, max_length=3, mask_learning_steps=30, restarts=2,
                               log_every=0, model_paths=base.model_paths)
@@ -76,18 +76,37 @@ def test_report_builds_and_contains_every_default_score(small_results, tmp_path)
     assert f"precision {found['precision']:.2f}  recall {found['recall']:.2f}" in text
 
 
-def test_reuse_reading_places_each_interval_against_none():
-    aucs = {"multi-goal": {"none": (0.5, 0.4, 0.6), "inputs": (0.9, 0.85, 0.95), "combos": (0.55, 0.45, 0.65),
-                           "not-needed": (0.2, 0.1, 0.3)},
-            "random": {"none": (0.5, 0.4, 0.6), "inputs": (0.8, 0.7, 0.9), "combos": (0.7, 0.65, 0.75),
-                       "not-needed": (0.1, 0.05, 0.15)}}
-    reading = report.reuse_reading(aucs)
-    assert "inputs 0.900 [0.850, 0.950], gain +0.400, interval clear of none's" in reading
-    assert "not-needed 0.200 [0.100, 0.300], gain -0.300, interval below none's" in reading
-    assert "combos 0.550 [0.450, 0.650], gain +0.050, interval overlapping none's" in reading
-    assert "on every task (interval clear of none's): inputs." in reading
-    assert "on every task (interval below none's): not-needed." in reading
+def summary(iqm, improvement=(0.5, 0.4, 0.6), mean=None):
+    return {"mean": mean or iqm, "iqm": iqm, "improvement_over_none": improvement}
+
+
+def test_reuse_reading_places_each_iqm_interval_against_none():
+    stats = {"multi-goal": {"none": summary((0.5, 0.4, 0.6)), "inputs": summary((0.9, 0.85, 0.95), (1.0, 1.0, 1.0)),
+                            "combos": summary((0.55, 0.45, 0.65)), "not-needed": summary((0.2, 0.1, 0.3))},
+             "random": {"none": summary((0.5, 0.4, 0.6)), "inputs": summary((0.8, 0.7, 0.9)),
+                        "combos": summary((0.7, 0.65, 0.75)), "not-needed": summary((0.1, 0.05, 0.15))}}
+    reading = report.reuse_reading(stats)
+    assert ("inputs 0.900 [0.850, 0.950], interval clear of none's, P(better than none) 1.000 [1.000, 1.000]"
+            in reading)
+    assert "not-needed 0.200 [0.100, 0.300], interval below none's" in reading
+    assert "combos 0.550 [0.450, 0.650], interval overlapping none's" in reading
+    assert "on every task (IQM interval clear of none's): inputs." in reading
+    assert "on every task (IQM interval below none's): not-needed." in reading
     assert "Different from task to task: combos." in reading
+    shares = report.gain_shares(stats)
+    assert "On multi-goal the inputs options gain +0.400 mean AUC over none" in shares
+    assert "On random the inputs options gain +0.300 mean AUC over none, 150% of the largest gain of another " \
+           "condition (combos, +0.200)." in shares
+
+
+def test_the_reading_explains_a_training_return_that_the_evaluation_does_not_confirm():
+    record = {"task": "random", "condition": "whole", "final_training_return": 0.9, "final_success": 0.2,
+              "final_looping": 0.8, "final_decisions": 4.0, "final_primitive_steps": 12.0, "final_optimal_steps": 9.0}
+    agreeing = {**record, "condition": "none", "final_success": 0.85}
+    text = report.disagreements([record, agreeing], ["random"], ["none", "whole"])
+    assert ("random, whole: training return 0.90 of the maximum against a greedy success rate of 0.20; 0.80 of the "
+            "greedy episodes repeat a decision state") in text
+    assert "take 4.0 decisions and 12.0 primitive steps where 9.0 suffice" in text and "none:" not in text
 
 
 def test_report_refuses_missing_results(tmp_path):
@@ -95,3 +114,11 @@ def test_report_refuses_missing_results(tmp_path):
     with pytest.raises(SystemExit, match="no results.json for run 'default'"):
         report.main(args)
     assert not (tmp_path / "a.pdf").exists()
+
+
+def test_the_tuning_note_names_the_choices_at_an_end_of_the_grid():
+    tuning = {"random": {"none": {"learning_rate": 0.032}, "inputs": {"learning_rate": 0.016}}}
+    note = report.tuning_note(tuning, [0.004, 0.016, 0.032])
+    assert "random: none 0.032, inputs 0.016." in note
+    assert "The grid's largest rate, 0.032, was chosen for random none." in note
+    assert "smallest" not in note

@@ -115,11 +115,11 @@ def test_a_folder_in_the_way_of_one_file_replaces_none_of_the_set(tmp_path):
 
 def test_downstream_replaces_its_results_and_figure_together(tmp_path):
     folder = tmp_path / "study"
-    (folder / "learning_curves.png").mkdir(parents=True)
+    (folder / "evaluation_curves.png").mkdir(parents=True)
     (folder / "results.json").write_text("{}")
-    args = downstream.Args(num_seeds=1, mask_seeds=1, budget=2048, tasks=("multi-goal",), conditions=("none",),
-                           save_dir=str(folder))
-    expect_error(lambda: downstream.main(args), "learning_curves.png")
+    args = downstream.Args(num_seeds=1, learning_rates=(1e-3,), eval_points=1, mask_seeds=1, budget=2048,
+                           tasks=("multi-goal",), conditions=("none",), save_dir=str(folder))
+    expect_error(lambda: downstream.main(args), "evaluation_curves.png")
     assert (folder / "results.json").read_text() == "{}"
 
 
