@@ -1,7 +1,7 @@
 """Find the networks' sub-functions without being told what they are, and measure whether the
 ones found are the true combos.
 
-    python discover.py                                  # the shipped networks, about a minute
+    python discover.py                                  # the shipped networks, about 30 s
     python discover.py --save-dir results/discovery     # discovery.json, options.pt, recovery.png
     python discover.py --sets-dir results/network_sets --save-dir results/discovery_sets
 
@@ -106,16 +106,17 @@ def check_args(args):
 
 
 def memory_estimate(args, solution_length=24):
-    """Bytes a run needs, roughly: 400 MB (measured here, 430 to 610 MB peak for L = 6 to 12), plus
-    the mask batch's largest tensors and its loss curves. Neuron masks keep the linear-in-mask
-    products (segments x networks x 2H x 3L floats) and one intermediate of their size; input
-    masks keep about six (networks x segments x seeds x L x H) tensors."""
+    """Bytes a run needs, roughly, calibrated on peaks measured here (0.58 GB for the defaults, 2.4 GB
+    with --mask-inputs --mask-seeds 4): 400 MB, plus 16 bytes per float of the mask batch's largest
+    tensors and loss curves (neuron masks: the linear-in-mask products, segments x networks x 2H x
+    3L; input masks: about six networks x segments x seeds x L x H tensors), plus with input masks
+    the 1 GiB of freed memory that glibc is asked to keep for reuse (script.keep_freed_memory)."""
     segments = len(PROBLEMS) * sum(solution_length - n + 1 for n in range(2, args.max_length + 1))
     floats = 2 * segments * len(PROBLEMS) * 2 * args.hidden_size * 3 * args.max_length
     floats += args.mask_learning_steps * args.mask_seeds * segments * len(PROBLEMS)
     if args.mask_inputs:
         floats += 6 * len(PROBLEMS) * segments * args.mask_seeds * args.max_length * args.hidden_size
-    return 400e6 + 4 * floats
+    return 400e6 + 16 * floats + (2**30 if args.mask_inputs else 0)
 
 
 def run(args):

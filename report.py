@@ -140,11 +140,12 @@ def run_all(args):
 
 
 def discovery_command(args):
-    """The discover.py command line that gives these Args."""
+    """The discover.py command line that gives these Args (progress lines left out: they change
+    no result)."""
     defaults = discover.Args()
     words = ["python discover.py"]
     for field, value in vars(args).items():
-        if value != getattr(defaults, field):
+        if value != getattr(defaults, field) and field != "log_every":
             flag = "--" + field.replace("_", "-")
             words.append(flag if value is True else f"{flag} {value}")
     return " ".join(words)
@@ -529,12 +530,16 @@ def section_discovery(report, found):
         run = found[name]["run"]
         report.paragraph(f"{label}: {found[name]['command']} ({run['seconds']:.0f} s).")
         report.monospace(discover.summary(run), size=6.2)
+    figure = os.path.join(os.path.dirname(found["discovery"]["path"]), "recovery.png")
+    if os.path.exists(figure):
+        report.figure(figure, 105, "The default run's options: the cells from which each performs its best-matching "
+                      "combo (yellow) with an empty buffer; white: the goal.")
     report.paragraph(f"The same on the {len(first_sets(found)['sets'])} network sets (one run per set):")
     report.monospace(discovery_sets_table(found), size=6.5)
     report.paragraph(discovery_reading(found))
     report.paragraph(
-        "The downstream row (the discovered options as a condition of the reuse study) is not measured yet: it "
-        "waits for the reuse study's new protocol. Each run's discovery.json holds the options (network, "
+        "The downstream row (the discovered options as a condition of the reuse study) is not measured yet. "
+        "Each run's discovery.json holds the options (network, "
         "segment, length, where they apply), their actions from every test state and the fractions above; "
         "options.pt holds their masks, which decomposition.options.load_discovered_options turns into "
         "options that replay in ComboGym (tests/test_discovery.py recomputes the recovery that way).")
@@ -559,25 +564,32 @@ def discovery_sets_table(found):
 
 
 def discovery_reading(found):
-    """What the chosen options are when they are not combos, counted over every run."""
-    options = [o for entry in found.values() for run in [entry["run"], *entry["sets"]["runs"]] for o in run["options"]]
+    """What the chosen options are when they are not the four combos, counted over every run."""
+    runs = [run for entry in found.values() for run in [entry["run"], *entry["sets"]["runs"]]]
+    options = [o for run in runs for o in run["options"]]
     other = [o for o in options if o["performs"] is None]
+    concatenated = [o for o in options if o["performs"] is not None and o["length"] > 3]
+    doubled = sum(any(sum(o["performs"] == name for o in run["options"]) > 1 for name in COMBO_NAMES) for run in runs)
     on_source = sum(len(o["used_at"][o["source"]]) for o in other)
-    uses = sum(o["uses"] for o in other)
     short = sum(o["length"] % 3 != 0 for o in other)
     partial = [o for o in other if o["length"] % 3 == 0]
+    median = np.median([o["best_fraction"] for o in partial]) if partial else float("nan")
     return (
-        f"Of the {len(options)} options chosen in these runs, {len(other)} perform no combo (or concatenation) "
-        f"from >= {discovery.RECOVERED:.0%} of the states. {short} of those have a length that is no multiple "
-        f"of 3: they start or end inside a combo, and apply where the solution happens to continue the same "
-        f"way. {on_source} of their {uses} applicable positions lie on the solution their own segment was cut "
-        "from: the Levin loss as stated only bars an option from its network's solution, so an option is "
-        "also scored on the data it was trained on. The other "
-        f"{len(partial)} have a combo's length and play a combo along the solutions, but not from "
-        f"{discovery.RECOVERED:.0%} of the cells (median best fraction "
-        f"{np.median([o['best_fraction'] for o in partial]) if partial else float('nan'):.2f}): the loss only "
-        "sees the 96 states of the four solutions, so an option that plays a combo there and something else "
-        "elsewhere compresses as well as the combo.")
+        f"Over these {len(runs)} runs (both kinds of masks; the shipped networks and every set), {len(options)} "
+        f"options were chosen. {len(concatenated)} perform a "
+        f"concatenation of combos (e.g. {concatenated[0]['performs'] if concatenated else '-'}) rather than "
+        f"one combo. In {doubled} runs two options perform the same combo: a combo option cannot be used on "
+        "its own network's solution, and each combo is used by two problems, so an option from a network that "
+        "needs the combo compresses only the other solution. "
+        f"{len(other)} options perform no combo or concatenation from >= {discovery.RECOVERED:.0%} of the "
+        f"states. {short} of those have a length that is no multiple of 3: they start or end inside a combo "
+        "and apply where a solution happens to continue the same way. "
+        f"{on_source} of their {sum(o['uses'] for o in other)} applicable positions lie on the solution their "
+        "own segment was cut from: the Levin loss as stated bars an option only from its network's solution, "
+        "so an option is also scored on the data it was trained on. The other "
+        f"{len(partial)} have a combo's length and play a combo along the solutions but not from "
+        f"{discovery.RECOVERED:.0%} of the cells (median best fraction {median:.2f}): the loss only sees the "
+        "96 states of the four solutions, where such an option compresses as well as the combo.")
 
 
 def section_method(report, runs, training):
@@ -692,7 +704,7 @@ def load_discovery(args):
         if missing:
             raise ScriptError(f"no {missing[0]}: run without --reuse")
         run = read_json(paths[0])
-        found[name] = {"run": run, "sets": read_json(paths[1]),
+        found[name] = {"run": run, "sets": read_json(paths[1]), "path": paths[0],
                        "command": discovery_command(discover.Args(**{
                            **run["args"], "model_paths": tuple(run["args"]["model_paths"]),
                            "save_dir": os.path.join("results", name)}))}
