@@ -284,9 +284,9 @@ def test_train_ppo_names_a_learner_that_did_not_finish(tmp_path, capsys):
 @pytest.mark.parametrize("arguments,message", [
     ({"problems": ("TL-BR", "TL-BR")}, "at most once"),
     ({"problems": ()}, "at least one"),
-    ({"num_minibatches": 0}, "--num-minibatches must be a positive number"),
+    ({"num_minibatches": 0}, "--num-minibatches must be between 1 and"),
     ({"total_timesteps": 100}, "must allow one rollout"),
-    ({"learning_rate": float("nan")}, "--learning-rate must be a positive number"),
+    ({"learning_rate": float("nan")}, "--learning-rate must be between 0 and 1"),
 ])
 def test_train_ppo_refuses_bad_settings(arguments, message):
     assert message in train_ppo.check_args(train_ppo.Args(**arguments))

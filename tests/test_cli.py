@@ -27,7 +27,7 @@ def run(script, *arguments):
     (["--mask-learning-rate", "nan"], "--mask-learning-rate must be a positive number, got nan"),
     (["--mask-learning-rate", "inf"], "--mask-learning-rate must be a positive number"),
     (["--mask-learning-rate", "1e300"], "--mask-learning-rate 1e+300 is out of range"),
-    (["--input-penalty", "nan"], "--input-penalty must be a number >= 0"),
+    (["--input-penalty", "nan"], "--input-penalty must be between 0 and 10"),
     (["--seed", "123456789012345678901"], "--seed must be between 0 and 2**63"),
     (["--seed", "-1"], "--seed must be between 0"),
     (["--num-seeds", "0"], "--num-seeds must be a positive number"),
@@ -61,7 +61,7 @@ def test_main_unreadable_checkpoint(tmp_path):
 
 @pytest.mark.parametrize("arguments,message", [
     (["--problems", "TL-XX"], "unknown problem 'TL-XX'"),
-    (["--total-timesteps", "0"], "--total-timesteps must be a positive number"),
+    (["--total-timesteps", "0"], "--total-timesteps must be between 1 and"),
     (["--problems", "TL-BR", "TL-BR"], "at most once"),
     (["--num-sets", "1.5"], "cannot parse --num-sets"),
 ])

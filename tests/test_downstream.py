@@ -248,7 +248,7 @@ def test_interquartile_mean_and_probability_of_improvement_on_hand_made_scores()
     ({"tuning_seeds": 0}, "--tuning-seeds must be a positive number"),
     ({"eval_points": 0}, "--eval-points must be a positive number"),
     ({"eval_points": 200}, "--eval-points must be at most one per PPO rollout"),
-    ({"processes": -1}, "--processes must be a positive number"),
+    ({"processes": -1}, "--processes must be between 1 and 64"),
     ({"learning_rates": ()}, "--learning-rates needs at least one rate"),
     ({"learning_rates": (1e-3, float("nan"))}, "--learning-rates must be a positive number, got nan"),
     ({"learning_rates": (-1.0,)}, "--learning-rates must be a positive number"),
