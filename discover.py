@@ -19,6 +19,11 @@ ones found are the true combos.
    concatenation of combos), precision and recall.
 """
 
+if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load is one line too
+    from decomposition.script import stop_quietly_until_started
+    stop_quietly_until_started()
+
+
 import os
 import time
 from dataclasses import asdict, dataclass, replace

@@ -20,6 +20,11 @@
    training return; results.json, evaluation_curves.png and training_returns.png in --save-dir.
 """
 
+if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load is one line too
+    from decomposition.script import stop_quietly_until_started
+    stop_quietly_until_started()
+
+
 import time
 from dataclasses import dataclass, replace
 from typing import Optional

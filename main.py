@@ -23,6 +23,11 @@ the training data (each network's solution cut into combos); learn_masks; the ev
 non-goal cell (rollout_masks, score_masks); the tables and the summary over seeds; main.
 """
 
+if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load is one line too
+    from decomposition.script import stop_quietly_until_started
+    stop_quietly_until_started()
+
+
 import os
 import sys
 from dataclasses import dataclass

@@ -12,6 +12,11 @@ minutes) and the discovery runs (results/discovery*/, about 30 minutes) are run 
 results are not there yet: delete those folders to run them again.
 """
 
+if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load is one line too
+    from decomposition.script import stop_quietly_until_started
+    stop_quietly_until_started()
+
+
 import contextlib
 import os
 from dataclasses import dataclass, replace

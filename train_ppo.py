@@ -17,6 +17,11 @@ A learner stops once its greedy policy has solved its problem optimally (24 acti
 got there is named and recorded as not optimal in training.json.
 """
 
+if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load is one line too
+    from decomposition.script import stop_quietly_until_started
+    stop_quietly_until_started()
+
+
 import os
 import time
 from dataclasses import asdict, dataclass

@@ -18,11 +18,10 @@ import ctypes
 import functools
 import io
 import math
+import os
 import signal
 import sys
 from dataclasses import dataclass
-
-import tyro
 
 MEMORY_LIMIT = 4e9
 """Bytes a run may plan to use: a run whose estimate is larger is refused before any work."""
@@ -44,18 +43,34 @@ def _terminate(signum, frame):
     raise Terminated(signum)
 
 
+STOPPING = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
+def stop_quietly_until_started():
+    """Until start() takes over: Ctrl-C, SIGTERM or SIGHUP while a script imports its libraries ends
+    it at once with one line (nothing is written yet). Each entry script calls this first."""
+    def stop(signum, frame):
+        os.write(2, b"error: interrupted before the run started; nothing was written\n")
+        os._exit(128 + signum)
+    for signum in STOPPING:
+        signal.signal(signum, stop)
+
+
 def start(main, args_type, unchanged):
     """Run main(parsed options) as a script. Ctrl-C exits with 130, SIGTERM with 143 and SIGHUP with
     129, each with one `error: ...; <unchanged>` line; `finally` blocks run either way, so temporary
     files and child processes are cleaned up."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _terminate)
     signal.signal(signal.SIGHUP, _terminate)
     try:
         main(parse_args(args_type))
-    except KeyboardInterrupt:
-        print(f"error: interrupted; {unchanged}", file=sys.stderr)
-        sys.exit(130)
-    except Terminated as stop:
+    except (KeyboardInterrupt, Terminated) as stop:
+        for signum in STOPPING:  # a second signal while the interpreter shuts down would print a traceback
+            signal.signal(signum, signal.SIG_IGN)
+        if isinstance(stop, KeyboardInterrupt):
+            print(f"error: interrupted; {unchanged}", file=sys.stderr)
+            sys.exit(130)
         print(f"error: terminated; {unchanged}", file=sys.stderr)
         sys.exit(128 + stop.signum)
 
@@ -69,7 +84,7 @@ def fails_on(*errors):
             try:
                 return main(args)
             except (ScriptError, *errors) as error:
-                sys.exit(f"error: {error}")
+                sys.exit("error: " + str(error).replace("\n", "\\n"))  # one line, whatever a path holds
         return checked
     return decorate
 
@@ -78,6 +93,7 @@ def parse_args(args_type):
     """tyro.cli(args_type). A bad option (unknown, without its value, of the wrong type, not one of
     the choices) ends the script with one `error: ...` line and exit status 1, like every other bad
     input, instead of tyro's framed message; --help is tyro's own."""
+    import tyro  # here, so that importing this module first (stop_quietly_until_started) is quick
     framed = io.StringIO()
     try:
         with contextlib.redirect_stderr(framed):

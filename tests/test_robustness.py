@@ -305,3 +305,20 @@ def test_a_run_that_diverges_writes_nothing(tmp_path, monkeypatch):
 ])
 def test_train_ppo_bounds_every_setting(settings, message, tmp_path):
     expect_error(lambda: train_ppo.main(train_ppo.Args(save_dir=str(tmp_path), **settings)), message)
+
+
+@pytest.mark.parametrize("script", ["main.py", "train_ppo.py", "report.py"])
+def test_a_ctrl_c_while_the_libraries_load_is_one_line(script):
+    process = subprocess.Popen([sys.executable, script, "--help"], cwd=ROOT, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    time.sleep(0.3)  # inside the imports of torch and the kit
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=60)
+    assert process.returncode == 130 and "Traceback" not in stderr
+    assert stderr.strip().splitlines() == ["error: interrupted before the run started; nothing was written"]
+
+
+def test_an_error_message_stays_one_line_whatever_a_path_holds(tmp_path):
+    path = str(tmp_path / "new\nline.pt")
+    expect_error(lambda: main.main(main.Args(model_paths=(path, *MODELS[1:]), log_every=0)), "new\\nline.pt")
