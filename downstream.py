@@ -25,6 +25,7 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
     stop_quietly_until_started()
 
 
+import os
 import time
 from dataclasses import dataclass, replace
 from typing import Optional
@@ -35,11 +36,14 @@ import main as extraction
 from combogrid import COMBO_LENGTH, PROBLEMS
 from decomposition import reuse
 from decomposition.files import failure, unwritable
+from decomposition.options import MaskFileError
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
 from decomposition.script import POSITIVE, Range, ScriptError, check, fails_on, memory_problem, out_of_range, start
 from decomposition.tasks import TASKS
 from ppo_agent import CheckpointError
+
+KIT = os.path.dirname(os.path.abspath(__file__))
 
 
 @dataclass
@@ -53,8 +57,11 @@ class Args:
     rate: no tuning"""
     tasks: tuple[str, ...] = TASKS
     """downstream tasks to learn (multi-goal, random)"""
-    conditions: tuple[str, ...] = reuse.CONDITIONS
-    """action sets to compare (none, neurons, inputs, not-needed, whole, combos, neural-augmented)"""
+    conditions: tuple[str, ...] = reuse.STUDY
+    """action sets to compare (none, neurons, inputs, not-needed, whole, combos, neural-augmented; and
+    discovered, the options of --discovered)"""
+    discovered: str = os.path.join(KIT, "results", "discovery_inputs", "options.pt")
+    """options.pt of discover.py --save-dir: the discovered condition's options"""
     model_paths: tuple[str, ...] = extraction.Args().model_paths
     """checkpoints of the networks for TL-BR, TR-BL, BR-TL, BL-TR, the options' source"""
     mask_seeds: int = 10
@@ -83,6 +90,8 @@ def check_args(args):
                 f"conditions {', '.join(reuse.CONDITIONS)}")
     if not args.tasks or not args.conditions:
         return "--tasks and --conditions need at least one name each"
+    if "discovered" in args.conditions and not os.path.isfile(args.discovered):
+        return f"--discovered {args.discovered} is not a file (an options.pt of discover.py --save-dir)"
     if len(set(args.tasks)) < len(args.tasks) or len(set(args.conditions)) < len(args.conditions):
         return "--tasks and --conditions must name each task and condition at most once"
     if "none" not in args.conditions:
@@ -124,7 +133,10 @@ def extract_options(args):
     print(f"extracting the options: {args.mask_seeds} mask seeds, neuron masks and input masks", flush=True)
     neurons = extraction.learn_masks(base, agents)
     inputs = extraction.learn_masks(replace(base, mask_inputs=True), agents)
-    return reuse.option_sets(agents, neurons, inputs, extraction.needed_pairs())
+    options, sources = reuse.option_sets(agents, neurons, inputs, extraction.needed_pairs())
+    if "discovered" in args.conditions:
+        options["discovered"], sources["discovered"] = reuse.discovered_option_set(args.discovered)
+    return options, sources
 
 
 def print_alignment(alignment):
@@ -172,14 +184,14 @@ def tuned_learning_rate(task, condition, options, args, progress):
     return rate, {"learning_rate": rate, "mean_auc": means}
 
 
-@fails_on(CheckpointError, extraction.NoTrainingData, extraction.WrongNetwork, TrainingFailed)
+@fails_on(CheckpointError, extraction.NoTrainingData, extraction.WrongNetwork, TrainingFailed, MaskFileError)
 def main(args):
     check(check_args(args))
     torch.set_num_threads(args.processes)
     started = time.time()
     options, sources = extract_options(args)
     alignment = {c: reuse.moves_after_primitives(options[c]) for c in args.conditions
-                 if options[c] is not None and (options[c].lengths == COMBO_LENGTH).all()}
+                 if options[c] is not None and c != "discovered" and (options[c].lengths == COMBO_LENGTH).all()}
     print_alignment(alignment)
 
     tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)

@@ -47,6 +47,9 @@ NUM_SETS = 10
 TRAIN_SETS = f"python train_ppo.py --num-sets {NUM_SETS} --save-dir results/network_sets"
 STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
 REUSE = "python downstream.py --save-dir results/downstream"
+REUSE_DISCOVERED = ("python downstream.py --conditions none inputs discovered --save-dir "
+                    "results/downstream_discovered")
+"""The discovered options (results/discovery_inputs/options.pt) as a condition of the reuse study."""
 # name: (discover.py options, what it measures); each is run on the shipped networks into
 # results/NAME and on the network sets into results/NAME_sets
 DISCOVERY = {"discovery": ({}, "neuron masks (the defaults)"),
@@ -136,6 +139,10 @@ def run_all(args):
     if not os.path.exists(os.path.join(args.results_dir, "downstream", "results.json")):
         print(f"running {REUSE} (at most 20 minutes)", flush=True)
         downstream.main(downstream.Args(save_dir=os.path.join(args.results_dir, "downstream")))
+    if not os.path.exists(os.path.join(args.results_dir, "downstream_discovered", "results.json")):
+        print(f"running {REUSE_DISCOVERED} (about 8 minutes)", flush=True)
+        downstream.main(downstream.Args(conditions=("none", "inputs", "discovered"),
+                                        save_dir=os.path.join(args.results_dir, "downstream_discovered")))
     for name, (options, _) in DISCOVERY.items():
         for folder, extra in ((name, {}), (f"{name}_sets", {"sets_dir": args.sets_dir})):
             if not os.path.exists(os.path.join(args.results_dir, folder)):
@@ -542,12 +549,38 @@ def section_discovery(report, found):
     report.paragraph(f"The same on the {len(first_sets(found)['sets'])} network sets (one run per set):")
     report.monospace(discovery_sets_table(found), size=6.5)
     report.paragraph(discovery_reading(found))
+    discovered_reuse(report, found["discovery_inputs"].get("reuse"))
     report.paragraph(
-        "The downstream row (the discovered options as a condition of the reuse study) is not measured yet. "
         "Each run's discovery.json holds the options (network, "
         "segment, length, where they apply), their actions from every test state and the fractions above; "
         "options.pt holds their masks, which decomposition.options.load_discovered_options turns into "
         "options that replay in ComboGym (tests/test_discovery.py recomputes the recovery that way).")
+
+
+def discovered_reuse(report, study):
+    """The options of the --mask-inputs discovery run as a condition of the reuse study, beside none
+    and inputs in the same run (same protocol, tuning and seeds as section 5)."""
+    if study is None:
+        report.paragraph("The discovered options have not been measured as a condition of the reuse study "
+                         f"here ({REUSE_DISCOVERED} measures them).")
+        return
+    args, runs = study["args"], study["runs"]
+    report.paragraph(f"Reused as options ({REUSE_DISCOVERED}; the protocol of section 5, the options of the "
+                     "--mask-inputs run above, each of its own length):")
+    report.monospace(reuse.table(runs, args["tasks"], args["conditions"], args["budget"], tablefmt="simple"),
+                     size=6.2)
+    stats = reuse.summaries(runs, args["tasks"], args["conditions"])
+    readings = []
+    for task, summary in stats.items():
+        if not {"discovered", "inputs"} <= set(summary):
+            continue
+        (_, low, high), (_, in_low, in_high) = summary["discovered"]["iqm"], summary["inputs"]["iqm"]
+        where = ("within" if in_low <= low and high <= in_high else "overlapping" if low <= in_high and in_low <= high
+                 else "below" if high < in_low else "above")
+        readings.append(f"{task}: discovered IQM {reuse.interval(summary['discovered']['iqm'])}, {where} the "
+                        f"interval of inputs {reuse.interval(summary['inputs']['iqm'])}")
+    if readings:
+        report.paragraph("; ".join(readings) + ".")
 
 
 def first_sets(found):
@@ -713,6 +746,9 @@ def load_discovery(args):
                        "command": discovery_command(discover.Args(**{
                            **run["args"], "model_paths": tuple(run["args"]["model_paths"]),
                            "save_dir": os.path.join("results", name)}))}
+    path = os.path.join(args.results_dir, "downstream_discovered", "results.json")
+    if os.path.exists(path):
+        found["discovery_inputs"]["reuse"] = read_json(path)
     return found
 
 

@@ -37,7 +37,7 @@ class ExtractedFunction:
     """A sub-function of one network: the network under a learned mask, acting for `steps` actions."""
 
     def __init__(self, agent, neuron_mask, input_mask=None, input_fill=0.0, steps=COMBO_LENGTH):
-        self.steps = steps
+        self.agent, self.steps = agent, steps
         self.actors = StackedActors([agent])
         self.neuron_mask = neuron_mask[None]                        # (1, 3, H)
         self.input_mask = None if input_mask is None else input_mask[None]
@@ -153,6 +153,8 @@ def load_discovered_options(options_path, model_paths=None):
     """The options chosen by discover.py --save-dir, from its options.pt, as ExtractedFunctions
     of their own lengths (option k acts for found[k].steps actions). The networks are found as
     for load_extracted_function; model_paths (one per network, TL-BR, TR-BL, BR-TL, BL-TR) overrides."""
+    if os.path.exists(options_path) and not os.path.isfile(options_path):  # a FIFO would block
+        raise MaskFileError(f"{options_path} is not a regular file")
     try:
         saved = torch.load(options_path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
@@ -188,7 +190,7 @@ class ComboOptions:
 class NetworkOptions:
     """Options that are networks under masks: option k acts greedily with agents[k] under
     neuron_masks[k] (3, H) and, if given, input_masks[k] (D,) with dropped inputs set to fills[k],
-    for `length` primitive steps.
+    for `length` primitive steps (one length for all, or one per option).
 
     An option's action depends on the observation only, and a 5 x 5 game has 8,125 of them (25
     agent cells x 13 combo buffers x 25 goal cells): every option's action for each is computed
@@ -204,7 +206,7 @@ class NetworkOptions:
             self.actions = greedy_actions(actors.logits(z, torch.as_tensor(neuron_masks))).numpy()  # (K, M)
         self.keys, order = np.unique(observation_keys(observations), return_index=True)
         self.actions = self.actions[:, order]
-        self.lengths = np.full(len(agents), length)
+        self.lengths = np.broadcast_to(np.asarray(length, dtype=np.int64), (len(agents),)).copy()
 
     def __len__(self):
         return len(self.actions)

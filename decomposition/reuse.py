@@ -27,13 +27,16 @@ from tabulate import tabulate
 from combogrid import COMBO_DELTAS, COMBO_NAMES, NUM_ACTIONS, PROBLEMS
 from decomposition import statistics
 from decomposition.files import json_writer, write_file_set
-from decomposition.options import ComboOptions, NetworkOptions
+from decomposition.options import ComboOptions, NetworkOptions, load_discovered_options
 from decomposition.ppo import PPOSettings
 from decomposition.processes import train_in_processes
 from decomposition.tasks import MAX_RETURN, TaskGames, TaskVec, macro_step
 from ppo_agent import program_mask
 
-CONDITIONS = ("none", "neurons", "inputs", "not-needed", "whole", "combos", "neural-augmented")
+STUDY = ("none", "neurons", "inputs", "not-needed", "whole", "combos", "neural-augmented")
+"""The conditions downstream.py compares by default."""
+CONDITIONS = (*STUDY, "discovered")
+"""Every condition: `discovered` adds the options discover.py chose, each of its own length."""
 TUNING_SEEDS_START = 10_000
 """Tuning seeds are TUNING_SEEDS_START, TUNING_SEEDS_START + 1, ...: disjoint from the reported seeds 0 .. N-1."""
 FINAL_ITERATIONS = 5
@@ -75,6 +78,19 @@ def option_sets(agents, neurons, inputs, needed):
     options["neural-augmented"] = NetworkOptions(agents, unmasked, length=1)
     sources["whole"] = sources["neural-augmented"] = [{"network": p} for p in PROBLEMS]
     return options, sources
+
+
+def discovered_option_set(options_path):
+    """discover.py's options (its options.pt) as one NetworkOptions, each option of its own length,
+    and where each comes from."""
+    found = load_discovered_options(options_path)
+    with_inputs = all(f.input_mask is not None for f in found)
+    size = found[0].actors.w1.shape[1]
+    options = NetworkOptions([f.agent for f in found], torch.cat([f.neuron_mask for f in found]),
+                             torch.cat([f.input_mask for f in found]) if with_inputs else None,
+                             torch.stack([torch.as_tensor(f.input_fill).expand(size) for f in found])
+                             if with_inputs else None, length=[f.steps for f in found])
+    return options, [{"length": int(f.steps), "options_file": options_path} for f in found]
 
 
 def moves_after_primitives(options):

@@ -193,3 +193,22 @@ def expect_error(args, message):
 ])
 def test_bad_input_is_one_error_line(change, message):
     expect_error(discover.Args(**{**SMALL, **change}), message)
+
+
+def test_the_discovered_options_are_a_condition_of_the_reuse_study(tmp_path):
+    import downstream
+    from decomposition import reuse
+    shipped = os.path.join(ROOT, "results", "discovery_inputs")
+    with open(os.path.join(shipped, "discovery.json")) as file:
+        lengths = [option["length"] for option in json.load(file)["options"]]
+    options, sources = reuse.discovered_option_set(os.path.join(shipped, "options.pt"))
+    assert len(options) == len(lengths) and options.lengths.tolist() == lengths
+    assert [source["length"] for source in sources] == lengths
+    args = downstream.Args(conditions=("none", "discovered"), tasks=("multi-goal",), num_seeds=2, tuning_seeds=1,
+                           learning_rates=(0.004,), budget=4096, eval_points=2, mask_seeds=1,
+                           save_dir=str(tmp_path))
+    downstream.main(args)
+    with open(tmp_path / "results.json") as file:
+        runs = json.load(file)["runs"]
+    assert sorted({r["condition"] for r in runs}) == ["discovered", "none"]
+    assert all(r["auc"] == pytest.approx(np.mean(r["eval_spl"])) for r in runs)
