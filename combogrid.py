@@ -50,6 +50,17 @@ def non_goal_cells(problem, rows=5, columns=5):
     return [(r, c) for r in range(rows) for c in range(columns) if (r, c) != goal]
 
 
+def test_states(rows, columns):
+    """Agent and goal cells of every test state: each non-goal cell of each problem, problem by problem."""
+    agents, goals = [], []
+    for problem in PROBLEMS:
+        _, goal = problem_cells(problem, rows, columns)
+        cells = non_goal_cells(problem, rows, columns)
+        agents += cells
+        goals += [goal] * len(cells)
+    return np.array(agents), np.array(goals)
+
+
 def optimal_actions(starts, goals):
     """Actions of an optimal path between cells (arrays (..., 2)): one combo per cell of distance."""
     return COMBO_LENGTH * np.abs(np.asarray(starts) - np.asarray(goals)).sum(-1)

@@ -128,14 +128,16 @@ def learning_rates_problem(rates):
 
 def extract_options(args):
     """The option set of each condition, and where each option comes from (main.py's extraction)."""
+    # the discovered options first: a damaged options.pt is found before the extraction's minute
+    discovered = reuse.discovered_option_set(args.discovered) if "discovered" in args.conditions else None
     agents = extraction.load_agents(extraction.Args(model_paths=args.model_paths))
     base = extraction.Args(model_paths=args.model_paths, num_seeds=args.mask_seeds, log_every=0)
     print(f"extracting the options: {args.mask_seeds} mask seeds, neuron masks and input masks", flush=True)
     neurons = extraction.learn_masks(base, agents)
     inputs = extraction.learn_masks(replace(base, mask_inputs=True), agents)
     options, sources = reuse.option_sets(agents, neurons, inputs, extraction.needed_pairs())
-    if "discovered" in args.conditions:
-        options["discovered"], sources["discovered"] = reuse.discovered_option_set(args.discovered)
+    if discovered is not None:
+        options["discovered"], sources["discovered"] = discovered
     return options, sources
 
 

@@ -38,10 +38,10 @@ import torch
 from tabulate import tabulate
 
 from combogrid import (COMBO_LENGTH, COMBO_NAMES, COMBOS, NEEDED_COMBOS, PROBLEMS, ComboGridBatch, ComboGym,
-                       non_goal_cells, observation_size, problem_cells)
+                       observation_size, test_states)
 from decomposition import across_sets
 from decomposition.files import failure, unwritable
-from decomposition.masks import Adam, StackedActors, fit_masks, one_hot_of_largest, stack_trajectories
+from decomposition.masks import Adam, StackedActors, fit_masks, input_fills, one_hot_of_largest, stack_trajectories
 from decomposition.results import save_results
 from decomposition.script import (NON_NEGATIVE, POSITIVE, Range, ScriptError, check, fails_on, memory_problem,
                                   out_of_range, start)
@@ -288,8 +288,7 @@ def learn_masks(args, agents=None):
             agents, training_sets, seeds, neuron_theta, args)
     else:
         if input_theta is not None:
-            means = (observations * weights[..., None]).sum(1)  # (C, D) each training set's mean
-            input_fill = means if args.input_fill == "mean" else torch.zeros_like(means)
+            input_fill = input_fills(observations, weights, args.input_fill)
             input_theta = torch.nn.Parameter(input_theta)
         neuron_masks, input_masks, init_loss, best_loss, curves = fit_masks(
             actors, observations, actions, weights, torch.nn.Parameter(neuron_theta), input_theta, args,
@@ -303,17 +302,6 @@ def learn_masks(args, agents=None):
         loss_curves=curves.detach().numpy(), whole_combo=whole_combo,
         neuron_masks=neuron_masks, input_masks=input_masks, input_fill=input_fill,
         training_pairs=[training_sets[name].get_length() for name in COMBO_NAMES])
-
-
-def test_states(rows, columns):
-    """Agent and goal cells of every test state: each non-goal cell of each problem."""
-    agents, goals = [], []
-    for problem in PROBLEMS:
-        _, goal = problem_cells(problem, rows, columns)
-        cells = non_goal_cells(problem, rows, columns)
-        agents += cells
-        goals += [goal] * len(cells)
-    return np.array(agents), np.array(goals)
 
 
 @torch.no_grad()

@@ -26,8 +26,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from combogrid import COMBO_LENGTH, COMBO_NAMES, COMBOS, PROBLEMS, ComboGridBatch, non_goal_cells, problem_cells
-from decomposition.masks import StackedActors, fit_masks, stack_trajectories
+from combogrid import COMBO_LENGTH, COMBO_NAMES, COMBOS, PROBLEMS, ComboGridBatch, problem_cells, test_states
+from decomposition.masks import StackedActors, fit_masks, input_fills, stack_trajectories
 from ppo_agent import greedy_actions
 
 RECOVERED = 0.9
@@ -74,8 +74,9 @@ def segments(trajectories, max_length):
 def learn_candidates(agents, trajectories, args, discretize, log=None):
     """A mask for every network and every segment of the other networks' solutions, all learned
     as one batch by fit_masks: so that the masked network takes the segment's actions from its
-    states. `log` reports the training's progress every args.log_every steps (fit_masks). Candidates whose greedy rollout from the segment's first state does not take the
-    segment's actions are dropped: they are not the function they were trained to be.
+    states. `log` reports the training's progress every args.log_every steps (fit_masks).
+    Candidates whose greedy rollout from the segment's first state does not take the segment's
+    actions are dropped: they are not the function they were trained to be.
 
     fit_masks learns a mask for every (segment, network) pair of its batch; the pairs of a network
     and a segment of its own solution are learned too (the batch is a full grid) and left out.
@@ -89,9 +90,7 @@ def learn_candidates(agents, trajectories, args, discretize, log=None):
     input_theta = input_fill = None
     if args.mask_inputs:
         input_theta = torch.nn.Parameter(torch.randn(seeds, len(cut), networks, 2, inputs, generator=generator))
-        input_fill = (observations * weights[..., None]).sum(1)  # (C, D) each segment's mean
-        if args.input_fill == "zero":
-            input_fill = torch.zeros_like(input_fill)
+        input_fill = input_fills(observations, weights, args.input_fill)
     neuron_masks, input_masks, _, best_loss, _ = fit_masks(
         StackedActors(agents), observations, actions, weights, torch.nn.Parameter(neuron_theta), input_theta,
         args, None, discretize, input_fill, log)
@@ -342,12 +341,7 @@ def performs(actions, sequence):
 
 def test_games(width):
     """One game per test state: every non-goal cell of each of the four problems, empty buffer."""
-    cells, goals = [], []
-    for problem in PROBLEMS:
-        _, goal = problem_cells(problem, width, width)
-        cells += non_goal_cells(problem, width, width)
-        goals += [goal] * (width * width - 1)
-    return ComboGridBatch(np.array(cells), np.array(goals), width, width)
+    return ComboGridBatch(*test_states(width, width), width, width)
 
 
 def recovery(actions):

@@ -104,6 +104,13 @@ def stack_trajectories(trajectories):
     return observations, actions, weights
 
 
+def input_fills(observations, weights, kind):
+    """What a dropped input becomes, per training set (C, D): its mean over the set (observations
+    (C, N, D) weighted by weights (C, N)) for kind "mean", else 0."""
+    means = (observations * weights[..., None]).sum(1)
+    return means if kind == "mean" else torch.zeros_like(means)
+
+
 def one_hot_of_largest(probs):
     """One-hot of the largest entry along dim -2 (the mask's states), the first one on a tie: the
     forward of the straight-through estimator (main.STESoftmax)."""

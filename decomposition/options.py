@@ -81,19 +81,26 @@ def load_extracted_function(masks_path, combo, base_model, seed_index=0, model_p
                              masks["input_masks"][seed_index, c, a], masks["input_fill"][c])
 
 
-def read_masks(path):
-    """The dict of a masks.pt of main.py --save-dir, checked whole: a missing or malformed entry is a
-    MaskFileError naming the file and the entry."""
+def read_saved(path, kind, writer, key):
+    """The dict that `writer` --save-dir saved at `path` as `kind` ("a masks.pt"), which holds `key`;
+    a MaskFileError naming the file otherwise."""
     if os.path.exists(path) and not os.path.isfile(path):  # a FIFO or a device would block or never end
         raise MaskFileError(f"{path} is not a regular file")
     try:
-        masks = torch.load(path, map_location="cpu", weights_only=True)
+        saved = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:
-        raise MaskFileError(f"masks file not found: {path}") from None
-    except Exception as error:  # torch raises many kinds for a file that is not a masks.pt
-        raise MaskFileError(f"cannot read {path} as a masks.pt of main.py ({type(error).__name__})") from None
-    if not isinstance(masks, dict) or "neuron_masks" not in masks:
-        raise MaskFileError(f"{path} is not a masks.pt written by main.py --save-dir")
+        raise MaskFileError(f"{kind.split()[-1]} not found: {path}") from None
+    except Exception as error:  # torch raises many kinds for a file that is not one
+        raise MaskFileError(f"cannot read {path} as {kind} of {writer} ({type(error).__name__})") from None
+    if not isinstance(saved, dict) or key not in saved:
+        raise MaskFileError(f"{path} is not {kind} written by {writer} --save-dir")
+    return saved
+
+
+def read_masks(path):
+    """The dict of a masks.pt of main.py --save-dir, checked whole: a missing or malformed entry is a
+    MaskFileError naming the file and the entry."""
+    masks = read_saved(path, "a masks.pt", "main.py", "neuron_masks")
     problem = mask_file_problem(masks)
     if problem:
         raise MaskFileError(f"{path} is damaged: {problem}")
@@ -153,23 +160,17 @@ def load_discovered_options(options_path, model_paths=None):
     """The options chosen by discover.py --save-dir, from its options.pt, as ExtractedFunctions
     of their own lengths (option k acts for found[k].steps actions). The networks are found as
     for load_extracted_function; model_paths (one per network, TL-BR, TR-BL, BR-TL, BL-TR) overrides."""
-    if os.path.exists(options_path) and not os.path.isfile(options_path):  # a FIFO would block
-        raise MaskFileError(f"{options_path} is not a regular file")
-    try:
-        saved = torch.load(options_path, map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise MaskFileError(f"options file not found: {options_path}") from None
-    except Exception as error:  # torch raises many kinds for a file that is not an options.pt
-        raise MaskFileError(f"cannot read {options_path} as an options.pt of discover.py "
-                            f"({type(error).__name__})") from None
-    if not isinstance(saved, dict) or "options" not in saved:
-        raise MaskFileError(f"{options_path} is not an options.pt written by discover.py --save-dir")
+    saved = read_saved(options_path, "an options.pt", "discover.py", "options")
     found = []
-    for option in saved["options"]:
-        a = saved["base_models"].index(option["network"])
-        agent = saved_network(saved, a, options_path, None if model_paths is None else model_paths[a])
-        found.append(ExtractedFunction(agent, option["neuron_mask"], option.get("input_mask"),
-                                       option.get("input_fill", 0.0), steps=option["length"]))
+    try:
+        for option in saved["options"]:
+            a = saved["base_models"].index(option["network"])
+            agent = saved_network(saved, a, options_path, None if model_paths is None else model_paths[a])
+            found.append(ExtractedFunction(agent, option["neuron_mask"], option.get("input_mask"),
+                                           option.get("input_fill", 0.0), steps=option["length"]))
+    except (KeyError, ValueError, TypeError, AttributeError, IndexError) as error:
+        raise MaskFileError(f"{options_path} is damaged: an option's entry is missing or malformed "
+                            f"({type(error).__name__}: {error})") from None
     return found
 
 

@@ -116,7 +116,6 @@ def moves_after_primitives(options):
     return result
 
 
-
 def evaluation_points(budget, count):
     """`count` primitive-step counts evenly spread over the budget, the last at the budget."""
     return [budget * (k + 1) // count for k in range(count)]
@@ -153,6 +152,11 @@ def learner_envs(task, seeds, num_envs, options, learners):
     return TaskVec(task, [seeds[j] for j in learners], num_envs, options)
 
 
+def evaluation_auc(result):
+    """A learner's evaluation AUC: the mean SPL of its greedy policy over the evaluation points."""
+    return float(np.mean([e["spl"] for e in result.evaluations]))
+
+
 def record(task, condition, result, learning_rate):
     """One learner's record: its evaluation curve, the measures read from it, and its training curve."""
     evaluations = result.evaluations
@@ -161,7 +165,7 @@ def record(task, condition, result, learning_rate):
     reached = [point for point, value in zip(points, spl) if value >= 0.95]
     final = evaluations[-1]
     return {"task": task, "condition": condition, "seed": result.seed, "learning_rate": learning_rate,
-            "auc": float(np.mean(spl)), "final_spl": spl[-1], "final_success": success[-1],
+            "auc": evaluation_auc(result), "final_spl": spl[-1], "final_success": success[-1],
             "steps_to_95": reached[0] if reached else None,
             "eval_steps": points, "eval_spl": spl, "eval_success": success,
             "final_decisions": final["decisions"], "final_primitive_steps": final["primitive_steps"],
@@ -176,7 +180,7 @@ def tune(task, condition, options, args, on_iteration=None):
     rates = [rate for rate in args.learning_rates for _ in range(args.tuning_seeds)]
     seeds = [TUNING_SEEDS_START + k for _ in args.learning_rates for k in range(args.tuning_seeds)]
     results = train_learners(task, options, seeds, rates, args, on_iteration)
-    aucs = np.array([np.mean([e["spl"] for e in r.evaluations]) for r in results])
+    aucs = np.array([evaluation_auc(r) for r in results])
     means = aucs.reshape(len(args.learning_rates), args.tuning_seeds).mean(1)
     return args.learning_rates[int(np.argmax(means))], dict(zip(map(str, args.learning_rates), means.tolist()))
 
