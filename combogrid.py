@@ -1,69 +1,406 @@
-"""ComboGrid: a grid world where every move is a combo of three actions.
+"""ComboGrid: a grid world where every move is a combo of several actions.
 
-The rules live in one place, `ComboGridBatch`, which steps many games at once with numpy
-(PPO's rollouts and the mask evaluation use it directly). `ComboGym` is the gymnasium
-environment for a single game; it is a batch of one, so the two can never disagree.
+A game is described once, by `Game`: its grid, its combos (name, actions; the name says the move),
+its walls and its training problems. Everything else (each problem's optimal length and needed
+combos, the test states, the observation size) is computed from that description. `GAMES` holds
+the named variants; `game_named` turns a name (as every script's --game takes it) into one.
+
+The rules live in one place, `ComboGridBatch`, which steps many games at once with numpy (PPO's
+rollouts and the mask evaluation use it directly). `ComboGym` is the gymnasium environment for a
+single game; it is a batch of one, so the two can never disagree.
 """
+
+import dataclasses
+import functools
+import itertools
+from collections import deque
+from dataclasses import dataclass
+from typing import Union
 
 import numpy as np
 import gymnasium as gym
 from gymnasium import spaces
 
-# The four combos: the three actions, in order, that move the agent one cell.
-COMBO_NAMES = ("Up", "Down", "Left", "Right")
-COMBOS = {"Up": (0, 0, 1), "Down": (0, 1, 2), "Left": (2, 1, 0), "Right": (1, 0, 2)}
-COMBO_DELTAS = np.array([[-1, 0], [1, 0], [0, -1], [0, 1]])  # each combo's move (row, column), as COMBO_NAMES
-NUM_ACTIONS = 3
-COMBO_LENGTH = 3
+NUM_ACTIONS = 3  # the actions 0, 1, 2 of every game (the networks' three outputs)
 MAX_EPISODE_STEPS = 500
-
-# A full buffer (a, b, c) is read as the number 9a + 3b + c, an index into COMBO_OF_TRIPLE:
-# the combo (index into COMBO_NAMES) each of the 27 triples is, -1 for none.
-TRIPLE_WEIGHTS = NUM_ACTIONS ** np.arange(COMBO_LENGTH - 1, -1, -1)
-COMBO_OF_TRIPLE = np.full(NUM_ACTIONS**COMBO_LENGTH, -1)
-COMBO_OF_TRIPLE[[np.dot(COMBOS[name], TRIPLE_WEIGHTS) for name in COMBO_NAMES]] = np.arange(len(COMBO_NAMES))
-
-# Problems are named START-GOAL by corner; this is their canonical order everywhere.
-PROBLEMS = ("TL-BR", "TR-BL", "BR-TL", "BL-TR")
-# The combos each problem's optimal solution needs.
-NEEDED_COMBOS = {"TL-BR": ("Down", "Right"), "TR-BL": ("Down", "Left"),
-                "BR-TL": ("Up", "Left"), "BL-TR": ("Up", "Right")}
+MOVES = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}  # a combo's name is its move
+THREE_ACTION_COMBOS = (("Up", (0, 0, 1)), ("Down", (0, 1, 2)), ("Left", (2, 1, 0)), ("Right", (1, 0, 2)))
+FOUR_ACTION_COMBOS = (("Up", (0, 2, 2, 1)), ("Down", (0, 0, 1, 1)), ("Left", (1, 2, 1, 0)), ("Right", (1, 0, 2, 2)))
+CORNER_PROBLEMS = ("TL-BR", "TR-BL", "BR-TL", "BL-TR")
+WALL_PATTERNS = ("hallways", "block")
 
 
-def corner(name, rows, columns):
-    """The (row, column) of corner TL, TR, BR or BL."""
-    return {"TL": (0, 0), "TR": (0, columns - 1),
-            "BR": (rows - 1, columns - 1), "BL": (rows - 1, 0)}[name]
+class GameError(ValueError):
+    """A game description that cannot be played; the message says why."""
 
 
-def problem_cells(problem, rows=5, columns=5):
-    """(start, goal) cells of a problem such as "TL-BR"."""
-    if problem not in PROBLEMS:
-        raise ValueError(f"unknown problem {problem!r}: expected one of {', '.join(PROBLEMS)}")
-    start, goal = problem.split("-")
-    return corner(start, rows, columns), corner(goal, rows, columns)
+def pattern_walls(pattern, rows, columns):
+    """The wall cells of a named pattern: "hallways" leaves only the middle row and column open,
+    "block" walls the whole interior (only the border ring is open)."""
+    if pattern == "hallways":
+        return tuple((r, c) for r in range(rows) for c in range(columns) if r != rows // 2 and c != columns // 2)
+    if pattern == "block":
+        return tuple((r, c) for r in range(1, rows - 1) for c in range(1, columns - 1))
+    raise GameError(f"unknown wall pattern {pattern!r}: expected {', '.join(WALL_PATTERNS)} or a tuple of cells")
 
 
-def non_goal_cells(problem, rows=5, columns=5):
-    """Every cell of a problem's grid but its goal, row-major: where its test states start."""
-    _, goal = problem_cells(problem, rows, columns)
-    return [(r, c) for r in range(rows) for c in range(columns) if (r, c) != goal]
+def is_integer(x):
+    return isinstance(x, (int, np.integer)) and not isinstance(x, bool)
 
 
-def test_states(rows, columns):
-    """Agent and goal cells of every test state: each non-goal cell of each problem, problem by problem."""
-    agents, goals = [], []
-    for problem in PROBLEMS:
-        _, goal = problem_cells(problem, rows, columns)
-        cells = non_goal_cells(problem, rows, columns)
-        agents += cells
-        goals += [goal] * len(cells)
-    return np.array(agents), np.array(goals)
+@dataclass(frozen=True)
+class Game:
+    """One ComboGrid game, described by what is chosen; what follows from it is computed.
+
+    Cells in problems are named by a row letter (T top, M middle, B bottom) and a column letter
+    (L left, M middle, R right): "TL-BR" starts at the top-left corner with its goal at the
+    bottom-right one; M is row rows // 2 or column columns // 2.
+    """
+
+    name: str = "5x5"
+    """what scripts (--game) and records call it"""
+    rows: int = 5
+    columns: int = 5
+    combos: tuple = THREE_ACTION_COMBOS
+    """(name, actions) per combo, all of one length; the name is the move (Up, Down, Left, Right)"""
+    walls: Union[str, tuple] = ()
+    """a pattern of WALL_PATTERNS or a tuple of (row, column) cells the agent cannot enter"""
+    problems: tuple = CORNER_PROBLEMS
+    """the training problems, START-GOAL, in their canonical order (seeds, tables, model lists)"""
+    multi_goal: tuple = ("MM", "TM", "MR", "BM", "ML")
+    """the downstream multi-goal task: its start, then its goals in the order they must be reached"""
+
+    def __post_init__(self):
+        problem = self._problem()
+        if problem:
+            raise GameError(f"game {self.name}: {problem}")
+
+    def _problem(self):
+        """The first thing that makes the description unplayable, as a message, or None."""
+        if not (is_integer(self.rows) and is_integer(self.columns) and 2 <= self.rows <= 100
+                and 2 <= self.columns <= 100):
+            return f"rows and columns must be integers from 2 to 100, got {self.rows!r} and {self.columns!r}"
+        problem = self._combo_problem()
+        if problem:
+            return problem
+        if isinstance(self.walls, str):
+            pattern_walls(self.walls, self.rows, self.columns)
+        elif not all(isinstance(w, tuple) and len(w) == 2 and all(map(is_integer, w)) and 0 <= w[0] < self.rows
+                     and 0 <= w[1] < self.columns for w in self.walls):
+            return f"walls must be (row, column) cells inside the {self.rows}x{self.columns} grid"
+        if not self.problems or len(set(self.problems)) != len(self.problems):
+            return "problems must name each problem once, and at least one"
+        for problem in self.problems:
+            cells = [self.cell(code) for code in str(problem).split("-")]
+            if len(cells) != 2 or cells[0] == cells[1]:
+                return f"problem {problem!r} must be START-GOAL with two different cells (such as TL-BR)"
+            unreachable = self._path_problem(cells, f"problem {problem}")
+            if unreachable:
+                return unreachable
+        tour = [self.cell(code) for code in self.multi_goal]
+        if len(tour) < 2 or any(a == b for a, b in zip(tour, tour[1:])):
+            return f"multi_goal {self.multi_goal} must be a start and goals, each different from the one before"
+        return self._path_problem(tour, "the multi-goal task")
+
+    def _combo_problem(self):
+        names = [name for name, _ in self.combos]
+        if not names or not all(name in MOVES for name in names):
+            return f"combos must be named by their moves ({', '.join(MOVES)}), got {names}"
+        if len(set(names)) != len(names):
+            return f"combo {next(n for n in names if names.count(n) > 1)} is repeated"
+        lengths = {name: len(actions) for name, actions in self.combos}
+        if len(set(lengths.values())) != 1:
+            return "combos must all have the same length, got " + ", ".join(f"{n} {k}" for n, k in lengths.items())
+        if not all(is_integer(a) and 0 <= a < NUM_ACTIONS for _, actions in self.combos for a in actions):
+            return "a combo's actions must be 0, 1 or 2"
+        if not 1 <= len(self.combos[0][1]) <= 8:
+            return "combos must have 1 to 8 actions"
+        sequences = [tuple(actions) for _, actions in self.combos]
+        if len(set(sequences)) != len(sequences):
+            twin = next(s for s in sequences if sequences.count(s) > 1)
+            return f"combos {' and '.join(n for n, a in self.combos if tuple(a) == twin)} are the same actions {twin}"
+        return None
+
+    def _path_problem(self, cells, what):
+        for cell in cells:
+            if self.is_wall[cell]:
+                return f"{what}: cell {cell} is a wall"
+        for a, b in zip(cells, cells[1:]):
+            if self.distances(b)[a] < 0:
+                return f"{what}: {b} cannot be reached from {a}"
+        return None
+
+    def cell(self, code):
+        """(row, column) of a cell code such as "TL" or "MR"."""
+        rows = {"T": 0, "M": self.rows // 2, "B": self.rows - 1}
+        columns = {"L": 0, "M": self.columns // 2, "R": self.columns - 1}
+        if not (isinstance(code, str) and len(code) == 2 and code[0] in rows and code[1] in columns):
+            raise GameError(f"game {self.name}: unknown cell {code!r}: a row letter (T, M, B) and a column letter "
+                            "(L, M, R), such as TL")
+        return rows[code[0]], columns[code[1]]
+
+    def resized(self, rows, columns):
+        """The same game on another grid; a plain game "RxC" keeps that form of name."""
+        if (rows, columns) == (self.rows, self.columns):
+            return self
+        plain = self.name == f"{self.rows}x{self.columns}"
+        return dataclasses.replace(self, rows=rows, columns=columns,
+                                   name=f"{rows}x{columns}" if plain else f"{self.name}@{rows}x{columns}")
+
+    def describe(self):
+        """The description as plain data (what results files record)."""
+        return {"name": self.name, "rows": self.rows, "columns": self.columns,
+                "combos": {name: list(actions) for name, actions in self.combos},
+                "walls": self.walls if isinstance(self.walls, str) else [list(w) for w in self.walls],
+                "problems": list(self.problems), "multi_goal": list(self.multi_goal)}
+
+    # What follows from the description.
+
+    @functools.cached_property
+    def combo_names(self):
+        return tuple(name for name, _ in self.combos)
+
+    @functools.cached_property
+    def combo_length(self):
+        return len(self.combos[0][1])
+
+    @functools.cached_property
+    def combo_actions(self):
+        """(C, L): each combo's actions."""
+        return np.array([actions for _, actions in self.combos], dtype=np.int64)
+
+    @functools.cached_property
+    def combo_deltas(self):
+        """(C, 2): each combo's move (row, column)."""
+        return np.array([MOVES[name] for name in self.combo_names], dtype=np.int64)
+
+    @functools.cached_property
+    def combo_of_buffer(self):
+        """A full buffer (a_1, ..., a_L) read as the number sum a_i 3^(L-i): the combo (index) it is, -1 for none."""
+        table = np.full(NUM_ACTIONS ** self.combo_length, -1, dtype=np.int64)
+        table[self.combo_actions @ self.buffer_weights] = np.arange(len(self.combos))
+        return table
+
+    @functools.cached_property
+    def buffer_weights(self):
+        return NUM_ACTIONS ** np.arange(self.combo_length - 1, -1, -1)
+
+    @functools.cached_property
+    def buffer_states(self):
+        """Contents the combo buffer can hold between steps: 0 to L - 1 actions."""
+        return sum(NUM_ACTIONS ** k for k in range(self.combo_length))
+
+    @functools.cached_property
+    def cells(self):
+        return self.rows * self.columns
+
+    @functools.cached_property
+    def observation_size(self):
+        return 2 * self.cells + NUM_ACTIONS * self.combo_length
+
+    @functools.cached_property
+    def is_wall(self):
+        """(rows, columns) boolean."""
+        walls = pattern_walls(self.walls, self.rows, self.columns) if isinstance(self.walls, str) else self.walls
+        grid = np.zeros((self.rows, self.columns), dtype=bool)
+        grid[tuple(np.array(walls, dtype=np.int64).reshape(-1, 2).T)] = True
+        return grid
+
+    @functools.cached_property
+    def open_cells(self):
+        """Every cell that is not a wall, row-major."""
+        return [(r, c) for r in range(self.rows) for c in range(self.columns) if not self.is_wall[r, c]]
+
+    @functools.lru_cache(maxsize=None)
+    def distances(self, goal):
+        """(rows, columns): the fewest moves from each cell to `goal`, -1 where it cannot be reached
+        (breadth-first search over the combos' moves)."""
+        distance = np.full((self.rows, self.columns), -1, dtype=np.int64)
+        distance[goal] = 0
+        queue = deque([goal])
+        while queue:
+            cell = queue.popleft()
+            for dr, dc in self.combo_deltas:  # the cells from which this move reaches `cell`
+                r, c = cell[0] - dr, cell[1] - dc
+                if 0 <= r < self.rows and 0 <= c < self.columns and not self.is_wall[r, c] and distance[r, c] < 0:
+                    distance[r, c] = distance[cell] + 1
+                    queue.append((r, c))
+        return distance
+
+    def optimal_length(self, starts, goals):
+        """The fewest actions from each start to its goal (arrays (..., 2)): one combo per move."""
+        starts, goals = np.asarray(starts).reshape(-1, 2), np.asarray(goals).reshape(-1, 2)
+        moves = np.array([self.distances(tuple(int(x) for x in g))[tuple(s)] for s, g in zip(starts, goals)])
+        return self.combo_length * moves
+
+    def problem_cells(self, problem):
+        """(start, goal) cells of one of the game's problems."""
+        if problem not in self.problems:
+            raise ValueError(f"unknown problem {problem!r}: game {self.name} has {', '.join(self.problems)}")
+        start, goal = problem.split("-")
+        return self.cell(start), self.cell(goal)
+
+    def optimal_moves(self, problem):
+        """The (cell, combo index) pairs that lie on some optimal path of the problem."""
+        start, goal = self.problem_cells(problem)
+        to_goal, from_start = self.distances(goal), self.distances(start)
+        total = to_goal[start]
+        steps = []
+        for r, c in self.open_cells:
+            if from_start[r, c] < 0 or from_start[r, c] + to_goal[r, c] != total or (r, c) == goal:
+                continue
+            for k, (dr, dc) in enumerate(self.combo_deltas):
+                target = (r + dr, c + dc)
+                if (0 <= target[0] < self.rows and 0 <= target[1] < self.columns and not self.is_wall[target]
+                        and to_goal[target] == to_goal[r, c] - 1):
+                    steps.append(((r, c), k))
+        return steps
+
+    def needed_combos(self, problem):
+        """The combos that every optimal path of the problem plays (computed: without such a combo's
+        moves, the goal cannot be reached in the optimal number of moves)."""
+        start, goal = self.problem_cells(problem)
+        moves = self.optimal_moves(problem)
+        needed = []
+        for k, name in enumerate(self.combo_names):
+            reached, frontier = {start}, [start]
+            while frontier:  # along optimal moves only, leaving out combo k
+                frontier = [(cell[0] + self.combo_deltas[j][0], cell[1] + self.combo_deltas[j][1])
+                            for cell in frontier for (at, j) in moves if at == cell and j != k]
+                frontier = [cell for cell in dict.fromkeys(frontier) if cell not in reached]
+                reached.update(frontier)
+            if goal not in reached:
+                needed.append(name)
+        return tuple(needed)
+
+    def played_combos(self, problem):
+        """The combos that some optimal path of the problem plays."""
+        used = {k for _, k in self.optimal_moves(problem)}
+        return tuple(name for k, name in enumerate(self.combo_names) if k in used)
+
+    @functools.cached_property
+    def needed(self):
+        """(C, A) boolean: whether problem A needs combo C on every optimal path."""
+        return np.array([[name in self.needed_combos(p) for p in self.problems] for name in self.combo_names])
+
+    @functools.cached_property
+    def not_needed(self):
+        """(C, A) boolean: whether no optimal path of problem A plays combo C. A combo that some but not
+        all optimal paths play is in neither group."""
+        return np.array([[name not in self.played_combos(p) for p in self.problems] for name in self.combo_names])
+
+    def non_goal_cells(self, problem):
+        """Every open cell of the grid but the problem's goal, row-major: where its test states start."""
+        _, goal = self.problem_cells(problem)
+        return [cell for cell in self.open_cells if cell != goal]
+
+    def test_states(self):
+        """Agent and goal cells of every test state: each non-goal open cell of each problem, problem by problem."""
+        agents, goals = [], []
+        for problem in self.problems:
+            _, goal = self.problem_cells(problem)
+            cells = self.non_goal_cells(problem)
+            agents += cells
+            goals += [goal] * len(cells)
+        return np.array(agents), np.array(goals)
+
+    def buffer_code(self, lengths, buffers):
+        """Index below buffer_states of each buffer's contents (lengths (n,), buffers (n, L))."""
+        code = np.zeros(len(lengths), dtype=np.int64)
+        offsets = np.cumsum([0] + [NUM_ACTIONS ** k for k in range(self.combo_length)])
+        for position in range(self.combo_length - 1):
+            filled = lengths > position
+            code[filled] = code[filled] * NUM_ACTIONS + buffers[filled, position]
+        return offsets[lengths] + code
+
+    def observation_index(self, observations):
+        """Each observation (n, D) as the index (agent cell, buffer contents, goal cell) below
+        cells x buffer_states x cells, the order of every_observation()."""
+        observations = np.asarray(observations)
+        cells, length = self.cells, self.combo_length
+        agent = observations[:, :cells].argmax(1)
+        goal = observations[:, cells + NUM_ACTIONS * length:].argmax(1)
+        buffer = observations[:, cells:cells + NUM_ACTIONS * length].reshape(-1, NUM_ACTIONS, length)
+        lengths = buffer.sum((1, 2)).astype(np.int64)
+        code = self.buffer_code(lengths, buffer.argmax(1))
+        return (agent * self.buffer_states + code) * cells + goal
+
+    def every_observation(self):
+        """Every observation of the game (agent cell, combo buffer of 0 to L - 1 actions, goal cell),
+        in the order of observation_index."""
+        contents = [p for k in range(self.combo_length) for p in itertools.product(range(NUM_ACTIONS), repeat=k)]
+        agents = np.repeat(np.arange(self.cells), len(contents) * self.cells)
+        goals = np.tile(np.arange(self.cells), self.cells * len(contents))
+        games = ComboGridBatch(np.stack(divmod(agents, self.columns), 1), np.stack(divmod(goals, self.columns), 1), self)
+        lengths = np.array([len(p) for p in contents])
+        padded = np.array([p + (0,) * (self.combo_length - len(p)) for p in contents]).reshape(len(contents), -1)
+        games.buffer_lengths = np.tile(np.repeat(lengths, self.cells), self.cells)
+        games.buffers = np.tile(np.repeat(padded, self.cells, axis=0), (self.cells, 1))
+        return games.observations()
 
 
-def optimal_actions(starts, goals):
-    """Actions of an optimal path between cells (arrays (..., 2)): one combo per cell of distance."""
-    return COMBO_LENGTH * np.abs(np.asarray(starts) - np.asarray(goals)).sum(-1)
+GAMES = {game.name: game for game in (
+    Game(),
+    Game("6x6", 6, 6),
+    Game("10x10", 10, 10),
+    Game("5x5-combo4", combos=FOUR_ACTION_COMBOS),
+    Game("5x5-hallways", walls="hallways", problems=("ML-TM", "TM-MR", "MR-BM", "BM-ML")),
+    Game("5x5-block", walls="block", multi_goal=("TL", "TM", "MR", "BM", "ML")),
+    Game("5x5-12problems", problems=CORNER_PROBLEMS + ("ML-BR", "ML-TR", "MR-TL", "MR-BL",
+                                                       "TL-MR", "BL-MR", "TR-ML", "BR-ML")),
+)}
+"""The named variants; another is a Game(...) of a few lines (docs/variants.md)."""
+DEFAULT_GAME = GAMES["5x5"]
+
+
+def game_named(name):
+    """The game of a --game value: a name of GAMES, or NAME@RxC for a named game on another grid."""
+    if isinstance(name, Game):
+        return name
+    base, at, size = str(name).partition("@")
+    if base not in GAMES:
+        raise GameError(f"unknown game {name!r}: expected one of {', '.join(GAMES)} (or NAME@ROWSxCOLUMNS)")
+    if not at:
+        return GAMES[base]
+    rows, _, columns = size.partition("x")
+    if not (rows.isdigit() and columns.isdigit()):
+        raise GameError(f"unknown game {name!r}: the size after @ is ROWSxCOLUMNS, such as 6x6")
+    return GAMES[base].resized(int(rows), int(columns))
+
+
+@functools.lru_cache(maxsize=None)
+def sized_game(name, rows=None, columns=None):
+    """The game of a --game value, resized where rows or columns (the older --rows, --columns,
+    --game-width options) are given."""
+    game = game_named(name)
+    return game.resized(rows or game.rows, columns or game.columns)
+
+
+def game_from_record(record):
+    """The Game of a describe() dict read back from a results file; GameError if it is not one."""
+    try:
+        walls = record["walls"]
+        return Game(name=str(record["name"]), rows=record["rows"], columns=record["columns"],
+                    combos=tuple((str(n), tuple(a)) for n, a in record["combos"].items()),
+                    walls=walls if isinstance(walls, str) else tuple(tuple(w) for w in walls),
+                    problems=tuple(record["problems"]), multi_goal=tuple(record["multi_goal"]))
+    except (KeyError, TypeError, AttributeError) as error:
+        raise GameError(f"not a game description ({type(error).__name__}: {error})") from None
+
+
+def default_models_folder(game):
+    """Where train_ppo.py writes a game's networks by default, and where the other scripts look:
+    the shipped models/ for the default game, runs/models-NAME for the others."""
+    return "models" if game == DEFAULT_GAME else f"runs/models-{game.name}"
+
+
+# The default game's combos and problems, as the assignment names them.
+COMBO_NAMES = DEFAULT_GAME.combo_names
+COMBOS = dict(DEFAULT_GAME.combos)
+COMBO_DELTAS = DEFAULT_GAME.combo_deltas
+COMBO_LENGTH = DEFAULT_GAME.combo_length
+PROBLEMS = DEFAULT_GAME.problems
+NEEDED_COMBOS = {problem: DEFAULT_GAME.needed_combos(problem) for problem in PROBLEMS}
 
 
 def learner_games(learners, num_envs):
@@ -71,18 +408,14 @@ def learner_games(learners, num_envs):
     return (np.asarray(learners)[:, None] * num_envs + np.arange(num_envs)).reshape(-1)
 
 
-def observation_size(rows, columns):
-    return 2 * rows * columns + NUM_ACTIONS * COMBO_LENGTH
-
-
 def checked_action(action):
     """action as an int, if it is one of the actions 0, 1, 2 (a Python or numpy integer); else ValueError."""
-    if not (isinstance(action, (int, np.integer)) and not isinstance(action, bool) and 0 <= action < NUM_ACTIONS):
+    if not (is_integer(action) and 0 <= action < NUM_ACTIONS):
         raise ValueError(f"invalid action {action!r}: expected 0, 1 or 2")
     return int(action)
 
 
-def start_option(options, rows, columns):
+def start_option(options, game):
     """The agent cell that reset's options ask for ({"agent": (row, column)}), or None; anything else
     in options is a ValueError."""
     options = {} if options is None else options
@@ -92,26 +425,29 @@ def start_option(options, rows, columns):
         return None
     agent = options["agent"]
     if not (isinstance(agent, (tuple, list, np.ndarray)) and np.ndim(agent) == 1 and len(agent) == 2
-            and all(isinstance(x, (int, np.integer)) and not isinstance(x, bool) for x in agent)
-            and 0 <= agent[0] < rows and 0 <= agent[1] < columns):
-        raise ValueError(f"agent cell {agent!r} is not two integers (row, column) inside the {rows}x{columns} grid")
+            and all(map(is_integer, agent)) and 0 <= agent[0] < game.rows and 0 <= agent[1] < game.columns):
+        raise ValueError(f"agent cell {agent!r} is not two integers (row, column) inside the "
+                         f"{game.rows}x{game.columns} grid")
+    if game.is_wall[tuple(agent)]:
+        raise ValueError(f"agent cell {tuple(agent)} is a wall of game {game.name}")
     return tuple(int(x) for x in agent)
 
 
 class ComboGridBatch:
-    """`n` ComboGrid games stepped together; arrays hold one row per game.
+    """`n` games of one Game stepped together; arrays hold one row per game.
 
     The state of a game is the agent's cell, the goal's cell, the actions in the combo buffer
     and the number of steps taken. `step` does not reset finished games: callers decide
     (PPO's vectorised environment resets them, the evaluation stops using them).
     """
 
-    def __init__(self, agents, goals, rows=5, columns=5):
-        self.rows, self.columns = rows, columns
+    def __init__(self, agents, goals, game=DEFAULT_GAME):
+        self.game = game
+        self.rows, self.columns = game.rows, game.columns
         self.agents = np.array(agents, dtype=np.int64).reshape(-1, 2)
         self.goals = np.array(goals, dtype=np.int64).reshape(-1, 2)
         n = len(self.agents)
-        self.buffers = np.zeros((n, COMBO_LENGTH), dtype=np.int64)
+        self.buffers = np.zeros((n, game.combo_length), dtype=np.int64)
         self.buffer_lengths = np.zeros(n, dtype=np.int64)
         self.steps = np.zeros(n, dtype=np.int64)
 
@@ -123,7 +459,7 @@ class ComboGridBatch:
 
     def subset(self, games):
         """A new batch holding copies of the games at these indices."""
-        batch = ComboGridBatch(self.agents[games], self.goals[games], self.rows, self.columns)
+        batch = ComboGridBatch(self.agents[games], self.goals[games], self.game)
         batch.buffers, batch.buffer_lengths = self.buffers[games], self.buffer_lengths[games]
         batch.steps = self.steps[games]
         return batch
@@ -133,32 +469,34 @@ class ComboGridBatch:
 
     def observations(self):
         """Agent one-hot, combo buffer one-hot [action][position], goal one-hot (docs/game.md)."""
-        n, cells = len(self.agents), self.rows * self.columns
-        obs = np.zeros((n, observation_size(self.rows, self.columns)), dtype=np.float32)
+        n, cells, length = len(self.agents), self.game.cells, self.game.combo_length
+        obs = np.zeros((n, self.game.observation_size), dtype=np.float32)
         games = np.arange(n)
         obs[games, self.agents[:, 0] * self.columns + self.agents[:, 1]] = 1.0
-        for position in range(COMBO_LENGTH):
+        for position in range(length):
             filled = self.buffer_lengths > position
             actions = self.buffers[filled, position]
-            obs[games[filled], cells + actions * COMBO_LENGTH + position] = 1.0
-        obs[games, cells + NUM_ACTIONS * COMBO_LENGTH + self.goals[:, 0] * self.columns + self.goals[:, 1]] = 1.0
+            obs[games[filled], cells + actions * length + position] = 1.0
+        obs[games, cells + NUM_ACTIONS * length + self.goals[:, 0] * self.columns + self.goals[:, 1]] = 1.0
         return obs
 
     def step(self, actions, active=None):
         """Apply one action per game; returns (rewards, terminated, truncated) arrays.
 
         With a boolean array `active`, only those games take their action (an option runs for
-        three steps while a primitive action takes one); the others stay as they are.
+        several steps while a primitive action takes one); the others stay as they are.
         """
+        game = self.game
         games = np.arange(len(self.agents)) if active is None else np.flatnonzero(active)
         self.buffers[games, self.buffer_lengths[games]] = actions[games]
         self.buffer_lengths[games] += 1
         self.steps[games] += 1
-        full = self.buffer_lengths == COMBO_LENGTH
-        combos = np.where(full, COMBO_OF_TRIPLE[self.buffers @ TRIPLE_WEIGHTS], -1)
+        full = self.buffer_lengths == game.combo_length
+        combos = np.where(full, game.combo_of_buffer[self.buffers @ game.buffer_weights], -1)
         moving = combos >= 0
-        targets = self.agents[moving] + COMBO_DELTAS[combos[moving]]
+        targets = self.agents[moving] + game.combo_deltas[combos[moving]]
         inside = ((targets >= 0) & (targets < (self.rows, self.columns))).all(axis=1)
+        inside[inside] = ~game.is_wall[targets[inside, 0], targets[inside, 1]]
         self.agents[np.flatnonzero(moving)[inside]] = targets[inside]
         self.buffer_lengths[full] = 0
         terminated = self.at_goal()
@@ -178,14 +516,14 @@ class ComboGridVec:
     num_actions = NUM_ACTIONS
     binary_observations = True  # one-hot parts: PPO runs its networks once per distinct observation
 
-    def __init__(self, problems, num_envs, rows=5, columns=5):
-        cells = [problem_cells(problem, rows, columns) for problem in problems]
+    def __init__(self, problems, num_envs, game=DEFAULT_GAME):
+        cells = [game.problem_cells(problem) for problem in problems]
         self.starts = np.repeat([start for start, _ in cells], num_envs, axis=0)   # one row per game
         goals = np.repeat([goal for _, goal in cells], num_envs, axis=0)
         self.num_learners, self.num_envs = len(problems), num_envs
-        self.observation_size = observation_size(rows, columns)
-        self.optimal_lengths = optimal_actions([start for start, _ in cells], [goal for _, goal in cells])
-        self.games = ComboGridBatch(self.starts, goals, rows, columns)
+        self.observation_size = game.observation_size
+        self.optimal_lengths = game.optimal_length([start for start, _ in cells], [goal for _, goal in cells])
+        self.games = ComboGridBatch(self.starts, goals, game)
 
     def _shaped(self, values):
         return values.reshape(self.num_learners, self.num_envs, *values.shape[1:])
@@ -212,10 +550,10 @@ class ComboGridVec:
         self.num_learners = len(learners)
 
     def greedy_solved(self, act):
-        """Whether each learner's greedy policy solves its problem optimally (one combo per cell of
-        distance). act maps observations (L, n, D) to actions (L, n)."""
+        """Whether each learner's greedy policy solves its problem optimally (the fewest actions,
+        Game.optimal_length). act maps observations (L, n, D) to actions (L, n)."""
         starts = self.starts[::self.num_envs]
-        games = ComboGridBatch(starts, self.games.goals[::self.num_envs], self.games.rows, self.games.columns)
+        games = ComboGridBatch(starts, self.games.goals[::self.num_envs], self.games.game)
         reached_at = np.zeros(self.num_learners, dtype=np.int64)  # 0: not (yet) reached
         for step in range(1, self.optimal_lengths.max() + 1):
             actions = np.asarray(act(games.observations()[:, None, :]))[:, 0]
@@ -225,44 +563,49 @@ class ComboGridVec:
 
 
 class ComboGym(gym.Env):
-    """ComboGrid as a gymnasium environment.
+    """ComboGrid as a gymnasium environment: one problem of one Game.
 
     The agent must reach the goal cell of a `rows x columns` grid, but it cannot move directly:
-    its actions fill a three-slot combo buffer, and every third action the buffer is read and
-    cleared. (0, 0, 1) moves up, (0, 1, 2) down, (2, 1, 0) left, (1, 0, 2) right; any other
-    triple, or a move off the grid, leaves the agent where it is.
+    its actions fill a combo buffer of the game's combo length L, and every L-th action the buffer
+    is read and cleared. In the default game (L = 3), (0, 0, 1) moves up, (0, 1, 2) down,
+    (2, 1, 0) left, (1, 0, 2) right; any other triple, a move off the grid or into a wall leaves
+    the agent where it is.
 
     Actions: `Discrete(3)`, the actions 0, 1 and 2.
 
-    Observations: `Box(0, 1, (2 * rows * columns + 9,), float32)`, the concatenation of the
-    agent's cell one-hot (row-major), the combo buffer as a 3 x 3 one-hot with entry
-    `[action][position]` (all zero when empty) and the goal's cell one-hot.
+    Observations: `Box(0, 1, (2 * rows * columns + 3 * L,), float32)`, the concatenation of the
+    agent's cell one-hot (row-major), the combo buffer as a 3 x L one-hot with entry
+    `[action][position]` (all zero when empty) and the goal's cell one-hot. Walls are fixed by the
+    game and not observed.
 
     Rewards: -1 per step, 0 on the step that reaches the goal.
 
     Episode end: terminated when the agent stands on the goal; truncated after 500 steps.
 
-    Problems: "TL-BR", "TR-BL", "BR-TL", "BL-TR" name the start and goal corners.
-    `reset(options={"agent": (row, column)})` starts the agent on any cell instead.
+    `game` is a Game or a name of GAMES (default "5x5"); `rows` and `columns` resize the game.
+    `problem` is one of the game's problems (default its first); `reset(options={"agent": (row,
+    column)})` starts the agent on any open cell instead.
     """
 
     metadata = {"render_modes": ["ansi"], "render_fps": 4}
 
-    def __init__(self, rows=5, columns=5, problem="TL-BR", render_mode=None):
-        if not all(isinstance(n, (int, np.integer)) and not isinstance(n, bool) and 2 <= n <= 1000
-                   for n in (rows, columns)):
+    def __init__(self, rows=None, columns=None, problem=None, render_mode=None, game=DEFAULT_GAME):
+        if not all(n is None or (is_integer(n) and 2 <= n <= 1000) for n in (rows, columns)):
             raise ValueError(f"rows and columns must be integers from 2 to 1000, got {rows!r} and {columns!r}")
-        self.start, self.goal = problem_cells(problem, rows, columns)
-        self.rows, self.columns, self.problem = rows, columns, problem
+        game = game_named(game)
+        self.game_description = game = game.resized(rows or game.rows, columns or game.columns)
+        problem = game.problems[0] if problem is None else problem
+        self.start, self.goal = game.problem_cells(problem)
+        self.rows, self.columns, self.problem = game.rows, game.columns, problem
         self.render_mode = render_mode
         self.action_space = spaces.Discrete(NUM_ACTIONS)
-        self.observation_space = spaces.Box(0.0, 1.0, (observation_size(rows, columns),), np.float32)
-        self.game = ComboGridBatch([self.start], [self.goal], rows, columns)
+        self.observation_space = spaces.Box(0.0, 1.0, (game.observation_size,), np.float32)
+        self.game = ComboGridBatch([self.start], [self.goal], game)
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
-        agent = start_option(options, self.rows, self.columns)
-        self.game = ComboGridBatch([self.start if agent is None else agent], [self.goal], self.rows, self.columns)
+        agent = start_option(options, self.game_description)
+        self.game = ComboGridBatch([self.start if agent is None else agent], [self.goal], self.game_description)
         return self.observation(), {}
 
     def step(self, action):
@@ -277,9 +620,10 @@ class ComboGym(gym.Env):
         if self.render_mode != "ansi":
             return None
         agent, goal = tuple(self.game.agents[0]), tuple(self.game.goals[0])
+        walls = self.game_description.is_wall
         lines = []
         for row in range(self.rows):
-            cells = ["A" if (row, col) == agent else "G" if (row, col) == goal else "."
+            cells = ["A" if (row, col) == agent else "G" if (row, col) == goal else "#" if walls[row, col] else "."
                      for col in range(self.columns)]
             lines.append(" ".join(cells))
         buffer = self.game.buffers[0, :self.game.buffer_lengths[0]]

@@ -33,13 +33,12 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-import main as extraction
-from combogrid import PROBLEMS
-from decomposition import across_sets, discovery
+from combogrid import sized_game
+from decomposition import across_sets, discovery, extraction
 from decomposition.files import json_writer, unwritable, write_file_set
 from decomposition.results import grid_of, png_writer
-from decomposition.script import (NON_NEGATIVE, POSITIVE, Range, ScriptError, check, fails_on, memory_problem,
-                                  out_of_range, start)
+from decomposition.script import (NON_NEGATIVE, POSITIVE, Range, ScriptError, check, fails_on, game_problem,
+                                  memory_problem, out_of_range, start)
 from ppo_agent import CheckpointError, fingerprint
 
 
@@ -47,8 +46,11 @@ from ppo_agent import CheckpointError, fingerprint
 class Args:
     seed: int = 0
     """seed of the mask initialisation and of the search's restarts"""
-    model_paths: tuple[str, ...] = extraction.Args().model_paths
-    """checkpoints of the networks for TL-BR, TR-BL, BR-TL, BL-TR, in this order"""
+    game: str = "5x5"
+    """the game of the networks (combogrid.GAMES)"""
+    model_paths: tuple[str, ...] = ()
+    """checkpoints of the networks, one per problem of the game in its order (TL-BR, TR-BL, BR-TL, BL-TR for
+    5x5); default: models/PROBLEM.pt for 5x5, runs/models-GAME/PROBLEM.pt for another game"""
     max_length: int = 6
     """longest segment, and option, in actions (segments have 2 to max_length actions)"""
     max_options: int = 5
@@ -72,8 +74,6 @@ class Args:
     """with --mask-inputs: what a dropped feature becomes, its mean over the segment's states or 0"""
     hidden_size: int = 64
     """hidden neurons of the networks"""
-    game_width: int = 5
-    """rows and columns of the grid"""
     log_every: int = 500
     """mask-training steps between two progress lines (0: none)"""
     threads: int = 1
@@ -89,17 +89,22 @@ class Args:
 RANGES = {"max_options": Range(1, 20), "restarts": NON_NEGATIVE, "mask_seeds": Range(1, 20),
           "mask_learning_rate": Range(0, 10, low_open=True), "mask_learning_steps": POSITIVE,
           "input_penalty": NON_NEGATIVE, "hidden_size": POSITIVE, "log_every": NON_NEGATIVE,
-          "threads": Range(1, 64), "max_length": Range(2, 24, words="between 2 and 24 (a solution's length)"),
-          "game_width": Range(5, 5, words="5 (the networks' grid)")}
+          "threads": Range(1, 64)}
 
 
 def check_args(args):
     """The first problem with the arguments, or None."""
-    if len(args.model_paths) != len(PROBLEMS):
-        return f"--model-paths needs {len(PROBLEMS)} checkpoints ({', '.join(PROBLEMS)}), got {len(args.model_paths)}"
-    problem = out_of_range(args, RANGES)
+    problem = out_of_range(args, RANGES) or game_problem(args)
     if problem:
         return problem
+    game = sized_game(args.game)
+    if args.model_paths and len(args.model_paths) != len(game.problems):
+        return (f"--model-paths needs {len(game.problems)} checkpoints ({', '.join(game.problems)}), "
+                f"got {len(args.model_paths)}")
+    shortest = min(int(game.optimal_length(*game.problem_cells(p))[0]) for p in game.problems)
+    if not 2 <= args.max_length <= shortest:
+        return (f"--max-length must be between 2 and {shortest} (the shortest solution of game {game.name}), "
+                f"got {args.max_length}")
     if not 0 <= args.seed <= 2**63 - 1:
         return f"--seed must be between 0 and 2**63 - 1, got {args.seed}"
     if args.sets_dir is not None and os.path.exists(args.sets_dir) and not os.path.isdir(args.sets_dir):
@@ -110,28 +115,31 @@ def check_args(args):
                           + (" and --mask-inputs" if args.mask_inputs else ""), "use a smaller --max-length or fewer seeds")
 
 
-def memory_estimate(args, solution_length=24):
+def memory_estimate(args):
     """Bytes a run needs, roughly, calibrated on peaks measured here (0.58 GB for the defaults, 2.4 GB
     with --mask-inputs --mask-seeds 4): 400 MB, plus 16 bytes per float of the mask batch's largest
     tensors and loss curves (neuron masks: the linear-in-mask products, segments x networks x 2H x
     3L; input masks: about six networks x segments x seeds x L x H tensors), plus with input masks
     the 1 GiB of freed memory that glibc is asked to keep for reuse (script.keep_freed_memory)."""
-    segments = len(PROBLEMS) * sum(solution_length - n + 1 for n in range(2, args.max_length + 1))
-    floats = 2 * segments * len(PROBLEMS) * 2 * args.hidden_size * 3 * args.max_length
-    floats += args.mask_learning_steps * args.mask_seeds * segments * len(PROBLEMS)
+    game = sized_game(args.game)
+    networks = len(game.problems)
+    lengths = [int(game.optimal_length(*game.problem_cells(p))[0]) for p in game.problems]
+    segments = sum(n - k + 1 for n in lengths for k in range(2, min(args.max_length, n) + 1))
+    floats = 2 * segments * networks * 2 * args.hidden_size * 3 * args.max_length
+    floats += args.mask_learning_steps * args.mask_seeds * segments * networks
     if args.mask_inputs:
-        floats += 6 * len(PROBLEMS) * segments * args.mask_seeds * args.max_length * args.hidden_size
+        floats += 6 * networks * segments * args.mask_seeds * args.max_length * args.hidden_size
     return 400e6 + 16 * floats + (2**30 if args.mask_inputs else 0)
 
 
 def run(args):
     """Discovery on the networks of args.model_paths: the Discovery and the solutions."""
-    model_args = extraction.Args(model_paths=args.model_paths, hidden_size=args.hidden_size,
-                                 game_width=args.game_width)
+    model_args = extraction.ExtractionSettings(game=args.game, model_paths=args.model_paths,
+                                               hidden_size=args.hidden_size)
     agents = extraction.load_agents(model_args)
     trajectories = extraction.solution_trajectories(agents, model_args)
     say = print if args.log_every else (lambda line: None)
-    return discovery.discover(agents, trajectories, args, extraction.discretize, say), trajectories
+    return discovery.discover(agents, trajectories, args, sized_game(args.game), say), trajectories
 
 
 def options_table(record):
@@ -159,24 +167,25 @@ def summary(record):
 
 def options_file(args, result):
     """The chosen options as options.pt holds them (decomposition.options.load_discovered_options)."""
-    options = []
+    options, game = [], result.game
+    paths = extraction.model_paths(extraction.ExtractionSettings(game=args.game, model_paths=args.model_paths))
     chosen = result.options
     for k in range(len(chosen)):
-        option = {"network": PROBLEMS[chosen.network[k]], "length": int(chosen.length[k]),
+        option = {"network": game.problems[chosen.network[k]], "length": int(chosen.length[k]),
                   "neuron_mask": chosen.neuron_masks[k].clone()}
         if chosen.input_masks is not None:
             option["input_mask"], option["input_fill"] = chosen.input_masks[k].clone(), chosen.input_fill[k].clone()
         options.append(option)
-    return {"base_models": list(PROBLEMS), "model_paths": [os.path.abspath(p) for p in args.model_paths],
-            "model_fingerprints": [fingerprint(p) for p in args.model_paths],
-            "hidden_size": args.hidden_size, "game_width": args.game_width, "options": options}
+    return {"base_models": list(game.problems), "model_paths": [os.path.abspath(p) for p in paths],
+            "model_fingerprints": [fingerprint(p) for p in paths], "hidden_size": args.hidden_size,
+            "game_width": game.rows, "game": game.describe(), "options": options}
 
 
 def save(args, result, record):
-    writers = {"discovery.json": json_writer({"args": asdict(args), **record}, indent=1),
+    writers = {"discovery.json": json_writer({"args": asdict(args), "game": result.game.describe(), **record}, indent=1),
                "options.pt": lambda path: torch.save(options_file(args, result), path)}
     try:
-        writers["recovery.png"] = png_writer(recovery_figure(record, args.game_width))
+        writers["recovery.png"] = png_writer(recovery_figure(record, result.game))
     except ImportError:
         print("figure skipped: matplotlib is not installed (pip install -r requirements-dev.pip)")
     os.makedirs(args.save_dir, exist_ok=True)
@@ -184,23 +193,24 @@ def save(args, result, record):
     print(f"wrote {', '.join(writers)} to {args.save_dir}")
 
 
-def recovery_figure(record, width):
+def recovery_figure(record, game):
     """One row per chosen option, one grid per problem: the cells from which the option performs
     the combo (or concatenation) it performs most often, from an empty buffer."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    options = record["options"]
-    figure, axes = plt.subplots(max(len(options), 1), len(PROBLEMS), figsize=(8, 2.1 * max(len(options), 1) + 0.6),
+    options, problems = record["options"], game.problems
+    figure, axes = plt.subplots(max(len(options), 1), len(problems),
+                                figsize=(2 * len(problems), 2.1 * max(len(options), 1) + 0.6),
                                 constrained_layout=True, squeeze=False)
-    per_problem = width * width - 1
+    per_problem = len(game.open_cells) - 1
     for k, option in enumerate(options):
-        performed = discovery.performs(np.array(option["actions"]), discovery.concatenations(option["length"])
-                                       [option["best_match"]]) if option["best_match"] else np.zeros(4 * per_problem)
-        for p, problem in enumerate(PROBLEMS):
+        performed = discovery.performs(np.array(option["actions"]), discovery.concatenations(option["length"], game)
+                                       [option["best_match"]]) if option["best_match"] else np.zeros(len(problems) * per_problem)
+        for p, problem in enumerate(problems):
             axis = axes[k, p]
-            axis.imshow(grid_of(performed[p * per_problem:(p + 1) * per_problem], problem, width), vmin=0, vmax=1,
+            axis.imshow(grid_of(performed[p * per_problem:(p + 1) * per_problem], problem, game), vmin=0, vmax=1,
                         cmap="viridis")
             axis.set_xticks([])
             axis.set_yticks([])
@@ -214,7 +224,8 @@ def recovery_figure(record, width):
 
 def sets_study(args):
     """Discovery on every network set of args.sets_dir: one record per set."""
-    folders = across_sets.set_folders(args.sets_dir)
+    game = sized_game(args.game)
+    folders = across_sets.set_folders(args.sets_dir, game)
     failed = [path for folder in folders for path in across_sets.not_optimal(folder)]
     if failed:
         raise across_sets.BadSetsFolder(f"not optimal according to training.json, so not studied: {', '.join(failed)}")
@@ -222,12 +233,12 @@ def sets_study(args):
     for k, folder in enumerate(folders):
         left = "" if not k else f", about {(time.time() - started) / k * (len(folders) - k):.0f} s left"
         print(f"set {k + 1}/{len(folders)} ({folder}){left}", flush=True)
-        paths = tuple(os.path.join(folder, f"{p}.pt") for p in PROBLEMS)
+        paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
         result, trajectories = run(replace(args, model_paths=paths, log_every=0))
         record = {"set": folder, **result.record(trajectories)}
         print(summary(record), flush=True)
         records.append(record)
-    return {"args": asdict(args), "sets": folders, "runs": records}
+    return {"args": asdict(args), "game": game.describe(), "sets": folders, "runs": records}
 
 
 def sets_summary(study):

@@ -32,14 +32,14 @@ from typing import Optional
 
 import torch
 
-import main as extraction
-from combogrid import COMBO_LENGTH, PROBLEMS
-from decomposition import reuse
+from combogrid import sized_game
+from decomposition import extraction, reuse
 from decomposition.files import failure, unwritable
 from decomposition.options import MaskFileError
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
-from decomposition.script import POSITIVE, Range, ScriptError, check, fails_on, memory_problem, out_of_range, start
+from decomposition.script import (POSITIVE, Range, ScriptError, check, fails_on, game_problem, memory_problem,
+                                  out_of_range, start)
 from decomposition.tasks import TASKS
 from ppo_agent import CheckpointError
 
@@ -48,6 +48,8 @@ KIT = os.path.dirname(os.path.abspath(__file__))
 
 @dataclass
 class Args:
+    game: str = "5x5"
+    """the game whose networks give the options and whose grid the tasks are played on (combogrid.GAMES)"""
     num_seeds: int = 16
     """reported PPO learners (seeds 0 .. N-1) per condition and task"""
     tuning_seeds: int = 3
@@ -62,8 +64,9 @@ class Args:
     discovered, the options of --discovered)"""
     discovered: str = os.path.join(KIT, "results", "discovery_inputs", "options.pt")
     """options.pt of discover.py --save-dir: the discovered condition's options"""
-    model_paths: tuple[str, ...] = extraction.Args().model_paths
-    """checkpoints of the networks for TL-BR, TR-BL, BR-TL, BL-TR, the options' source"""
+    model_paths: tuple[str, ...] = ()
+    """checkpoints of the networks, one per problem of the game (TL-BR, TR-BL, BR-TL, BL-TR for 5x5), the
+    options' source; default: models/PROBLEM.pt for 5x5, runs/models-GAME/PROBLEM.pt for another game"""
     mask_seeds: int = 10
     """mask seeds of the extraction; each combo's option is the best of them"""
     budget: int = 200_000
@@ -96,8 +99,12 @@ def check_args(args):
         return "--tasks and --conditions must name each task and condition at most once"
     if "none" not in args.conditions:
         return "--conditions needs none: every condition is compared with it"
-    if len(args.model_paths) != len(PROBLEMS):
-        return f"--model-paths needs {len(PROBLEMS)} checkpoints ({', '.join(PROBLEMS)}), got {len(args.model_paths)}"
+    problem = game_problem(args)
+    if problem:
+        return problem
+    problems = sized_game(args.game).problems
+    if args.model_paths and len(args.model_paths) != len(problems):
+        return f"--model-paths needs {len(problems)} checkpoints ({', '.join(problems)}), got {len(args.model_paths)}"
     problem = out_of_range(args, RANGES) or learning_rates_problem(args.learning_rates)
     if problem:
         return problem
@@ -112,7 +119,8 @@ def check_args(args):
     if args.save_dir is not None and unwritable(args.save_dir):
         return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
     largest_run = max(args.num_seeds, args.tuning_seeds * len(args.learning_rates))
-    return memory_problem(memory_estimate(PPOSettings(), largest_run, args.processes), "a run of "
+    return memory_problem(memory_estimate(PPOSettings(), largest_run, args.processes,
+                                          sized_game(args.game).observation_size), "a run of "
                           f"{largest_run} learners (--num-seeds, or --tuning-seeds x --learning-rates)", "")
 
 
@@ -129,21 +137,23 @@ def learning_rates_problem(rates):
 def extract_options(args):
     """The option set of each condition, and where each option comes from (main.py's extraction)."""
     # the discovered options first: a damaged options.pt is found before the extraction's minute
-    discovered = reuse.discovered_option_set(args.discovered) if "discovered" in args.conditions else None
-    agents = extraction.load_agents(extraction.Args(model_paths=args.model_paths))
-    base = extraction.Args(model_paths=args.model_paths, num_seeds=args.mask_seeds, log_every=0)
+    game = sized_game(args.game)
+    discovered = reuse.discovered_option_set(args.discovered, game) if "discovered" in args.conditions else None
+    base = extraction.ExtractionSettings(game=args.game, model_paths=args.model_paths, num_seeds=args.mask_seeds,
+                                         log_every=0)
+    agents = extraction.load_agents(base)
     print(f"extracting the options: {args.mask_seeds} mask seeds, neuron masks and input masks", flush=True)
     neurons = extraction.learn_masks(base, agents)
     inputs = extraction.learn_masks(replace(base, mask_inputs=True), agents)
-    options, sources = reuse.option_sets(agents, neurons, inputs, extraction.needed_pairs())
+    options, sources = reuse.option_sets(agents, neurons, inputs, game)
     if discovered is not None:
         options["discovered"], sources["discovered"] = discovered
     return options, sources
 
 
-def print_alignment(alignment):
-    print("fraction of starts from which each three-step option (Up, Down, Left, Right) moves as its combo, "
-          "with 0, 1 or 2 primitive actions already in the buffer:")
+def print_alignment(alignment, game):
+    print(f"fraction of starts from which each {game.combo_length}-step option ({', '.join(game.combo_names)}) moves "
+          f"as its combo, with 0 to {game.combo_length - 1} primitive actions already in the buffer:")
     for condition, fractions in alignment.items():
         print(f"  {condition:<10} " + "   ".join(f"{n}: " + " ".join(f"{x:.2f}" for x in values)
                                             for n, values in fractions.items()))
@@ -192,9 +202,10 @@ def main(args):
     torch.set_num_threads(args.processes)
     started = time.time()
     options, sources = extract_options(args)
-    alignment = {c: reuse.moves_after_primitives(options[c]) for c in args.conditions
-                 if options[c] is not None and c != "discovered" and (options[c].lengths == COMBO_LENGTH).all()}
-    print_alignment(alignment)
+    game = sized_game(args.game)
+    alignment = {c: reuse.moves_after_primitives(options[c], game) for c in args.conditions
+                 if options[c] is not None and c != "discovered" and (options[c].lengths == game.combo_length).all()}
+    print_alignment(alignment, game)
 
     tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)
     progress = Progress(len(args.tasks) * len(args.conditions) * (tuning_learners + args.num_seeds) * args.budget)

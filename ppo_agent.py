@@ -14,7 +14,8 @@ import torch
 from torch import nn
 from torch.distributions.categorical import Categorical
 
-from combogrid import COMBO_LENGTH, NUM_ACTIONS, ComboGridBatch
+from combogrid import NUM_ACTIONS, ComboGridBatch
+from decomposition.files import read_json
 from trajectory import Trajectory
 
 
@@ -153,6 +154,16 @@ def read_checkpoint(path):
                               f"({type(error).__name__})") from None
 
 
+def recorded_game(path):
+    """The game that train_ppo.py recorded for a checkpoint in the training.json beside it, or None
+    where there is none (a checkpoint of the course's code, say)."""
+    try:
+        record = read_json(os.path.join(os.path.dirname(os.path.abspath(path)), "training.json"))
+        return record["game"]["name"] if isinstance(record.get("game"), dict) else record.get("game")
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return None
+
+
 def plain_tensor(value):
     """Whether value is a dense tensor of real numbers in memory (not sparse, complex or on a device)."""
     return (isinstance(value, torch.Tensor) and value.layout == torch.strided and value.device.type == "cpu"
@@ -165,6 +176,10 @@ def load_agent(path, env, hidden_size=64):
     or outputs that are not finite."""
     agent = PPOAgent(env, hidden_size)
     state = read_checkpoint(path)
+    game, trained_on = env.unwrapped.game_description.name, recorded_game(path)
+    if trained_on is not None and trained_on != game:
+        raise CheckpointError(f"checkpoint {path} was trained on game {trained_on} (its folder's training.json), "
+                              f"not on game {game}: pass --game {trained_on}")
     if not isinstance(state, dict):
         raise CheckpointError(f"checkpoint {path} is not a state_dict")
     not_tensors = sorted(str(key) for key, value in state.items() if not plain_tensor(value))
@@ -178,8 +193,8 @@ def load_agent(path, env, hidden_size=64):
         if tuple(state[key].shape) != tuple(tensor.shape):
             raise CheckpointError(
                 f"checkpoint {path}: {key} has shape {tuple(state[key].shape)}, expected "
-                f"{tuple(tensor.shape)} for hidden size {hidden_size} and a "
-                f"{env.unwrapped.rows}x{env.unwrapped.columns} grid")
+                f"{tuple(tensor.shape)} for hidden size {hidden_size} and game {env.unwrapped.game_description.name} "
+                f"({env.unwrapped.game_description.observation_size} inputs)")
     unexpected = sorted(set(state) - set(expected))
     if unexpected:
         raise CheckpointError(f"checkpoint {path} has unexpected tensors {unexpected}")
@@ -197,14 +212,14 @@ def load_agent(path, env, hidden_size=64):
 
 
 def game_observations(env, cells=100):
-    """Observations of the env's game to check a network on: the agent on up to `cells` cells (all of
-    a 10 x 10 grid), the env's goal, and each of the 13 contents of the combo buffer."""
-    grid = env.rows * env.columns
-    agents = [divmod(int(cell), env.columns) for cell in np.unique(np.linspace(0, grid - 1, min(grid, cells)).round())]
-    prefixes = [p for length in range(COMBO_LENGTH) for p in itertools.product(range(NUM_ACTIONS), repeat=length)]
-    games = ComboGridBatch(np.repeat(agents, len(prefixes), axis=0), [env.goal] * (len(agents) * len(prefixes)),
-                           env.rows, env.columns)
-    for position in range(COMBO_LENGTH - 1):  # each game's buffer filled with its prefix
+    """Observations of the env's game to check a network on: the agent on up to `cells` open cells
+    (all of a 10 x 10 grid), the env's goal, and each content of the combo buffer."""
+    game = env.game_description
+    grid = game.open_cells
+    agents = [grid[int(k)] for k in np.unique(np.linspace(0, len(grid) - 1, min(len(grid), cells)).round())]
+    prefixes = [p for length in range(game.combo_length) for p in itertools.product(range(NUM_ACTIONS), repeat=length)]
+    games = ComboGridBatch(np.repeat(agents, len(prefixes), axis=0), [env.goal] * (len(agents) * len(prefixes)), game)
+    for position in range(game.combo_length - 1):  # each game's buffer filled with its prefix
         actions = np.array([p[position] if len(p) > position else 0 for p in prefixes] * len(agents))
         games.step(actions, active=np.array([len(p) > position for p in prefixes] * len(agents)))
     return games.observations()

@@ -19,17 +19,16 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
 
 import contextlib
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from tabulate import tabulate
 
 import discover
 import downstream
-import main as extraction
 import train_ppo
-from combogrid import COMBOS, COMBO_NAMES, PROBLEMS
-from decomposition import across_sets, discovery, files, reuse
+from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, DEFAULT_GAME, PROBLEMS
+from decomposition import across_sets, discovery, extraction, files, reuse
 from decomposition.pdf import Report
 from decomposition.results import save_results
 from decomposition.files import unwritable
@@ -57,6 +56,7 @@ DISCOVERY = {"discovery": ({}, "neuron masks (the defaults)"),
 
 
 KIT = os.path.dirname(os.path.abspath(__file__))
+DISCOVER_FIELDS = {field.name for field in fields(discover.Args)}
 
 
 @dataclass
@@ -124,17 +124,18 @@ def run_from(data, folder, command):
 
 def run_all(args):
     """Run every configuration of RUNS with main.py's own functions, saving into results_dir."""
-    base = extraction.Args(log_every=0)
+    base = extraction.ExtractionSettings(log_every=0)
     agents = extraction.load_agents(base)
     for name, (options, command) in RUNS.items():
         print(f"running {command}", flush=True)
-        run_args = replace(base, save_dir=os.path.join(args.results_dir, name), **options)
-        save_results(run_args, extraction.learn_masks(run_args, agents))
+        run_args = replace(base, **options)
+        save_results(run_args, extraction.learn_masks(run_args, agents), extraction.model_paths(run_args),
+                     os.path.join(args.results_dir, name))
     if not os.path.exists(os.path.join(args.sets_dir, f"set_{NUM_SETS - 1}", "training.json")):
         print(f"running {TRAIN_SETS}", flush=True)
         train_ppo.main(train_ppo.Args(num_sets=NUM_SETS, save_dir=args.sets_dir))
     print(f"running {STUDY}", flush=True)
-    study = across_sets.study(replace(base, sets_dir=args.sets_dir, num_seeds=10), extraction.learn_masks)
+    study = across_sets.study(replace(base, num_seeds=10), args.sets_dir, DEFAULT_GAME)
     across_sets.save(study, os.path.join(args.results_dir, "sets"))
     if not os.path.exists(os.path.join(args.results_dir, "downstream", "results.json")):
         print(f"running {REUSE} (at most 20 minutes)", flush=True)
@@ -200,16 +201,16 @@ def section_tables(report, default):
     report.heading(f"1. The score tables of the default run ({default.command}, seed "
                    f"{default.args['seed']})")
     report.paragraph(
-        f"Masked Score: fraction of the {default.whole.shape[-1] * default.args['sequence_length']} actions "
-        f"({default.whole.shape[-1]} test states x {default.args['sequence_length']} steps) in which the "
+        f"Masked Score: fraction of the {default.whole.shape[-1] * COMBO_LENGTH} actions "
+        f"({default.whole.shape[-1]} test states x {COMBO_LENGTH} steps) in which the "
         "masked network takes the combo's action; Original Score: the same for the unmasked network.")
-    for table in extraction.score_tables(default.masked, default.original):
+    for table in extraction.score_tables(default.masked, default.original, DEFAULT_GAME):
         report.monospace(table)
 
 
 def scores_per_combo(default):
     """One line per combo: the default run's Masked Score on the networks that need it and the others."""
-    needed = extraction.needed_pairs()
+    needed = DEFAULT_GAME.needed
     lines = []
     for c, combo in enumerate(COMBO_NAMES):
         scores = {flag: ", ".join(f"{p} {default.masked[0, c, a]:.3f}" for a, p in enumerate(PROBLEMS)
@@ -220,12 +221,12 @@ def scores_per_combo(default):
 
 def section_question_1(report, default, seeds):
     """2. Question 1: the two tests, on the default run and over 10 mask seeds."""
-    needed = extraction.needed_pairs()
-    default_needed, default_other = extraction.group_means(default.masked)
+    needed = DEFAULT_GAME.needed
+    default_needed, default_other = extraction.group_means(default.masked, DEFAULT_GAME)
     original_needed, original_other = default.original[needed].mean(), default.original[~needed].mean()
-    seeds_needed, seeds_other = extraction.group_means(seeds.masked)
-    whole_needed, whole_other = extraction.group_means(seeds.whole.mean(-1))
-    loss_needed, loss_other = extraction.group_means(seeds.best_loss)
+    seeds_needed, seeds_other = extraction.group_means(seeds.masked, DEFAULT_GAME)
+    whole_needed, whole_other = extraction.group_means(seeds.whole.mean(-1), DEFAULT_GAME)
+    loss_needed, loss_other = extraction.group_means(seeds.best_loss, DEFAULT_GAME)
     report.heading("2. Question 1: the two tests")
     report.paragraph(
         "For each combo s, two of the four networks were trained on problems whose solutions use s "
@@ -258,7 +259,7 @@ def section_question_1(report, default, seeds):
 def seeds_summary_and_figures(report, seeds):
     """The 10-seed run's printed summary, its loss curves and the Up and Right heat maps."""
     report.paragraph(f"The summary {seeds.command} prints:")
-    report.monospace(extraction.summary(seeds.masked, seeds.best_loss), size=7.5)
+    report.monospace(extraction.summary(seeds.masked, seeds.best_loss, DEFAULT_GAME), size=7.5)
     report.figure(os.path.join(seeds.folder, "loss_curves.png"), 174,
                   "Mask training loss (mean over 10 seeds). Solid: the network's problem needs the combo; "
                   "dashed: it does not.")
@@ -275,7 +276,7 @@ def section_across_sets(report, study, sets_training, seeds):
                              for flag in (True, False))
     inputs_needed, inputs_other = (across_sets.per_set_means(study, "inputs", "masked_score", flag)
                                    for flag in (True, False))
-    seed_spread = np.std(extraction.group_means(seeds.masked)[0])
+    seed_spread = np.std(extraction.group_means(seeds.masked, DEFAULT_GAME)[0])
     report.heading(f"3. Question 1 across {len(study['sets'])} independently trained network sets")
     report.paragraph(
         f"The numbers above rest on one set of four networks, and their spread is over mask seeds only. "
@@ -302,7 +303,7 @@ def training_data_size(default):
     """The size of a combo's training set, as text: its (state, action) pairs and combo executions."""
     sizes = sorted(set(default.training_pairs.values()))
     pairs = f"{sizes[0]}" if len(sizes) == 1 else f"{sizes[0]} to {sizes[-1]}"
-    executions = sorted({n // default.args["sequence_length"] for n in default.training_pairs.values()})
+    executions = sorted({n // COMBO_LENGTH for n in default.training_pairs.values()})
     return pairs, " to ".join(map(str, executions))
 
 
@@ -326,7 +327,7 @@ def section_question_2(report, default, seeds, inputs, zero):
     for run in (inputs, zero):
         report.paragraph(f"The summary {run.command} prints:")
         kept = np.array([[len(k) for k in row.flat] for row in run.kept]).reshape(run.masked.shape)
-        report.monospace(extraction.summary(run.masked, run.best_loss, kept), size=7.5)
+        report.monospace(extraction.summary(run.masked, run.best_loss, DEFAULT_GAME, kept), size=7.5)
     for combo in ("Up", "Right"):
         report.figure(os.path.join(inputs.folder, f"heatmaps_{combo}.png"), 100,
                       f"The {combo} masks with --mask-inputs, over 10 seeds (compare with the figure above).")
@@ -334,12 +335,12 @@ def section_question_2(report, default, seeds, inputs, zero):
 
 def remedy_paragraph(report, seeds, inputs, zero):
     """--mask-inputs against the assignment's scheme, and the zero fill against the mean fill."""
-    assignment_needed, _ = extraction.group_means(seeds.masked)
-    assignment_whole_needed, _ = extraction.group_means(seeds.whole.mean(-1))
-    inputs_needed, inputs_other = extraction.group_means(inputs.masked)
-    inputs_whole_needed, _ = extraction.group_means(inputs.whole.mean(-1))
-    inputs_loss_needed, inputs_loss_other = extraction.group_means(inputs.best_loss)
-    zero_needed, zero_other = extraction.group_means(zero.masked)
+    assignment_needed, _ = extraction.group_means(seeds.masked, DEFAULT_GAME)
+    assignment_whole_needed, _ = extraction.group_means(seeds.whole.mean(-1), DEFAULT_GAME)
+    inputs_needed, inputs_other = extraction.group_means(inputs.masked, DEFAULT_GAME)
+    inputs_whole_needed, _ = extraction.group_means(inputs.whole.mean(-1), DEFAULT_GAME)
+    inputs_loss_needed, inputs_loss_other = extraction.group_means(inputs.best_loss, DEFAULT_GAME)
+    zero_needed, zero_other = extraction.group_means(zero.masked, DEFAULT_GAME)
     agent_kept, buffer_kept, goal_kept = input_kinds(inputs.kept)
     report.paragraph(
         "Remedy (measured): main.py --mask-inputs learns, together with the neuron mask, a keep/drop "
@@ -744,8 +745,8 @@ def load_discovery(args):
         run = read_json(paths[0])
         found[name] = {"run": run, "sets": read_json(paths[1]), "path": paths[0],
                        "command": discovery_command(discover.Args(**{
-                           **run["args"], "model_paths": tuple(run["args"]["model_paths"]),
-                           "save_dir": os.path.join("results", name)}))}
+                           **{key: value for key, value in run["args"].items() if key in DISCOVER_FIELDS},
+                           "model_paths": (), "save_dir": os.path.join("results", name)}))}
     path = os.path.join(args.results_dir, "downstream_discovered", "results.json")
     if os.path.exists(path):
         found["discovery_inputs"]["reuse"] = read_json(path)

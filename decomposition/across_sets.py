@@ -16,7 +16,8 @@ import numpy as np
 from tabulate import tabulate
 
 from decomposition.files import json_writer, read_json, write_atomically
-from combogrid import COMBO_NAMES, NEEDED_COMBOS, PROBLEMS
+from combogrid import DEFAULT_GAME, game_from_record
+from decomposition.extraction import learn_masks
 
 SCHEMES = {"assignment": {"mask_inputs": False}, "inputs": {"mask_inputs": True}}
 
@@ -25,14 +26,15 @@ class BadSetsFolder(Exception):
     """A sets folder that cannot be studied; the message says why."""
 
 
-def set_folders(sets_dir):
-    """The set folders of `sets_dir` that hold the four checkpoints, in numeric order of set_K."""
+def set_folders(sets_dir, game):
+    """The set folders of `sets_dir` that hold a checkpoint per problem of the game, in numeric order of set_K."""
     if not os.path.isdir(sets_dir):
         raise BadSetsFolder(f"--sets-dir {sets_dir} is not a folder")
+    problems = game.problems
     folders = [entry.path for entry in os.scandir(sets_dir)
-               if entry.is_dir() and all(os.path.exists(os.path.join(entry.path, f"{p}.pt")) for p in PROBLEMS)]
+               if entry.is_dir() and all(os.path.exists(os.path.join(entry.path, f"{p}.pt")) for p in problems)]
     if not folders:
-        raise BadSetsFolder(f"--sets-dir {sets_dir} has no folder with {', '.join(p + '.pt' for p in PROBLEMS)}")
+        raise BadSetsFolder(f"--sets-dir {sets_dir} has no folder with {', '.join(p + '.pt' for p in problems)}")
     key = lambda path: (len(os.path.basename(path)), os.path.basename(path))  # noqa: E731  set_2 before set_10
     return sorted(folders, key=key)
 
@@ -52,10 +54,10 @@ def not_optimal(folder):
                             f"{error})") from None
 
 
-def study(args, learn_masks):
-    """Run learn_masks(args) for every set and scheme. Returns the study as a JSON-ready dict
-    whose `runs` hold one record per (set, scheme, seed, combo, network)."""
-    folders = set_folders(args.sets_dir)
+def study(args, sets_dir, game):
+    """Run the extraction (decomposition.extraction.learn_masks) for every set and scheme of the game. Returns the study as a JSON-ready
+    dict whose `runs` hold one record per (set, scheme, seed, combo, network)."""
+    folders = set_folders(sets_dir, game)
     failed = [path for folder in folders for path in not_optimal(folder)]
     if failed:
         raise BadSetsFolder(f"not optimal according to training.json, so not studied: {', '.join(failed)}")
@@ -65,23 +67,30 @@ def study(args, learn_masks):
             done = k * len(SCHEMES) + list(SCHEMES).index(scheme)
             left = "" if not done else f", about {(time.time() - start) / done * (total - done):.0f} s left"
             print(f"set {k + 1}/{len(folders)} ({folder}), scheme {scheme}{left}", flush=True)
-            paths = tuple(os.path.join(folder, f"{p}.pt") for p in PROBLEMS)
-            result = learn_masks(replace(args, model_paths=paths, sets_dir=None, save_dir=None, **options))
+            paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
+            result = learn_masks(replace(args, model_paths=paths, **options))
             for s, seed in enumerate(result.seeds):
-                for c, combo in enumerate(COMBO_NAMES):
-                    for a, network in enumerate(PROBLEMS):
+                for c, combo in enumerate(game.combo_names):
+                    for a, network in enumerate(game.problems):
                         runs.append({"set": folder, "scheme": scheme, "seed": seed, "combo": combo,
                                      "base_model": network, "masked_score": float(result.masked_score[s, c, a]),
                                      "whole_combo": float(result.whole_combo[s, c, a].mean())})
-    return {"args": asdict(args), "sets": folders, "schemes": list(SCHEMES), "runs": runs}
+    return {"args": asdict(args), "game": game.describe(), "sets": folders, "schemes": list(SCHEMES), "runs": runs}
+
+
+def in_group(game, combo, network, needed):
+    """Whether the pair is needed (needed=True) or not needed (False) in the game (Game.needed, Game.not_needed)."""
+    c, a = game.combo_names.index(combo), game.problems.index(network)
+    return bool(game.needed[c, a] if needed else game.not_needed[c, a])
 
 
 def per_set_means(data, scheme, value, needed):
     """(sets,) the mean of `value` over the needed (or not-needed) pairs and seeds of each set."""
+    game = game_from_record(data["game"]) if "game" in data else DEFAULT_GAME
     means = []
     for folder in data["sets"]:
         values = [r[value] for r in data["runs"] if r["set"] == folder and r["scheme"] == scheme
-                  and (r["combo"] in NEEDED_COMBOS[r["base_model"]]) == needed]
+                  and in_group(game, r["combo"], r["base_model"], needed)]
         means.append(np.mean(values))
     return np.array(means)
 

@@ -2,13 +2,13 @@
 segment of the solution trajectories, the few that best compress the other solutions chosen by
 the Levin loss, and how well the chosen ones recover the true combos.
 
-    candidates = learn_candidates(agents, trajectories, args, discretize)   # one mask per (network, segment)
-    table = applicability(candidates, agents, trajectories, width)   # where each reproduces a solution
+    candidates = learn_candidates(agents, trajectories, args, game)   # one mask per (network, segment)
+    table = applicability(candidates, agents, trajectories, game)     # where each reproduces a solution
     loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories])
     chosen, value = select_options(loss, max_options, restarts, seed)
     options = candidates.subset(chosen)
-    actions = greedy_rollouts(options, agents, test_games(width))    # (K, 96 test states, length)
-    measured = [recovery(actions[k, :, :options.length[k]]) for k in range(len(options))]
+    actions = greedy_rollouts(options, agents, test_games(game))      # (K, test states, length)
+    measured = [recovery(actions[k, :, :options.length[k]], game) for k in range(len(options))]
 
 discover() runs these steps on one set of networks.
 
@@ -26,7 +26,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from combogrid import COMBO_LENGTH, COMBO_NAMES, COMBOS, PROBLEMS, ComboGridBatch, problem_cells, test_states
+from combogrid import ComboGridBatch
+from decomposition.extraction import discretize
 from decomposition.masks import StackedActors, fit_masks, input_fills, stack_trajectories
 from ppo_agent import greedy_actions
 
@@ -71,7 +72,7 @@ def segments(trajectories, max_length):
             for start in range(len(trajectory) - length + 1)]
 
 
-def learn_candidates(agents, trajectories, args, discretize, log=None):
+def learn_candidates(agents, trajectories, args, game, log=None):
     """A mask for every network and every segment of the other networks' solutions, all learned
     as one batch by fit_masks: so that the masked network takes the segment's actions from its
     states. `log` reports the training's progress every args.log_every steps (fit_masks).
@@ -105,24 +106,24 @@ def learn_candidates(agents, trajectories, args, discretize, log=None):
         best_loss=best_loss[s_index, c_index, a_index].detach().numpy(),
         input_masks=None if input_masks is None else input_masks[s_index, c_index, a_index].detach(),
         input_fill=None if input_fill is None else input_fill[c_index])
-    return candidates.subset(np.flatnonzero(reproduces_segment(candidates, agents, trajectories, args.game_width)))
+    return candidates.subset(np.flatnonzero(reproduces_segment(candidates, agents, trajectories, game)))
 
 
-def solution_games(trajectories, width):
+def solution_games(trajectories, game):
     """Every state of every solution as one batch of games (agent, buffer, goal), in order, and
     for each state its (problem, position)."""
     agents, goals, buffers, lengths, where = [], [], [], [], []
-    for p, (problem, trajectory) in enumerate(zip(PROBLEMS, trajectories)):
-        start, goal = problem_cells(problem, width, width)
-        game = ComboGridBatch([start], [goal], width, width)
+    for p, (problem, trajectory) in enumerate(zip(game.problems, trajectories)):
+        start, goal = game.problem_cells(problem)
+        played = ComboGridBatch([start], [goal], game)
         for j, action in enumerate(trajectory.get_actions()):
-            agents.append(game.agents[0].copy())
-            buffers.append(game.buffers[0].copy())
-            lengths.append(game.buffer_lengths[0])
+            agents.append(played.agents[0].copy())
+            buffers.append(played.buffers[0].copy())
+            lengths.append(played.buffer_lengths[0])
             goals.append(goal)
             where.append((p, j))
-            game.step(np.array([action]))
-    games = ComboGridBatch(np.array(agents), np.array(goals), width, width)
+            played.step(np.array([action]))
+    games = ComboGridBatch(np.array(agents), np.array(goals), game)
     games.buffers, games.buffer_lengths = np.array(buffers), np.array(lengths)
     return games, where
 
@@ -158,10 +159,10 @@ def _rollouts(candidates, actors, games, steps):
     return actions
 
 
-def reproduces_segment(candidates, agents, trajectories, width):
+def reproduces_segment(candidates, agents, trajectories, game):
     """(K,) whether each candidate's greedy rollout from its segment's first state takes the
     segment's actions."""
-    games, _ = solution_games(trajectories, width)
+    games, _ = solution_games(trajectories, game)
     offsets = np.cumsum([0] + [len(t) for t in trajectories])
     firsts = offsets[candidates.source] + candidates.start
     starts = np.unique(firsts)
@@ -172,11 +173,11 @@ def reproduces_segment(candidates, agents, trajectories, width):
                      for k, (f, n) in enumerate(zip(firsts, candidates.length))], dtype=bool)
 
 
-def applicability(candidates, agents, trajectories, width):
+def applicability(candidates, agents, trajectories, game):
     """(K, positions) whether candidate k's greedy rollout of its length from the solution state
     at each position takes exactly the solution's next actions. Positions: every state of every
     solution, solution by solution; a candidate never applies past its solution's end."""
-    games, where = solution_games(trajectories, width)
+    games, where = solution_games(trajectories, game)
     solution = np.concatenate([t.get_actions() for t in trajectories])
     offsets = np.cumsum([0] + [len(t) for t in trajectories])
     position = np.arange(len(solution))
@@ -324,12 +325,13 @@ def select_options(loss, max_options, restarts, seed, log=None):
     return chosen, value
 
 
-def concatenations(length):
-    """Every concatenation of true combos with `length` actions: {name: actions}, e.g. "Down+Right"."""
-    if length % COMBO_LENGTH:
+def concatenations(length, game):
+    """Every concatenation of the game's true combos with `length` actions: {name: actions}, e.g. "Down+Right"."""
+    if length % game.combo_length:
         return {}
-    return {"+".join(names): sum((COMBOS[n] for n in names), ())
-            for names in itertools.product(COMBO_NAMES, repeat=length // COMBO_LENGTH)}
+    combos = dict(game.combos)
+    return {"+".join(names): sum((tuple(combos[n]) for n in names), ())
+            for names in itertools.product(game.combo_names, repeat=length // game.combo_length)}
 
 
 def performs(actions, sequence):
@@ -339,30 +341,31 @@ def performs(actions, sequence):
     return ((actions == target) | (actions == -1)).all(-1)
 
 
-def test_games(width):
-    """One game per test state: every non-goal cell of each of the four problems, empty buffer."""
-    return ComboGridBatch(*test_states(width, width), width, width)
+def test_games(game):
+    """One game per test state: every non-goal open cell of each problem, empty buffer."""
+    return ComboGridBatch(*game.test_states(), game)
 
 
-def recovery(actions):
+def recovery(actions, game):
     """What an option does from the test states, given its actions there (N, length), -1 after
     an episode ended: the fraction of the states from which it performs each true combo or
     concatenation of combos of its length, and the one it performs most often."""
     fractions = {name: float(performs(actions, sequence).mean())
-                 for name, sequence in concatenations(actions.shape[1]).items()}
+                 for name, sequence in concatenations(actions.shape[1], game).items()}
     best = max(fractions, key=fractions.get) if fractions else None
     return {"fractions": fractions, "best_match": best, "best_fraction": fractions[best] if best else 0.0,
             "performs": best if best is not None and fractions[best] >= RECOVERED else None}
 
 
-def precision_recall(measured):
+def precision_recall(measured, game):
     """Precision: the fraction of the options that perform a true combo or a concatenation of
     combos from >= 90% of the states. Recall: the fraction of the true combos that some option
     performs, as its whole action sequence, from >= 90% of the states. measured: recovery()'s
     dicts. Returns precision, recall and the combos recalled."""
-    recalled = [name for name in COMBO_NAMES if any(m["fractions"].get(name, 0.0) >= RECOVERED for m in measured)]
+    names = game.combo_names
+    recalled = [name for name in names if any(m["fractions"].get(name, 0.0) >= RECOVERED for m in measured)]
     precision = float(np.mean([m["performs"] is not None for m in measured])) if measured else 0.0
-    return precision, len(recalled) / len(COMBO_NAMES), recalled
+    return precision, len(recalled) / len(names), recalled
 
 
 @dataclass
@@ -377,32 +380,33 @@ class Discovery:
     decisions_with: list      # ... with the chosen options
     measured: list            # per option, recovery()'s dict with its actions from every test state
     seconds: float
+    game: object              # the combogrid.Game played
 
     def scores(self):
-        return precision_recall(self.measured)
+        return precision_recall(self.measured, self.game)
 
     def record(self, trajectories):
         """The run as a JSON-ready dict."""
         precision, recall, recalled = self.scores()
-        options = []
+        options, problems = [], self.game.problems
         for k in range(len(self.options)):
             source, start, length = (int(x[k]) for x in (self.options.source, self.options.start, self.options.length))
             options.append({
-                "network": PROBLEMS[self.options.network[k]], "source": PROBLEMS[source], "start": start,
+                "network": problems[self.options.network[k]], "source": problems[source], "start": start,
                 "length": length, "segment_actions": trajectories[source].get_actions()[start:start + length],
                 "mask_loss": float(self.options.best_loss[k]), "uses": sum(map(len, self.used_at[k].values())),
                 "used_at": self.used_at[k], **self.measured[k]})
         return {"candidates": {str(n): {"learned": learned, "kept": kept}
                                for n, (learned, kept) in self.candidates.items()},
-                "solutions": {p: t.get_actions() for p, t in zip(PROBLEMS, trajectories)},
+                "solutions": {p: t.get_actions() for p, t in zip(problems, trajectories)},
                 "levin_loss_without": self.loss_without, "levin_loss": self.loss_with,
-                "decisions_without": dict(zip(PROBLEMS, self.decisions_without)),
-                "decisions": dict(zip(PROBLEMS, self.decisions_with)),
+                "decisions_without": dict(zip(problems, self.decisions_without)),
+                "decisions": dict(zip(problems, self.decisions_with)),
                 "options": options, "precision": precision, "recall": recall, "recalled": recalled,
                 "seconds": self.seconds}
 
 
-def discover(agents, trajectories, args, discretize, say=print):
+def discover(agents, trajectories, args, game, say=print):
     """The whole method on one set of networks and their solutions: candidates, applicability,
     selection, recovery. `say` receives the progress lines."""
     started = time.time()
@@ -411,23 +415,23 @@ def discover(agents, trajectories, args, discretize, say=print):
                for n in sorted({length for _, _, length in cut})}
     say(f"learning {sum(learned.values())} candidate masks (every network x every segment of 2 to "
         f"{args.max_length} actions of the other networks' solutions x {args.mask_seeds} seed(s)), one batch")
-    candidates = learn_candidates(agents, trajectories, args, discretize, mask_progress(say))
+    candidates = learn_candidates(agents, trajectories, args, game, mask_progress(say))
     kept = {n: (learned[n], int((candidates.length == n).sum())) for n in learned}
     say(f"{len(candidates)} candidates reproduce their segment; their applicability on the solutions")
-    table = applicability(candidates, agents, trajectories, args.game_width)
+    table = applicability(candidates, agents, trajectories, game)
     loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories],
                      candidates.source if args.not_on_source else None)
     chosen, value = select_options(loss, args.max_options, args.restarts, args.seed, search_progress(say))
     options = candidates.subset(chosen)
-    taken = greedy_rollouts(options, agents, test_games(args.game_width)) if chosen else np.zeros((0, 0, 0))
-    measured = [{**recovery(taken[k, :, :options.length[k]]), "actions": taken[k, :, :options.length[k]].tolist()}
+    taken = greedy_rollouts(options, agents, test_games(game)) if chosen else np.zeros((0, 0, 0))
+    measured = [{**recovery(taken[k, :, :options.length[k]], game), "actions": taken[k, :, :options.length[k]].tolist()}
                 for k in range(len(options))]
     used_at = [{p: np.flatnonzero(loss.applicable[k, loss.offsets[i]:loss.offsets[i + 1]]).tolist()
-                for i, p in enumerate(PROBLEMS)} for k in chosen]
+                for i, p in enumerate(game.problems)} for k in chosen]
     none = as_sets([[]], 1)
     return Discovery(kept, options, used_at, float(loss(none)[0]), value,
                      loss.decisions(none)[0].tolist(), loss.decisions(as_sets([chosen], max(len(chosen), 1)))[0].tolist(),
-                     measured, time.time() - started)
+                     measured, time.time() - started, game)
 
 
 def mask_progress(say):

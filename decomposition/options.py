@@ -21,7 +21,7 @@ import os
 import numpy as np
 import torch
 
-from combogrid import COMBO_LENGTH, COMBO_NAMES, COMBOS, NUM_ACTIONS, ComboGridBatch, ComboGym, observation_size
+from combogrid import COMBO_LENGTH, DEFAULT_GAME, ComboGym, GameError, game_from_record, sized_game
 from decomposition.masks import StackedActors
 from ppo_agent import fingerprint, greedy_actions, load_agent, plain_tensor, rollout
 
@@ -117,8 +117,12 @@ def mask_file_problem(masks):
         value = masks.get(key)
         if not isinstance(value, int) or isinstance(value, bool) or not 2 <= value <= limit:
             return f"{key!r} is missing or not an integer from 2 to {limit}"
+    try:
+        game = saved_game(masks)
+    except GameError as error:
+        return f"'game' is not a game description ({error})"
     combos, networks = len(masks["combos"]), len(masks["base_models"])
-    size = observation_size(masks["game_width"], masks["game_width"])
+    size = game.observation_size
     shapes = {"neuron_masks": (len(masks["seeds"]), combos, networks, 3, masks["hidden_size"]),
               "input_masks": (len(masks["seeds"]), combos, networks, size), "input_fill": (combos, size)}
     for key, shape in shapes.items():
@@ -140,6 +144,14 @@ def mask_file_problem(masks):
     return None
 
 
+def saved_game(saved):
+    """The game a masks.pt or options.pt was written for (files without a 'game' entry: the 5 x 5
+    game on a game_width grid)."""
+    if "game" in saved:
+        return game_from_record(saved["game"])
+    return sized_game("5x5", saved["game_width"], saved["game_width"])
+
+
 def saved_network(saved, a, saved_path, model_path=None):
     """Network `a` of a file of masks: the checkpoint the masks were learned on (its absolute path
     is stored; where that path does not exist, the kit's models/ file of the same name), or
@@ -152,15 +164,16 @@ def saved_network(saved, a, saved_path, model_path=None):
         if fingerprint(path) != saved["model_fingerprints"][a]:
             raise MaskFileError(f"{path} is not the {saved['base_models'][a]} network these masks were learned on "
                                 f"({saved['model_paths'][a]}, in {saved_path}): its bytes differ")
-    width = saved["game_width"]
-    return load_agent(path, ComboGym(width, width, saved["base_models"][a]), saved["hidden_size"])
+    return load_agent(path, ComboGym(problem=saved["base_models"][a], game=saved_game(saved)), saved["hidden_size"])
 
 
-def load_discovered_options(options_path, model_paths=None):
+def load_discovered_options(options_path, model_paths=None, game=None):
     """The options chosen by discover.py --save-dir, from its options.pt, as ExtractedFunctions
     of their own lengths (option k acts for found[k].steps actions). The networks are found as
     for load_extracted_function; model_paths (one per network, TL-BR, TR-BL, BR-TL, BL-TR) overrides."""
     saved = read_saved(options_path, "an options.pt", "discover.py", "options")
+    if game is not None and saved_game(saved).describe() != game.describe():
+        raise MaskFileError(f"{options_path} holds options of game {saved_game(saved).name}, not of game {game.name}")
     found = []
     try:
         for option in saved["options"]:
@@ -175,11 +188,11 @@ def load_discovered_options(options_path, model_paths=None):
 
 
 class ComboOptions:
-    """The four true combos as fixed macro-actions, each played from whatever is in the combo buffer."""
+    """The game's true combos as fixed macro-actions, each played from whatever is in the combo buffer."""
 
-    def __init__(self, names=COMBO_NAMES):
-        self.table = np.array([COMBOS[name] for name in names])
-        self.lengths = np.full(len(names), COMBO_LENGTH)
+    def __init__(self, game=DEFAULT_GAME):
+        self.table = game.combo_actions
+        self.lengths = np.full(len(self.table), game.combo_length)
 
     def __len__(self):
         return len(self.table)
@@ -195,39 +208,23 @@ class NetworkOptions:
 
     An option's action depends on the observation only, and a 5 x 5 game has 8,125 of them (25
     agent cells x 13 combo buffers x 25 goal cells): every option's action for each is computed
-    once, and acting looks it up (an option's networks cost more than the learner's otherwise)."""
+    once (Game.every_observation), and acting looks it up by Game.observation_index (an option's
+    networks cost more than the learner's otherwise)."""
 
-    def __init__(self, agents, neuron_masks, input_masks=None, fills=None, length=COMBO_LENGTH):
+    def __init__(self, agents, neuron_masks, input_masks=None, fills=None, length=COMBO_LENGTH, game=DEFAULT_GAME):
         actors = StackedActors(agents)
         input_masks = None if input_masks is None else torch.as_tensor(input_masks)   # (K, D)
         fills = 0.0 if fills is None else torch.as_tensor(fills)                      # (K, D)
-        observations = every_observation()
+        self.game = game
+        observations = torch.as_tensor(game.every_observation())[None]
         with torch.no_grad():
-            z = actors.pre_activations(torch.as_tensor(observations)[None], input_masks, fills)  # (K, M, H)
+            z = actors.pre_activations(observations, input_masks, fills)  # (K, M, H)
             self.actions = greedy_actions(actors.logits(z, torch.as_tensor(neuron_masks))).numpy()  # (K, M)
-        self.keys, order = np.unique(observation_keys(observations), return_index=True)
-        self.actions = self.actions[:, order]
         self.lengths = np.broadcast_to(np.asarray(length, dtype=np.int64), (len(agents),)).copy()
 
     def __len__(self):
         return len(self.actions)
 
     def act(self, which, observations, position):
-        return self.actions[which, np.searchsorted(self.keys, observation_keys(observations))]
+        return self.actions[which, self.game.observation_index(observations)]
 
-
-def every_observation(width=5):
-    """Every observation of a width x width game (agent cell, combo buffer of 0 to 2 actions, goal cell)."""
-    cells = [(r, c) for r in range(width) for c in range(width)]
-    buffers = [()] + [(a,) for a in range(NUM_ACTIONS)] + [(a, b) for a in range(NUM_ACTIONS) for b in range(NUM_ACTIONS)]
-    states = [(agent, buffer, goal) for agent in cells for buffer in buffers for goal in cells]
-    games = ComboGridBatch([s[0] for s in states], [s[2] for s in states], width, width)
-    for k, (_, buffer, _) in enumerate(states):
-        games.buffers[k, :len(buffer)], games.buffer_lengths[k] = buffer, len(buffer)
-    return games.observations()
-
-
-def observation_keys(observations):
-    """Each 0/1 observation (n, D <= 64) as one integer."""
-    return np.packbits(np.asarray(observations, dtype=bool), axis=1, bitorder="little") @ \
-        (256 ** np.arange(-(-observations.shape[1] // 8), dtype=np.uint64))

@@ -77,17 +77,21 @@ def chunk_sums(*parts):
 
 
 def observation_keys(observations, binary):
-    """One integer per observation (L, N, D) that two observations share exactly when they are equal:
-    observations that are 0/1 vectors (binary) of at most 60 inputs read as binary numbers; each
-    row its own key otherwise."""
+    """One integer per observation (L, N, D) that two observations share exactly when they are equal,
+    for observations that are 0/1 vectors (binary); each row its own key otherwise. Up to 60 inputs
+    the key is the vector read as a binary number; above, the rank of its 20-input groups in
+    lexicographic order (a key's order among a learner's rows does not depend on the other learners)."""
     learners, rows, size = observations.shape
-    if not binary or size > 60:
+    if not binary:
         return torch.arange(rows).expand(learners, rows)
-    # three sums of at most 20 distinct powers of two: float32 holds every partial sum exactly
-    powers = torch.zeros(3, size)
+    # sums of at most 20 distinct powers of two: float32 holds every partial sum exactly
+    count = -(-size // 20)
+    powers = torch.zeros(max(count, 3), size)
     powers[torch.arange(size) // 20, torch.arange(size)] = 2.0 ** (torch.arange(size) % 20)
     groups = F.linear(observations.reshape(-1, size), powers).long()  # twice as fast here as x @ powers.T
-    return ((groups[:, 2] << 40) + (groups[:, 1] << 20) + groups[:, 0]).view(learners, rows)
+    if count <= 3:
+        return ((groups[:, 2] << 40) + (groups[:, 1] << 20) + groups[:, 0]).view(learners, rows)
+    return torch.unique(groups, dim=0, return_inverse=True)[1].view(learners, rows)
 
 
 def padded(count):

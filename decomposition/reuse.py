@@ -24,13 +24,13 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from combogrid import COMBO_DELTAS, COMBO_NAMES, NUM_ACTIONS, PROBLEMS
+from combogrid import NUM_ACTIONS, sized_game
 from decomposition import statistics
 from decomposition.files import json_writer, write_file_set
 from decomposition.options import ComboOptions, NetworkOptions, load_discovered_options
 from decomposition.ppo import PPOSettings
 from decomposition.processes import train_in_processes
-from decomposition.tasks import MAX_RETURN, TaskGames, TaskVec, macro_step
+from decomposition.tasks import TASKS, TaskGames, TaskVec, macro_step, max_return
 from ppo_agent import program_mask
 
 STUDY = ("none", "neurons", "inputs", "not-needed", "whole", "combos", "neural-augmented")
@@ -49,65 +49,69 @@ def best_masks(extraction, allowed):
     networks (allowed (C, A) boolean)."""
     loss = np.where(allowed[None], extraction.best_loss, np.inf)                 # (S, C, A)
     picks = []
-    for c in range(len(COMBO_NAMES)):
+    for c in range(loss.shape[1]):
         s, a = np.unravel_index(np.argmin(loss[:, c]), loss[:, c].shape)
         picks.append((int(a), int(s)))
     return picks
 
 
-def option_sets(agents, neurons, inputs, needed):
+def option_sets(agents, neurons, inputs, game):
     """The option set of every condition, and a description of where each option comes from.
-    neurons and inputs: main.py's extractions of the agents without and with --mask-inputs;
-    needed (C, A): whether network A's problem needs combo C."""
-    options, sources = {"none": None, "combos": ComboOptions()}, {}
-    everywhere = np.ones_like(needed)
+    neurons and inputs: main.py's extractions of the agents without and with --mask-inputs."""
+    options, sources = {"none": None, "combos": ComboOptions(game)}, {}
+    needed, everywhere = game.needed, np.ones_like(game.needed)
     for condition, extraction, allowed in (("neurons", neurons, everywhere), ("inputs", inputs, everywhere),
-                                           ("not-needed", inputs, ~needed)):
+                                           ("not-needed", inputs, game.not_needed)):
         picks = best_masks(extraction, allowed)
         neuron_masks = torch.stack([extraction.neuron_masks[s, c, a] for c, (a, s) in enumerate(picks)])
         input_masks = fills = None
         if extraction.input_masks is not None:
             input_masks = torch.stack([extraction.input_masks[s, c, a] for c, (a, s) in enumerate(picks)])
             fills = extraction.input_fill
-        options[condition] = NetworkOptions([agents[a] for a, _ in picks], neuron_masks, input_masks, fills)
-        sources[condition] = [{"combo": name, "network": PROBLEMS[a], "seed": extraction.seeds[s],
+        options[condition] = NetworkOptions([agents[a] for a, _ in picks], neuron_masks, input_masks, fills,
+                                            game.combo_length, game)
+        sources[condition] = [{"combo": name, "network": game.problems[a], "seed": extraction.seeds[s],
                                "needed": bool(needed[c, a]), "best_loss": float(extraction.best_loss[s, c, a])}
-                              for c, (name, (a, s)) in enumerate(zip(COMBO_NAMES, picks))]
+                              for c, (name, (a, s)) in enumerate(zip(game.combo_names, picks))]
     unmasked = program_mask(agents[0].hidden_size).expand(len(agents), -1, -1)
-    options["whole"] = NetworkOptions(agents, unmasked)
-    options["neural-augmented"] = NetworkOptions(agents, unmasked, length=1)
-    sources["whole"] = sources["neural-augmented"] = [{"network": p} for p in PROBLEMS]
+    options["whole"] = NetworkOptions(agents, unmasked, length=game.combo_length, game=game)
+    options["neural-augmented"] = NetworkOptions(agents, unmasked, length=1, game=game)
+    sources["whole"] = sources["neural-augmented"] = [{"network": p} for p in game.problems]
     return options, sources
 
 
-def discovered_option_set(options_path):
+def discovered_option_set(options_path, game):
     """discover.py's options (its options.pt) as one NetworkOptions, each option of its own length,
     and where each comes from."""
-    found = load_discovered_options(options_path)
+    found = load_discovered_options(options_path, game=game)
     with_inputs = all(f.input_mask is not None for f in found)
     size = found[0].actors.w1.shape[1]
     options = NetworkOptions([f.agent for f in found], torch.cat([f.neuron_mask for f in found]),
                              torch.cat([f.input_mask for f in found]) if with_inputs else None,
                              torch.stack([torch.as_tensor(f.input_fill).expand(size) for f in found])
-                             if with_inputs else None, length=[f.steps for f in found])
+                             if with_inputs else None, length=[f.steps for f in found], game=game)
     return options, [{"length": int(f.steps), "options_file": options_path} for f in found]
 
 
-def moves_after_primitives(options):
+def moves_after_primitives(options, game):
     """Fraction of the starts from which each option moves the agent one cell in its combo's
-    direction, by buffer state: {buffer length: [fraction per option]}. Starts: every cell from
-    which the move stays on the grid, after 0, 1 or 2 primitive actions (every prefix) already in
+    direction, by buffer state: {buffer length: [fraction per option]}. Starts: every open cell from
+    which the move stays on open cells, after 0 to L - 1 primitive actions (every prefix) already in
     the combo buffer. A fixed combo only moves from an empty buffer; a function that reads the
-    buffer can complete a combo begun by primitive actions."""
-    cells = np.array([(r, c) for r in range(5) for c in range(5)])
+    buffer can complete a combo begun by primitive actions. The goal shown is a corner away from the start."""
+    cells = np.array(game.open_cells)
+    far, near = np.array(game.open_cells[-1]), np.array(game.open_cells[0])
     result = {}
-    for length in range(3):
-        prefixes = np.array(list(np.ndindex(*(3,) * length)), dtype=np.int64).reshape(3 ** length, length)
+    for length in range(game.combo_length):
+        prefixes = np.array(list(np.ndindex(*(NUM_ACTIONS,) * length)), dtype=np.int64).reshape(NUM_ACTIONS ** length, length)
         fractions = []
-        for k, delta in enumerate(COMBO_DELTAS):
-            inside = ((cells + delta >= 0) & (cells + delta < 5)).all(1)
+        for k, delta in enumerate(game.combo_deltas):
+            targets = cells + delta
+            inside = ((targets >= 0) & (targets < (game.rows, game.columns))).all(1)
+            inside[inside] = ~game.is_wall[targets[inside, 0], targets[inside, 1]]
             starts = np.repeat(cells[inside], len(prefixes), axis=0)
-            games = TaskGames("random", starts, np.where((starts == 4).all(1, keepdims=True), 0, 4) * np.ones((1, 2), int))
+            goals = np.where((starts == far).all(1, keepdims=True), near, far)
+            games = TaskGames("random", starts, goals, game)
             for position in range(length):
                 games.step(np.tile(prefixes[:, position], inside.sum()))
             macro_step(games, np.full(len(starts), NUM_ACTIONS + k), options)
@@ -140,16 +144,16 @@ def final_training_return(curve, max_return):
 
 
 def train_learners(task, options, seeds, learning_rates, args, on_iteration=None):
-    """PPO learners on `task` with these options (one per seed, each with its learning rate), batched
-    over args.processes processes, their greedy policies evaluated at args.eval_points points."""
+    """PPO learners on `task` of game args.game with these options (one per seed, each with its learning
+    rate), batched over args.processes processes, their greedy policies evaluated at args.eval_points points."""
     settings = PPOSettings(total_timesteps=args.budget, optimal_checks=0)
-    envs_of = partial(learner_envs, task, seeds, settings.num_envs, options)
+    envs_of = partial(learner_envs, task, seeds, settings.num_envs, options, sized_game(args.game))
     return train_in_processes(envs_of, seeds, settings, args.processes, on_iteration, learning_rates,
                               evaluation_points(args.budget, args.eval_points))
 
 
-def learner_envs(task, seeds, num_envs, options, learners):
-    return TaskVec(task, [seeds[j] for j in learners], num_envs, options)
+def learner_envs(task, seeds, num_envs, options, game, learners):
+    return TaskVec(task, [seeds[j] for j in learners], num_envs, options, game)
 
 
 def evaluation_auc(result):
@@ -157,7 +161,7 @@ def evaluation_auc(result):
     return float(np.mean([e["spl"] for e in result.evaluations]))
 
 
-def record(task, condition, result, learning_rate):
+def record(task, condition, result, learning_rate, game):
     """One learner's record: its evaluation curve, the measures read from it, and its training curve."""
     evaluations = result.evaluations
     spl, success = [e["spl"] for e in evaluations], [e["success"] for e in evaluations]
@@ -170,7 +174,7 @@ def record(task, condition, result, learning_rate):
             "eval_steps": points, "eval_spl": spl, "eval_success": success,
             "final_decisions": final["decisions"], "final_primitive_steps": final["primitive_steps"],
             "final_optimal_steps": final["optimal_steps"], "final_looping": final["looping"],
-            "final_training_return": final_training_return(result.curve, MAX_RETURN[task]),
+            "final_training_return": final_training_return(result.curve, max_return(task, game)),
             "steps": result.steps, "curve": result.curve}
 
 
@@ -189,7 +193,7 @@ def run_condition(task, condition, options, learning_rate, args, on_iteration=No
     """The reported seeds 0 .. args.num_seeds - 1 of one (task, condition) at its learning rate; one record each."""
     seeds = list(range(args.num_seeds))
     results = train_learners(task, options, seeds, [learning_rate] * len(seeds), args, on_iteration)
-    return [record(task, condition, r, learning_rate) for r in results]
+    return [record(task, condition, r, learning_rate, sized_game(args.game)) for r in results]
 
 
 def runs_of(runs, task, condition):
@@ -269,11 +273,11 @@ def draw_evaluation_curves(runs, tasks, conditions, path):
     draw(runs, tasks, conditions, path, curves, "mean SPL of the greedy policy")
 
 
-def draw_training_returns(runs, tasks, conditions, path):
+def draw_training_returns(runs, tasks, conditions, game, path):
     """Mean training return (normalised) against primitive steps, with a 95% band over seeds (normal)."""
     def curves(mine):
         grid = np.linspace(0, mine[0]["eval_steps"][-1], 101)[1:]
-        values = np.array([np.interp(grid, *carried_curve(r["curve"])) / MAX_RETURN[r["task"]] for r in mine])
+        values = np.array([np.interp(grid, *carried_curve(r["curve"])) / max_return(r["task"], game) for r in mine])
         mean = values.mean(0)
         half = 1.96 * values.std(0, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0 * mean
         return grid, (mean, mean - half, mean + half)
@@ -303,14 +307,15 @@ def draw(runs, tasks, conditions, path, curves, measure):
 
 def save(args, runs, sources, alignment, tuning):
     """results.json and the two figures into args.save_dir, as one set: all new, or none."""
-    data = {"args": asdict(args), "max_return": MAX_RETURN, "option_sources": sources,
+    game = sized_game(args.game)
+    data = {"args": asdict(args), "game": game.describe(),
+            "max_return": {task: max_return(task, game) for task in TASKS}, "option_sources": sources,
             "moves_after_primitives": alignment, "tuning": tuning,
             "summary": summaries(runs, args.tasks, args.conditions), "runs": runs}
     writers = {"results.json": json_writer(data)}
     if importlib.util.find_spec("matplotlib"):
-        for name, draw_figure in (("evaluation_curves.png", draw_evaluation_curves),
-                                  ("training_returns.png", draw_training_returns)):
-            writers[name] = partial(draw_figure, runs, args.tasks, args.conditions)
+        writers["evaluation_curves.png"] = partial(draw_evaluation_curves, runs, args.tasks, args.conditions)
+        writers["training_returns.png"] = partial(draw_training_returns, runs, args.tasks, args.conditions, game)
     else:
         print("figures skipped: matplotlib is not installed (pip install -r requirements-dev.pip)")
     os.makedirs(args.save_dir, exist_ok=True)

@@ -150,8 +150,20 @@ def out_of_range(args, ranges):
     Infinite values are out of range unless the range says `high=inf` and the value is finite."""
     for name, allowed in ranges.items():
         value = getattr(args, name)
+        if value is None:  # an optional setting left to its default
+            continue
         if not (allowed.holds(value) and math.isfinite(value)):
             return f"--{name.replace('_', '-')} must be {allowed.describe()}, got {value}"
+    return None
+
+
+def game_problem(args, rows=None, columns=None):
+    """The message for a --game (resized by rows and columns) that cannot be played, or None."""
+    from combogrid import GameError, sized_game
+    try:
+        sized_game(args.game, rows, columns)
+    except GameError as error:
+        return str(error)
     return None
 
 

@@ -1,11 +1,12 @@
 """The downstream tasks (docs/game.md): new ComboGrid problems on which extracted functions are reused.
 
-Both play on ComboGridBatch's rules (the same grid, combos and 59-long observation, whose goal
-part shows the current goal), with their own rewards:
-- "multi-goal": start at (2, 2), reach (0, 2), (2, 4), (4, 2), (2, 0) in this order; +10 per goal
-  reached, 0 otherwise; terminated on the last goal (maximum return 40), truncated after 500 steps.
-- "random": start and goal drawn uniformly among the 25 cells, distinct; +10 on reaching the goal,
-  which terminates; 0 otherwise; truncated after 500 steps.
+Both play on ComboGridBatch's rules for one Game (the same grid, walls, combos and observation,
+whose goal part shows the current goal), with their own rewards:
+- "multi-goal": start on the game's multi_goal start (the 5 x 5 game: (2, 2)), reach its goals in
+  order ((0, 2), (2, 4), (4, 2), (2, 0)); +10 per goal reached, 0 otherwise; terminated on the last
+  goal (maximum return 40 with four goals), truncated after 500 steps.
+- "random": start and goal drawn uniformly among the open cells, distinct; +10 on reaching the
+  goal, which terminates; 0 otherwise; truncated after 500 steps.
 
 `TaskGames` steps many games of one task; `TaskVec` gives PPO learners (decomposition.ppo) their
 environments, with the actions extended by options (decomposition.options) that run for several
@@ -18,42 +19,52 @@ import numpy as np
 import gymnasium as gym
 from gymnasium import spaces
 
-from combogrid import (MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, learner_games,
-                       checked_action, observation_size, optimal_actions, start_option)
+from combogrid import (DEFAULT_GAME, MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, checked_action, game_named,
+                       learner_games, start_option)
 
 TASKS = ("multi-goal", "random")
-ROWS = COLUMNS = 5
 GOAL_REWARD = 10.0
-MULTI_GOAL_START = (2, 2)
-MULTI_GOALS = np.array([(0, 2), (2, 4), (4, 2), (2, 0)])
-MAX_RETURN = {"multi-goal": GOAL_REWARD * len(MULTI_GOALS), "random": GOAL_REWARD}
-BUFFER_STATES = 1 + NUM_ACTIONS + NUM_ACTIONS ** 2  # a combo buffer holds 0, 1 or 2 actions between steps
-DECISION_STATES = (len(MULTI_GOALS) + 1) * BUFFER_STATES * ROWS * COLUMNS  # goal index 4: all goals reached
 
 
-def random_start_and_goal(rng, n):
-    """n (start, goal) pairs of distinct cells, uniform over the 25 x 24 ordered pairs."""
-    cells = ROWS * COLUMNS
-    start = rng.integers(cells, size=n)
-    goal = (start + 1 + rng.integers(cells - 1, size=n)) % cells  # any cell but the start
-    to_cell = lambda index: np.stack([index // COLUMNS, index % COLUMNS], axis=1)  # noqa: E731
-    return to_cell(start), to_cell(goal)
+def multi_goal_tour(game):
+    """The multi-goal task's start cell (2,) and its goals in order (G, 2)."""
+    cells = np.array([game.cell(code) for code in game.multi_goal])
+    return cells[0], cells[1:]
 
 
-def all_start_goal_pairs():
-    """The 600 ordered (start, goal) pairs of distinct cells, start-major."""
-    cells = [(r, c) for r in range(ROWS) for c in range(COLUMNS)]
+def max_return(task, game):
+    return GOAL_REWARD * (len(game.multi_goal) - 1 if task == "multi-goal" else 1)
+
+
+def decision_state_count(game):
+    """How many (goal index, combo buffer, cell) states a task can be in: the multi-goal task's goal
+    index runs to its number of goals (all reached)."""
+    return len(game.multi_goal) * game.buffer_states * game.cells
+
+
+def random_start_and_goal(rng, n, game):
+    """n (start, goal) pairs of distinct open cells, uniform over the ordered pairs."""
+    cells = np.array(game.open_cells)
+    start = rng.integers(len(cells), size=n)
+    goal = (start + 1 + rng.integers(len(cells) - 1, size=n)) % len(cells)  # any cell but the start
+    return cells[start], cells[goal]
+
+
+def all_start_goal_pairs(game):
+    """Every ordered (start, goal) pair of distinct open cells (600 on the 5 x 5 grid), start-major."""
+    cells = game.open_cells
     pairs = [(s, g) for s in cells for g in cells if s != g]
     return np.array([s for s, _ in pairs]), np.array([g for _, g in pairs])
 
 
 class TaskGames:
-    """n games of one task. `step` applies primitive actions and returns the task's rewards."""
+    """n games of one task on one Game. `step` applies primitive actions and returns the task's rewards."""
 
-    def __init__(self, task, starts, goals):
+    def __init__(self, task, starts, goals, game=DEFAULT_GAME):
         assert task in TASKS, task
-        self.task = task
-        self.games = ComboGridBatch(starts, goals, ROWS, COLUMNS)
+        self.task, self.game = task, game
+        self.games = ComboGridBatch(starts, goals, game)
+        self.goals = multi_goal_tour(game)[1]
         self.goal_index = np.zeros(len(self.games.agents), dtype=np.int64)  # multi-goal: the current goal
 
     def __len__(self):
@@ -65,14 +76,14 @@ class TaskGames:
     def decision_states(self):
         """Each game's (goal, combo buffer, cell) as one index below DECISION_STATES: all that the
         observation shows, so a deterministic policy acts the same wherever the index repeats."""
-        lengths, buffers = self.games.buffer_lengths, self.games.buffers
-        buffer = np.select([lengths == 0, lengths == 1], [0, 1 + buffers[:, 0]], 4 + 3 * buffers[:, 0] + buffers[:, 1])
-        cell = self.games.agents[:, 0] * COLUMNS + self.games.agents[:, 1]
-        return (self.goal_index * BUFFER_STATES + buffer) * ROWS * COLUMNS + cell
+        game = self.game
+        buffer = game.buffer_code(self.games.buffer_lengths, self.games.buffers)
+        cell = self.games.agents[:, 0] * game.columns + self.games.agents[:, 1]
+        return (self.goal_index * game.buffer_states + buffer) * game.cells + cell
 
     def subset(self, games):
         """New TaskGames holding copies of the games at these indices."""
-        kept = TaskGames(self.task, self.games.agents[games], self.games.goals[games])
+        kept = TaskGames(self.task, self.games.agents[games], self.games.goals[games], self.game)
         kept.games, kept.goal_index = self.games.subset(games), self.goal_index[games]
         return kept
 
@@ -91,20 +102,21 @@ class TaskGames:
         rewards = np.where(reached, GOAL_REWARD, 0.0)
         if self.task == "multi-goal":
             self.goal_index[reached] += 1
-            terminated = reached & (self.goal_index == len(MULTI_GOALS))
+            terminated = reached & (self.goal_index == len(self.goals))
             moving_on = reached & ~terminated
-            self.games.goals[moving_on] = MULTI_GOALS[self.goal_index[moving_on]]
+            self.games.goals[moving_on] = self.goals[self.goal_index[moving_on]]
         else:
             terminated = reached
         truncated = active & ~terminated & (self.games.steps >= MAX_EPISODE_STEPS)
         return rewards, terminated, truncated
 
 
-def new_games(task, n, rng=None):
-    """n games of `task` at their start (random starts and goals drawn from rng)."""
+def task_starts(task, n, rng, game):
+    """Start and goal cells of n new games of `task` (random ones drawn from rng)."""
     if task == "multi-goal":
-        return TaskGames(task, [MULTI_GOAL_START] * n, [MULTI_GOALS[0]] * n)
-    return TaskGames(task, *random_start_and_goal(rng, n))
+        start, goals = multi_goal_tour(game)
+        return np.tile(start, (n, 1)), np.tile(goals[0], (n, 1))
+    return random_start_and_goal(rng, n, game)
 
 
 def macro_step(games, actions, options, running=None):
@@ -138,14 +150,16 @@ def macro_step(games, actions, options, running=None):
     return step_rewards, terminated, truncated, primitive_steps
 
 
-def evaluation_episodes(task):
+def evaluation_episodes(task, game):
     """The episodes a greedy policy is evaluated on: starts, first goals and the fewest primitive
-    steps that complete each. Multi-goal: its one episode (42 steps); random: all 600 pairs."""
+    steps that complete each. Multi-goal: its one episode (42 steps on 5 x 5); random: every pair of
+    open cells (600 on 5 x 5)."""
     if task == "multi-goal":
-        path = np.vstack([[MULTI_GOAL_START], MULTI_GOALS])
-        return np.array([MULTI_GOAL_START]), MULTI_GOALS[:1], np.array([optimal_actions(path[:-1], path[1:]).sum()])
-    starts, goals = all_start_goal_pairs()
-    return starts, goals, optimal_actions(starts, goals)
+        start, goals = multi_goal_tour(game)
+        path = np.vstack([[start], goals])
+        return start[None], goals[:1], np.array([game.optimal_length(path[:-1], path[1:]).sum()])
+    starts, goals = all_start_goal_pairs(game)
+    return starts, goals, game.optimal_length(starts, goals)
 
 
 def success_weighted_path_length(finished_at, optimal):
@@ -162,11 +176,11 @@ class TaskVec:
 
     binary_observations = True  # one-hot parts, as ComboGridVec's
 
-    def __init__(self, task, seeds, num_envs, options=None):
-        self.task, self.num_envs, self.options = task, num_envs, options
+    def __init__(self, task, seeds, num_envs, options=None, game=DEFAULT_GAME):
+        self.task, self.num_envs, self.options, self.game = task, num_envs, options, game
         self.num_learners = len(seeds)
         self.num_actions = NUM_ACTIONS + (0 if options is None else len(options))
-        self.observation_size = observation_size(ROWS, COLUMNS)
+        self.observation_size = game.observation_size
         self.rngs = [np.random.default_rng(seed) for seed in seeds]
         self.games = None  # reset() starts the games
 
@@ -176,13 +190,12 @@ class TaskVec:
     def _starts(self, learner_games):
         """Start and goal cells for learner_games[i] new games of learner i."""
         if self.task == "multi-goal":
-            n = int(sum(learner_games))
-            return np.array([MULTI_GOAL_START] * n).reshape(n, 2), MULTI_GOALS[np.zeros(n, dtype=np.int64)]
-        pairs = [random_start_and_goal(rng, n) for rng, n in zip(self.rngs, learner_games) if n]
+            return task_starts(self.task, int(sum(learner_games)), None, self.game)
+        pairs = [random_start_and_goal(rng, n, self.game) for rng, n in zip(self.rngs, learner_games) if n]
         return (np.concatenate([s for s, _ in pairs]), np.concatenate([g for _, g in pairs]))
 
     def reset(self):
-        self.games = TaskGames(self.task, *self._starts([self.num_envs] * self.num_learners))
+        self.games = TaskGames(self.task, *self._starts([self.num_envs] * self.num_learners), self.game)
         return self._shaped(self.games.observations())
 
     def step(self, actions):
@@ -209,13 +222,13 @@ class TaskVec:
         A deterministic policy that meets the same (goal, combo buffer, cell) twice at a decision is
         in a loop that reaches no goal: such an episode stops there as a failure, as it would end
         after MAX_EPISODE_STEPS."""
-        starts, goals, optimal = evaluation_episodes(self.task)
+        starts, goals, optimal = evaluation_episodes(self.task, self.game)
         count, per_learner = len(learners), len(starts)
-        games = TaskGames(self.task, np.tile(starts, (count, 1)), np.tile(goals, (count, 1)))
+        games = TaskGames(self.task, np.tile(starts, (count, 1)), np.tile(goals, (count, 1)), self.game)
         optimal = np.tile(optimal, count)
         finished_at = np.zeros(len(games), dtype=np.int64)  # primitive steps when terminated, 0 if not
         used, decisions = np.zeros(len(games), dtype=np.int64), np.zeros(len(games), dtype=np.int64)
-        seen = np.zeros((len(games), DECISION_STATES), dtype=bool)
+        seen = np.zeros((len(games), decision_state_count(self.game)), dtype=bool)
         running, rows = np.ones(len(games), dtype=bool), np.arange(len(games))
         looping = np.zeros(len(games), dtype=bool)
         while True:
@@ -246,38 +259,38 @@ def episode_measures(finished_at, optimal, decisions, looping):
 
 
 class TaskGym(gym.Env):
-    """A downstream ComboGrid task as a gymnasium environment (see the module docstring).
+    """A downstream ComboGrid task as a gymnasium environment (see the module docstring), on
+    `game` (a Game or a name of combogrid.GAMES, default "5x5").
 
     Actions: `Discrete(3)`, the actions 0, 1 and 2, which fill the combo buffer as in the base
-    game. Observations: `Box(0, 1, (59,), float32)`: agent one-hot, combo buffer one-hot, current
-    goal one-hot. Rewards: +10 on reaching a goal, 0 otherwise. Episode end: terminated on the
-    task's last goal, truncated after 500 steps. `reset(seed=...)` reproduces the random task's
-    start and goal, drawn from the environment's own generator; `reset(options={"agent": (row,
-    column)})` starts the agent on that cell instead (the random task then draws its goal among the
-    other cells).
+    game. Observations: `Box(0, 1, (game.observation_size,), float32)` (59 on 5 x 5): agent one-hot,
+    combo buffer one-hot, current goal one-hot. Rewards: +10 on reaching a goal, 0 otherwise.
+    Episode end: terminated on the task's last goal, truncated after 500 steps. `reset(seed=...)`
+    reproduces the random task's start and goal, drawn from the environment's own generator;
+    `reset(options={"agent": (row, column)})` starts the agent on that open cell instead (the random
+    task then draws its goal among the other open cells).
     """
 
     metadata = {"render_modes": []}
     task = None
 
-    def __init__(self):
+    def __init__(self, game=DEFAULT_GAME):
+        self.game = game_named(game)
         self.action_space = spaces.Discrete(NUM_ACTIONS)
-        self.observation_space = spaces.Box(0.0, 1.0, (observation_size(ROWS, COLUMNS),), np.float32)
+        self.observation_space = spaces.Box(0.0, 1.0, (self.game.observation_size,), np.float32)
         self.games, self.ended = None, False
 
     def reset(self, *, seed=None, options=None):
         super().reset(seed=seed)
         self.ended = False
-        agent = start_option(options, ROWS, COLUMNS)
-        self.games = new_games(self.task, 1, self.np_random)
+        agent = start_option(options, self.game)
+        start, goal = task_starts(self.task, 1, self.np_random, self.game)
         if agent is not None:
             start = np.array([agent])
             if self.task == "random":  # the goal drawn again, among the other cells
-                cells = [cell for cell in np.ndindex(ROWS, COLUMNS) if cell != agent]
+                cells = [cell for cell in self.game.open_cells if cell != agent]
                 goal = np.array([cells[self.np_random.integers(len(cells))]])
-            else:
-                goal = self.games.games.goals
-            self.games = TaskGames(self.task, start, goal)
+        self.games = TaskGames(self.task, start, goal, self.game)
         return self.games.observations()[0], {}
 
     def step(self, action):

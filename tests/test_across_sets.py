@@ -9,7 +9,7 @@ import pytest
 
 from decomposition import across_sets
 import main
-from combogrid import NEEDED_COMBOS, PROBLEMS
+from combogrid import DEFAULT_GAME, NEEDED_COMBOS, PROBLEMS
 from conftest import ROOT
 
 
@@ -28,7 +28,7 @@ def study(tmp_path_factory):
     make_sets(folder, ["set_10", "set_2"])
     (folder / "notes").mkdir()  # a folder without checkpoints is not a set
     args = main.Args(mask_learning_steps=40, log_every=0, num_seeds=2, sets_dir=str(folder))
-    return across_sets.study(args, main.learn_masks)
+    return across_sets.study(args, args.sets_dir, DEFAULT_GAME)
 
 
 def test_every_set_and_scheme_is_run_in_numeric_order(study):
@@ -58,7 +58,7 @@ def test_a_set_with_a_network_that_is_not_optimal_is_refused(tmp_path):
     make_sets(tmp_path, ["set_1"], optimal=False)
     args = main.Args(mask_learning_steps=5, log_every=0, sets_dir=str(tmp_path))
     with pytest.raises(across_sets.BadSetsFolder, match="set_1/TL-BR.pt"):
-        across_sets.study(args, main.learn_masks)
+        across_sets.study(args, args.sets_dir, DEFAULT_GAME)
 
 
 @pytest.mark.parametrize("make,message", [
@@ -68,4 +68,4 @@ def test_a_set_with_a_network_that_is_not_optimal_is_refused(tmp_path):
 def test_bad_sets_folder(tmp_path, make, message):
     make(tmp_path / "sets")
     with pytest.raises(across_sets.BadSetsFolder, match=message):
-        across_sets.set_folders(str(tmp_path / "sets"))
+        across_sets.set_folders(str(tmp_path / "sets"), DEFAULT_GAME)

@@ -104,7 +104,7 @@ def test_main_refuses_bad_numbers_and_options(options_, message):
 
 @pytest.mark.parametrize("options_,message", [
     ({"problems": ("TL-BR", "TL-BR")}, "at most once"),
-    ({"problems": ()}, "at least one"),
+    ({"game": "7x7-walls"}, "unknown game '7x7-walls'"),
     ({"problems": ("TL-XX",)}, "unknown problem 'TL-XX'"),
     ({"num_minibatches": 0}, "--num-minibatches must be between 1 and"),
     ({"num_minibatches": 3}, "must divide"),
@@ -173,7 +173,7 @@ def test_reset_refuses_cells_that_are_not_two_integers_in_the_grid(cell):
 def saved_masks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("saved")
     args = main.Args(mask_learning_steps=20, log_every=0, num_seeds=2, save_dir=str(folder), model_paths=MODELS)
-    results.save_results(args, main.learn_masks(args))
+    results.save_results(args, main.learn_masks(args), main.model_paths(args), args.save_dir)
     return folder
 
 
@@ -232,7 +232,7 @@ def test_a_failing_or_interrupted_save_keeps_the_old_set(saved_masks, tmp_path, 
 
     monkeypatch.setattr(torch, "save", failing_save)  # masks.pt is written after results.json
     with pytest.raises(type(failure)):
-        results.save_results(args, result)
+        results.save_results(args, result, main.model_paths(args), args.save_dir)
     assert snapshot(folder) == before
 
 

@@ -283,7 +283,7 @@ def test_train_ppo_names_a_learner_that_did_not_finish(tmp_path, capsys):
 
 @pytest.mark.parametrize("arguments,message", [
     ({"problems": ("TL-BR", "TL-BR")}, "at most once"),
-    ({"problems": ()}, "at least one"),
+    ({"game": "5x5", "problems": ("ML-BR",)}, "game 5x5 has TL-BR"),
     ({"num_minibatches": 0}, "--num-minibatches must be between 1 and"),
     ({"total_timesteps": 100}, "must allow one rollout"),
     ({"learning_rate": float("nan")}, "--learning-rate must be between 0 and 1"),

@@ -9,16 +9,18 @@ import pytest
 import torch
 
 import main
+from ppo_agent import load_agent
+from decomposition import extraction
 from decomposition import options
 from decomposition import results
-from combogrid import COMBOS, PROBLEMS, ComboGym
+from combogrid import DEFAULT_GAME, COMBOS, PROBLEMS, ComboGym
 from conftest import ROOT
 from decomposition.masks import StackedActors
 
 
 @pytest.fixture(scope="module")
 def agents():
-    return [main.load_agent(os.path.join(ROOT, "models", f"{p}.pt"), ComboGym(problem=p)) for p in PROBLEMS]
+    return [load_agent(os.path.join(ROOT, "models", f"{p}.pt"), ComboGym(problem=p)) for p in PROBLEMS]
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +57,9 @@ def test_zero_fill_is_an_option(agents):
 
 def test_summary_separates_needed_and_not_needed(input_run):
     _, result = input_run
-    text = main.summary(result.masked_score, result.best_loss, result.input_masks.sum(-1).int().numpy())
+    text = extraction.summary(result.masked_score, result.best_loss, DEFAULT_GAME, result.input_masks.sum(-1).int().numpy())
     assert "needed by the network's problem" in text and "not needed" in text and "input features kept" in text
-    needed = main.needed_pairs()
+    needed = DEFAULT_GAME.needed
     assert needed.sum() == 8 and needed[:, 0].tolist() == [False, True, False, True]  # TL-BR: Down, Right
 
 
@@ -68,14 +70,14 @@ def test_seeds_are_independent_and_reproducible(agents):
     assert not torch.equal(first.neuron_masks[0], first.neuron_masks[1])
     again = main.learn_masks(args, agents)
     assert torch.equal(first.neuron_masks, again.neuron_masks)
-    tables = main.score_tables(first.masked_score, first.original_score)
+    tables = extraction.score_tables(first.masked_score, first.original_score, DEFAULT_GAME)
     assert " ± " in tables[0]
 
 
 def test_save_dir_writes_results_masks_and_figures(tmp_path, input_run, agents):
     args, result = input_run
     args = dataclasses.replace(args, save_dir=str(tmp_path / "out"))
-    results.save_results(args, result)
+    results.save_results(args, result, main.model_paths(args), args.save_dir)
     data = json.loads((tmp_path / "out" / "results.json").read_text())
     assert data["args"]["mask_inputs"] is True and len(data["runs"]) == 2 * 4 * 4
     run = data["runs"][0]
@@ -96,8 +98,8 @@ def test_extracted_function_reused_as_an_option(tmp_path, input_run):
     args, result = input_run
     args = dataclasses.replace(args, save_dir=str(tmp_path), model_paths=tuple(
         os.path.join(ROOT, path) for path in args.model_paths))
-    results.save_results(args, result)
-    state_labels = results.test_state_labels(5)
+    results.save_results(args, result, main.model_paths(args), args.save_dir)
+    state_labels = results.test_state_labels(DEFAULT_GAME)
     c, a = 0, PROBLEMS.index("BR-TL")  # Up, from a network whose problem needs it
     function = options.load_extracted_function(str(tmp_path / "masks.pt"), "Up", "BR-TL", seed_index=1)
     for t in (0, 30, 60, 95):
@@ -110,6 +112,6 @@ def test_extracted_function_reused_as_an_option(tmp_path, input_run):
 def test_figures_skipped_without_matplotlib(tmp_path, input_run, monkeypatch, capsys):
     args, result = input_run
     monkeypatch.setitem(sys.modules, "matplotlib", None)
-    results.save_results(dataclasses.replace(args, save_dir=str(tmp_path)), result)
+    results.save_results(args, result, main.model_paths(args), str(tmp_path))
     assert "figures skipped" in capsys.readouterr().out
     assert (tmp_path / "results.json").exists() and not list(tmp_path.glob("*.png"))

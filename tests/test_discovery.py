@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import discover
-from combogrid import COMBO_NAMES, COMBOS, PROBLEMS, ComboGym, non_goal_cells
+from combogrid import DEFAULT_GAME, COMBO_NAMES, COMBOS, PROBLEMS, ComboGym
 from conftest import ROOT
 from decomposition import discovery
 from decomposition.options import ComboOptions, load_discovered_options
@@ -77,15 +77,15 @@ def test_selection_keeps_at_most_max_options():
     assert len(discovery.select_options(loss, 1, restarts=20, seed=0)[0]) == 1
 
 
-def fixed_actions(sequence, width=5):
+def fixed_actions(sequence):
     """A fixed action sequence played from every test state: (N, length), -1 once the goal is reached."""
-    return played(lambda step, observations: np.full(len(observations), sequence[step]), len(sequence), width)
+    return played(lambda step, observations: np.full(len(observations), sequence[step]), len(sequence))
 
 
-def played(act, steps, width=5):
+def played(act, steps):
     """act(step, observations) played for `steps` from every test state: (N, steps), -1 once the
     goal is reached."""
-    games = discovery.test_games(width)
+    games = discovery.test_games(DEFAULT_GAME)
     actions = np.full((len(games.agents), steps), -1)
     alive = np.ones(len(games.agents), dtype=bool)
     for step in range(steps):
@@ -98,18 +98,18 @@ def played(act, steps, width=5):
 
 def test_recovery_of_the_true_combos_is_perfect():
     combos = ComboOptions()      # the true combos as the options of the reuse study play them
-    measured = [discovery.recovery(played(lambda step, obs: combos.act(np.full(len(obs), k), obs, step), 3))
+    measured = [discovery.recovery(played(lambda step, obs: combos.act(np.full(len(obs), k), obs, step), 3), DEFAULT_GAME)
                 for k in range(len(combos))]
     assert [m["performs"] for m in measured] == list(COMBO_NAMES)
-    assert discovery.precision_recall(measured) == (1.0, 1.0, list(COMBO_NAMES))
+    assert discovery.precision_recall(measured, DEFAULT_GAME) == (1.0, 1.0, list(COMBO_NAMES))
 
 
 def test_recovery_of_concatenations_and_of_other_sequences():
-    down_right = discovery.recovery(fixed_actions(COMBOS["Down"] + COMBOS["Right"]))
+    down_right = discovery.recovery(fixed_actions(COMBOS["Down"] + COMBOS["Right"]), DEFAULT_GAME)
     assert down_right["performs"] == "Down+Right" and down_right["best_fraction"] == 1.0
-    half = discovery.recovery(fixed_actions((0, 1)))            # not a whole combo
+    half = discovery.recovery(fixed_actions((0, 1)), DEFAULT_GAME)            # not a whole combo
     assert half["performs"] is None and half["fractions"] == {}
-    precision, recall, recalled = discovery.precision_recall([down_right, half])
+    precision, recall, recalled = discovery.precision_recall([down_right, half], DEFAULT_GAME)
     assert precision == 0.5 and recall == 0.0 and recalled == []  # Down+Right is no single combo
 
 
@@ -129,7 +129,7 @@ def replayed(option, width=5):
     the episode ended."""
     rows = []
     for problem in PROBLEMS:
-        for cell in non_goal_cells(problem, width, width):
+        for cell in DEFAULT_GAME.non_goal_cells(problem):
             env = ComboGym(width, width, problem)
             env.reset(options={"agent": cell})
             actions = option.run(env).get_actions()
@@ -201,7 +201,7 @@ def test_the_discovered_options_are_a_condition_of_the_reuse_study(tmp_path):
     shipped = os.path.join(ROOT, "results", "discovery_inputs")
     with open(os.path.join(shipped, "discovery.json")) as file:
         lengths = [option["length"] for option in json.load(file)["options"]]
-    options, sources = reuse.discovered_option_set(os.path.join(shipped, "options.pt"))
+    options, sources = reuse.discovered_option_set(os.path.join(shipped, "options.pt"), DEFAULT_GAME)
     assert len(options) == len(lengths) and options.lengths.tolist() == lengths
     assert [source["length"] for source in sources] == lengths
     args = downstream.Args(conditions=("none", "discovered"), tasks=("multi-goal",), num_seeds=2, tuning_seeds=1,

@@ -13,11 +13,12 @@ from scipy import stats as scipy_stats
 import combogrid  # noqa: F401  registers the tasks
 import downstream
 import main
-from combogrid import COMBOS, MAX_EPISODE_STEPS, COMBO_DELTAS, COMBO_NAMES
+from decomposition import extraction
+from combogrid import DEFAULT_GAME, COMBOS, MAX_EPISODE_STEPS, COMBO_DELTAS, COMBO_NAMES
 from decomposition import reuse, statistics
 from decomposition.options import ComboOptions, NetworkOptions
-from decomposition.tasks import (MULTI_GOALS, TaskGames, TaskVec, all_start_goal_pairs, macro_step, new_games,
-                                 success_weighted_path_length)
+from decomposition.tasks import (TaskGames, TaskVec, all_start_goal_pairs, macro_step, multi_goal_tour,
+                                 success_weighted_path_length, task_starts)
 from ppo_agent import greedy_actions, program_mask
 
 UP, DOWN, LEFT, RIGHT = 3, 4, 5, 6  # learner actions of the four combo options
@@ -59,7 +60,7 @@ def test_multi_goal_rewards_and_termination_match_an_independent_replay():
         _, reward, terminated, truncated, _ = env.step(action)
         rewards.append(reward)
         assert not truncated
-    expected, done = replay("multi-goal", (2, 2), MULTI_GOALS.tolist(), actions)
+    expected, done = replay("multi-goal", (2, 2), multi_goal_tour(DEFAULT_GAME)[1].tolist(), actions)
     assert rewards == expected and terminated and done and sum(rewards) == 40 and len(actions) == 42
 
 
@@ -118,7 +119,7 @@ def test_an_option_takes_three_primitive_steps_and_returns_each_step_s_reward():
 
 
 def test_a_network_s_greedy_action_offered_as_a_one_step_option():
-    agents = main.load_agents(main.Args())
+    agents = extraction.load_agents(main.Args())
     unmasked = program_mask(agents[0].hidden_size).expand(len(agents), -1, -1)
     games = TaskGames("random", [(2, 2)] * 4, [(0, 0)] * 4)
     observations = torch.as_tensor(games.observations())
@@ -129,7 +130,7 @@ def test_a_network_s_greedy_action_offered_as_a_one_step_option():
 
 
 def test_an_episode_that_ends_inside_an_option_stops_it():
-    games = new_games("multi-goal", 1)
+    games = TaskGames("multi-goal", *task_starts("multi-goal", 1, None, DEFAULT_GAME))
     games.games.steps[:] = MAX_EPISODE_STEPS - 1  # one primitive step left before truncation
     rewards, terminated, truncated, steps = macro_step(games, np.array([UP]), ComboOptions())
     assert steps.tolist() == [1] and truncated.tolist() == [True] and not terminated[0]
@@ -166,7 +167,7 @@ def test_greedy_evaluation_scores_an_optimal_policy_1_and_a_looping_one_by_its_s
 
     optimal, up = envs.greedy_evaluation(act, [0, 1])
     assert optimal["success"] == optimal["spl"] == 1.0 and optimal["primitive_steps"] == optimal["optimal_steps"]
-    starts, goals = all_start_goal_pairs()
+    starts, goals = all_start_goal_pairs(DEFAULT_GAME)
     straight_up = ((goals[:, 1] == starts[:, 1]) & (goals[:, 0] < starts[:, 0])).mean()
     assert up["success"] == up["spl"] == straight_up  # the goals straight above are reached optimally
     assert up["looping"] == 1 - straight_up and optimal["looping"] == 0
@@ -193,7 +194,7 @@ def test_option_selection_takes_the_lowest_loss_among_allowed_networks():
     best_loss[0, 0, 0] = 0.5   # Up: seed 0 of TL-BR (does not need Up)
     extraction = type("E", (), {"best_loss": best_loss})
     assert reuse.best_masks(extraction, np.ones((4, 4), dtype=bool))[0] == (2, 1)
-    assert reuse.best_masks(extraction, ~main.needed_pairs())[0] == (0, 0)
+    assert reuse.best_masks(extraction, ~DEFAULT_GAME.needed)[0] == (0, 0)
 
 
 SMALL = downstream.Args(num_seeds=3, tuning_seeds=2, learning_rates=(1e-3, 3e-3), tasks=("multi-goal",),
@@ -260,5 +261,5 @@ def test_downstream_refuses_bad_arguments(arguments, message):
 
 
 def test_fixed_combos_move_only_from_an_empty_buffer():
-    moves = reuse.moves_after_primitives(ComboOptions())
+    moves = reuse.moves_after_primitives(ComboOptions(), DEFAULT_GAME)
     assert moves == {0: [1.0] * 4, 1: [0.0] * 4, 2: [0.0] * 4}

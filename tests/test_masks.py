@@ -9,7 +9,8 @@ import torch
 
 from decomposition import masks as batched_masks
 import main
-from combogrid import COMBOS, PROBLEMS, ComboGym
+from decomposition import extraction
+from combogrid import DEFAULT_GAME, COMBO_NAMES, COMBOS, NEEDED_COMBOS, PROBLEMS, ComboGym
 from conftest import ROOT
 from decomposition.masks import StackedActors
 from ppo_agent import PPOAgent, program_mask
@@ -71,7 +72,7 @@ def test_mixed_mask_per_neuron(agent, x):
 
 def test_stacked_actors_match_each_agent(x):
     agents = [make_agent(seed) for seed in range(3)]
-    masks = main.discretize(torch.randn(3, 3, H))
+    masks = extraction.discretize(torch.randn(3, 3, H))
     logits = StackedActors(agents).logits(StackedActors(agents).pre_activations(x[None]), masks)
     for a, agent in enumerate(agents):
         torch.testing.assert_close(logits[a], agent._get_action_with_mask(x, masks[a])[1])
@@ -80,7 +81,7 @@ def test_stacked_actors_match_each_agent(x):
 def test_linear_in_mask_shortcut_equals_the_masked_network():
     actors = StackedActors([make_agent(seed) for seed in range(2)])
     z = actors.pre_activations(torch.rand(3, 1, 7, 59))                       # (C, A, N, H)
-    masks = main.discretize(torch.randn(3, 2, 3, H))                         # (C, A, 3, H)
+    masks = extraction.discretize(torch.randn(3, 2, 3, H))                         # (C, A, 3, H)
     shortcut = masks[..., 1:, :].flatten(-2).unsqueeze(-2) @ actors.mask_to_logits(z)
     expected = actors.logits(z, masks)                                        # (C, A, N, O)
     torch.testing.assert_close(shortcut.view(3, 2, 7, 3) + actors.b2, expected, rtol=1e-5, atol=1e-4)
@@ -95,7 +96,7 @@ def test_input_masked_loss_and_gradients_match_autograd_through_the_masked_netwo
     fill = observations.mean(1)                                                   # (C, D)
     actions, weights = torch.randint(0, 3, (combos, examples)), torch.rand(combos, examples)
     keep = (torch.rand(seeds, combos, networks, inputs) < 0.5).float().requires_grad_()
-    neuron_mask = main.discretize(torch.randn(seeds, combos, networks, 3, H)).requires_grad_()
+    neuron_mask = extraction.discretize(torch.randn(seeds, combos, networks, 3, H)).requires_grad_()
 
     z = actors.pre_activations(observations[None, :, None], keep, fill[None, :, None])
     log_probs = torch.log_softmax(actors.logits(z, neuron_mask), dim=-1)          # (S, C, A, N, O)
@@ -114,7 +115,7 @@ def test_input_masked_loss_and_gradients_match_autograd_through_the_masked_netwo
 
 def test_ste_is_one_hot_forward_and_identity_backward():
     theta = torch.randn(3, H, requires_grad=True)
-    mask = main.discretize(theta)
+    mask = extraction.discretize(theta)
     assert torch.equal(mask.sum(0), torch.ones(H))
     assert torch.equal(mask.argmax(0), theta.argmax(0))
     weights = torch.randn(3, H)
@@ -126,7 +127,7 @@ def test_ste_is_one_hot_forward_and_identity_backward():
 
 def test_gradient_reaches_the_mask_through_the_network(agent, x):
     theta = torch.nn.Parameter(torch.randn(3, H))
-    trajectory = agent.run_with_mask(list(x.numpy()), main.discretize(theta), 10)
+    trajectory = agent.run_with_mask(list(x.numpy()), extraction.discretize(theta), 10)
     loss = torch.nn.CrossEntropyLoss()(torch.stack(trajectory.logits), torch.zeros(10, dtype=torch.long))
     loss.backward()
     assert theta.grad is not None and theta.grad.abs().sum() > 0
@@ -166,14 +167,14 @@ def test_train_masks_returns_the_best_mask(agent):
 def test_training_data_from_solutions_skips_non_combos(capsys):
     obs = [np.zeros(59, dtype=np.float32)] * 9
     solution = Trajectory(obs, [0, 0, 1, 2, 2, 2, 1, 0, 2])
-    training_sets = main.combo_training_sets([solution], 3)
+    training_sets = extraction.combo_training_sets([solution], DEFAULT_GAME)
     assert training_sets["Up"].get_actions() == [0, 0, 1] and training_sets["Right"].get_actions() == [1, 0, 2]
     assert training_sets["Down"].get_length() == 0
     assert capsys.readouterr().err.count("\n") == 1
 
 
 def test_test_states_cover_every_non_goal_cell():
-    agents, goals = main.test_states(5, 5)
+    agents, goals = DEFAULT_GAME.test_states()
     assert len(agents) == 96
     assert not (agents == goals).all(axis=1).any()
     assert len({(tuple(a), tuple(g)) for a, g in zip(agents, goals)}) == 96
@@ -182,8 +183,8 @@ def test_test_states_cover_every_non_goal_cell():
 def test_rollouts_compare_288_actions_per_mask(agent):
     args = main.Args()
     actors = StackedActors([agent, make_agent(1)])
-    masks = torch.stack([program_mask(H).expand(2, 3, H), main.discretize(torch.randn(2, 3, H))])
-    taken, compared = main.rollout_masks(actors, masks, None, args)
+    masks = torch.stack([program_mask(H).expand(2, 3, H), extraction.discretize(torch.randn(2, 3, H))])
+    taken, compared = extraction.rollout_masks(actors, masks, None, DEFAULT_GAME)
     assert taken.shape == (2, 2, 96, 3) and compared.sum((-1, -2)).tolist() == [[288, 288], [288, 288]]
     # the program mask's rollouts are the original network's own greedy actions
     env = ComboGym(problem=PROBLEMS[0])
@@ -195,15 +196,15 @@ def test_rollouts_compare_288_actions_per_mask(agent):
 @pytest.fixture(scope="module")
 def quick_run():
     args = main.Args(mask_learning_steps=50, log_every=0, num_seeds=2,
-                     model_paths=tuple(os.path.join(ROOT, path) for path in main.Args().model_paths))
-    agents = main.load_agents(args)
+                     model_paths=tuple(os.path.join(ROOT, path) for path in main.model_paths(main.Args())))
+    agents = extraction.load_agents(args)
     return args, agents, main.learn_masks(args, agents)
 
 
 def test_learn_masks_loads_the_model_paths_itself(quick_run):
     args, _, result = quick_run
-    assert main.score_tables(main.learn_masks(args).masked_score, result.original_score) == \
-        main.score_tables(result.masked_score, result.original_score)
+    assert extraction.score_tables(main.learn_masks(args).masked_score, result.original_score, DEFAULT_GAME) == \
+        extraction.score_tables(result.masked_score, result.original_score, DEFAULT_GAME)
 
 
 def test_learn_masks_shapes_and_scores(quick_run):
@@ -213,17 +214,17 @@ def test_learn_masks_shapes_and_scores(quick_run):
     assert (result.best_loss <= result.init_loss).all()
     assert len(result.records()) == 32
     # every shipped network takes its own combos on its own solution path at least
-    for c, name in enumerate(main.COMBO_NAMES):
+    for c, name in enumerate(COMBO_NAMES):
         for a, problem in enumerate(PROBLEMS):
-            if name in main.NEEDED_COMBOS[problem]:
+            if name in NEEDED_COMBOS[problem]:
                 assert result.original_score[c, a] >= 8 * 3 / 288
 
 
 def test_same_seed_same_tables_other_seed_differs(quick_run):
     args, agents, result = quick_run
     again = main.learn_masks(args, agents)
-    assert main.score_tables(again.masked_score, again.original_score) == main.score_tables(
-        result.masked_score, result.original_score)
+    assert extraction.score_tables(again.masked_score, again.original_score, DEFAULT_GAME) == extraction.score_tables(
+        result.masked_score, result.original_score, DEFAULT_GAME)
     other = main.learn_masks(dataclasses.replace(args, seed=7), agents)
     assert not np.array_equal(other.masked_score, result.masked_score)
 
@@ -231,7 +232,7 @@ def test_same_seed_same_tables_other_seed_differs(quick_run):
 def test_table_structure(quick_run):
     args, agents, _ = quick_run
     single = main.learn_masks(dataclasses.replace(args, num_seeds=1), agents)
-    tables = main.score_tables(single.masked_score, single.original_score)
+    tables = extraction.score_tables(single.masked_score, single.original_score, DEFAULT_GAME)
     assert len(tables) == 4
     for name, table in zip(("Up", "Down", "Left", "Right"), tables):
         lines = table.splitlines()
@@ -245,4 +246,4 @@ def test_table_structure(quick_run):
 
 
 def test_combos_in_the_scoring_order():
-    assert [COMBOS[name] for name in main.COMBO_NAMES] == [(0, 0, 1), (0, 1, 2), (2, 1, 0), (1, 0, 2)]
+    assert [COMBOS[name] for name in COMBO_NAMES] == [(0, 0, 1), (0, 1, 2), (2, 1, 0), (1, 0, 2)]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from combogrid import DEFAULT_GAME
 from decomposition import processes as ppo_processes
 import train_ppo
 from decomposition.ppo import PPOSettings
@@ -14,7 +15,7 @@ from decomposition.processes import TrainingFailed, learners_of, train_in_proces
 
 TINY = PPOSettings(num_envs=4, num_steps=32, total_timesteps=4 * 32 * 3, optimal_checks=0)
 PROBLEMS = ["TL-BR", "TR-BL", "BR-TL"]
-ENVS = partial(train_ppo.problem_envs, PROBLEMS, TINY.num_envs, 5, 5)
+ENVS = partial(train_ppo.problem_envs, PROBLEMS, TINY.num_envs, DEFAULT_GAME)
 
 
 def test_every_learner_is_dealt_to_exactly_one_process():

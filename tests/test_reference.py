@@ -8,7 +8,9 @@ import pytest
 import torch
 
 import main
-from combogrid import PROBLEMS, ComboGym
+from ppo_agent import load_agent
+from decomposition import extraction
+from combogrid import DEFAULT_GAME, PROBLEMS, ComboGym
 from conftest import ROOT
 from ppo_agent import PPOAgent
 
@@ -17,7 +19,7 @@ STEPS = 100
 
 @pytest.fixture(scope="module")
 def agents():
-    return [main.load_agent(os.path.join(ROOT, "models", f"{p}.pt"), ComboGym(problem=p)) for p in PROBLEMS]
+    return [load_agent(os.path.join(ROOT, "models", f"{p}.pt"), ComboGym(problem=p)) for p in PROBLEMS]
 
 
 @pytest.fixture(scope="module")
@@ -52,13 +54,13 @@ def test_batched_engine_gives_the_same_masks(both_engines):
     np.testing.assert_allclose(reference.init_loss, batched.init_loss, rtol=1e-5)
     np.testing.assert_allclose(reference.best_loss, batched.best_loss, rtol=1e-5)
     np.testing.assert_allclose(reference.loss_curves, batched.loss_curves, rtol=1e-4, atol=1e-6)
-    assert main.score_tables(reference.masked_score, reference.original_score) == \
-        main.score_tables(batched.masked_score, batched.original_score)
+    assert extraction.score_tables(reference.masked_score, reference.original_score, DEFAULT_GAME) == \
+        extraction.score_tables(batched.masked_score, batched.original_score, DEFAULT_GAME)
 
 
 def test_train_masks_keeps_the_mask_that_produced_the_lowest_loss(agents):
     args = main.Args(mask_learning_steps=STEPS, log_every=0)
-    trajectory = main.combo_training_sets(main.solution_trajectories(agents, args), 3)["Up"]
+    trajectory = extraction.combo_training_sets(extraction.solution_trajectories(agents, args), DEFAULT_GAME)["Up"]
     torch.manual_seed(3)
     losses = []
     mask, init_loss, best_loss = main.train_masks(agents[2], trajectory, args, losses=losses)
@@ -70,7 +72,7 @@ def test_train_masks_keeps_the_mask_that_produced_the_lowest_loss(agents):
 
 def test_train_masks_starts_from_the_given_logits(agents):
     args = main.Args(mask_learning_steps=1, log_every=0)
-    trajectory = main.combo_training_sets(main.solution_trajectories(agents, args), 3)["Left"]
+    trajectory = extraction.combo_training_sets(extraction.solution_trajectories(agents, args), DEFAULT_GAME)["Left"]
     start = torch.randn(3, 64)
     mask, _, _ = main.train_masks(agents[0], trajectory, args, initial_logits=start)
-    assert torch.equal(mask, main.discretize(start))  # one step: the best mask is the initial one
+    assert torch.equal(mask, extraction.discretize(start))  # one step: the best mask is the initial one

@@ -10,26 +10,27 @@ import pytest
 pytest.importorskip("fpdf")
 from pypdf import PdfReader  # noqa: E402
 
-from decomposition import across_sets  # noqa: E402
+from decomposition import across_sets, extraction  # noqa: E402
 import discover  # noqa: E402
 import downstream  # noqa: E402
 import main  # noqa: E402
 import report  # noqa: E402
 import train_ppo  # noqa: E402
-from combogrid import PROBLEMS, ComboGym  # noqa: E402
+from combogrid import DEFAULT_GAME, PROBLEMS, ComboGym  # noqa: E402
 from conftest import ROOT  # noqa: E402
+from ppo_agent import load_agent  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def small_results(tmp_path_factory):
     folder = tmp_path_factory.mktemp("results")
     base = main.Args(log_every=0, mask_learning_steps=30,
-                     model_paths=tuple(os.path.join(ROOT, p) for p in main.Args().model_paths))
-    agents = [main.load_agent(path, ComboGym(problem=p)) for path, p in zip(base.model_paths, PROBLEMS)]
+                     model_paths=tuple(os.path.join(ROOT, p) for p in main.model_paths(main.Args())))
+    agents = [load_agent(path, ComboGym(problem=p)) for path, p in zip(base.model_paths, PROBLEMS)]
     for name, (options, _) in report.RUNS.items():
         options = {**options, "num_seeds": min(options.get("num_seeds", 1), 2)}
-        args = dataclasses.replace(base, save_dir=str(folder / name), **options)
-        report.save_results(args, main.learn_masks(args, agents))
+        args = dataclasses.replace(base, **options)
+        report.save_results(args, main.learn_masks(args, agents), args.model_paths, str(folder / name))
     settings = dataclasses.asdict(train_ppo.Args())
     training = {"seconds": 1.0, "networks": {p: {"seed": i, "steps": 1000, "optimal": True, "settings": settings}
                                              for i, p in enumerate(PROBLEMS)}}
@@ -40,7 +41,7 @@ def small_results(tmp_path_factory):
         for p in PROBLEMS:
             shutil.copy(os.path.join(ROOT, "models", f"{p}.pt"), sets / f"set_{k}" / f"{p}.pt")
         (sets / f"set_{k}" / "training.json").write_text(json.dumps(training))
-    study = across_sets.study(dataclasses.replace(base, sets_dir=str(sets)), main.learn_masks)
+    study = across_sets.study(base, str(sets), DEFAULT_GAME)
     across_sets.save(study, str(folder / "sets"))
     downstream.main(downstream.Args(num_seeds=2, learning_rates=(1e-3,), mask_seeds=1, budget=4096, eval_points=2,
                                     save_dir=str(folder / "downstream"), model_paths=base.model_paths))
@@ -59,7 +60,7 @@ def test_report_builds_and_contains_every_default_score(small_results, tmp_path)
     report.main(args)
     text = "\n".join(page.extract_text() for page in PdfReader(output).pages)
     default = report.load_run(str(small_results / "default"), "python main.py")
-    for table in main.score_tables(default.masked, default.original):
+    for table in extraction.score_tables(default.masked, default.original, DEFAULT_GAME):
         for line in table.splitlines()[3::2]:
             for cell in line.strip("|").split("|")[1:3]:
                 assert cell.strip() in text

@@ -19,7 +19,7 @@ import downstream
 import main
 import report
 import train_ppo
-from combogrid import ComboGym
+from combogrid import GAMES, ComboGym
 from conftest import ROOT
 from decomposition import files, options, script
 from decomposition.ppo import LearnerResult
@@ -175,7 +175,8 @@ def test_report_runs_from_another_folder(results_copy):
 
 def test_trial_runs_default_to_a_folder_the_kit_does_not_ship():
     shipped = {os.path.realpath(os.path.join(ROOT, name)) for name in ("models", "results", "results/downstream")}
-    for default in (train_ppo.Args().save_dir, downstream.Args().save_dir):
+    defaults = [train_ppo.save_dir(train_ppo.Args(game=game)) for game in GAMES]
+    for default in (*defaults, downstream.Args().save_dir):
         assert os.path.realpath(os.path.join(ROOT, default)) not in shipped
         assert default.startswith("runs" + os.sep)
 
