@@ -8,7 +8,9 @@ Prints:
   steps/s    environment steps per second of the batched engine (`train_ppo.py --num-sets 10`,
              40 learners, a fixed budget each) against the one-learner-per-process train_ppo.py
              it replaced (commit BEFORE_BATCHED, checked out from git into a temporary folder,
-             4 problems in a pool of 2 processes, the same budget each; target >= 10)
+             4 problems in a pool of 2 processes, the same budget each; target >= 10). In a copy
+             without that git history (an unzipped kit), the baseline is today's engine with one
+             learner per process instead (train_ppo.py --problems P, two at a time), and it says so.
   wall time  `python train_ppo.py --num-sets 10` (40 networks) against `python train_ppo.py`
              (4 networks), both trained until optimal (target <= 2)
 With --scaling it prints instead the engine's steps/s for 1 to 80 learners (ten iterations each,
@@ -20,6 +22,7 @@ import json
 import os
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -44,10 +47,30 @@ class Args:
 
 
 def old_trainer(folder):
-    """The one-learner-per-process train_ppo.py and the modules it imports, from git."""
-    archive = subprocess.run(["git", "archive", BEFORE_BATCHED, "train_ppo.py", "combogrid.py", "ppo_agent.py",
-                              "trajectory.py", "results.py"], cwd=ROOT, check=True, capture_output=True).stdout
+    """The one-learner-per-process train_ppo.py and the modules it imports, from git; False where
+    this copy of the kit has no git history holding it."""
+    try:
+        archive = subprocess.run(["git", "archive", BEFORE_BATCHED, "train_ppo.py", "combogrid.py", "ppo_agent.py",
+                                  "trajectory.py", "results.py"], cwd=ROOT, check=True, capture_output=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return False
     subprocess.run(["tar", "-x", "-C", folder], input=archive, check=True)
+    return True
+
+
+def one_learner_per_process(budget, folder):
+    """Wall seconds of today's engine training the four problems one learner per process, two
+    processes at a time (the old trainer's pool of 2)."""
+    from combogrid import PROBLEMS
+    start = time.perf_counter()
+    for pair in (PROBLEMS[:2], PROBLEMS[2:]):
+        children = [subprocess.Popen([sys.executable, "train_ppo.py", "--problems", problem, "--processes", "1",
+                                      "--total-timesteps", str(budget), "--optimal-checks", "0",
+                                      "--save-dir", os.path.join(folder, problem)],
+                                     cwd=ROOT, stdout=subprocess.DEVNULL) for problem in pair]
+        if any(child.wait() for child in children):
+            raise SystemExit("error: a baseline run of train_ppo.py failed")
+    return time.perf_counter() - start
 
 
 def scaling(learner_counts=(1, 4, 8, 16, 40, 80), iterations=10):
@@ -89,15 +112,24 @@ def main(args):
     with tempfile.TemporaryDirectory() as folder:
         old = os.path.join(folder, "old")
         os.mkdir(old)
-        old_trainer(old)
-        # a budget the old learning rate does not solve the problems within, so every learner runs it all
-        old_seconds, new_seconds = median_pair(
-            (["train_ppo.py", "--total-timesteps", str(args.budget), "--save-dir", os.path.join(folder, "old_models")],
-             old),
-            (["train_ppo.py", "--num-sets", "10", "--total-timesteps", str(args.budget), "--optimal-checks", "0",
-              "--save-dir", os.path.join(folder, "budget")], ROOT), args.repetitions)
+        batched = (["train_ppo.py", "--num-sets", "10", "--total-timesteps", str(args.budget), "--optimal-checks", "0",
+                    "--save-dir", os.path.join(folder, "budget")], ROOT)
+        if old_trainer(old):
+            # a budget the old learning rate does not solve the problems within, so every learner runs it all
+            baseline = "the old trainer"
+            old_seconds, new_seconds = median_pair(
+                (["train_ppo.py", "--total-timesteps", str(args.budget), "--save-dir",
+                  os.path.join(folder, "old_models")], old), batched, args.repetitions)
+        else:
+            baseline = "today's engine, no git history to take the old trainer from"
+            old_times, new_times = [], []
+            for _ in range(args.repetitions):
+                old_times.append(one_learner_per_process(args.budget, os.path.join(folder, "single")))
+                new_times.append(wall_time(*batched))
+            old_seconds, new_seconds = statistics.median(old_times), statistics.median(new_times)
         old_rate, new_rate = 4 * args.budget / old_seconds, 40 * args.budget / new_seconds
-        print(f"steps/s  one learner per process (4 learners, pool of 2): {old_rate:9,.0f}  ({old_seconds:.1f} s)")
+        print(f"steps/s  one learner per process (4 learners, pool of 2; {baseline}): {old_rate:9,.0f}  "
+              f"({old_seconds:.1f} s)")
         print(f"steps/s  batched engine (40 learners):                      {new_rate:9,.0f}  ({new_seconds:.1f} s)")
         ratio = new_rate / old_rate
         print(f"ratio batched / one per process: {ratio:.1f}  target >= 10: {'met' if ratio >= 10 else 'MISSED'}",

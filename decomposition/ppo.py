@@ -80,7 +80,7 @@ RANGES = {"hidden_size": Range(1, 10**5), "total_timesteps": Range(1, 10**12), "
 """The values each PPOSettings field may take (decomposition.script.out_of_range checks them)."""
 
 
-def memory_estimate(settings, learners, processes=1, observation_size=59):
+def memory_estimate(settings, learners, processes, observation_size):
     """Bytes a batched run of this many learners needs, roughly: measured here as 270 MB per process
     plus 3.2 MB per learner at 16 environments x 128 steps, 64 hidden neurons and 59 inputs (the
     rollout's rows, their minibatches and activations), with a margin; the part per learner grows

@@ -210,3 +210,37 @@ def test_downstream_tasks_are_solved_by_the_true_combos_on_every_game(name):
 
     (measures,) = envs.greedy_evaluation(toward_goal, [0])
     assert measures["success"] == measures["spl"] == 1.0
+
+
+def expect_error(call, message):
+    """call() must stop with one 'error: ...' line containing message."""
+    with pytest.raises(SystemExit) as stopped:
+        call()
+    text = stopped.value.code
+    assert isinstance(text, str) and text.startswith("error: ") and "\n" not in text, text
+    assert message in text, text
+
+
+MODELS = tuple(os.path.join(ROOT, "models", f"{p}.pt") for p in GAMES["5x5"].problems)
+
+
+@pytest.mark.parametrize("script,options,message", [
+    ("train_ppo", {"game": "7x7"}, "unknown game '7x7'"),
+    ("train_ppo", {"game": "5x5-hallways", "problems": ("TL-BR",)}, "game 5x5-hallways has ML-TM"),
+    ("train_ppo", {"game": "5x5-block", "rows": 1}, "--rows must be between 2 and 100"),
+    ("main", {"game": "hallways"}, "unknown game 'hallways'"),
+    ("main", {"game": "5x5-block", "model_paths": MODELS}, "trained on game 5x5 (its folder's training.json), not on "
+                                                           "game 5x5-block"),
+    ("main", {"game": "6x6", "model_paths": MODELS}, "trained on game 5x5 (its folder's training.json), not on game 6x6"),
+    ("main", {"game": "5x5-combo4", "sequence_length": 3}, "--sequence-length must be 4"),
+    ("main", {"game": "5x5-12problems", "model_paths": MODELS}, "--model-paths needs 12 checkpoints"),
+    ("downstream", {"game": "10x11"}, "unknown game '10x11'"),
+    ("discover", {"game": "5x5-hallways", "max_length": 13}, "--max-length must be between 2 and 12"),
+    ("variants", {"games": ("5x5", "5x5")}, "--games must name each game once"),
+    ("variants", {"games": ("5x5-walls",)}, "unknown game '5x5-walls'"),
+])
+def test_scripts_refuse_bad_games_with_one_line(script, options, message, tmp_path):
+    module = __import__(script)
+    extra = {"save_dir": str(tmp_path / "out")} if script in ("train_ppo", "variants") else {}
+    expect_error(lambda: module.main(module.Args(**options, **extra)), message)
+    assert not (tmp_path / "out").exists()
