@@ -19,6 +19,8 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
 
 import contextlib
 import os
+import subprocess
+import sys
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
@@ -28,7 +30,7 @@ import discover
 import downstream
 import train_ppo
 from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, DEFAULT_GAME, PROBLEMS
-from decomposition import across_sets, discovery, extraction, files, reuse
+from decomposition import across_sets, discovery, extraction, family, files, reuse
 from decomposition.pdf import Report
 from decomposition.results import save_results
 from decomposition.files import unwritable
@@ -42,6 +44,8 @@ RUNS = {
     "inputs_zero": ({"num_seeds": 10, "mask_inputs": True, "input_fill": "zero"},
                     "python main.py --num-seeds 10 --mask-inputs --input-fill zero"),
 }
+FAMILY = "python variants.py --save-dir results/variants"
+"""The family study (section 7), run as its own script: it runs the other scripts as commands."""
 NUM_SETS = 10
 TRAIN_SETS = f"python train_ppo.py --num-sets {NUM_SETS} --save-dir results/network_sets"
 STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
@@ -150,6 +154,11 @@ def run_all(args):
                 run_args = discover.Args(save_dir=os.path.join(args.results_dir, folder), **options, **extra)
                 print(f"running {discovery_command(run_args)}", flush=True)
                 discover.main(run_args)
+    if not os.path.exists(os.path.join(args.results_dir, "variants", "summary.json")):
+        print(f"running {FAMILY} (about an hour; resumable)", flush=True)
+        if subprocess.run([sys.executable, os.path.join(KIT, "variants.py"), "--save-dir",
+                           os.path.join(args.results_dir, "variants")]).returncode:
+            raise ScriptError(f"{FAMILY} failed (its error line is above); rerun to go on where it stopped")
 
 
 def discovery_command(args):
@@ -176,9 +185,9 @@ def input_kinds(kept, width=5):
     return counts.mean(0)
 
 
-def build(runs, training, study, sets_training, reuse_study, found, output):
+def build(runs, training, study, sets_training, reuse_study, found, output, family_dir):
     """Write the PDF from the loaded runs, the study across network sets, the reuse study, the
-    discovery runs and the training records: a title, then sections 1 to 7 in order."""
+    discovery runs, the family study and the training records: a title, then sections 1 to 8 in order."""
     default, seeds, inputs, zero = runs["default"], runs["seeds"], runs["inputs"], runs["inputs_zero"]
     report = Report()
     report.title("Neural decomposition on ComboGrid: answers")
@@ -192,6 +201,7 @@ def build(runs, training, study, sets_training, reuse_study, found, output):
     section_question_2(report, default, seeds, inputs, zero)
     section_reuse(report, reuse_study)
     section_discovery(report, found)
+    section_family(report, family_dir)
     section_method(report, runs, training)
     report.save(output)
 
@@ -631,14 +641,69 @@ def discovery_reading(found):
         "96 states of the four solutions, where such an option compresses as well as the combo.")
 
 
+def family_goals(entry):
+    """Which of the family study's goals a game meets, as (goal, met or None when not measured) pairs."""
+    extract, reuse, found = entry.get("extract"), entry.get("reuse"), entry.get("discover")
+    goals = []
+    if extract:
+        for scheme, label in (("assignment", "neuron masks"), ("inputs", "input masks")):
+            s = extract[scheme]
+            goals.append((f"{label}: needed above not needed on every set ({s['separated']}/{s['sets']})",
+                          s["separated"] == s["sets"]))
+        goals.append((f"input masks: needed pairs at least 0.95 on every set (worst {extract['inputs']['worst_needed']:.3f})",
+                      extract["inputs"]["worst_needed"] >= 0.95))
+    if reuse:
+        for task in ("multi-goal", "random"):
+            goals.append((f"reuse, {task}: inputs' IQM interval clear of none's", reuse[task]["inputs_clear_of_none"]))
+    if found:
+        goals.append((f"discovery with input masks: recall 4/4 on {found['full_recall']} of {found['sets']} sets",
+                      found["full_recall"] * 2 > found["sets"]))
+    return goals
+
+
+def section_family(report, study_dir):
+    """7. The ComboGrid family: the studies repeated on every named game (variants.py)."""
+    report.heading("7. Beyond one game: the ComboGrid family")
+    summary_path = os.path.join(study_dir, "summary.json")
+    if not os.path.exists(summary_path):
+        report.paragraph(f"No family study in {study_dir}: python variants.py --save-dir results/variants runs it.")
+        return
+    names = list(read_json(summary_path))
+    summary = family.summarise(study_dir, names)  # recomputed from the stages' own records
+    report.paragraph(
+        "variants.py repeats the kit's studies on every named game of combogrid.GAMES: larger grids (6x6, "
+        "10x10), four-action combos (5x5-combo4), walls (5x5-hallways: only the middle row and column open, "
+        "with four problems between mid-edge cells; 5x5-block: the interior walled), and twelve problems "
+        "(5x5-12problems: the corners and the research code's mid-edge problems). Each game's optimal "
+        "lengths, needed combos and test states are computed from its description (breadth-first search). "
+        "Per game: train_ppo.py --num-sets trains independent network sets; main.py --sets-dir runs both "
+        "masking schemes on every set whose networks are all optimal; downstream.py reuses the first such "
+        "set's functions as options on the game's own multi-goal and random tasks (budget scaled by the "
+        "cells, learning rates tuned per condition); discover.py --mask-inputs runs discovery on the first "
+        "sets. Every command is printed by variants.py and recorded in the study folder.")
+    report.monospace(family.table(summary), size=4.6)
+    figure = os.path.join(study_dir, "summary.png")
+    if os.path.exists(figure):
+        report.figure(figure, 180, "Per game: needed and not-needed Masked Score (mean over sets); the reuse "
+                      "study's IQM evaluation AUC [95% CI] per condition on both tasks; discovery's recall per set.")
+    lines = []
+    for name, entry in summary.items():
+        goals = family_goals(entry)
+        if goals:
+            lines.append(f"{name}: " + "; ".join(f"{goal}: {'met' if met else 'NOT met'}" for goal, met in goals) + ".")
+        else:
+            lines.append(f"{name}: no stage measured yet.")
+    report.paragraph("Goals, per game, as measured: " + " ".join(lines))
+
+
 def section_method(report, runs, training):
-    """7. How the numbers were produced: the networks' training and the mask runs."""
+    """8. How the numbers were produced: the networks' training and the mask runs."""
     default, seeds = runs["default"], runs["seeds"]
     networks = training["networks"]
     trained = "; ".join(f"{p}: seed {t['seed']}, {t['steps']:,} steps, "
                         f"{'optimal' if t['optimal'] else 'NOT optimal'}" for p, t in networks.items())
     ppo = next(iter(networks.values()))["settings"]
-    report.heading("7. How the numbers were produced")
+    report.heading("8. How the numbers were produced")
     report.paragraph(
         f"Networks: python train_ppo.py (PPO after CleanRL, the four learners trained as "
         f"{batches(ppo.get('processes', 1))}, in {training['seconds']:.0f} s, each exactly as it would train "
@@ -768,7 +833,8 @@ def build_from_results(args):
         run_all(args)
     try:
         runs, training, study, reuse_study, found = load_all(args)
-        build(runs, training, study, sets_training_summary(study["sets"]), reuse_study, found, args.output)
+        build(runs, training, study, sets_training_summary(study["sets"]), reuse_study, found, args.output,
+              os.path.join(args.results_dir, "variants"))
     except BadResults as error:
         raise ScriptError(f"{error}; rerun python report.py without --reuse") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:
