@@ -634,3 +634,4 @@ class ComboGym(gym.Env):
 gym.register("ComboGrid-v0", entry_point="combogrid:ComboGym")
 gym.register("ComboGrid-MultiGoal-v0", entry_point="decomposition.tasks:MultiGoalGym")  # the downstream tasks
 gym.register("ComboGrid-Random-v0", entry_point="decomposition.tasks:RandomGoalGym")
+gym.register("ComboGrid-AllGoals-v0", entry_point="decomposition.tasks:AllGoalsGym")

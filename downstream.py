@@ -40,7 +40,7 @@ from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
 from decomposition.script import (POSITIVE, Range, ScriptError, check, fails_on, game_problem, memory_problem,
                                   out_of_range, start)
-from decomposition.tasks import TASKS
+from decomposition.tasks import STUDY_TASKS, TASKS
 from ppo_agent import CheckpointError
 
 KIT = os.path.dirname(os.path.abspath(__file__))
@@ -57,8 +57,9 @@ class Args:
     learning_rates: tuple[float, ...] = (4e-3, 8e-3, 1.6e-2, 3.2e-2)
     """the learning rates tuned over, per condition and task (Adam's, annealed to 0 over the budget); one
     rate: no tuning"""
-    tasks: tuple[str, ...] = TASKS
-    """downstream tasks to learn (multi-goal, random)"""
+    tasks: tuple[str, ...] = STUDY_TASKS
+    """downstream tasks to learn (multi-goal, random; all-goals, the multi-goal task with every goal shown
+    at once and taken in any order)"""
     conditions: tuple[str, ...] = reuse.STUDY
     """action sets to compare (none, neurons, inputs, not-needed, whole, combos, neural-augmented; and
     discovered, the options of --discovered)"""

@@ -7,13 +7,19 @@ whose goal part shows the current goal), with their own rewards:
   goal (maximum return 40 with four goals), truncated after 500 steps.
 - "random": start and goal drawn uniformly among the open cells, distinct; +10 on reaching the
   goal, which terminates; 0 otherwise; truncated after 500 steps.
+- "all-goals": the research code's form of the multi-goal task: the same start and goals, all
+  shown at once (the goal part of the observation is their multi-hot) and taken in any order; +10
+  per goal reached, which then disappears; terminated on the last one. Optimal: the shortest tour.
+The reuse study (downstream.py) uses multi-goal and random by default; --tasks all-goals adds this one.
 
 `TaskGames` steps many games of one task; `TaskVec` gives PPO learners (decomposition.ppo) their
 environments, with the actions extended by options (decomposition.options) that run for several
-primitive steps, and evaluates their greedy policies (success rate and SPL); `MultiGoalGym` and
-`RandomGoalGym` are the gymnasium environments, registered as ComboGrid-MultiGoal-v0 and
-ComboGrid-Random-v0 when combogrid is imported.
+primitive steps, and evaluates their greedy policies (success rate and SPL); `MultiGoalGym`,
+`RandomGoalGym` and `AllGoalsGym` are the gymnasium environments, registered as
+ComboGrid-MultiGoal-v0, ComboGrid-Random-v0 and ComboGrid-AllGoals-v0 when combogrid is imported.
 """
+
+import itertools
 
 import numpy as np
 import gymnasium as gym
@@ -22,7 +28,11 @@ from gymnasium import spaces
 from combogrid import (DEFAULT_GAME, MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, checked_action, game_named,
                        learner_games, start_option)
 
-TASKS = ("multi-goal", "random")
+TASKS = ("multi-goal", "random", "all-goals")
+STUDY_TASKS = ("multi-goal", "random")
+"""The tasks downstream.py learns by default."""
+TOUR_TASKS = ("multi-goal", "all-goals")
+"""The tasks on the game's multi_goal tour (one start, several goals)."""
 GOAL_REWARD = 10.0
 
 
@@ -33,13 +43,19 @@ def multi_goal_tour(game):
 
 
 def max_return(task, game):
-    return GOAL_REWARD * (len(game.multi_goal) - 1 if task == "multi-goal" else 1)
+    return GOAL_REWARD * (len(game.multi_goal) - 1 if task in TOUR_TASKS else 1)
 
 
-def decision_state_count(game):
-    """How many (goal index, combo buffer, cell) states a task can be in: the multi-goal task's goal
-    index runs to its number of goals (all reached)."""
-    return len(game.multi_goal) * game.buffer_states * game.cells
+def goal_states(task, game):
+    """How many goal states a game of the task can be in: the multi-goal task's goal index runs to
+    its number of goals (all reached); the all-goals task's set of goals reached is a bit mask."""
+    goals = len(game.multi_goal) - 1
+    return 2 ** goals if task == "all-goals" else goals + 1
+
+
+def decision_state_count(task, game):
+    """How many (goal state, combo buffer, cell) states a game of the task can be in."""
+    return goal_states(task, game) * game.buffer_states * game.cells
 
 
 def random_start_and_goal(rng, n, game):
@@ -65,17 +81,25 @@ class TaskGames:
         self.task, self.game = task, game
         self.games = ComboGridBatch(starts, goals, game)
         self.goals = multi_goal_tour(game)[1]
-        self.goal_index = np.zeros(len(self.games.agents), dtype=np.int64)  # multi-goal: the current goal
+        # multi-goal: the index of the current goal; all-goals: the bit mask of the goals reached
+        self.goal_index = np.zeros(len(self.games.agents), dtype=np.int64)
 
     def __len__(self):
         return len(self.goal_index)
 
     def observations(self):
-        return self.games.observations()
+        observations = self.games.observations()
+        if self.task == "all-goals":  # every goal not yet reached, at once
+            game, first = self.game, self.game.cells + NUM_ACTIONS * self.game.combo_length
+            remaining = (self.goal_index[:, None] >> np.arange(len(self.goals))) & 1 == 0
+            observations[:, first:] = 0.0
+            games, goals = np.nonzero(remaining)
+            observations[games, first + self.goals[goals, 0] * game.columns + self.goals[goals, 1]] = 1.0
+        return observations
 
     def decision_states(self):
-        """Each game's (goal, combo buffer, cell) as one index below DECISION_STATES: all that the
-        observation shows, so a deterministic policy acts the same wherever the index repeats."""
+        """Each game's (goal state, combo buffer, cell) as one index below decision_state_count: all
+        that the observation shows, so a deterministic policy acts the same wherever the index repeats."""
         game = self.game
         buffer = game.buffer_code(self.games.buffer_lengths, self.games.buffers)
         cell = self.games.agents[:, 0] * game.columns + self.games.agents[:, 1]
@@ -105,6 +129,13 @@ class TaskGames:
             terminated = reached & (self.goal_index == len(self.goals))
             moving_on = reached & ~terminated
             self.games.goals[moving_on] = self.goals[self.goal_index[moving_on]]
+        elif self.task == "all-goals":
+            bits = 1 << np.arange(len(self.goals))
+            on = (self.games.agents[:, None, :] == self.goals[None]).all(-1) & (self.goal_index[:, None] & bits == 0)
+            reached = on.any(1) & active
+            self.goal_index[reached] |= (on[reached] * bits).sum(1)
+            rewards = np.where(reached, GOAL_REWARD, 0.0)
+            terminated = reached & (self.goal_index == bits.sum())
         else:
             terminated = reached
         truncated = active & ~terminated & (self.games.steps >= MAX_EPISODE_STEPS)
@@ -113,10 +144,19 @@ class TaskGames:
 
 def task_starts(task, n, rng, game):
     """Start and goal cells of n new games of `task` (random ones drawn from rng)."""
-    if task == "multi-goal":
+    if task in TOUR_TASKS:  # all-goals: the first goal only stands in (the games check them all)
         start, goals = multi_goal_tour(game)
         return np.tile(start, (n, 1)), np.tile(goals[0], (n, 1))
     return random_start_and_goal(rng, n, game)
+
+
+def shortest_tour(game):
+    """The fewest primitive steps that take every goal of the tour from its start, in any order."""
+    start, goals = multi_goal_tour(game)
+    cells = [tuple(start)] + [tuple(g) for g in goals]
+    between = {(a, b): int(game.optimal_length(a, b)[0]) for a in cells for b in cells if a != b}
+    return min(sum(between[a, b] for a, b in zip((cells[0], *order), order))
+               for order in itertools.permutations(cells[1:]))
 
 
 def macro_step(games, actions, options, running=None):
@@ -158,6 +198,9 @@ def evaluation_episodes(task, game):
         start, goals = multi_goal_tour(game)
         path = np.vstack([[start], goals])
         return start[None], goals[:1], np.array([game.optimal_length(path[:-1], path[1:]).sum()])
+    if task == "all-goals":
+        start, goals = multi_goal_tour(game)
+        return start[None], goals[:1], np.array([shortest_tour(game)])
     starts, goals = all_start_goal_pairs(game)
     return starts, goals, game.optimal_length(starts, goals)
 
@@ -189,7 +232,7 @@ class TaskVec:
 
     def _starts(self, learner_games):
         """Start and goal cells for learner_games[i] new games of learner i."""
-        if self.task == "multi-goal":
+        if self.task in TOUR_TASKS:
             return task_starts(self.task, int(sum(learner_games)), None, self.game)
         pairs = [random_start_and_goal(rng, n, self.game) for rng, n in zip(self.rngs, learner_games) if n]
         return (np.concatenate([s for s, _ in pairs]), np.concatenate([g for _, g in pairs]))
@@ -228,7 +271,7 @@ class TaskVec:
         optimal = np.tile(optimal, count)
         finished_at = np.zeros(len(games), dtype=np.int64)  # primitive steps when terminated, 0 if not
         used, decisions = np.zeros(len(games), dtype=np.int64), np.zeros(len(games), dtype=np.int64)
-        seen = np.zeros((len(games), decision_state_count(self.game)), dtype=bool)
+        seen = np.zeros((len(games), decision_state_count(self.task, self.game)), dtype=bool)
         running, rows = np.ones(len(games), dtype=bool), np.arange(len(games))
         looping = np.zeros(len(games), dtype=bool)
         while True:
@@ -308,3 +351,7 @@ class MultiGoalGym(TaskGym):
 
 class RandomGoalGym(TaskGym):
     task = "random"
+
+
+class AllGoalsGym(TaskGym):
+    task = "all-goals"

@@ -244,3 +244,24 @@ def test_scripts_refuse_bad_games_with_one_line(script, options, message, tmp_pa
     extra = {"save_dir": str(tmp_path / "out")} if script in ("train_ppo", "variants") else {}
     expect_error(lambda: module.main(module.Args(**options, **extra)), message)
     assert not (tmp_path / "out").exists()
+
+
+def test_the_all_goals_task_shows_every_goal_and_takes_them_in_any_order():
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+    from decomposition.tasks import shortest_tour
+    check_env(gym.make("ComboGrid-AllGoals-v0").unwrapped)
+    env = gym.make("ComboGrid-AllGoals-v0").unwrapped
+    observation, _ = env.reset()
+    goal_part = slice(25 + 9, None)
+    assert observation[goal_part].sum() == 4
+    combos = dict(GAMES["5x5"].combos)
+    moves = ["Left", "Left", "Up", "Up", "Right", "Right", "Right", "Right", "Down", "Down", "Down", "Down",
+             "Left", "Left"]  # ML first, then TM, MR and BM: the reverse of the multi-goal order
+    rewards = []
+    for move in moves:
+        for action in combos[move]:
+            observation, reward, terminated, truncated, _ = env.step(action)
+            rewards.append(reward)
+    assert sum(rewards) == 40 and terminated and not truncated and observation[goal_part].sum() == 0
+    assert len(rewards) == shortest_tour(GAMES["5x5"]) == 42
