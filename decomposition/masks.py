@@ -113,7 +113,7 @@ def input_fills(observations, weights, kind):
 
 def one_hot_of_largest(probs):
     """One-hot of the largest entry along dim -2 (the mask's states), the first one on a tie: the
-    forward of the straight-through estimator (main.STESoftmax)."""
+    forward of the straight-through estimator (decomposition.extraction.STESoftmax)."""
     # max().indices picks the first maximum like argmax, and is several times faster on CPU here
     return torch.zeros_like(probs).scatter_(-2, probs.max(dim=-2, keepdim=True).indices, 1.0)
 
