@@ -161,7 +161,12 @@ def test_a_checkpoint_of_another_game_is_refused(tmp_path):
     with pytest.raises(CheckpointError, match="trained on game 5x5-block .* not on game 5x5"):
         load_agent(str(tmp_path / "TL-BR.pt"), ComboGym(problem="TL-BR"))
     assert load_agent(str(tmp_path / "TL-BR.pt"), ComboGym(problem="TL-BR", game="5x5-block")) is not None
+    unrecorded = tmp_path / "unrecorded"  # no training.json: the shape check alone must refuse it
+    unrecorded.mkdir()
+    shutil.copy(os.path.join(ROOT, "models", "TL-BR.pt"), unrecorded / "TL-BR.pt")
     with pytest.raises(CheckpointError, match=r"expected \(64, 81\) for hidden size 64 and game 6x6"):
+        load_agent(str(unrecorded / "TL-BR.pt"), ComboGym(problem="TL-BR", game="6x6"))
+    with pytest.raises(CheckpointError, match="trained on game 5x5 .* not on game 6x6: pass --game 5x5"):
         load_agent(os.path.join(ROOT, "models", "TL-BR.pt"), ComboGym(problem="TL-BR", game="6x6"))
 
 
