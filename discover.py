@@ -27,7 +27,7 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
 import os
 import time
 from dataclasses import asdict, dataclass, replace
-from typing import Literal, Optional
+from typing import Optional
 
 import numpy as np
 import torch
@@ -37,45 +37,14 @@ from combogrid import sized_game
 from decomposition import across_sets, discovery, extraction
 from decomposition.files import json_writer, unwritable, write_file_set
 from decomposition.results import grid_of, png_writer
-from decomposition.script import (NON_NEGATIVE, POSITIVE, Range, ScriptError, check, fails_on, game_problem,
-                                  memory_problem, out_of_range, start)
+from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, out_of_range, start
 from ppo_agent import CheckpointError, fingerprint
 
 
 @dataclass
-class Args:
-    seed: int = 0
-    """seed of the mask initialisation and of the search's restarts"""
-    game: str = "5x5"
-    """the game of the networks (combogrid.GAMES)"""
-    model_paths: tuple[str, ...] = ()
-    """checkpoints of the networks, one per problem of the game in its order (TL-BR, TR-BL, BR-TL, BL-TR for
-    5x5); default: models/PROBLEM.pt for 5x5, runs/models-GAME/PROBLEM.pt for another game"""
-    max_length: int = 6
-    """longest segment, and option, in actions (segments have 2 to max_length actions)"""
-    max_options: int = 5
-    """most options chosen"""
-    restarts: int = 100
-    """local-search restarts of the selection, from random sets"""
-    not_on_source: bool = False
-    """never use an option on the solution its segment was cut from either (the research code's
-    rule); by default an option is barred only from its own network's solution"""
-    mask_seeds: int = 1
-    """masks learned per (network, segment), from independent initialisations"""
-    mask_learning_rate: float = 0.001
-    """Adam learning rate of the mask parameters"""
-    mask_learning_steps: int = 2000
-    """gradient steps per mask"""
-    mask_inputs: bool = False
-    """also learn a keep/drop mask over the input features, as main.py --mask-inputs"""
-    input_penalty: float = 0.005
-    """with --mask-inputs: loss added per kept input feature"""
-    input_fill: Literal["mean", "zero"] = "mean"
-    """with --mask-inputs: what a dropped feature becomes, its mean over the segment's states or 0"""
-    hidden_size: int = 64
-    """hidden neurons of the networks"""
-    log_every: int = 500
-    """mask-training steps between two progress lines (0: none)"""
+class Args(discovery.DiscoverySettings):
+    """The run; what the discovery depends on (--seed, --game, --max-length, --mask-inputs, ...) is
+    decomposition.discovery.DiscoverySettings."""
     threads: int = 1
     """torch threads: one, since the batch's many small products gain little from a second thread
     and lose much when another process holds the other core"""
@@ -86,27 +55,11 @@ class Args:
     precision and recall across the sets (sets.json in --save-dir)"""
 
 
-RANGES = {"max_options": Range(1, 20), "restarts": NON_NEGATIVE, "mask_seeds": Range(1, 20),
-          "mask_learning_rate": Range(0, 10, low_open=True), "mask_learning_steps": POSITIVE,
-          "input_penalty": NON_NEGATIVE, "hidden_size": POSITIVE, "log_every": NON_NEGATIVE,
-          "threads": Range(1, 64)}
-
-
 def check_args(args):
     """The first problem with the arguments, or None."""
-    problem = out_of_range(args, RANGES) or game_problem(args)
+    problem = args.problem() or out_of_range(args, {"threads": Range(1, 64)})
     if problem:
         return problem
-    game = sized_game(args.game)
-    if args.model_paths and len(args.model_paths) != len(game.problems):
-        return (f"--model-paths needs {len(game.problems)} checkpoints ({', '.join(game.problems)}), "
-                f"got {len(args.model_paths)}")
-    shortest = min(int(game.optimal_length(*game.problem_cells(p))[0]) for p in game.problems)
-    if not 2 <= args.max_length <= shortest:
-        return (f"--max-length must be between 2 and {shortest} (the shortest solution of game {game.name}), "
-                f"got {args.max_length}")
-    if not 0 <= args.seed <= 2**63 - 1:
-        return f"--seed must be between 0 and 2**63 - 1, got {args.seed}"
     if args.sets_dir is not None and os.path.exists(args.sets_dir) and not os.path.isdir(args.sets_dir):
         return f"--sets-dir {args.sets_dir} exists and is not a folder"
     if args.save_dir is not None and unwritable(args.save_dir):
@@ -140,29 +93,6 @@ def run(args):
     trajectories = extraction.solution_trajectories(agents, model_args)
     say = print if args.log_every else (lambda line: None)
     return discovery.discover(agents, trajectories, args, sized_game(args.game), say), trajectories
-
-
-def options_table(record):
-    """The chosen options, one row each."""
-    rows = [[k, o["network"], f"{o['source']} [{o['start']}:{o['start'] + o['length']}]", o["length"],
-             "".join(map(str, o["segment_actions"])), o["uses"],
-             f"{o['best_match']} {o['best_fraction']:.2f}" if o["best_match"] else "-"]
-            for k, o in enumerate(record["options"])]
-    return tabulate(rows, headers=["option", "network", "segment", "length", "actions", "uses",
-                                   "performs (fraction of test states)"], tablefmt="grid")
-
-
-def summary(record):
-    """The run as printed: the options, the Levin loss without and with them, the recovery."""
-    decisions = lambda key: " ".join(f"{p} {d}" for p, d in record[key].items())  # noqa: E731
-    return "\n".join([
-        options_table(record),
-        f"Levin loss without options {record['levin_loss_without']:.3f} (decisions {decisions('decisions_without')})",
-        f"Levin loss with the {len(record['options'])} options {record['levin_loss']:.3f} "
-        f"(decisions {decisions('decisions')})",
-        f"precision {record['precision']:.2f}  recall {record['recall']:.2f} "
-        f"(combos performed from >= {discovery.RECOVERED:.0%} of the test states: "
-        f"{', '.join(record['recalled']) or 'none'})"])
 
 
 def options_file(args, result):
@@ -236,7 +166,7 @@ def sets_study(args):
         paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
         result, trajectories = run(replace(args, model_paths=paths, log_every=0))
         record = {"set": folder, **result.record(trajectories)}
-        print(summary(record), flush=True)
+        print(discovery.run_summary(record), flush=True)
         records.append(record)
     return {"args": asdict(args), "game": game.describe(), "sets": folders, "runs": records}
 
@@ -268,7 +198,7 @@ def main(args):
         return
     result, trajectories = run(args)
     record = result.record(trajectories)
-    print(summary(record))
+    print(discovery.run_summary(record))
     print(f"{record['seconds']:.0f} s")
     if args.save_dir is not None:
         write(lambda: save(args, result, record), args)

@@ -25,38 +25,32 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
     stop_quietly_until_started()
 
 
+import importlib.util
 import os
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Optional
 
 import torch
 
 from combogrid import sized_game
 from decomposition import extraction, reuse
-from decomposition.files import failure, unwritable
+from decomposition.files import failure, json_writer, unwritable, write_file_set
 from decomposition.options import MaskFileError
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
-from decomposition.script import (POSITIVE, Range, ScriptError, check, fails_on, game_problem, memory_problem,
-                                  out_of_range, start)
-from decomposition.tasks import STUDY_TASKS, TASKS
+from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, out_of_range, start
+from decomposition.tasks import STUDY_TASKS, TASKS, max_return
 from ppo_agent import CheckpointError
 
 KIT = os.path.dirname(os.path.abspath(__file__))
 
 
 @dataclass
-class Args:
-    game: str = "5x5"
-    """the game whose networks give the options and whose grid the tasks are played on (combogrid.GAMES)"""
-    num_seeds: int = 16
-    """reported PPO learners (seeds 0 .. N-1) per condition and task"""
-    tuning_seeds: int = 3
-    """learners per learning rate in the tuning runs (seeds 10000, 10001, ...)"""
-    learning_rates: tuple[float, ...] = (4e-3, 8e-3, 1.6e-2, 3.2e-2)
-    """the learning rates tuned over, per condition and task (Adam's, annealed to 0 over the budget); one
-    rate: no tuning"""
+class Args(reuse.ReuseSettings):
+    """The study; how each (task, condition)'s learners are trained (--game, --num-seeds, --budget,
+    --learning-rates, ...) is decomposition.reuse.ReuseSettings."""
     tasks: tuple[str, ...] = STUDY_TASKS
     """downstream tasks to learn (multi-goal, random; all-goals, the multi-goal task with every goal shown
     at once and taken in any order)"""
@@ -70,19 +64,9 @@ class Args:
     options' source; default: models/PROBLEM.pt for 5x5, runs/models-GAME/PROBLEM.pt for another game"""
     mask_seeds: int = 10
     """mask seeds of the extraction; each combo's option is the best of them"""
-    budget: int = 200_000
-    """primitive environment steps per learner"""
-    eval_points: int = 20
-    """primitive-step counts, evenly spread over the budget, at which the greedy policies are evaluated"""
     save_dir: Optional[str] = "runs/downstream"
     """folder for results.json, evaluation_curves.png and training_returns.png (report.py writes the shipped
     results/downstream)"""
-    processes: int = 2
-    """processes of one torch thread each that share a run's learners (the cores to use)"""
-
-
-RANGES = {**{name: POSITIVE for name in ("num_seeds", "tuning_seeds", "mask_seeds", "eval_points")},
-          "budget": Range(1, 10**12), "processes": Range(1, 64)}
 
 
 def check_args(args):
@@ -100,39 +84,18 @@ def check_args(args):
         return "--tasks and --conditions must name each task and condition at most once"
     if "none" not in args.conditions:
         return "--conditions needs none: every condition is compared with it"
-    problem = game_problem(args)
+    problem = args.problem() or out_of_range(args, {"mask_seeds": Range(1, 100)})  # reuse.ReuseSettings.problem
     if problem:
         return problem
     problems = sized_game(args.game).problems
     if args.model_paths and len(args.model_paths) != len(problems):
         return f"--model-paths needs {len(problems)} checkpoints ({', '.join(problems)}), got {len(args.model_paths)}"
-    problem = out_of_range(args, RANGES) or learning_rates_problem(args.learning_rates)
-    if problem:
-        return problem
-    if args.budget < 16 * 128:
-        return "--budget must allow one PPO rollout (2048 steps)"
-    if args.eval_points > args.budget // (16 * 128):
-        return f"--eval-points must be at most one per PPO rollout ({args.budget // (16 * 128)} for this budget)"
-    if args.num_seeds > reuse.TUNING_SEEDS_START:
-        return f"--num-seeds must be at most {reuse.TUNING_SEEDS_START} (the tuning seeds start there)"
-    if args.mask_seeds > 100:
-        return f"--mask-seeds must be at most 100, got {args.mask_seeds}"
     if args.save_dir is not None and unwritable(args.save_dir):
         return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
     largest_run = max(args.num_seeds, args.tuning_seeds * len(args.learning_rates))
     return memory_problem(memory_estimate(PPOSettings(), largest_run, args.processes,
                                           sized_game(args.game).observation_size), "a run of "
                           f"{largest_run} learners (--num-seeds, or --tuning-seeds x --learning-rates)", "")
-
-
-def learning_rates_problem(rates):
-    if not rates:
-        return "--learning-rates needs at least one rate"
-    for rate in rates:
-        problem = out_of_range(type("Rate", (), {"learning_rates": rate}), {"learning_rates": POSITIVE})
-        if problem:
-            return problem
-    return None
 
 
 def extract_options(args):
@@ -197,6 +160,25 @@ def tuned_learning_rate(task, condition, options, args, progress):
     return rate, {"learning_rate": rate, "mean_auc": means}
 
 
+def save(args, runs, sources, alignment, tuning):
+    """results.json and the two figures into --save-dir, as one set: all new, or none."""
+    game = sized_game(args.game)
+    data = {"args": asdict(args), "game": game.describe(),
+            "max_return": {task: max_return(task, game) for task in TASKS}, "option_sources": sources,
+            "moves_after_primitives": alignment, "tuning": tuning,
+            "summary": reuse.summaries(runs, args.tasks, args.conditions), "runs": runs}
+    writers = {"results.json": json_writer(data)}
+    if importlib.util.find_spec("matplotlib"):
+        writers["evaluation_curves.png"] = partial(reuse.draw_evaluation_curves, runs, args.tasks, args.conditions)
+        writers["training_returns.png"] = partial(reuse.draw_training_returns, runs, args.tasks, args.conditions,
+                                                  game)
+    else:
+        print("figures skipped: matplotlib is not installed (pip install -r requirements-dev.pip)")
+    os.makedirs(args.save_dir, exist_ok=True)
+    write_file_set(args.save_dir, writers, stale=reuse.STUDY_FILES)
+    print(f"wrote {', '.join(writers)} to {args.save_dir}")
+
+
 @fails_on(CheckpointError, extraction.NoTrainingData, extraction.WrongNetwork, TrainingFailed, MaskFileError)
 def main(args):
     check(check_args(args))
@@ -225,7 +207,7 @@ def main(args):
     print(f"{time.time() - started:.0f} s in all (extraction, tuning and {steps:,} reported primitive steps)")
     if args.save_dir is not None:
         try:
-            reuse.save(args, runs, sources, alignment, tuning)
+            save(args, runs, sources, alignment, tuning)
         except OSError as error:
             raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {failure(error)}; "
                               "its files are unchanged") from None

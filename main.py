@@ -41,8 +41,7 @@ from decomposition.extraction import (ExtractionSettings, NoTrainingData, STESof
 from decomposition.files import failure, unwritable
 from decomposition.masks import Adam
 from decomposition.results import save_results
-from decomposition.script import (NON_NEGATIVE, POSITIVE, Range, ScriptError, check, fails_on, game_problem,
-                                  memory_problem, out_of_range, start)
+from decomposition.script import ScriptError, check, fails_on, memory_problem, start
 from ppo_agent import CheckpointError
 
 
@@ -126,39 +125,25 @@ def learn_masks(args, agents=None):
     data = extraction.training_data(args, agents)
     neuron_masks, init_loss, best_loss, curves = train_masks_one_at_a_time(
         data.agents, data.training_sets, data.seeds, data.neuron_theta, args)
-    return extraction.scored(data, args, neuron_masks, None, None, init_loss, best_loss, curves)
-
-
-RANGES = {"mask_learning_steps": POSITIVE, "num_seeds": POSITIVE, "hidden_size": POSITIVE, "mask_learning_rate": POSITIVE,
-          "input_penalty": Range(0, 10), "log_every": NON_NEGATIVE, "game_width": Range(2, 100)}
+    return extraction.scored(data, neuron_masks, None, None, init_loss, best_loss, curves)
 
 
 def check_args(args):
     """The first problem with the arguments, or None."""
-    problem = out_of_range(args, RANGES) or game_problem(args, args.game_width, args.game_width)
+    problem = args.problem()  # the extraction's own settings (ExtractionSettings.problem)
     if problem:
         return problem
-    game = game_of(args)
-    if args.model_paths and len(args.model_paths) != len(game.problems):
-        return (f"--model-paths needs {len(game.problems)} checkpoints ({', '.join(game.problems)}), "
-                f"got {len(args.model_paths)}")
     if args.reference and (args.mask_inputs or args.sets_dir is not None):
         return ("--reference learns neuron masks the assignment's way; it does not combine with --mask-inputs "
                 "or --sets-dir (which runs both masking schemes)")
     if args.sets_dir is not None and (args.mask_inputs or args.model_paths):
         return "--sets-dir runs both masking schemes on the sets' own networks: drop --mask-inputs and --model-paths"
-    if args.sequence_length not in (None, game.combo_length):
-        return f"--sequence-length must be {game.combo_length}, the length of game {game.name}'s combos"
     problem = memory_problem(
         memory_estimate(args), f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps and "
-        f"{args.hidden_size} hidden neurons on game {game.name}",
+        f"{args.hidden_size} hidden neurons on game {game_of(args).name}",
         "run fewer seeds at a time, with --seed to continue where the last run stopped")
     if problem:
         return problem
-    if args.mask_learning_rate > 10:
-        return f"--mask-learning-rate {args.mask_learning_rate} is out of range: at most 10 (the default is 0.001)"
-    if not 0 <= args.seed <= 2**63 - 1 - args.num_seeds:
-        return f"--seed must be between 0 and 2**63 - 1 - num_seeds, got {args.seed}"
     if args.sets_dir is not None and os.path.exists(args.sets_dir) and not os.path.isdir(args.sets_dir):
         return f"--sets-dir {args.sets_dir} exists and is not a folder"
     if args.save_dir is not None and unwritable(args.save_dir):

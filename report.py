@@ -19,22 +19,17 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
 
 import contextlib
 import os
-import subprocess
-import sys
 from dataclasses import dataclass, fields, replace
 
 import numpy as np
 from tabulate import tabulate
 
-import discover
-import downstream
-import train_ppo
 from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, DEFAULT_GAME, PROBLEMS
 from decomposition import across_sets, discovery, extraction, family, files, reuse
 from decomposition.pdf import Report
 from decomposition.results import save_results
 from decomposition.files import unwritable
-from decomposition.script import ScriptError, check, fails_on, start
+from decomposition.script import ScriptError, check, fails_on, run_script, start
 
 # name: (main.py options, what the run is)
 RUNS = {
@@ -60,7 +55,7 @@ DISCOVERY = {"discovery": ({}, "neuron masks (the defaults)"),
 
 
 KIT = os.path.dirname(os.path.abspath(__file__))
-DISCOVER_FIELDS = {field.name for field in fields(discover.Args)}
+DISCOVER_FIELDS = {field.name for field in fields(discovery.DiscoverySettings)} - {"model_paths"}
 
 
 @dataclass
@@ -127,7 +122,8 @@ def run_from(data, folder, command):
 
 
 def run_all(args):
-    """Run every configuration of RUNS with main.py's own functions, saving into results_dir."""
+    """Run every configuration of RUNS with the extraction's own functions, and the other studies as
+    the kit's scripts (each its own process), saving into results_dir."""
     base = extraction.ExtractionSettings(log_every=0)
     agents = extraction.load_agents(base)
     for name, (options, command) in RUNS.items():
@@ -136,41 +132,44 @@ def run_all(args):
         save_results(run_args, extraction.learn_masks(run_args, agents), extraction.model_paths(run_args),
                      os.path.join(args.results_dir, name))
     if not os.path.exists(os.path.join(args.sets_dir, f"set_{NUM_SETS - 1}", "training.json")):
-        print(f"running {TRAIN_SETS}", flush=True)
-        train_ppo.main(train_ppo.Args(num_sets=NUM_SETS, save_dir=args.sets_dir))
+        run_kit(TRAIN_SETS, ["train_ppo.py", "--num-sets", str(NUM_SETS), "--save-dir", args.sets_dir])
     print(f"running {STUDY}", flush=True)
     study = across_sets.study(replace(base, num_seeds=10), args.sets_dir, DEFAULT_GAME)
     across_sets.save(study, os.path.join(args.results_dir, "sets"))
     if not os.path.exists(os.path.join(args.results_dir, "downstream", "results.json")):
-        print(f"running {REUSE} (at most 20 minutes)", flush=True)
-        downstream.main(downstream.Args(save_dir=os.path.join(args.results_dir, "downstream")))
+        run_kit(f"{REUSE} (at most 20 minutes)",
+                ["downstream.py", "--save-dir", os.path.join(args.results_dir, "downstream")])
     if not os.path.exists(os.path.join(args.results_dir, "downstream_discovered", "results.json")):
-        print(f"running {REUSE_DISCOVERED} (about 8 minutes)", flush=True)
-        downstream.main(downstream.Args(conditions=("none", "inputs", "discovered"),
-                                        save_dir=os.path.join(args.results_dir, "downstream_discovered")))
+        run_kit(f"{REUSE_DISCOVERED} (about 8 minutes)",
+                ["downstream.py", "--conditions", "none", "inputs", "discovered", "--save-dir",
+                 os.path.join(args.results_dir, "downstream_discovered")])
     for name, (options, _) in DISCOVERY.items():
-        for folder, extra in ((name, {}), (f"{name}_sets", {"sets_dir": args.sets_dir})):
+        for folder, sets_dir in ((name, None), (f"{name}_sets", args.sets_dir)):
             if not os.path.exists(os.path.join(args.results_dir, folder)):
-                run_args = discover.Args(save_dir=os.path.join(args.results_dir, folder), **options, **extra)
-                print(f"running {discovery_command(run_args)}", flush=True)
-                discover.main(run_args)
+                words = discovery_words(options, os.path.join(args.results_dir, folder), sets_dir)
+                run_kit(" ".join(["python", *words]), words)
     if not os.path.exists(os.path.join(args.results_dir, "variants", "summary.json")):
-        print(f"running {FAMILY} (about an hour; resumable)", flush=True)
-        if subprocess.run([sys.executable, os.path.join(KIT, "variants.py"), "--save-dir",
-                           os.path.join(args.results_dir, "variants")]).returncode:
-            raise ScriptError(f"{FAMILY} failed (its error line is above); rerun to go on where it stopped")
+        run_kit(f"{FAMILY} (about an hour; resumable)",
+                ["variants.py", "--save-dir", os.path.join(args.results_dir, "variants")])
 
 
-def discovery_command(args):
-    """The discover.py command line that gives these Args (progress lines left out: they change
-    no result)."""
-    defaults = discover.Args()
-    words = ["python discover.py"]
-    for field, value in vars(args).items():
-        if value != getattr(defaults, field) and field != "log_every":
-            flag = "--" + field.replace("_", "-")
-            words.append(flag if value is True else f"{flag} {value}")
-    return " ".join(words)
+def run_kit(command, words):
+    """One of the kit's scripts, announced by its command line; a failing one ends the report."""
+    print(f"running {command}", flush=True)
+    run_script(words, KIT, "the results written so far are kept; rerun to go on where it stopped")
+
+
+def discovery_words(options, save_dir, sets_dir=None):
+    """The discover.py command line of these DiscoverySettings options, as words (progress lines left
+    out: they change no result)."""
+    settings, defaults = discovery.DiscoverySettings(**options), discovery.DiscoverySettings()
+    words = ["discover.py"]
+    for field in fields(settings):
+        value = getattr(settings, field.name)
+        if value != getattr(defaults, field.name) and field.name != "log_every":
+            flag = "--" + field.name.replace("_", "-")
+            words += [flag] if value is True else [flag, str(value)]
+    return words + ["--save-dir", save_dir] + (["--sets-dir", sets_dir] if sets_dir else [])
 
 
 def mean_std(values):
@@ -552,7 +551,7 @@ def section_discovery(report, found):
     for name, (_, label) in DISCOVERY.items():
         run = found[name]["run"]
         report.paragraph(f"{label}: {found[name]['command']} ({run['seconds']:.0f} s).")
-        report.monospace(discover.summary(run), size=6.2)
+        report.monospace(discovery.run_summary(run), size=6.2)
     figure = os.path.join(os.path.dirname(found["discovery"]["path"]), "recovery.png")
     if os.path.exists(figure):
         report.figure(figure, 105, "The default run's options: the cells from which each performs its best-matching "
@@ -809,9 +808,9 @@ def load_discovery(args):
             raise ScriptError(f"no {missing[0]}: run without --reuse")
         run = read_json(paths[0])
         found[name] = {"run": run, "sets": read_json(paths[1]), "path": paths[0],
-                       "command": discovery_command(discover.Args(**{
-                           **{key: value for key, value in run["args"].items() if key in DISCOVER_FIELDS},
-                           "model_paths": (), "save_dir": os.path.join("results", name)}))}
+                       "command": " ".join(["python", *discovery_words(
+                           {key: value for key, value in run["args"].items() if key in DISCOVER_FIELDS},
+                           os.path.join("results", name))])}
     path = os.path.join(args.results_dir, "downstream_discovered", "results.json")
     if os.path.exists(path):
         found["discovery_inputs"]["reuse"] = read_json(path)

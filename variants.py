@@ -24,15 +24,13 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
 
 
 import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 
 from combogrid import GAMES, game_named
 from decomposition import family
 from decomposition.files import unwritable
-from decomposition.script import Range, ScriptError, check, fails_on, out_of_range, start
+from decomposition.script import Range, check, fails_on, out_of_range, run_script, start
 
 KIT = os.path.dirname(os.path.abspath(__file__))
 
@@ -106,19 +104,8 @@ class Progress:
 
 
 def run_stage(command):
-    """Run one of the kit's scripts; a failing one ends the study with its own error line. The script
-    is stopped too if the study is (Ctrl-C, SIGTERM): it writes its files whole or not at all."""
-    child = subprocess.Popen([sys.executable, *command], cwd=KIT, stderr=subprocess.PIPE, text=True)
-    try:
-        _, errors = child.communicate()
-    finally:
-        if child.poll() is None:
-            child.terminate()
-            child.wait()
-    if child.returncode:
-        lines = [line for line in errors.splitlines() if line.strip()]
-        raise ScriptError(f"{command[0]} failed ({lines[-1] if lines else f'exit {child.returncode}'}); the "
-                          "stages done so far are kept, and a rerun goes on from there")
+    """Run one of the kit's scripts; a failing one ends the study with its own error line."""
+    run_script(command, KIT, "the stages done so far are kept, and a rerun goes on from there")
 
 
 @fails_on(family.StudyError)

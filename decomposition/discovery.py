@@ -2,7 +2,8 @@
 segment of the solution trajectories, the few that best compress the other solutions chosen by
 the Levin loss, and how well the chosen ones recover the true combos.
 
-    candidates = learn_candidates(agents, trajectories, args, game)   # one mask per (network, segment)
+    settings = DiscoverySettings(game="5x5", mask_inputs=True)
+    candidates = learn_candidates(agents, trajectories, settings, game)   # a mask per (network, segment)
     table = applicability(candidates, agents, trajectories, game)     # where each reproduces a solution
     loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories])
     chosen, value = select_options(loss, max_options, restarts, seed)
@@ -21,18 +22,69 @@ import itertools
 import math
 import time
 from dataclasses import dataclass
-from typing import Optional
+from typing import Literal, Optional
 
 import numpy as np
 import torch
+from tabulate import tabulate
 
-from combogrid import ComboGridBatch
+from combogrid import ComboGridBatch, sized_game
 from decomposition.extraction import discretize
-from decomposition.masks import StackedActors, fit_masks, input_fills, stack_trajectories
+from decomposition.masks import MaskSettings, StackedActors, fit_masks, input_fills, stack_trajectories
+from decomposition.script import NON_NEGATIVE, POSITIVE, Range, game_problem
 from ppo_agent import greedy_actions
 
 RECOVERED = 0.9
 """An option performs a function if it does so from at least this fraction of the test states."""
+
+
+@dataclass
+class DiscoverySettings(MaskSettings):
+    """What a discovery depends on (discover.py's options without its output, study and thread options)."""
+    seed: int = 0
+    """seed of the mask initialisation and of the search's restarts"""
+    game: str = "5x5"
+    """the game of the networks (combogrid.GAMES)"""
+    model_paths: tuple[str, ...] = ()
+    """checkpoints of the networks, one per problem of the game in its order (TL-BR, TR-BL, BR-TL, BL-TR for
+    5x5); default: models/PROBLEM.pt for 5x5, runs/models-GAME/PROBLEM.pt for another game"""
+    max_length: int = 6
+    """longest segment, and option, in actions (segments have 2 to max_length actions)"""
+    max_options: int = 5
+    """most options chosen"""
+    restarts: int = 100
+    """local-search restarts of the selection, from random sets"""
+    not_on_source: bool = False
+    """never use an option on the solution its segment was cut from either (the research code's
+    rule); by default an option is barred only from its own network's solution"""
+    mask_seeds: int = 1
+    """masks learned per (network, segment), from independent initialisations"""
+    mask_inputs: bool = False
+    """also learn a keep/drop mask over the input features, as main.py --mask-inputs"""
+    input_fill: Literal["mean", "zero"] = "mean"
+    """with --mask-inputs: what a dropped feature becomes, its mean over the segment's states or 0"""
+    hidden_size: int = 64
+    """hidden neurons of the networks"""
+
+    RANGES = {**MaskSettings.RANGES, "max_options": Range(1, 20), "restarts": NON_NEGATIVE,
+              "mask_seeds": Range(1, 20), "hidden_size": POSITIVE}
+
+    def problem(self):
+        problem = super().problem() or game_problem(self)
+        if problem:
+            return problem
+        game = sized_game(self.game)
+        if self.model_paths and len(self.model_paths) != len(game.problems):
+            return (f"--model-paths needs {len(game.problems)} checkpoints ({', '.join(game.problems)}), "
+                    f"got {len(self.model_paths)}")
+        shortest = min(int(game.optimal_length(*game.problem_cells(p))[0]) for p in game.problems)
+        if not 2 <= self.max_length <= shortest:
+            return (f"--max-length must be between 2 and {shortest} (the shortest solution of game {game.name}), "
+                    f"got {self.max_length}")
+        if not 0 <= self.seed <= 2**63 - 1:
+            return f"--seed must be between 0 and 2**63 - 1, got {self.seed}"
+        return None
+
 
 
 @dataclass
@@ -72,29 +124,30 @@ def segments(trajectories, max_length):
             for start in range(len(trajectory) - length + 1)]
 
 
-def learn_candidates(agents, trajectories, args, game, log=None):
+def learn_candidates(agents, trajectories, settings, game, log=None):
     """A mask for every network and every segment of the other networks' solutions, all learned
     as one batch by fit_masks: so that the masked network takes the segment's actions from its
-    states. `log` reports the training's progress every args.log_every steps (fit_masks).
+    states (settings, a DiscoverySettings). `log` reports the training's progress every
+    settings.log_every steps (fit_masks).
     Candidates whose greedy rollout from the segment's first state does not take the segment's
     actions are dropped: they are not the function they were trained to be.
 
     fit_masks learns a mask for every (segment, network) pair of its batch; the pairs of a network
     and a segment of its own solution are learned too (the batch is a full grid) and left out.
     """
-    cut = segments(trajectories, args.max_length)
+    cut = segments(trajectories, settings.checked().max_length)
     sets = [trajectories[p][start:start + length] for p, start, length in cut]
     observations, actions, weights = stack_trajectories(sets)
-    generator = torch.Generator().manual_seed(args.seed)
-    seeds, networks, inputs = args.mask_seeds, len(agents), observations.shape[-1]
-    neuron_theta = torch.randn(seeds, len(cut), networks, 3, args.hidden_size, generator=generator)
+    generator = torch.Generator().manual_seed(settings.seed)
+    seeds, networks, inputs = settings.mask_seeds, len(agents), observations.shape[-1]
+    neuron_theta = torch.randn(seeds, len(cut), networks, 3, settings.hidden_size, generator=generator)
     input_theta = input_fill = None
-    if args.mask_inputs:
+    if settings.mask_inputs:
         input_theta = torch.nn.Parameter(torch.randn(seeds, len(cut), networks, 2, inputs, generator=generator))
-        input_fill = input_fills(observations, weights, args.input_fill)
+        input_fill = input_fills(observations, weights, settings.input_fill)
     neuron_masks, input_masks, _, best_loss, _ = fit_masks(
         StackedActors(agents), observations, actions, weights, torch.nn.Parameter(neuron_theta), input_theta,
-        args, None, discretize, input_fill, log)
+        settings, None, discretize, input_fill, log)
 
     source = np.array([p for p, _, _ in cut])
     triples = [(s, c, a) for s in range(seeds) for c in range(len(cut)) for a in range(networks) if a != source[c]]
@@ -406,22 +459,22 @@ class Discovery:
                 "seconds": self.seconds}
 
 
-def discover(agents, trajectories, args, game, say=print):
+def discover(agents, trajectories, settings, game, say=print):
     """The whole method on one set of networks and their solutions: candidates, applicability,
-    selection, recovery. `say` receives the progress lines."""
+    selection, recovery, with DiscoverySettings. `say` receives the progress lines."""
     started = time.time()
-    cut = segments(trajectories, args.max_length)
-    learned = {n: sum(length == n for _, _, length in cut) * (len(agents) - 1) * args.mask_seeds
+    cut = segments(trajectories, settings.checked().max_length)
+    learned = {n: sum(length == n for _, _, length in cut) * (len(agents) - 1) * settings.mask_seeds
                for n in sorted({length for _, _, length in cut})}
     say(f"learning {sum(learned.values())} candidate masks (every network x every segment of 2 to "
-        f"{args.max_length} actions of the other networks' solutions x {args.mask_seeds} seed(s)), one batch")
-    candidates = learn_candidates(agents, trajectories, args, game, mask_progress(say))
+        f"{settings.max_length} actions of the other networks' solutions x {settings.mask_seeds} seed(s)), one batch")
+    candidates = learn_candidates(agents, trajectories, settings, game, mask_progress(say))
     kept = {n: (learned[n], int((candidates.length == n).sum())) for n in learned}
     say(f"{len(candidates)} candidates reproduce their segment; their applicability on the solutions")
     table = applicability(candidates, agents, trajectories, game)
     loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories],
-                     candidates.source if args.not_on_source else None)
-    chosen, value = select_options(loss, args.max_options, args.restarts, args.seed, search_progress(say))
+                     candidates.source if settings.not_on_source else None)
+    chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
     options = candidates.subset(chosen)
     taken = greedy_rollouts(options, agents, test_games(game)) if chosen else np.zeros((0, 0, 0))
     measured = [{**recovery(taken[k, :, :options.length[k]], game), "actions": taken[k, :, :options.length[k]].tolist()}
@@ -452,3 +505,26 @@ def search_progress(say, every=0.25):
             say(f"  restart {done}/{restarts}  best Levin loss {value:.3f}, about "
                 f"{seconds / done * (restarts - done):.0f} s left")
     return log
+
+
+def options_table(record):
+    """The chosen options, one row each."""
+    rows = [[k, o["network"], f"{o['source']} [{o['start']}:{o['start'] + o['length']}]", o["length"],
+             "".join(map(str, o["segment_actions"])), o["uses"],
+             f"{o['best_match']} {o['best_fraction']:.2f}" if o["best_match"] else "-"]
+            for k, o in enumerate(record["options"])]
+    return tabulate(rows, headers=["option", "network", "segment", "length", "actions", "uses",
+                                   "performs (fraction of test states)"], tablefmt="grid")
+
+
+def run_summary(record):
+    """The run as printed: the options, the Levin loss without and with them, the recovery."""
+    decisions = lambda key: " ".join(f"{p} {d}" for p, d in record[key].items())  # noqa: E731
+    return "\n".join([
+        options_table(record),
+        f"Levin loss without options {record['levin_loss_without']:.3f} (decisions {decisions('decisions_without')})",
+        f"Levin loss with the {len(record['options'])} options {record['levin_loss']:.3f} "
+        f"(decisions {decisions('decisions')})",
+        f"precision {record['precision']:.2f}  recall {record['recall']:.2f} "
+        f"(combos performed from >= {RECOVERED:.0%} of the test states: "
+        f"{', '.join(record['recalled']) or 'none'})"])

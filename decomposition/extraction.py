@@ -20,13 +20,14 @@ import torch
 from tabulate import tabulate
 
 from combogrid import GAMES, ComboGridBatch, ComboGym, default_models_folder, sized_game
-from decomposition.masks import StackedActors, fit_masks, input_fills, one_hot_of_largest, stack_trajectories
+from decomposition.masks import MaskSettings, StackedActors, fit_masks, input_fills, one_hot_of_largest, stack_trajectories
+from decomposition.script import POSITIVE, Range, game_problem
 from ppo_agent import greedy_actions, load_agent, program_mask
 from trajectory import Trajectory
 
 
 @dataclass
-class ExtractionSettings:
+class ExtractionSettings(MaskSettings):
     """What an extraction depends on (main.py's options without its output and study options)."""
     seed: int = 0
     """seed of the mask initialisation; seed k of --num-seeds uses seed + k"""
@@ -39,24 +40,32 @@ class ExtractionSettings:
     sequence_length: Optional[int] = None
     """actions in a combo: the chunk size of the training data and the length of a test rollout
     (default and only value: the game's combo length)"""
-    mask_learning_rate: float = 0.001
-    """Adam learning rate of the mask parameters"""
-    mask_learning_steps: int = 2000
-    """gradient steps per mask"""
     model_paths: tuple[str, ...] = ()
     """checkpoints of the networks, one per problem of the game in its order (TL-BR, TR-BL, BR-TL,
     BL-TR for 5x5); default: models/PROBLEM.pt for 5x5, runs/models-GAME/PROBLEM.pt for another game"""
-    log_every: int = 500
-    """gradient steps between two printed losses"""
     num_seeds: int = 1
     """independent seeds of the whole extraction; tables then show mean ± standard deviation"""
     mask_inputs: bool = False
     """also learn a keep/drop mask over the input features (see README: the answer to question 2)"""
-    input_penalty: float = 0.005
-    """with --mask-inputs: loss added per kept input feature, so the smallest fitting function wins"""
     input_fill: Literal["mean", "zero"] = "mean"
     """with --mask-inputs: what a dropped feature is replaced by, its mean over the combo's
     training data (the function stops depending on it) or 0"""
+
+    RANGES = {**MaskSettings.RANGES, "num_seeds": POSITIVE, "hidden_size": POSITIVE, "game_width": Range(2, 100)}
+
+    def problem(self):
+        problem = super().problem() or game_problem(self, self.game_width, self.game_width)
+        if problem:
+            return problem
+        game = game_of(self)
+        if self.model_paths and len(self.model_paths) != len(game.problems):
+            return (f"--model-paths needs {len(game.problems)} checkpoints ({', '.join(game.problems)}), "
+                    f"got {len(self.model_paths)}")
+        if self.sequence_length not in (None, game.combo_length):
+            return f"--sequence-length must be {game.combo_length}, the length of game {game.name}'s combos"
+        if not 0 <= self.seed <= 2**63 - 1 - self.num_seeds:
+            return f"--seed must be between 0 and 2**63 - 1 - num_seeds, got {self.seed}"
+        return None
 
 
 class NoTrainingData(Exception):
@@ -214,6 +223,7 @@ class TrainingData:
 def training_data(settings, agents=None):
     """The training data of every (seed, combo, network) mask; `agents` are the game's networks,
     loaded from settings.model_paths when not given."""
+    settings.checked()
     agents, game = load_agents(settings) if agents is None else agents, game_of(settings)
     training_sets = combo_training_sets(solution_trajectories(agents, settings), game)
     missing = [name for name in game.combo_names if training_sets[name].get_length() == 0]
@@ -236,14 +246,14 @@ def learn_masks(settings, agents=None):
     neuron_masks, input_masks, init_loss, best_loss, curves = fit_masks(
         StackedActors(data.agents), data.observations, data.actions, data.weights,
         torch.nn.Parameter(data.neuron_theta), input_theta, settings, data.game.combo_names, discretize, input_fill)
-    return scored(data, settings, neuron_masks.detach(), None if input_masks is None else input_masks.detach(),
+    return scored(data, neuron_masks.detach(), None if input_masks is None else input_masks.detach(),
                   input_fill, init_loss, best_loss, curves)
 
 
-def scored(data, settings, neuron_masks, input_masks, input_fill, init_loss, best_loss, curves):
+def scored(data, neuron_masks, input_masks, input_fill, init_loss, best_loss, curves):
     """The Extraction of learned masks: every mask scored on every test state."""
     masked_score, original_score, whole_combo = score_masks(
-        StackedActors(data.agents), neuron_masks, input_masks, input_fill, settings, data.game)
+        StackedActors(data.agents), neuron_masks, input_masks, input_fill, data.game)
     return Extraction(
         seeds=data.seeds, masked_score=masked_score, original_score=original_score,
         init_loss=init_loss.detach().numpy(), best_loss=best_loss.detach().numpy(),
@@ -278,7 +288,7 @@ def rollout_masks(actors, neuron_masks, input_masks, game, input_fill=0.0):
     return actions, compared
 
 
-def score_masks(actors, neuron_masks, input_masks, input_fill, args, game):
+def score_masks(actors, neuron_masks, input_masks, input_fill, game):
     """Score masks (S, C, A, 3, H), and the original networks, on every test state.
 
     Returns the masked scores (S, C, A), the original scores (C, A) and, per test state,
@@ -288,7 +298,7 @@ def score_masks(actors, neuron_masks, input_masks, input_fill, args, game):
     masks, inputs = seeds * combos, actors.w1.shape[1]
     # the S x C masks of each network, and the original network as one more mask
     all_neuron = torch.cat([neuron_masks.reshape(masks, networks, 3, -1),
-                            program_mask(args.hidden_size).expand(1, networks, 3, -1)])
+                            program_mask(neuron_masks.shape[-1]).expand(1, networks, 3, -1)])
     all_input, all_fill = None, 0.0
     if input_masks is not None:
         all_input = torch.cat([input_masks.reshape(masks, networks, -1), torch.ones(1, networks, inputs)])

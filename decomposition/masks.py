@@ -11,11 +11,34 @@ same masks. Two shortcuts make a step cheap:
   over the data instead of autograd's dozen.
 """
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
-from decomposition.script import keep_freed_memory
+from decomposition.script import NON_NEGATIVE, POSITIVE, Range, Settings, keep_freed_memory
 from ppo_agent import masked_hidden
+
+
+@dataclass
+class MaskSettings(Settings):
+    """How fit_masks learns a batch of masks."""
+    mask_learning_rate: float = 0.001
+    """Adam learning rate of the mask parameters"""
+    mask_learning_steps: int = 2000
+    """gradient steps per mask"""
+    input_penalty: float = 0.005
+    """with input masks: loss added per kept input feature, so the smallest fitting function wins"""
+    log_every: int = 500
+    """gradient steps between two progress lines (0: none)"""
+
+    RANGES = {"mask_learning_rate": POSITIVE, "mask_learning_steps": POSITIVE, "input_penalty": Range(0, 10),
+              "log_every": NON_NEGATIVE}
+
+    def problem(self):
+        if self.mask_learning_rate > 10 and self.mask_learning_rate != float("inf"):
+            return f"--mask-learning-rate {self.mask_learning_rate} is out of range: at most 10 (the default is 0.001)"
+        return super().problem()
 
 
 class Adam:
@@ -188,7 +211,7 @@ class InputMaskedNetworks:
         return grad_keep, grad_mask.permute(2, 1, 0, 3, 4)
 
 
-def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta, args, set_names,
+def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta, settings, set_names,
               discretize, input_fill=None, log=None):
     """Adam on a batch of masks; every mask has its own independent loss.
 
@@ -197,24 +220,26 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
     A networks; input_fill (C, D) replaces the dropped inputs; discretize maps logits to one-hot
     masks (softmax and the straight-through estimator). Returns the best masks seen (the lowest
     objective per mask), the initial and best cross-entropy (S, C, A), and the loss curves
-    (steps, S, C, A). Every args.log_every steps, log(step, steps, loss, set_names) reports the
-    loss (S, C, A), by default one line per step with each training set's mean (log_losses).
+    (steps, S, C, A). settings is a MaskSettings: every settings.log_every steps, log(step, steps,
+    loss, set_names) reports the loss (S, C, A), by default one line per step with each training
+    set's mean (log_losses).
     """
+    settings.checked()
     keep_freed_memory()
     log = log_losses if log is None else log
     if input_theta is None:
         objective = NeuronMaskObjective(actors, observations, actions, weights, neuron_theta, discretize)
     else:
         objective = InputMaskObjective(actors, observations, actions, weights, input_fill, neuron_theta,
-                                       input_theta, args.input_penalty)
+                                       input_theta, settings.input_penalty)
     neuron_theta, input_theta = objective.neuron_theta, objective.input_theta
-    optimizer = Adam(objective.parameters, lr=args.mask_learning_rate)
+    optimizer = Adam(objective.parameters, lr=settings.mask_learning_rate)
     best_objective = torch.full(neuron_theta.shape[:-2], float("inf"))
     best_loss = torch.zeros(neuron_theta.shape[:-2])
     best_neuron = neuron_theta.detach().clone()
     best_input = None if input_theta is None else input_theta.detach().clone()
     curves = []
-    for step in range(args.mask_learning_steps):
+    for step in range(settings.mask_learning_steps):
         loss, penalty, set_gradients = objective.evaluate()
         with torch.no_grad():  # keep, per mask, the one that produced the lowest objective
             curves.append(loss)
@@ -225,8 +250,8 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
             best_neuron = torch.where(better[..., None, None], neuron_theta, best_neuron)
             if input_theta is not None:
                 best_input = torch.where(better[..., None, None], input_theta, best_input)
-        if args.log_every and step % args.log_every == 0:
-            log(step, args.mask_learning_steps, loss, set_names)
+        if settings.log_every and step % settings.log_every == 0:
+            log(step, settings.mask_learning_steps, loss, set_names)
         optimizer.zero_grad()
         set_gradients()
         optimizer.step()

@@ -3,7 +3,7 @@
 downstream.py runs it. Here: the option set of each condition, how often an option completes a
 combo begun by primitive actions, the batched PPO runs of a (task, condition) (learning-rate
 tuning, then the reported seeds), one record per learner with its greedy evaluation curve, the
-tables, the figures and the saved files. The statistics are decomposition.statistics'.
+tables and the figures. The statistics are decomposition.statistics'.
 
     none              the 3 primitive actions only
     neurons           + 4 three-step options, one per combo, from the assignment's neuron masks
@@ -15,9 +15,7 @@ tables, the figures and the saved files. The statistics are decomposition.statis
     neural-augmented  + 4 one-step actions, each base network's greedy action
 """
 
-import importlib.util
-import os
-from dataclasses import asdict
+from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
@@ -26,11 +24,11 @@ from tabulate import tabulate
 
 from combogrid import NUM_ACTIONS, sized_game
 from decomposition import statistics
-from decomposition.files import json_writer, write_file_set
 from decomposition.options import ComboOptions, NetworkOptions, load_discovered_options
 from decomposition.ppo import PPOSettings
 from decomposition.processes import train_in_processes
-from decomposition.tasks import TASKS, TaskGames, TaskVec, macro_step, max_return
+from decomposition.script import POSITIVE, Range, Settings, game_problem, out_of_range
+from decomposition.tasks import TaskGames, TaskVec, macro_step, max_return
 from ppo_agent import program_mask
 
 STUDY = ("none", "neurons", "inputs", "not-needed", "whole", "combos", "neural-augmented")
@@ -42,6 +40,53 @@ TUNING_SEEDS_START = 10_000
 FINAL_ITERATIONS = 5
 """Iterations whose ended episodes give a learner's final training return."""
 STUDY_FILES = ("results.json", "evaluation_curves.png", "training_returns.png")
+ROLLOUT = 16 * 128
+"""Primitive steps of one PPO rollout (PPOSettings' num_envs x num_steps): the smallest budget."""
+
+
+@dataclass
+class ReuseSettings(Settings):
+    """How a (task, condition)'s learners are trained and evaluated: tune, run_condition, train_learners."""
+    game: str = "5x5"
+    """the game whose networks give the options and whose grid the tasks are played on (combogrid.GAMES)"""
+    num_seeds: int = 16
+    """reported PPO learners (seeds 0 .. N-1) per condition and task"""
+    tuning_seeds: int = 3
+    """learners per learning rate in the tuning runs (seeds 10000, 10001, ...)"""
+    learning_rates: tuple[float, ...] = (4e-3, 8e-3, 1.6e-2, 3.2e-2)
+    """the learning rates tuned over, per condition and task (Adam's, annealed to 0 over the budget); one
+    rate: no tuning"""
+    budget: int = 200_000
+    """primitive environment steps per learner"""
+    eval_points: int = 20
+    """primitive-step counts, evenly spread over the budget, at which the greedy policies are evaluated"""
+    processes: int = 2
+    """processes of one torch thread each that share a run's learners (the cores to use)"""
+
+    RANGES = {**{name: POSITIVE for name in ("num_seeds", "tuning_seeds", "eval_points")},
+              "budget": Range(1, 10**12), "processes": Range(1, 64)}
+
+    def problem(self):
+        problem = game_problem(self) or super().problem() or learning_rates_problem(self.learning_rates)
+        if problem:
+            return problem
+        if self.budget < ROLLOUT:
+            return f"--budget must allow one PPO rollout ({ROLLOUT} steps)"
+        if self.eval_points > self.budget // ROLLOUT:
+            return f"--eval-points must be at most one per PPO rollout ({self.budget // ROLLOUT} for this budget)"
+        if self.num_seeds > TUNING_SEEDS_START:
+            return f"--num-seeds must be at most {TUNING_SEEDS_START} (the tuning seeds start there)"
+        return None
+
+
+def learning_rates_problem(rates):
+    if not rates:
+        return "--learning-rates needs at least one rate"
+    for rate in rates:
+        problem = out_of_range(type("Rate", (), {"learning_rates": rate}), {"learning_rates": POSITIVE})
+        if problem:
+            return problem
+    return None
 
 
 def best_masks(extraction, allowed):
@@ -143,13 +188,14 @@ def final_training_return(curve, max_return):
     return float(np.mean(last)) / max_return if last else 0.0
 
 
-def train_learners(task, options, seeds, learning_rates, args, on_iteration=None):
-    """PPO learners on `task` of game args.game with these options (one per seed, each with its learning
-    rate), batched over args.processes processes, their greedy policies evaluated at args.eval_points points."""
-    settings = PPOSettings(total_timesteps=args.budget, optimal_checks=0)
-    envs_of = partial(learner_envs, task, seeds, settings.num_envs, options, sized_game(args.game))
-    return train_in_processes(envs_of, seeds, settings, args.processes, on_iteration, learning_rates,
-                              evaluation_points(args.budget, args.eval_points))
+def train_learners(task, options, seeds, learning_rates, settings, on_iteration=None):
+    """PPO learners on `task` of game settings.game with these options (one per seed, each with its learning
+    rate), batched over settings.processes processes, their greedy policies evaluated at settings.eval_points
+    points. settings is a ReuseSettings."""
+    ppo = PPOSettings(total_timesteps=settings.checked().budget, optimal_checks=0)
+    envs_of = partial(learner_envs, task, seeds, ppo.num_envs, options, sized_game(settings.game))
+    return train_in_processes(envs_of, seeds, ppo, settings.processes, on_iteration, learning_rates,
+                              evaluation_points(settings.budget, settings.eval_points))
 
 
 def learner_envs(task, seeds, num_envs, options, game, learners):
@@ -178,22 +224,22 @@ def record(task, condition, result, learning_rate, game):
             "steps": result.steps, "curve": result.curve}
 
 
-def tune(task, condition, options, args, on_iteration=None):
-    """The learning rate of args.learning_rates with the highest mean evaluation AUC over
-    args.tuning_seeds tuning seeds (all rates and seeds as one batched run), and each rate's mean AUC."""
-    rates = [rate for rate in args.learning_rates for _ in range(args.tuning_seeds)]
-    seeds = [TUNING_SEEDS_START + k for _ in args.learning_rates for k in range(args.tuning_seeds)]
-    results = train_learners(task, options, seeds, rates, args, on_iteration)
-    aucs = np.array([evaluation_auc(r) for r in results])
-    means = aucs.reshape(len(args.learning_rates), args.tuning_seeds).mean(1)
-    return args.learning_rates[int(np.argmax(means))], dict(zip(map(str, args.learning_rates), means.tolist()))
+def tune(task, condition, options, settings, on_iteration=None):
+    """The learning rate of settings.learning_rates with the highest mean evaluation AUC over
+    settings.tuning_seeds tuning seeds (all rates and seeds as one batched run), and each rate's mean AUC."""
+    rates, count = settings.learning_rates, settings.tuning_seeds
+    seeds = [TUNING_SEEDS_START + k for _ in rates for k in range(count)]
+    results = train_learners(task, options, seeds, [rate for rate in rates for _ in range(count)], settings,
+                             on_iteration)
+    means = np.array([evaluation_auc(r) for r in results]).reshape(len(rates), count).mean(1)
+    return rates[int(np.argmax(means))], dict(zip(map(str, rates), means.tolist()))
 
 
-def run_condition(task, condition, options, learning_rate, args, on_iteration=None):
-    """The reported seeds 0 .. args.num_seeds - 1 of one (task, condition) at its learning rate; one record each."""
-    seeds = list(range(args.num_seeds))
-    results = train_learners(task, options, seeds, [learning_rate] * len(seeds), args, on_iteration)
-    return [record(task, condition, r, learning_rate, sized_game(args.game)) for r in results]
+def run_condition(task, condition, options, learning_rate, settings, on_iteration=None):
+    """The reported seeds 0 .. settings.num_seeds - 1 of one (task, condition) at its learning rate; one record each."""
+    seeds = list(range(settings.num_seeds))
+    results = train_learners(task, options, seeds, [learning_rate] * len(seeds), settings, on_iteration)
+    return [record(task, condition, r, learning_rate, sized_game(settings.game)) for r in results]
 
 
 def runs_of(runs, task, condition):
@@ -303,21 +349,3 @@ def draw(runs, tasks, conditions, path, curves, measure):
         axis.legend(fontsize=8)
     figure.savefig(path, dpi=90, format="png")
     plt.close(figure)
-
-
-def save(args, runs, sources, alignment, tuning):
-    """results.json and the two figures into args.save_dir, as one set: all new, or none."""
-    game = sized_game(args.game)
-    data = {"args": asdict(args), "game": game.describe(),
-            "max_return": {task: max_return(task, game) for task in TASKS}, "option_sources": sources,
-            "moves_after_primitives": alignment, "tuning": tuning,
-            "summary": summaries(runs, args.tasks, args.conditions), "runs": runs}
-    writers = {"results.json": json_writer(data)}
-    if importlib.util.find_spec("matplotlib"):
-        writers["evaluation_curves.png"] = partial(draw_evaluation_curves, runs, args.tasks, args.conditions)
-        writers["training_returns.png"] = partial(draw_training_returns, runs, args.tasks, args.conditions, game)
-    else:
-        print("figures skipped: matplotlib is not installed (pip install -r requirements-dev.pip)")
-    os.makedirs(args.save_dir, exist_ok=True)
-    write_file_set(args.save_dir, writers, stale=STUDY_FILES)
-    print(f"wrote {', '.join(writers)} to {args.save_dir}")

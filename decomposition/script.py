@@ -20,8 +20,10 @@ import io
 import math
 import os
 import signal
+import subprocess
 import sys
 from dataclasses import dataclass
+from typing import ClassVar
 
 MEMORY_LIMIT = 4e9
 """Bytes a run may plan to use: a run whose estimate is larger is refused before any work."""
@@ -29,6 +31,10 @@ MEMORY_LIMIT = 4e9
 
 class ScriptError(Exception):
     """What ends a script with one error line and exit 1: bad input, or output it cannot write; the message says which."""
+
+
+class SettingsError(ScriptError):
+    """Settings outside their ranges, found by the library function given them (Settings.checked)."""
 
 
 class Terminated(BaseException):
@@ -157,6 +163,23 @@ def out_of_range(args, ranges):
     return None
 
 
+class Settings:
+    """A settings dataclass that checks its own ranges: RANGES maps a field to its Range, and a
+    subclass's problem() adds the checks that relate fields to each other or to the game."""
+    RANGES: ClassVar[dict] = {}
+
+    def problem(self):
+        """The first problem with the settings as an `--option ...` message, or None."""
+        return out_of_range(self, self.RANGES)
+
+    def checked(self):
+        """The settings themselves, or SettingsError naming their first problem."""
+        problem = self.problem()
+        if problem:
+            raise SettingsError(problem)
+        return self
+
+
 def game_problem(args, rows=None, columns=None):
     """The message for a --game (resized by rows and columns) that cannot be played, or None."""
     from combogrid import GameError, sized_game
@@ -171,6 +194,23 @@ def check(problem):
     """Raise ScriptError(problem) if there is one (a check's message, or None)."""
     if problem:
         raise ScriptError(problem)
+
+
+def run_script(words, folder, kept):
+    """Run `python WORDS` in `folder` as its own process, so that its exit and its torch threads stay
+    its own. A failing script ends the caller with the script's own error line and `kept` (what is
+    left as it was); the script is stopped too if the caller is (Ctrl-C, SIGTERM), and it writes its
+    files whole or not at all."""
+    child = subprocess.Popen([sys.executable, *words], cwd=folder, stderr=subprocess.PIPE, text=True)
+    try:
+        _, errors = child.communicate()
+    finally:
+        if child.poll() is None:
+            child.terminate()
+            child.wait()
+    if child.returncode:
+        lines = [line for line in errors.splitlines() if line.strip()]
+        raise ScriptError(f"{words[0]} failed ({lines[-1] if lines else f'exit {child.returncode}'}); {kept}")
 
 
 def memory_problem(needed, what, advice):
