@@ -36,7 +36,6 @@ from typing import Optional
 
 from combogrid import ComboGridVec, default_models_folder, sized_game
 from decomposition.files import failure, json_writer, read_json, unwritable, write_files
-from decomposition.ppo import RANGES as PPO_RANGES
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed, train_in_processes
 from decomposition.script import (POSITIVE, Range, ScriptError, check, fails_on, game_problem, memory_problem,
@@ -67,7 +66,7 @@ class Args(PPOSettings):
     """seconds between progress lines"""
 
 
-RANGES = {**PPO_RANGES, "num_sets": POSITIVE, "processes": POSITIVE, "print_every": POSITIVE,
+RANGES = {**PPOSettings.RANGES, "num_sets": POSITIVE, "processes": POSITIVE, "print_every": POSITIVE,
           "rows": Range(2, 100), "columns": Range(2, 100)}
 
 

@@ -103,8 +103,9 @@ def command(stage, layout, args):
                 "--budget", str(reuse_budget(args, layout.game)), "--processes", str(args.processes),
                 "--eval-points", str(min(20, reuse_budget(args, layout.game) // 2048)),
                 "--save-dir", os.path.dirname(layout.outputs["reuse"])]
+    # options of up to two combos, as discover.py's default of 6 is on three-action combos
     return ["discover.py", "--game", name, "--sets-dir", layout.discovery_sets, "--mask-inputs", "--log-every", "0",
-            "--save-dir", os.path.dirname(layout.outputs["discover"])]
+            "--max-length", str(2 * layout.game.combo_length), "--save-dir", os.path.dirname(layout.outputs["discover"])]
 
 
 def read(path, what):

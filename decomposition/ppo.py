@@ -35,13 +35,13 @@ import torch
 from gymnasium import spaces
 
 from decomposition.ppo_kernels import DistinctRows, StackedAdam, StackedPolicies
-from decomposition.script import FRACTION, Range, keep_freed_memory
+from decomposition.script import FRACTION, Range, Settings, keep_freed_memory
 from ppo_agent import PPOAgent
 
 
 @dataclass
-class PPOSettings:
-    """CleanRL ppo.py's hyper-parameters, per learner (train_ppo.Args extends them)."""
+class PPOSettings(Settings):
+    """CleanRL ppo.py's hyper-parameters, per learner (train_ppo.Args extends them), and their ranges."""
     hidden_size: int = 64
     """neurons of the actor's hidden layer"""
     total_timesteps: int = 3_000_000
@@ -71,13 +71,11 @@ class PPOSettings:
     max_grad_norm: float = 0.5
     """gradient clipping norm"""
 
-
-RANGES = {"hidden_size": Range(1, 10**5), "total_timesteps": Range(1, 10**12), "optimal_checks": Range(0, 10**6),
-          "learning_rate": Range(0, 1, low_open=True), "num_envs": Range(1, 10**6), "num_steps": Range(1, 10**6),
-          "gamma": FRACTION, "gae_lambda": FRACTION, "num_minibatches": Range(1, 10**6),
-          "update_epochs": Range(1, 10**3), "clip_coef": Range(0, 10, low_open=True), "ent_coef": Range(0, 10**3),
-          "vf_coef": Range(0, 10**3), "max_grad_norm": Range(0, 10**6, low_open=True)}
-"""The values each PPOSettings field may take (decomposition.script.out_of_range checks them)."""
+    RANGES = {"hidden_size": Range(1, 10**5), "total_timesteps": Range(1, 10**12), "optimal_checks": Range(0, 10**6),
+              "learning_rate": Range(0, 1, low_open=True), "num_envs": Range(1, 10**6), "num_steps": Range(1, 10**6),
+              "gamma": FRACTION, "gae_lambda": FRACTION, "num_minibatches": Range(1, 10**6),
+              "update_epochs": Range(1, 10**3), "clip_coef": Range(0, 10, low_open=True), "ent_coef": Range(0, 10**3),
+              "vf_coef": Range(0, 10**3), "max_grad_norm": Range(0, 10**6, low_open=True)}
 
 
 def memory_estimate(settings, learners, processes, observation_size):

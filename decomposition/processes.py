@@ -110,7 +110,8 @@ def train_in_processes(envs_of, seeds, settings, processes, on_iteration=None, l
     more than one process it must be picklable where processes are spawned rather than forked.
     on_iteration(progress) sees the counts of all processes together, after any process's iteration.
     learning_rates: one per seed (default: settings'); evaluate_at: BatchedPPO.train's.
-    Raises TrainingFailed if a process fails or dies."""
+    Raises TrainingFailed if a process fails or dies, SettingsError if settings are out of range."""
+    settings.checked()
     processes = max(1, min(processes, len(seeds)))
     if processes == 1:
         threads = torch.get_num_threads()

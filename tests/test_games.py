@@ -17,6 +17,7 @@ from decomposition.options import ComboOptions, NetworkOptions
 from decomposition.ppo_kernels import observation_keys
 from decomposition.tasks import TaskVec, evaluation_episodes
 from ppo_agent import CheckpointError, PPOAgent, load_agent, program_mask
+from test_bad_inputs import expect_error
 
 MOVES = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}
 
@@ -215,15 +216,6 @@ def test_downstream_tasks_are_solved_by_the_true_combos_on_every_game(name):
 
     (measures,) = envs.greedy_evaluation(toward_goal, [0])
     assert measures["success"] == measures["spl"] == 1.0
-
-
-def expect_error(call, message):
-    """call() must stop with one 'error: ...' line containing message."""
-    with pytest.raises(SystemExit) as stopped:
-        call()
-    text = stopped.value.code
-    assert isinstance(text, str) and text.startswith("error: ") and "\n" not in text, text
-    assert message in text, text
 
 
 MODELS = tuple(os.path.join(ROOT, "models", f"{p}.pt") for p in GAMES["5x5"].problems)

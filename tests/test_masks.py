@@ -181,7 +181,6 @@ def test_test_states_cover_every_non_goal_cell():
 
 
 def test_rollouts_compare_288_actions_per_mask(agent):
-    args = main.Args()
     actors = StackedActors([agent, make_agent(1)])
     masks = torch.stack([program_mask(H).expand(2, 3, H), extraction.discretize(torch.randn(2, 3, H))])
     taken, compared = extraction.rollout_masks(actors, masks, None, DEFAULT_GAME)

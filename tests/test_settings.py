@@ -8,6 +8,7 @@ import torch
 
 from decomposition import discovery, extraction, reuse
 from decomposition.masks import MaskSettings, StackedActors, fit_masks
+from decomposition.ppo import PPOSettings
 from decomposition.script import SettingsError
 from ppo_agent import load_agent
 from combogrid import ComboGym
@@ -31,6 +32,7 @@ SCRIPTS = ("main", "train_ppo", "downstream", "discover", "report", "variants")
     (reuse.ReuseSettings(learning_rates=(0.01, float("nan"))), "--learning-rates must be a positive number, got nan"),
     (reuse.ReuseSettings(budget=4096, eval_points=3), "--eval-points must be at most one per PPO rollout (2 "),
     (reuse.ReuseSettings(game="5x5@1x1"), "game"),
+    (PPOSettings(gamma=1.5), "--gamma must be between 0 and 1, got 1.5"),
 ])
 def test_settings_name_their_first_problem(settings, message):
     assert message in settings.problem()
@@ -40,7 +42,7 @@ def test_settings_name_their_first_problem(settings, message):
 
 def test_defaults_have_no_problem():
     for settings in (MaskSettings(), extraction.ExtractionSettings(), discovery.DiscoverySettings(),
-                     reuse.ReuseSettings(), extraction.ExtractionSettings(game="10x10"),
+                     reuse.ReuseSettings(), PPOSettings(), extraction.ExtractionSettings(game="10x10"),
                      discovery.DiscoverySettings(game="5x5-combo4")):
         assert settings.problem() is None
 
