@@ -10,7 +10,8 @@ see the same machine load (medians over repetitions):
   discover  discover.py --mask-inputs on that set
   reuse     downstream.py: none and inputs on the random task, 4 learners, a fixed budget
 Prints each stage's wall time and peak memory per game, the PPO steps/s of 10x10 against 5x5
-(target >= 0.5), and writes a figure of time and memory against the number of open cells.
+(target >= 0.5; the steps and training seconds train_ppo.py records, so that the start of the
+process does not count), and writes a figure of time and memory against the number of open cells.
 The stages after ppo need the networks of a variants.py run (--study-dir); a game without them is
 measured on ppo alone.
 """
@@ -26,15 +27,19 @@ from dataclasses import dataclass
 from speed import ROOT  # benchmarks/ is the script's folder, so first on sys.path
 from combogrid import GAMES, game_named  # noqa: E402  (speed set the path)
 from decomposition.family import Layout  # noqa: E402
+from decomposition.files import read_json  # noqa: E402
 from decomposition.script import Range, check, fails_on, out_of_range, start  # noqa: E402
 
 PPO_BUDGET = 61_440  # environment steps per learner: 30 rollouts of 2048
+STAGES = ("ppo", "extract", "discover", "reuse")
 
 
 @dataclass
 class Args:
     games: tuple[str, ...] = tuple(GAMES)
     """the games measured"""
+    stages: tuple[str, ...] = STAGES
+    """the stages measured (ppo, extract, discover, reuse)"""
     repetitions: int = 1
     """runs of each command, games alternating; the medians are compared"""
     study_dir: str = "results/variants"
@@ -48,12 +53,25 @@ def measured(arguments):
     began = time.perf_counter()
     child = subprocess.Popen([sys.executable, *arguments], cwd=ROOT, stdout=subprocess.DEVNULL,
                              stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(child.pid, 0)
+    try:
+        _, status, usage = os.wait4(child.pid, 0)
+    finally:  # Ctrl-C or SIGTERM: the measured script stops too
+        if child.returncode is None and child.poll() is None:
+            child.terminate()
+            child.wait()
     seconds = time.perf_counter() - began
     if status:
         message = child.stderr.read().decode().strip().splitlines()
         raise SystemExit(f"error: {' '.join(arguments[:1])} failed: {message[-1] if message else status}")
     return seconds, usage.ru_maxrss / 1024
+
+
+def training_rate(folder):
+    """Environment steps per second of a train_ppo.py run, from the training.json of its sets: every
+    network's steps over the run's training seconds (the imports and the start left out)."""
+    records = [read_json(os.path.join(folder, name, "training.json")) for name in sorted(os.listdir(folder))]
+    steps = sum(network["steps"] for record in records for network in record["networks"].values())
+    return steps / records[0]["seconds"]
 
 
 def commands(game, study_dir, scratch):
@@ -76,24 +94,28 @@ def commands(game, study_dir, scratch):
 
 
 def figure(rows, path):
+    """Time and memory of each stage against the open cells; a line joins the games that differ only
+    in their grid and walls (same combo length and number of problems)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), constrained_layout=True)
-    for stage in ("ppo", "extract", "discover", "reuse"):
-        for length, marker in ((3, "o"), (4, "s")):
-            points = [(r["cells"], r[stage]) for r in rows if stage in r and r["combo_length"] == length]
+    kinds = sorted({(r["combo_length"], r["problems"]) for r in rows})
+    for stage, colour in zip(STAGES, ("C0", "C1", "C2", "C3")):
+        for (length, problems), marker in zip(kinds, "osD^v"):
+            points = sorted((r["cells"], r[stage]) for r in rows
+                            if stage in r and (r["combo_length"], r["problems"]) == (length, problems))
             if points:
-                cells, values = zip(*sorted(points))
-                label = f"{stage} (combo length {length})"
-                axes[0].plot(cells, [v[0] for v in values], marker=marker, label=label)
-                axes[1].plot(cells, [v[1] for v in values], marker=marker, label=label)
+                cells, values = zip(*points)
+                label = f"{stage} (combos of {length}, {problems} problems)"
+                for axis, k in zip(axes, (0, 1)):
+                    axis.plot(cells, [v[k] for v in values], marker=marker, color=colour, label=label)
     axes[0].set_ylabel("wall seconds (median)")
     axes[1].set_ylabel("peak resident MB")
     for axis in axes:
         axis.set_xlabel("open cells of the game")
-        axis.legend(fontsize=7)
+        axis.legend(fontsize=6)
     fig.savefig(path, dpi=90, format="png")
     plt.close(fig)
 
@@ -101,35 +123,42 @@ def figure(rows, path):
 @fails_on()
 def main(args):
     unknown = [g for g in args.games if g not in GAMES]
+    stages = [s for s in args.stages if s not in STAGES]
     check(f"unknown game {unknown[0]!r}: expected some of {', '.join(GAMES)}" if unknown else
+          f"unknown stage {stages[0]!r}: expected some of {', '.join(STAGES)}" if stages else
           out_of_range(args, {"repetitions": Range(1, 20)}))
     games = [game_named(g) for g in args.games]
     with tempfile.TemporaryDirectory() as scratch:
         plans = {game.name: commands(game, args.study_dir, scratch) for game in games}
         times = {(g, stage): [] for g, plan in plans.items() for stage in plan}
+        rates = {game.name: [] for game in games}
         for repetition in range(args.repetitions):
-            for stage in ("ppo", "extract", "discover", "reuse"):
+            for stage in args.stages:
                 for game in games:  # the games side by side, stage by stage
                     if stage in plans[game.name]:
                         times[game.name, stage].append(measured(plans[game.name][stage]))
                         print(f"repetition {repetition + 1}, {stage}, {game.name}: "
                               f"{times[game.name, stage][-1][0]:.1f} s", flush=True)
+                        if stage == "ppo":
+                            rates[game.name].append(training_rate(os.path.join(scratch, game.name)))
     rows = []
     for game in games:
-        row = {"game": game.name, "cells": len(game.open_cells), "combo_length": game.combo_length}
-        for stage in ("ppo", "extract", "discover", "reuse"):
-            if (game.name, stage) in times:
+        row = {"game": game.name, "cells": len(game.open_cells), "combo_length": game.combo_length,
+               "problems": len(game.problems)}
+        for stage in args.stages:
+            if times.get((game.name, stage)):
                 runs = times[game.name, stage]
                 row[stage] = (statistics.median(s for s, _ in runs), max(m for _, m in runs))
-        row["steps_per_second"] = 2 * len(game.problems) * PPO_BUDGET / row["ppo"][0]
+        if rates[game.name]:
+            row["steps_per_second"] = statistics.median(rates[game.name])
         rows.append(row)
     print(f"{'game':<16}{'cells':>6}{'L':>3}{'PPO steps/s':>13}" +
           "".join(f"{stage + ' s / MB':>20}" for stage in ("ppo", "extract", "discover", "reuse")))
     for row in rows:
-        cells = "".join(f"{row[s][0]:>11.1f} / {row[s][1]:>5.0f}" if s in row else f"{'-':>20}"
-                        for s in ("ppo", "extract", "discover", "reuse"))
-        print(f"{row['game']:<16}{row['cells']:>6}{row['combo_length']:>3}{row['steps_per_second']:>13,.0f}{cells}")
-    rates = {row["game"]: row["steps_per_second"] for row in rows}
+        cells = "".join(f"{row[s][0]:>11.1f} / {row[s][1]:>5.0f}" if s in row else f"{'-':>20}" for s in STAGES)
+        rate = f"{row['steps_per_second']:>13,.0f}" if "steps_per_second" in row else f"{'-':>13}"
+        print(f"{row['game']:<16}{row['cells']:>6}{row['combo_length']:>3}{rate}{cells}")
+    rates = {row["game"]: row["steps_per_second"] for row in rows if "steps_per_second" in row}
     if "5x5" in rates and "10x10" in rates:
         ratio = rates["10x10"] / rates["5x5"]
         print(f"PPO steps/s, 10x10 / 5x5: {ratio:.2f}  target >= 0.5: {'met' if ratio >= 0.5 else 'MISSED'}")

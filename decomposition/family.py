@@ -21,7 +21,7 @@ from decomposition import across_sets
 from decomposition.files import json_writer, read_json, write_file_set
 
 STAGES = ("train", "extract", "reuse", "discover")
-REUSE_CONDITIONS = ("none", "inputs", "whole", "combos", "neural-augmented")
+REUSE_CONDITIONS = ("none", "inputs", "not-needed", "whole", "combos", "neural-augmented")
 TRAINING = {"10x10": ("--total-timesteps", "6000000")}
 """Extra train_ppo.py options per game: 10x10's solutions are 54 actions long and some learners need
 more than the default 3M steps."""
@@ -139,13 +139,15 @@ def extraction_summary(layout):
 
 def reuse_summary(layout):
     """Per task and condition: the evaluation AUC's IQM [95% CI] and P(better than none); whether
-    inputs' IQM interval lies above none's."""
+    inputs' IQM interval lies above none's, and above the not-needed control's."""
     data = read(layout.outputs["reuse"], "the reuse study")
     result = {}
     for task, conditions in data["summary"].items():
         result[task] = {condition: {"iqm": stats["iqm"], "improvement": stats["improvement_over_none"]}
                         for condition, stats in conditions.items()}
         result[task]["inputs_clear_of_none"] = conditions["inputs"]["iqm"][1] > conditions["none"]["iqm"][2]
+        if "not-needed" in conditions:  # the control: options of networks that do not need the combo
+            result[task]["control_below_inputs"] = conditions["not-needed"]["iqm"][2] < conditions["inputs"]["iqm"][1]
     return result
 
 
@@ -193,8 +195,9 @@ def table(summary, tablefmt="grid"):
         for task in ("multi-goal", "random"):
             if task in reuse:
                 r = reuse[task]
+                control = f"; control {r['not-needed']['iqm'][0]:.3f}" if "not-needed" in r else ""
                 tasks.append(f"{r['inputs']['iqm'][0]:.3f} vs {r['none']['iqm'][0]:.3f}"
-                             f"{' (clear)' if r['inputs_clear_of_none'] else ' (overlap)'}")
+                             f"{' (clear)' if r['inputs_clear_of_none'] else ' (overlap)'}{control}")
             else:
                 tasks.append("-")
         rows.append([name, entry["cells"], entry["combo_length"], entry["problems"],
@@ -204,7 +207,7 @@ def table(summary, tablefmt="grid"):
     return tabulate(rows, tablefmt=tablefmt, headers=[
         "game", "open\ncells", "combo\nlength", "problems", "optimal\nnetworks",
         "neuron masks: needed /\nnot needed (sets separated)", "input masks: needed /\nnot needed (sets separated)",
-        "multi-goal IQM AUC:\ninputs vs none", "random IQM AUC:\ninputs vs none",
+        "multi-goal IQM AUC: inputs\nvs none; not-needed control", "random IQM AUC: inputs\nvs none; not-needed control",
         "discovery, input masks:\nprecision / recall (4/4 sets)"])
 
 
