@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from speed import ROOT  # benchmarks/ is the script's folder, so first on sys.path
 from combogrid import GAMES, game_named  # noqa: E402  (speed set the path)
 from decomposition.family import Layout  # noqa: E402
-from decomposition.files import read_json  # noqa: E402
+from decomposition.files import read_json, unwritable  # noqa: E402
 from decomposition.script import Range, check, fails_on, out_of_range, start  # noqa: E402
 
 PPO_BUDGET = 61_440  # environment steps per learner: 30 rollouts of 2048
@@ -120,13 +120,25 @@ def figure(rows, path):
     plt.close(fig)
 
 
+def check_args(args):
+    """The first problem with the arguments, or None."""
+    unknown = [g for g in args.games if g not in GAMES] + [s for s in args.stages if s not in STAGES]
+    if unknown:
+        return f"unknown game or stage {unknown[0]!r}: games {', '.join(GAMES)}; stages {', '.join(STAGES)}"
+    for name, values in (("games", args.games), ("stages", args.stages)):
+        if not values or len(set(values)) != len(values):
+            return f"--{name} must name each one once, and at least one"
+    if set(args.stages) != {"ppo"} and not os.path.isdir(args.study_dir):
+        return f"--study-dir {args.study_dir} is not a folder (a variants.py study, whose networks the stages after ppo use)"
+    folder = os.path.dirname(args.figure) or "."
+    if args.figure and (os.path.isdir(args.figure) or unwritable(folder)):
+        return f"cannot write --figure {args.figure}: {unwritable(folder) or 'it is a folder'}"
+    return out_of_range(args, {"repetitions": Range(1, 20)})
+
+
 @fails_on()
 def main(args):
-    unknown = [g for g in args.games if g not in GAMES]
-    stages = [s for s in args.stages if s not in STAGES]
-    check(f"unknown game {unknown[0]!r}: expected some of {', '.join(GAMES)}" if unknown else
-          f"unknown stage {stages[0]!r}: expected some of {', '.join(STAGES)}" if stages else
-          out_of_range(args, {"repetitions": Range(1, 20)}))
+    check(check_args(args))
     games = [game_named(g) for g in args.games]
     with tempfile.TemporaryDirectory() as scratch:
         plans = {game.name: commands(game, args.study_dir, scratch) for game in games}

@@ -235,6 +235,7 @@ MODELS = tuple(os.path.join(ROOT, "models", f"{p}.pt") for p in GAMES["5x5"].pro
     ("discover", {"game": "5x5-hallways", "max_length": 13}, "--max-length must be between 2 and 12"),
     ("variants", {"games": ("5x5", "5x5")}, "--games must name each game once"),
     ("variants", {"games": ("5x5-walls",)}, "unknown game '5x5-walls'"),
+    ("variants", {"num_sets": 1}, "--num-sets must be between 2 and 100 (the study compares sets)"),
 ])
 def test_scripts_refuse_bad_games_with_one_line(script, options, message, tmp_path):
     module = __import__(script)
@@ -262,3 +263,19 @@ def test_the_all_goals_task_shows_every_goal_and_takes_them_in_any_order():
             rewards.append(reward)
     assert sum(rewards) == 40 and terminated and not truncated and observation[goal_part].sum() == 0
     assert len(rewards) == shortest_tour(GAMES["5x5"]) == 42
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"figure": "/proc/nowhere/cost.png"}, "cannot write --figure /proc/nowhere/cost.png"),
+    ({"figure": "."}, "it is a folder"),
+    ({"study_dir": "no/such/study", "stages": ("extract",)}, "--study-dir no/such/study is not a folder"),
+    ({"games": ()}, "--games must name each one once"),
+    ({"games": ("5x5", "5x5")}, "--games must name each one once"),
+    ({"stages": ()}, "--stages must name each one once"),
+    ({"stages": ("train",)}, "unknown game or stage 'train'"),
+    ({"repetitions": 0}, "--repetitions must be between 1 and 20"),
+])
+def test_the_cost_benchmark_refuses_bad_options_before_measuring(options, message, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(ROOT, "benchmarks"))
+    import family_cost
+    expect_error(lambda: family_cost.main(family_cost.Args(**options)), message)
