@@ -363,7 +363,7 @@ def game_named(name):
     if not at:
         return GAMES[base]
     rows, _, columns = size.partition("x")
-    if not (rows.isdigit() and columns.isdigit()):
+    if not (rows.isascii() and columns.isascii() and rows.isdigit() and columns.isdigit()):
         raise GameError(f"unknown game {name!r}: the size after @ is ROWSxCOLUMNS, such as 6x6")
     return GAMES[base].resized(int(rows), int(columns))
 
