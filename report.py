@@ -139,15 +139,17 @@ def run_all(args):
     if not os.path.exists(os.path.join(args.results_dir, "downstream", "results.json")):
         run_kit(f"{REUSE} (at most 20 minutes)",
                 ["downstream.py", "--save-dir", os.path.join(args.results_dir, "downstream")])
-    if not os.path.exists(os.path.join(args.results_dir, "downstream_discovered", "results.json")):
-        run_kit(f"{REUSE_DISCOVERED} (about 8 minutes)",
-                ["downstream.py", "--conditions", "none", "inputs", "discovered", "--save-dir",
-                 os.path.join(args.results_dir, "downstream_discovered")])
     for name, (options, _) in DISCOVERY.items():
         for folder, sets_dir in ((name, None), (f"{name}_sets", args.sets_dir)):
             if not os.path.exists(os.path.join(args.results_dir, folder)):
                 words = discovery_words(options, os.path.join(args.results_dir, folder), sets_dir)
                 run_kit(" ".join(["python", *words]), words)
+    if not os.path.exists(os.path.join(args.results_dir, "downstream_discovered", "results.json")):
+        # the options the discovery above saved
+        run_kit(f"{REUSE_DISCOVERED} (about 8 minutes)",
+                ["downstream.py", "--conditions", "none", "inputs", "discovered", "--discovered",
+                 os.path.join(args.results_dir, "discovery_inputs", "options.pt"), "--save-dir",
+                 os.path.join(args.results_dir, "downstream_discovered")])
     if not os.path.exists(os.path.join(args.results_dir, "variants", "summary.json")):
         run_kit(f"{FAMILY} (about an hour; resumable)",
                 ["variants.py", "--save-dir", os.path.join(args.results_dir, "variants")])
