@@ -233,6 +233,10 @@ class Game:
         moves = np.array([self.distances(tuple(int(x) for x in g))[tuple(s)] for s, g in zip(starts, goals)])
         return self.combo_length * moves
 
+    def solution_lengths(self):
+        """The fewest actions of each training problem, in the problems' order."""
+        return [int(self.optimal_length(*self.problem_cells(p))[0]) for p in self.problems]
+
     def problem_cells(self, problem):
         """(start, goal) cells of one of the game's problems."""
         if problem not in self.problems:

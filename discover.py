@@ -37,7 +37,7 @@ from combogrid import sized_game
 from decomposition import across_sets, discovery, extraction
 from decomposition.files import json_writer, unwritable, write_file_set
 from decomposition.results import grid_of, png_writer
-from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, out_of_range, start
+from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, start
 from ppo_agent import CheckpointError, fingerprint
 
 
@@ -54,10 +54,12 @@ class Args(discovery.DiscoverySettings):
     """run on every network set of this folder (train_ppo.py --num-sets) instead, and summarise
     precision and recall across the sets (sets.json in --save-dir)"""
 
+    RANGES = {**discovery.DiscoverySettings.RANGES, "threads": Range(1, 64)}
+
 
 def check_args(args):
     """The first problem with the arguments, or None."""
-    problem = args.problem() or out_of_range(args, {"threads": Range(1, 64)})
+    problem = args.problem()
     if problem:
         return problem
     if args.sets_dir is not None and os.path.exists(args.sets_dir) and not os.path.isdir(args.sets_dir):
@@ -76,7 +78,7 @@ def memory_estimate(args):
     the 1 GiB of freed memory that glibc is asked to keep for reuse (script.keep_freed_memory)."""
     game = sized_game(args.game)
     networks = len(game.problems)
-    lengths = [int(game.optimal_length(*game.problem_cells(p))[0]) for p in game.problems]
+    lengths = game.solution_lengths()
     segments = sum(n - k + 1 for n in lengths for k in range(2, min(args.max_length, n) + 1))
     floats = 2 * segments * networks * 2 * args.hidden_size * 3 * args.max_length
     floats += args.mask_learning_steps * args.mask_seeds * segments * networks

@@ -40,7 +40,7 @@ from decomposition.files import failure, json_writer, unwritable, write_file_set
 from decomposition.options import MaskFileError
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
-from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, out_of_range, start
+from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, model_paths_problem, start
 from decomposition.tasks import STUDY_TASKS, TASKS, max_return
 from ppo_agent import CheckpointError
 
@@ -68,6 +68,8 @@ class Args(reuse.ReuseSettings):
     """folder for results.json, evaluation_curves.png and training_returns.png (report.py writes the shipped
     results/downstream)"""
 
+    RANGES = {**reuse.ReuseSettings.RANGES, "mask_seeds": Range(1, 100)}
+
 
 def check_args(args):
     """The first problem with the arguments, or None."""
@@ -84,12 +86,9 @@ def check_args(args):
         return "--tasks and --conditions must name each task and condition at most once"
     if "none" not in args.conditions:
         return "--conditions needs none: every condition is compared with it"
-    problem = args.problem() or out_of_range(args, {"mask_seeds": Range(1, 100)})  # reuse.ReuseSettings.problem
+    problem = args.problem() or model_paths_problem(args.model_paths, sized_game(args.game))
     if problem:
         return problem
-    problems = sized_game(args.game).problems
-    if args.model_paths and len(args.model_paths) != len(problems):
-        return f"--model-paths needs {len(problems)} checkpoints ({', '.join(problems)}), got {len(args.model_paths)}"
     if args.save_dir is not None and unwritable(args.save_dir):
         return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
     largest_run = max(args.num_seeds, args.tuning_seeds * len(args.learning_rates))

@@ -38,8 +38,7 @@ from combogrid import ComboGridVec, default_models_folder, sized_game
 from decomposition.files import failure, json_writer, read_json, unwritable, write_files
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed, train_in_processes
-from decomposition.script import (POSITIVE, Range, ScriptError, check, fails_on, game_problem, memory_problem,
-                                  out_of_range, start)
+from decomposition.script import POSITIVE, Range, ScriptError, check, fails_on, game_problem, memory_problem, start
 
 
 @dataclass
@@ -65,9 +64,8 @@ class Args(PPOSettings):
     print_every: float = 10.0
     """seconds between progress lines"""
 
-
-RANGES = {**PPOSettings.RANGES, "num_sets": POSITIVE, "processes": POSITIVE, "print_every": POSITIVE,
-          "rows": Range(2, 100), "columns": Range(2, 100)}
+    RANGES = {**PPOSettings.RANGES, "num_sets": POSITIVE, "processes": POSITIVE, "print_every": POSITIVE,
+              "rows": Range(2, 100), "columns": Range(2, 100)}
 
 
 def game_of(args):
@@ -85,7 +83,7 @@ def save_dir(args):
 
 def check_args(args):
     """The first problem with the arguments, or None."""
-    problem = out_of_range(args, RANGES) or game_problem(args, args.rows, args.columns)
+    problem = args.problem() or game_problem(args, args.rows, args.columns)
     if problem:
         return problem
     game = game_of(args)

@@ -59,9 +59,9 @@ class Args:
     """processes of one torch thread each for the PPO stages (the cores to use)"""
 
 
-RANGES = {"num_sets": Range(2, 100, words="between 2 and 100 (the study compares sets)"), "mask_seeds": Range(1, 100), "reuse_seeds": Range(1, 1000),
-          "tuning_seeds": Range(1, 100), "reuse_budget": Range(2048, 10**9), "discovery_sets": Range(1, 100),
-          "processes": Range(1, 64)}
+RANGES = {"num_sets": Range(2, 100, words="between 2 and 100 (the study compares sets)"),
+          "mask_seeds": Range(1, 100), "reuse_seeds": Range(1, 1000), "tuning_seeds": Range(1, 100),
+          "reuse_budget": Range(2048, 10**9), "discovery_sets": Range(1, 100), "processes": Range(1, 64)}
 
 
 def check_args(args):

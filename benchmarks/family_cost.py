@@ -55,10 +55,10 @@ def measured(arguments):
                              stderr=subprocess.PIPE)
     try:
         _, status, usage = os.wait4(child.pid, 0)
-    finally:  # Ctrl-C or SIGTERM: the measured script stops too
-        if child.returncode is None and child.poll() is None:
-            child.terminate()
-            child.wait()
+    except BaseException:  # Ctrl-C or SIGTERM: the measured script stops too
+        child.terminate()
+        child.wait()
+        raise
     seconds = time.perf_counter() - began
     if status:
         message = child.stderr.read().decode().strip().splitlines()
@@ -143,7 +143,7 @@ def main(args):
     with tempfile.TemporaryDirectory() as scratch:
         plans = {game.name: commands(game, args.study_dir, scratch) for game in games}
         times = {(g, stage): [] for g, plan in plans.items() for stage in plan}
-        rates = {game.name: [] for game in games}
+        ppo_rates = {game.name: [] for game in games}
         for repetition in range(args.repetitions):
             for stage in args.stages:
                 for game in games:  # the games side by side, stage by stage
@@ -152,7 +152,7 @@ def main(args):
                         print(f"repetition {repetition + 1}, {stage}, {game.name}: "
                               f"{times[game.name, stage][-1][0]:.1f} s", flush=True)
                         if stage == "ppo":
-                            rates[game.name].append(training_rate(os.path.join(scratch, game.name)))
+                            ppo_rates[game.name].append(training_rate(os.path.join(scratch, game.name)))
     rows = []
     for game in games:
         row = {"game": game.name, "cells": len(game.open_cells), "combo_length": game.combo_length,
@@ -161,8 +161,8 @@ def main(args):
             if times.get((game.name, stage)):
                 runs = times[game.name, stage]
                 row[stage] = (statistics.median(s for s, _ in runs), max(m for _, m in runs))
-        if rates[game.name]:
-            row["steps_per_second"] = statistics.median(rates[game.name])
+        if ppo_rates[game.name]:
+            row["steps_per_second"] = statistics.median(ppo_rates[game.name])
         rows.append(row)
     print(f"{'game':<16}{'cells':>6}{'L':>3}{'PPO steps/s':>13}" +
           "".join(f"{stage + ' s / MB':>20}" for stage in ("ppo", "extract", "discover", "reuse")))

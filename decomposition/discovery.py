@@ -31,7 +31,7 @@ from tabulate import tabulate
 from combogrid import ComboGridBatch, sized_game
 from decomposition.extraction import discretize
 from decomposition.masks import MaskSettings, StackedActors, fit_masks, input_fills, stack_trajectories
-from decomposition.script import NON_NEGATIVE, POSITIVE, Range, game_problem
+from decomposition.script import NON_NEGATIVE, POSITIVE, Range, game_problem, model_paths_problem
 from ppo_agent import greedy_actions
 
 RECOVERED = 0.9
@@ -74,17 +74,16 @@ class DiscoverySettings(MaskSettings):
         if problem:
             return problem
         game = sized_game(self.game)
-        if self.model_paths and len(self.model_paths) != len(game.problems):
-            return (f"--model-paths needs {len(game.problems)} checkpoints ({', '.join(game.problems)}), "
-                    f"got {len(self.model_paths)}")
-        shortest = min(int(game.optimal_length(*game.problem_cells(p))[0]) for p in game.problems)
+        problem = model_paths_problem(self.model_paths, game)
+        if problem:
+            return problem
+        shortest = min(game.solution_lengths())
         if not 2 <= self.max_length <= shortest:
             return (f"--max-length must be between 2 and {shortest} (the shortest solution of game {game.name}), "
                     f"got {self.max_length}")
         if not 0 <= self.seed <= 2**63 - 1:
             return f"--seed must be between 0 and 2**63 - 1, got {self.seed}"
         return None
-
 
 
 @dataclass

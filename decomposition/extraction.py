@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from combogrid import GAMES, ComboGridBatch, ComboGym, default_models_folder, sized_game
 from decomposition.masks import MaskSettings, StackedActors, fit_masks, input_fills, one_hot_of_largest, stack_trajectories
-from decomposition.script import POSITIVE, Range, game_problem
+from decomposition.script import POSITIVE, Range, game_problem, model_paths_problem
 from ppo_agent import greedy_actions, load_agent, program_mask
 from trajectory import Trajectory
 
@@ -58,9 +58,9 @@ class ExtractionSettings(MaskSettings):
         if problem:
             return problem
         game = game_of(self)
-        if self.model_paths and len(self.model_paths) != len(game.problems):
-            return (f"--model-paths needs {len(game.problems)} checkpoints ({', '.join(game.problems)}), "
-                    f"got {len(self.model_paths)}")
+        problem = model_paths_problem(self.model_paths, game)
+        if problem:
+            return problem
         if self.sequence_length not in (None, game.combo_length):
             return f"--sequence-length must be {game.combo_length}, the length of game {game.name}'s combos"
         if not 0 <= self.seed <= 2**63 - 1 - self.num_seeds:

@@ -40,8 +40,8 @@ TUNING_SEEDS_START = 10_000
 FINAL_ITERATIONS = 5
 """Iterations whose ended episodes give a learner's final training return."""
 STUDY_FILES = ("results.json", "evaluation_curves.png", "training_returns.png")
-ROLLOUT = 16 * 128
-"""Primitive steps of one PPO rollout (PPOSettings' num_envs x num_steps): the smallest budget."""
+ROLLOUT = PPOSettings.num_envs * PPOSettings.num_steps
+"""Primitive steps of one PPO rollout of the learners (train_learners' PPOSettings): the smallest budget."""
 
 
 @dataclass

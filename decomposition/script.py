@@ -190,6 +190,14 @@ def game_problem(args, rows=None, columns=None):
     return None
 
 
+def model_paths_problem(paths, game):
+    """The message for --model-paths that do not give one checkpoint per problem of the game, or None
+    (none given: the game's default networks)."""
+    if paths and len(paths) != len(game.problems):
+        return f"--model-paths needs {len(game.problems)} checkpoints ({', '.join(game.problems)}), got {len(paths)}"
+    return None
+
+
 def check(problem):
     """Raise ScriptError(problem) if there is one (a check's message, or None)."""
     if problem:
