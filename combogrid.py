@@ -260,6 +260,24 @@ class Game:
                     steps.append(((r, c), k))
         return steps
 
+    def solution_games(self, solutions):
+        """Every state of every solution (actions per problem, in the game's order of problems) as
+        one ComboGridBatch, in order, and for each state its (problem, position)."""
+        agents, goals, buffers, lengths, where = [], [], [], [], []
+        for p, (problem, actions) in enumerate(zip(self.problems, solutions)):
+            start, goal = self.problem_cells(problem)
+            played = ComboGridBatch([start], [goal], self)
+            for j, action in enumerate(actions):
+                agents.append(played.agents[0].copy())
+                buffers.append(played.buffers[0].copy())
+                lengths.append(played.buffer_lengths[0])
+                goals.append(goal)
+                where.append((p, j))
+                played.step(np.array([action]))
+        games = ComboGridBatch(np.array(agents), np.array(goals), self)
+        games.buffers, games.buffer_lengths = np.array(buffers), np.array(lengths)
+        return games, where
+
     def needed_combos(self, problem):
         """The combos that every optimal path of the problem plays (computed: without such a combo's
         moves, the goal cannot be reached in the optimal number of moves)."""
@@ -454,6 +472,9 @@ class ComboGridBatch:
         self.buffers = np.zeros((n, game.combo_length), dtype=np.int64)
         self.buffer_lengths = np.zeros(n, dtype=np.int64)
         self.steps = np.zeros(n, dtype=np.int64)
+
+    def __len__(self):
+        return len(self.agents)
 
     def reset_games(self, which, agents):
         """Restart the games selected by the boolean array `which`, agents on `agents`."""

@@ -122,43 +122,6 @@ def print_alignment(alignment, game):
                                             for n, values in fractions.items()))
 
 
-class Progress:
-    """Progress lines: the run that starts, and every 30 s the steps done and the time left,
-    estimated from the training's steps per second so far."""
-
-    def __init__(self, total_steps):
-        self.total, self.done, self.seconds, self.last_line = total_steps, 0, 0.0, time.time()
-
-    def run(self, label, learners, budget):
-        """Announce a run; returns the on_iteration callback that follows it."""
-        print(f"{label}: {learners} learners x {budget:,} steps{self.time_left(self.done)}", flush=True)
-        done_before, seconds_before = self.done, self.seconds
-
-        def on_iteration(progress):
-            self.done, self.seconds = done_before + progress["steps"], seconds_before + progress["seconds"]
-            if time.time() - self.last_line >= 30:
-                self.last_line = time.time()
-                print(f"  {self.done:,} of {self.total:,} primitive steps{self.time_left(self.done)}", flush=True)
-        return on_iteration
-
-    def time_left(self, done):
-        if not done:
-            return ""
-        return f", {self.seconds:.0f} s so far, about {self.seconds / done * max(0, self.total - done):.0f} s left"
-
-
-def tuned_learning_rate(task, condition, options, args, progress):
-    """The condition's learning rate (tuned if there is more than one) and the tuning's record."""
-    if len(args.learning_rates) == 1:
-        return args.learning_rates[0], {"learning_rate": args.learning_rates[0], "mean_auc": None}
-    learners = args.tuning_seeds * len(args.learning_rates)
-    rate, means = reuse.tune(task, condition, options, args,
-                             progress.run(f"{task}, {condition}: tuning", learners, args.budget))
-    print(f"  {task}, {condition}: learning rate {rate:g} (mean evaluation AUC per rate: "
-          + ", ".join(f"{r} {auc:.3f}" for r, auc in means.items()) + ")", flush=True)
-    return rate, {"learning_rate": rate, "mean_auc": means}
-
-
 def save(args, runs, sources, alignment, tuning):
     """results.json and the two figures into --save-dir, as one set: all new, or none."""
     game = sized_game(args.game)
@@ -190,11 +153,11 @@ def main(args):
     print_alignment(alignment, game)
 
     tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)
-    progress = Progress(len(args.tasks) * len(args.conditions) * (tuning_learners + args.num_seeds) * args.budget)
+    progress = reuse.Progress(len(args.tasks) * len(args.conditions) * (tuning_learners + args.num_seeds) * args.budget)
     runs, tuning = [], {}
     for task in args.tasks:
         for condition in args.conditions:
-            rate, tuning.setdefault(task, {})[condition] = tuned_learning_rate(
+            rate, tuning.setdefault(task, {})[condition] = reuse.tuned_learning_rate(
                 task, condition, options[condition], args, progress)
             runs += reuse.run_condition(task, condition, options[condition], rate, args,
                                         progress.run(f"{task}, {condition}: reported seeds at learning rate {rate:g}",

@@ -39,15 +39,10 @@ RECOVERED = 0.9
 
 
 @dataclass
-class DiscoverySettings(MaskSettings):
-    """What a discovery depends on (discover.py's options without its output, study and thread options)."""
+class SelectionSettings(MaskSettings):
+    """How candidates are learned and chosen, on networks of any game (DiscoverySettings adds ComboGrid's)."""
     seed: int = 0
     """seed of the mask initialisation and of the search's restarts"""
-    game: str = "5x5"
-    """the game of the networks (combogrid.GAMES)"""
-    model_paths: tuple[str, ...] = ()
-    """checkpoints of the networks, one per problem of the game in its order (TL-BR, TR-BL, BR-TL, BL-TR for
-    5x5); default: models/PROBLEM.pt for 5x5, runs/models-GAME/PROBLEM.pt for another game"""
     max_length: int = 6
     """longest segment, and option, in actions (segments have 2 to max_length actions)"""
     max_options: int = 5
@@ -67,23 +62,33 @@ class DiscoverySettings(MaskSettings):
     """hidden neurons of the networks"""
 
     RANGES = {**MaskSettings.RANGES, "max_options": Range(1, 20), "restarts": NON_NEGATIVE,
-              "mask_seeds": Range(1, 20), "hidden_size": POSITIVE}
+              "mask_seeds": Range(1, 20), "hidden_size": POSITIVE, "seed": Range(0, 2**63 - 1)}
+
+    def length_problem(self, game):
+        """--max-length against the shortest solution of `game` (a segment fits in every solution)."""
+        shortest = min(game.solution_lengths())
+        if not 2 <= self.max_length <= shortest:
+            return (f"--max-length must be between 2 and {shortest} (the shortest solution of game {game.name}), "
+                    f"got {self.max_length}")
+        return None
+
+
+@dataclass
+class DiscoverySettings(SelectionSettings):
+    """What a discovery on a ComboGrid game depends on (discover.py's options without its output,
+    study and thread options)."""
+    game: str = "5x5"
+    """the game of the networks (combogrid.GAMES)"""
+    model_paths: tuple[str, ...] = ()
+    """checkpoints of the networks, one per problem of the game in its order (TL-BR, TR-BL, BR-TL, BL-TR for
+    5x5); default: models/PROBLEM.pt for 5x5, runs/models-GAME/PROBLEM.pt for another game"""
 
     def problem(self):
         problem = super().problem() or game_problem(self)
         if problem:
             return problem
         game = sized_game(self.game)
-        problem = model_paths_problem(self.model_paths, game)
-        if problem:
-            return problem
-        shortest = min(game.solution_lengths())
-        if not 2 <= self.max_length <= shortest:
-            return (f"--max-length must be between 2 and {shortest} (the shortest solution of game {game.name}), "
-                    f"got {self.max_length}")
-        if not 0 <= self.seed <= 2**63 - 1:
-            return f"--seed must be between 0 and 2**63 - 1, got {self.seed}"
-        return None
+        return model_paths_problem(self.model_paths, game) or self.length_problem(game)
 
 
 @dataclass
@@ -162,22 +167,9 @@ def learn_candidates(agents, trajectories, settings, game, log=None):
 
 
 def solution_games(trajectories, game):
-    """Every state of every solution as one batch of games (agent, buffer, goal), in order, and
-    for each state its (problem, position)."""
-    agents, goals, buffers, lengths, where = [], [], [], [], []
-    for p, (problem, trajectory) in enumerate(zip(game.problems, trajectories)):
-        start, goal = game.problem_cells(problem)
-        played = ComboGridBatch([start], [goal], game)
-        for j, action in enumerate(trajectory.get_actions()):
-            agents.append(played.agents[0].copy())
-            buffers.append(played.buffers[0].copy())
-            lengths.append(played.buffer_lengths[0])
-            goals.append(goal)
-            where.append((p, j))
-            played.step(np.array([action]))
-    games = ComboGridBatch(np.array(agents), np.array(goals), game)
-    games.buffers, games.buffer_lengths = np.array(buffers), np.array(lengths)
-    return games, where
+    """Every state of every solution as one batch of the game's games, in order, and for each
+    state its (problem, position): the game's own solution_games."""
+    return game.solution_games([t.get_actions() for t in trajectories])
 
 
 @torch.no_grad()
@@ -185,7 +177,7 @@ def greedy_rollouts(candidates, agents, games, chunk=512):
     """The actions each candidate takes, acting greedily for its length from every game's state:
     (K, N, max length) with -1 after its length or after the episode ends (goal reached)."""
     steps = int(candidates.length.max())
-    result = np.full((len(candidates), len(games.agents), steps), -1, dtype=np.int64)
+    result = np.full((len(candidates), len(games), steps), -1, dtype=np.int64)
     for first in range(0, len(candidates), chunk):
         part = candidates.subset(np.arange(first, min(first + chunk, len(candidates))))
         result[first:first + len(part)] = _rollouts(part, part.actors(agents), games, steps)
@@ -193,7 +185,7 @@ def greedy_rollouts(candidates, agents, games, chunk=512):
 
 
 def _rollouts(candidates, actors, games, steps):
-    count, states = len(candidates), len(games.agents)
+    count, states = len(candidates), len(games)
     batch = games.subset(np.tile(np.arange(states), count))
     actions = np.full((count, states, steps), -1, dtype=np.int64)
     alive = np.ones(count * states, dtype=bool)
@@ -458,10 +450,19 @@ class Discovery:
                 "seconds": self.seconds}
 
 
-def discover(agents, trajectories, settings, game, say=print):
-    """The whole method on one set of networks and their solutions: candidates, applicability,
-    selection, recovery, with DiscoverySettings. `say` receives the progress lines."""
-    started = time.time()
+@dataclass
+class Choice:
+    """The method's result before it is measured against any true decomposition."""
+    candidates: Candidates    # every candidate that reproduces its segment
+    kept: dict                # {length: (masks learned, candidates kept)}
+    loss: LevinLoss           # over the solutions, with the candidates' applicability
+    chosen: list              # indices into candidates of the options chosen
+    value: float              # the chosen set's Levin loss
+
+
+def choose_options(agents, trajectories, settings, game, say=print):
+    """Candidates, their applicability and the selection, on one set of networks and their
+    solutions in `game` (a combogrid.Game, or any game with its solution_games and problems)."""
     cut = segments(trajectories, settings.checked().max_length)
     learned = {n: sum(length == n for _, _, length in cut) * (len(agents) - 1) * settings.mask_seeds
                for n in sorted({length for _, _, length in cut})}
@@ -474,16 +475,30 @@ def discover(agents, trajectories, settings, game, say=print):
     loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories],
                      candidates.source if settings.not_on_source else None)
     chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
-    options = candidates.subset(chosen)
+    return Choice(candidates, kept, loss, chosen, value)
+
+
+def discover(agents, trajectories, settings, game, say=print):
+    """The whole method on one set of networks and their solutions: candidates, applicability,
+    selection (choose_options), then recovery of the game's true combos, with DiscoverySettings.
+    `say` receives the progress lines."""
+    started = time.time()
+    choice = choose_options(agents, trajectories, settings, game, say)
+    options, loss, chosen = choice.candidates.subset(choice.chosen), choice.loss, choice.chosen
     taken = greedy_rollouts(options, agents, test_games(game)) if chosen else np.zeros((0, 0, 0))
     measured = [{**recovery(taken[k, :, :options.length[k]], game), "actions": taken[k, :, :options.length[k]].tolist()}
                 for k in range(len(options))]
-    used_at = [{p: np.flatnonzero(loss.applicable[k, loss.offsets[i]:loss.offsets[i + 1]]).tolist()
-                for i, p in enumerate(game.problems)} for k in chosen]
     none = as_sets([[]], 1)
-    return Discovery(kept, options, used_at, float(loss(none)[0]), value,
-                     loss.decisions(none)[0].tolist(), loss.decisions(as_sets([chosen], max(len(chosen), 1)))[0].tolist(),
+    return Discovery(choice.kept, options, used_where(loss, chosen, game.problems), float(loss(none)[0]),
+                     choice.value, loss.decisions(none)[0].tolist(),
+                     loss.decisions(as_sets([chosen], max(len(chosen), 1)))[0].tolist(),
                      measured, time.time() - started, game)
+
+
+def used_where(loss, chosen, problems):
+    """Per chosen option, {problem: positions of its solution where it applies}."""
+    return [{p: np.flatnonzero(loss.applicable[k, loss.offsets[i]:loss.offsets[i + 1]]).tolist()
+             for i, p in enumerate(problems)} for k in chosen]
 
 
 def mask_progress(say):

@@ -15,6 +15,7 @@ tables and the figures. The statistics are decomposition.statistics'.
     neural-augmented  + 4 one-step actions, each base network's greedy action
 """
 
+import time
 from dataclasses import dataclass
 from functools import partial
 
@@ -45,10 +46,8 @@ ROLLOUT = PPOSettings.num_envs * PPOSettings.num_steps
 
 
 @dataclass
-class ReuseSettings(Settings):
+class LearningSettings(Settings):
     """How a (task, condition)'s learners are trained and evaluated: tune, run_condition, train_learners."""
-    game: str = "5x5"
-    """the game whose networks give the options and whose grid the tasks are played on (combogrid.GAMES)"""
     num_seeds: int = 16
     """reported PPO learners (seeds 0 .. N-1) per condition and task"""
     tuning_seeds: int = 3
@@ -67,7 +66,7 @@ class ReuseSettings(Settings):
               "budget": Range(1, 10**12), "processes": Range(1, 64)}
 
     def problem(self):
-        problem = game_problem(self) or super().problem() or learning_rates_problem(self.learning_rates)
+        problem = super().problem() or learning_rates_problem(self.learning_rates)
         if problem:
             return problem
         if self.budget < ROLLOUT:
@@ -77,6 +76,16 @@ class ReuseSettings(Settings):
         if self.num_seeds > TUNING_SEEDS_START:
             return f"--num-seeds must be at most {TUNING_SEEDS_START} (the tuning seeds start there)"
         return None
+
+
+@dataclass
+class ReuseSettings(LearningSettings):
+    """LearningSettings for the tasks of a ComboGrid game."""
+    game: str = "5x5"
+    """the game whose networks give the options and whose grid the tasks are played on (combogrid.GAMES)"""
+
+    def problem(self):
+        return game_problem(self) or super().problem()
 
 
 def learning_rates_problem(rates):
@@ -193,13 +202,26 @@ def train_learners(task, options, seeds, learning_rates, settings, on_iteration=
     rate), batched over settings.processes processes, their greedy policies evaluated at settings.eval_points
     points. settings is a ReuseSettings."""
     ppo = PPOSettings(total_timesteps=settings.checked().budget, optimal_checks=0)
-    envs_of = partial(learner_envs, task, seeds, ppo.num_envs, options, sized_game(settings.game))
+    envs_of = partial(learner_envs, task, seeds, ppo.num_envs, options, task_game(task, settings))
     return train_in_processes(envs_of, seeds, ppo, settings.processes, on_iteration, learning_rates,
                               evaluation_points(settings.budget, settings.eval_points))
 
 
 def learner_envs(task, seeds, num_envs, options, game, learners):
-    return TaskVec(task, [seeds[j] for j in learners], num_envs, options, game)
+    """The environments of these learners: a ComboGrid task's TaskVec, or another task's own
+    (an object with envs(learners, num_envs, options) and max_return, as gridstudy.GridTask)."""
+    if isinstance(task, str):
+        return TaskVec(task, [seeds[j] for j in learners], num_envs, options, game)
+    return task.envs(len(learners), num_envs, options)
+
+
+def task_game(task, settings):
+    """The ComboGrid game of a ComboGrid task (settings.game); None for another task."""
+    return sized_game(settings.game) if isinstance(task, str) else None
+
+
+def task_max_return(task, game):
+    return max_return(task, game) if isinstance(task, str) else task.max_return
 
 
 def evaluation_auc(result):
@@ -214,13 +236,13 @@ def record(task, condition, result, learning_rate, game):
     points = [e["point"] for e in evaluations]
     reached = [point for point, value in zip(points, spl) if value >= 0.95]
     final = evaluations[-1]
-    return {"task": task, "condition": condition, "seed": result.seed, "learning_rate": learning_rate,
+    return {"task": str(task), "condition": condition, "seed": result.seed, "learning_rate": learning_rate,
             "auc": evaluation_auc(result), "final_spl": spl[-1], "final_success": success[-1],
             "steps_to_95": reached[0] if reached else None,
             "eval_steps": points, "eval_spl": spl, "eval_success": success,
             "final_decisions": final["decisions"], "final_primitive_steps": final["primitive_steps"],
             "final_optimal_steps": final["optimal_steps"], "final_looping": final["looping"],
-            "final_training_return": final_training_return(result.curve, max_return(task, game)),
+            "final_training_return": final_training_return(result.curve, task_max_return(task, game)),
             "steps": result.steps, "curve": result.curve}
 
 
@@ -239,7 +261,7 @@ def run_condition(task, condition, options, learning_rate, settings, on_iteratio
     """The reported seeds 0 .. settings.num_seeds - 1 of one (task, condition) at its learning rate; one record each."""
     seeds = list(range(settings.num_seeds))
     results = train_learners(task, options, seeds, [learning_rate] * len(seeds), settings, on_iteration)
-    return [record(task, condition, r, learning_rate, sized_game(settings.game)) for r in results]
+    return [record(task, condition, r, learning_rate, task_game(task, settings)) for r in results]
 
 
 def runs_of(runs, task, condition):
@@ -349,3 +371,40 @@ def draw(runs, tasks, conditions, path, curves, measure):
         axis.legend(fontsize=8)
     figure.savefig(path, dpi=90, format="png")
     plt.close(figure)
+
+
+class Progress:
+    """Progress lines: the run that starts, and every 30 s the steps done and the time left,
+    estimated from the training's steps per second so far."""
+
+    def __init__(self, total_steps):
+        self.total, self.done, self.seconds, self.last_line = total_steps, 0, 0.0, time.time()
+
+    def run(self, label, learners, budget):
+        """Announce a run; returns the on_iteration callback that follows it."""
+        print(f"{label}: {learners} learners x {budget:,} steps{self.time_left(self.done)}", flush=True)
+        done_before, seconds_before = self.done, self.seconds
+
+        def on_iteration(progress):
+            self.done, self.seconds = done_before + progress["steps"], seconds_before + progress["seconds"]
+            if time.time() - self.last_line >= 30:
+                self.last_line = time.time()
+                print(f"  {self.done:,} of {self.total:,} primitive steps{self.time_left(self.done)}", flush=True)
+        return on_iteration
+
+    def time_left(self, done):
+        if not done:
+            return ""
+        return f", {self.seconds:.0f} s so far, about {self.seconds / done * max(0, self.total - done):.0f} s left"
+
+
+def tuned_learning_rate(task, condition, options, args, progress):
+    """The condition's learning rate (tuned if there is more than one) and the tuning's record."""
+    if len(args.learning_rates) == 1:
+        return args.learning_rates[0], {"learning_rate": args.learning_rates[0], "mean_auc": None}
+    learners = args.tuning_seeds * len(args.learning_rates)
+    rate, means = tune(task, condition, options, args,
+                             progress.run(f"{task}, {condition}: tuning", learners, args.budget))
+    print(f"  {task}, {condition}: learning rate {rate:g} (mean evaluation AUC per rate: "
+          + ", ".join(f"{r} {auc:.3f}" for r, auc in means.items()) + ")", flush=True)
+    return rate, {"learning_rate": rate, "mean_auc": means}

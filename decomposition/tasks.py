@@ -266,29 +266,37 @@ class TaskVec:
         in a loop that reaches no goal: such an episode stops there as a failure, as it would end
         after MAX_EPISODE_STEPS."""
         starts, goals, optimal = evaluation_episodes(self.task, self.game)
-        count, per_learner = len(learners), len(starts)
+        count = len(learners)
         games = TaskGames(self.task, np.tile(starts, (count, 1)), np.tile(goals, (count, 1)), self.game)
-        optimal = np.tile(optimal, count)
-        finished_at = np.zeros(len(games), dtype=np.int64)  # primitive steps when terminated, 0 if not
-        used, decisions = np.zeros(len(games), dtype=np.int64), np.zeros(len(games), dtype=np.int64)
-        seen = np.zeros((len(games), decision_state_count(self.task, self.game)), dtype=bool)
-        running, rows = np.ones(len(games), dtype=bool), np.arange(len(games))
-        looping = np.zeros(len(games), dtype=bool)
-        while True:
-            states = games.decision_states()
-            looping |= running & seen[rows, states]
-            running &= ~looping
-            if not running.any():
-                break
-            seen[rows[running], states[running]] = True
-            actions = np.asarray(act(games.observations().reshape(count, per_learner, -1))).reshape(-1)
-            _, terminated, truncated, steps = macro_step(games, actions, self.options, running)
-            used += steps
-            decisions += running
-            finished_at = np.where(running & terminated, used, finished_at)
-            running &= ~(terminated | truncated)
-        per_episode = [x.reshape(count, per_learner) for x in (finished_at, optimal, decisions, looping)]
-        return [episode_measures(*(x[k] for x in per_episode)) for k in range(count)]
+        return greedy_episodes(games, np.tile(optimal, count), count, act, self.options,
+                               decision_state_count(self.task, self.game))
+
+
+def greedy_episodes(games, optimal, count, act, options, state_count):
+    """Play `count` learners' greedy policies on their games (learner-major, as many each), stopping
+    an episode in a loop (a decision state met twice, below state_count); one episode_measures
+    dict per learner. optimal: each game's fewest primitive steps to its end."""
+    per_learner = len(games) // count
+    finished_at = np.zeros(len(games), dtype=np.int64)  # primitive steps when terminated, 0 if not
+    used, decisions = np.zeros(len(games), dtype=np.int64), np.zeros(len(games), dtype=np.int64)
+    seen = np.zeros((len(games), state_count), dtype=bool)
+    running, rows = np.ones(len(games), dtype=bool), np.arange(len(games))
+    looping = np.zeros(len(games), dtype=bool)
+    while True:
+        states = games.decision_states()
+        looping |= running & seen[rows, states]
+        running &= ~looping
+        if not running.any():
+            break
+        seen[rows[running], states[running]] = True
+        actions = np.asarray(act(games.observations().reshape(count, per_learner, -1))).reshape(-1)
+        _, terminated, truncated, steps = macro_step(games, actions, options, running)
+        used += steps
+        decisions += running
+        finished_at = np.where(running & terminated, used, finished_at)
+        running &= ~(terminated | truncated)
+    per_episode = [x.reshape(count, per_learner) for x in (finished_at, optimal, decisions, looping)]
+    return [episode_measures(*(x[k] for x in per_episode)) for k in range(count)]
 
 
 def episode_measures(finished_at, optimal, decisions, looping):
