@@ -1,0 +1,203 @@
+"""The MiniGrid study (minigrid_study.py is the script; docs/minigrid.md the reading): options
+discovered in networks trained on small fixed-seed MiniGrid layouts, reused on a harder one.
+
+1. Sources: in each of several independent sets, one PPO network per source layout (the kit's
+   batched engine on decomposition.gridworld's tables), each checked to reach its goal in the
+   fewest steps, greedily, in minigrid itself (MiniGridGym).
+2. Discovery: the kit's own (decomposition.discovery.choose_options) on each set's networks and
+   their greedy solutions: candidate masks on every segment, Levin-loss selection.
+3. Reuse on the target layout, with the reuse study's protocol (decomposition.reuse): +10 on
+   reaching the goal, 0 otherwise; options discounted per primitive step; greedy evaluation
+   curves (success, and SPL against the fewest steps); learning rates tuned per condition on
+   seeds disjoint from the reported ones. The conditions (CONDITIONS), all from one set:
+
+    none               the 3 primitive actions only
+    discovered         + the options the set's discovery chose, each of its own length
+    random-segments    + as many candidates of the same lengths drawn at random among those that
+                       reproduce their segment: masks fit to segments no selection chose (the control)
+    whole              + the chosen options' networks unmasked, each for its option's length
+    neural-augmented   + one one-step action per network of the set: its greedy action
+"""
+
+import re
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from decomposition.discovery import greedy_rollouts
+from decomposition.gridworld import MiniGridGym, World, WorldGames, WorldVec
+from decomposition.options import NetworkOptions
+from decomposition.processes import train_in_processes
+from decomposition.script import ScriptError
+from ppo_agent import PPOAgent, program_mask, rollout
+
+GOAL_REWARD = 10.0
+CONDITIONS = ("none", "discovered", "random-segments", "whole", "neural-augmented")
+
+
+@dataclass(frozen=True)
+class GridTask:
+    """The downstream task on one layout, as decomposition.reuse trains it: GOAL_REWARD on reaching
+    the goal, 0 otherwise, from the layout's start."""
+    world: World
+
+    max_return = GOAL_REWARD
+
+    def __str__(self):
+        return self.world.problems[0]
+
+    def envs(self, learners, num_envs, options):
+        return WorldVec(self.world, [0] * learners, num_envs, options, GOAL_REWARD, 0.0)
+
+
+def checkpoint_name(layout_name):
+    """A layout's network file name: SimpleCrossingS9N1-v0:0 -> SimpleCrossingS9N1-v0_0.pt."""
+    return re.sub(r"[^A-Za-z0-9.-]", "_", layout_name) + ".pt"
+
+
+def source_seed(seed, set_index, layout, attempt, layouts, attempts):
+    """The PPO seed of one attempt at one set's network of one layout: all distinct."""
+    return seed + (set_index * layouts + layout) * attempts + attempt
+
+
+def source_envs(world, layouts, num_envs, learners):
+    return WorldVec(world, [layouts[j] for j in learners], num_envs)
+
+
+def train_sources(world, num_sets, attempts, ppo, seed, processes, on_iteration=None):
+    """Per set, per layout of the world, the first of `attempts` PPO networks whose greedy policy is
+    optimal (all attempts trained as one batched run): [[(state_dict, seed, steps), ...], ...].
+    A layout none of whose attempts is solved is a ScriptError."""
+    count = len(world.problems)
+    plan = [(s, lay, a) for s in range(num_sets) for lay in range(count) for a in range(attempts)]
+    seeds = [source_seed(seed, s, lay, a, count, attempts) for s, lay, a in plan]
+    layouts = [lay for _, lay, _ in plan]
+    results = train_in_processes(partial(source_envs, world, layouts, ppo.num_envs), seeds, ppo, processes,
+                                 on_iteration)
+    sets = []
+    for s in range(num_sets):
+        networks = []
+        for lay in range(count):
+            tried = [r for (s2, l2, _), r in zip(plan, results) if (s2, l2) == (s, lay)]
+            solved = [r for r in tried if r.solved]
+            if not solved:
+                raise ScriptError(f"no PPO network of set {s} solved {world.problems[lay]} within "
+                                  f"{ppo.total_timesteps:,} steps ({attempts} attempts): raise --source-budget")
+            networks.append(solved[0])
+        sets.append(networks)
+    return sets
+
+
+def agent_of(state_dict, env, hidden_size):
+    agent = PPOAgent(env, hidden_size)
+    agent.load_state_dict(state_dict)
+    return agent
+
+
+def solutions(agents, world):
+    """Each network's greedy episode on its layout, played in minigrid itself (MiniGridGym); a
+    ScriptError unless it reaches the goal in the layout's fewest steps."""
+    found = []
+    for agent, lay in zip(agents, world.layouts):
+        env = MiniGridGym(lay.env_id, lay.seed, lay.view)
+        trajectory = rollout(env, agent._get_action, 4 * lay.optimal)
+        if len(trajectory) != lay.optimal or env.state()[:2] != goal_cell(lay):
+            raise ScriptError(f"the network of {lay.name} does not solve it in minigrid in {lay.optimal} steps")
+        found.append(trajectory)
+    return found
+
+
+def goal_cell(lay):
+    y, x = np.argwhere(lay.grid == 8)[0]  # minigrid's object code of the goal
+    return int(x), int(y)
+
+
+def option_sets(agents, choice, target, seed):
+    """The option set of each condition of CONDITIONS on the target World, and where each option
+    comes from. choice: choose_options' result on these agents."""
+    candidates = choice.candidates
+    chosen = candidates.subset(choice.chosen)
+    drawn = candidates.subset(random_candidates(candidates, choice.chosen, seed))
+    lengths = chosen.length.tolist()
+    unmasked = program_mask(agents[0].hidden_size)
+    options = {"none": None,
+               "discovered": candidate_options(chosen, agents, target),
+               "random-segments": candidate_options(drawn, agents, target),
+               "whole": NetworkOptions([agents[n] for n in chosen.network], unmasked.expand(len(chosen), -1, -1),
+                                       length=lengths, game=target),
+               "neural-augmented": NetworkOptions(agents, unmasked.expand(len(agents), -1, -1), length=1, game=target)}
+    describe = lambda c: [{"network": int(c.network[k]), "source": int(c.source[k]), "start": int(c.start[k]),  # noqa: E731
+                           "length": int(c.length[k])} for k in range(len(c))]
+    sources = {"discovered": describe(chosen), "random-segments": describe(drawn),
+               "whole": [{"network": int(n), "length": n_steps} for n, n_steps in zip(chosen.network, lengths)],
+               "neural-augmented": [{"network": n, "length": 1} for n in range(len(agents))]}
+    return options, sources
+
+
+def random_candidates(candidates, chosen, seed):
+    """Per chosen option, a different candidate of the same length drawn uniformly (one draw per
+    option, without repeats)."""
+    rng = np.random.default_rng(seed)
+    drawn = []
+    for k in chosen:
+        pool = np.setdiff1d(np.flatnonzero(candidates.length == candidates.length[k]), [*chosen, *drawn])
+        drawn.append(int(rng.choice(pool)))
+    return drawn
+
+
+def candidate_options(candidates, agents, target):
+    return NetworkOptions([agents[n] for n in candidates.network], candidates.neuron_masks, candidates.input_masks,
+                          candidates.input_fill, length=candidates.length.tolist(), game=target)
+
+
+def option_actions(candidates, agents, target):
+    """What each option plays from every state of the target: (K, states, longest length), -1 after
+    its length or where the episode ends (the goal)."""
+    return greedy_rollouts(candidates, agents, WorldGames(target, np.arange(target.num_states)))
+
+
+ACTION_LETTERS = "LRF"  # turn left, turn right, forward
+
+
+def played(actions):
+    """An option's action sequence from one state as letters (L, R, F), up to where it stopped."""
+    return "".join(ACTION_LETTERS[a] for a in actions if a >= 0)
+
+
+def draw_options(actions, lengths, titles, layout, path, shown=6):
+    """One panel per option on the layout's grid: each cell cut into four triangles, one per
+    direction the agent may face (east, south, west, north), coloured by the action sequence the
+    option plays from there; the `shown` most frequent sequences of each option get colours."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.collections import PolyCollection
+    from matplotlib.patches import Patch
+
+    count = len(actions)
+    figure, axes = plt.subplots(1, count, figsize=(3.6 * count, 5.0), squeeze=False, constrained_layout=True)
+    palette = plt.get_cmap("tab10").colors
+    corners = {0: ((1, 0), (1, 1)), 1: ((1, 1), (0, 1)), 2: ((0, 1), (0, 0)), 3: ((0, 0), (1, 0))}  # east .. north
+    for k, axis in enumerate(axes[0]):
+        sequences = [played(a[:lengths[k]]) for a in actions[k]]
+        names, counts = np.unique(sequences, return_counts=True)
+        top = list(names[np.argsort(-counts, kind="stable")][:shown])
+        polygons, colours = [], []
+        for (x, y, d), sequence in zip(layout.states, sequences):
+            (ax, ay), (bx, by) = corners[d]
+            polygons.append([(x + 0.5, y + 0.5), (x + ax, y + ay), (x + bx, y + by)])
+            colours.append(palette[top.index(sequence)] if sequence in top else (0.85, 0.85, 0.85))
+        axis.imshow(np.where(layout.grid == 2, 0.2, np.where(layout.grid == 8, 0.6, 1.0)), cmap="gray",
+                    vmin=0, vmax=1, extent=(0, layout.grid.shape[1], layout.grid.shape[0], 0))
+        axis.add_collection(PolyCollection(polygons, facecolors=colours, edgecolors="none"))
+        sx, sy, _ = layout.states[layout.start]
+        axis.plot(sx + 0.5, sy + 0.5, marker="*", color="black", markersize=10)
+        axis.set_title(titles[k], fontsize=9)
+        axis.set_xticks([])
+        axis.set_yticks([])
+        axis.legend(handles=[Patch(color=palette[i], label=f"{s} ({int(counts[names == s][0])})")
+                             for i, s in enumerate(top)], fontsize=7, loc="upper center",
+                    bbox_to_anchor=(0.5, -0.01), ncol=2, frameon=False)
+    figure.savefig(path, dpi=90, format="png")
+    plt.close(figure)

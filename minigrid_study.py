@@ -1,0 +1,245 @@
+"""Neural decomposition on MiniGrid: options discovered in PPO networks trained on small fixed-seed
+layouts, reused on FourRooms.
+
+    python minigrid_study.py                                  # the whole study, into runs/minigrid
+    python minigrid_study.py --num-sets 1 --num-seeds 4       # a quick look
+    python minigrid_study.py --save-dir results/minigrid      # the shipped study (report.py runs it)
+
+1. Sources: --num-sets independent sets of one PPO network per --sources layout (64 hidden ReLU
+   neurons, the kit's checkpoint format), trained as one batched run; each network's greedy episode,
+   played in minigrid itself, must reach the goal in the fewest steps.
+2. Discovery, per set: the kit's own (decomposition.discovery): a mask per (network, segment of
+   another network's solution), the options that minimise the Levin loss of the solutions.
+3. Reuse, per set, on --target: none, discovered, random-segments (the control), whole and
+   neural-augmented (decomposition.gridstudy), the learning rate tuned per condition on seeds
+   disjoint from the reported ones, greedy evaluation curves (success and SPL).
+4. The evaluation AUC (mean SPL over the points) over all sets and seeds: mean and IQM with 95%
+   bootstrap intervals, the probability of improvement over none; results.json,
+   evaluation_curves.png and options.png (what each of the first set's options plays on the
+   target grid) and the networks (sets/set-K/LAYOUT.pt) in --save-dir.
+"""
+
+if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load is one line too
+    from decomposition.script import stop_quietly_until_started
+    stop_quietly_until_started()
+
+
+import importlib.util
+import os
+import time
+from dataclasses import asdict, dataclass
+from functools import partial
+from typing import Optional
+
+import torch
+
+from decomposition import gridstudy, reuse
+from decomposition.discovery import SelectionSettings, as_sets, choose_options
+from decomposition.files import json_writer, unwritable, write_files
+from decomposition.gridworld import LayoutError, World, parse_layout
+from decomposition.ppo import PPOSettings
+from decomposition.processes import TrainingFailed
+from decomposition.script import Range, check, fails_on, start
+from ppo_agent import CheckpointError, load_agent
+
+SOURCES = tuple(f"MiniGrid-SimpleCrossingS9N1-v0:{seed}" for seed in range(4))
+STUDY_FILES = ("results.json", "evaluation_curves.png", "options.png")
+
+
+@dataclass
+class Args(SelectionSettings, reuse.LearningSettings):
+    """The study; the discovery's options (--max-length, --mask-inputs, ...) are
+    decomposition.discovery.SelectionSettings, the reuse learners' (--num-seeds, --budget,
+    --learning-rates, ...) decomposition.reuse.LearningSettings."""
+    sources: tuple[str, ...] = SOURCES
+    """the layouts the networks are trained on, ENV_ID:SEED each (one network per layout and set)"""
+    target: str = "MiniGrid-FourRooms-v0:35"
+    """the harder layout the options are reused on, ENV_ID:SEED"""
+    view: int = 5
+    """side of the agent's square view, in cells (odd, 3 to 9)"""
+    num_sets: int = 5
+    """independent sets of source networks; discovery and reuse run on each"""
+    source_budget: int = 300_000
+    """most primitive steps per source network"""
+    source_attempts: int = 2
+    """PPO seeds tried per (set, layout); the first whose greedy policy is optimal is kept"""
+    source_learning_rate: float = 2.5e-3
+    """the source networks' Adam learning rate"""
+    conditions: tuple[str, ...] = gridstudy.CONDITIONS
+    """action sets compared on the target (none, discovered, random-segments, whole, neural-augmented)"""
+    budget: int = 500_000
+    """primitive environment steps per reuse learner"""
+    learning_rates: tuple[float, ...] = (1e-3, 2e-3, 4e-3, 8e-3)
+    """the reuse learners' learning rates tuned over, per set and condition"""
+    networks_dir: Optional[str] = None
+    """a folder of sets from an earlier study (set-0/LAYOUT.pt, set-1/...): its networks instead of new ones
+    (--num-sets of them); default: train them"""
+    save_dir: str = "runs/minigrid"
+    """folder of the study (report.py writes the shipped results/minigrid)"""
+
+    RANGES = {**SelectionSettings.RANGES, **reuse.LearningSettings.RANGES,
+              "view": Range(3, 9), "num_sets": Range(1, 100), "source_budget": Range(2048, 10**9),
+              "source_attempts": Range(1, 10), "source_learning_rate": Range(0, 1, low_open=True)}
+
+
+def check_args(args):
+    """The first problem with the arguments (the layouts read from minigrid), or None; and the
+    source and target Worlds."""
+    problem = args.problem()
+    if problem:
+        return problem, None, None
+    if args.view % 2 == 0:
+        return "--view must be odd (the agent stands in the middle of its view's bottom row)", None, None
+    unknown = [c for c in args.conditions if c not in gridstudy.CONDITIONS]
+    if unknown or "none" not in args.conditions or len(set(args.conditions)) < len(args.conditions):
+        return (f"--conditions must name each of {', '.join(gridstudy.CONDITIONS)} at most once, none "
+                f"included{f' (unknown: {unknown[0]!r})' if unknown else ''}"), None, None
+    if not args.sources or len(set(args.sources)) < len(args.sources) or len(args.sources) < 2:
+        return "--sources must name at least two different layouts", None, None
+    try:
+        sources = World([parse_layout(text, args.view) for text in args.sources])
+        target = World([parse_layout(args.target, args.view)])
+    except LayoutError as error:
+        return str(error), None, None
+    problem = args.length_problem(sources)
+    if problem:
+        return problem, None, None
+    if args.networks_dir is not None and not os.path.isdir(args.networks_dir):
+        return f"--networks-dir {args.networks_dir} is not a folder", None, None
+    if unwritable(args.save_dir):
+        return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}", None, None
+    return None, sources, target
+
+
+def source_networks(args, sources, env):
+    """Per set, the PPOAgent of each source layout (trained, or read from --networks-dir), and
+    how each came about."""
+    if args.networks_dir is None:
+        sets = train_sources(args, sources)
+        agents = [[gridstudy.agent_of(r.state_dict, env, args.hidden_size) for r in networks] for networks in sets]
+        return agents, [[{"layout": name, "seed": r.seed, "steps": r.steps} for name, r in zip(sources.problems, networks)]
+                        for networks in sets]
+    paths = [[os.path.join(args.networks_dir, f"set-{s}", gridstudy.checkpoint_name(name)) for name in sources.problems]
+             for s in range(args.num_sets)]
+    agents = [[load_agent(path, env, args.hidden_size) for path in row] for row in paths]
+    return agents, [[{"layout": name, "checkpoint": os.path.abspath(path)} for name, path in zip(sources.problems, row)]
+                    for row in paths]
+
+
+def train_sources(args, sources):
+    ppo = PPOSettings(total_timesteps=args.source_budget, learning_rate=args.source_learning_rate)
+    learners = args.num_sets * len(sources.problems) * args.source_attempts
+    print(f"training {learners} source networks ({args.num_sets} sets x {len(sources.problems)} layouts x "
+          f"{args.source_attempts} attempts), at most {args.source_budget:,} steps each", flush=True)
+    progress = reuse.Progress(learners * args.source_budget)
+    return gridstudy.train_sources(sources, args.num_sets, args.source_attempts, ppo, args.seed, args.processes,
+                                   progress.run("sources", learners, args.source_budget))
+
+
+def discover(args, agents, sources, s):
+    """Set s's solutions and choose_options on them; the choice and its record."""
+    solutions = gridstudy.solutions(agents, sources)
+    say = lambda line: print(f"  set {s}: {line.strip()}", flush=True)  # noqa: E731
+    choice = choose_options(agents, solutions, args, sources, say if s == 0 else lambda line: None)
+    chosen = choice.candidates.subset(choice.chosen)
+    none, everything = as_sets([[]], 1), as_sets([choice.chosen], max(len(choice.chosen), 1))
+    actions = [solution.get_actions() for solution in solutions]
+    record = {"solutions": dict(zip(sources.problems, actions)),
+              "levin_loss_without": float(choice.loss(none)[0]), "levin_loss": choice.value,
+              "decisions_without": choice.loss.decisions(none)[0].tolist(),
+              "decisions": choice.loss.decisions(everything)[0].tolist(),
+              "options": [{"network": sources.problems[chosen.network[k]], "source": sources.problems[chosen.source[k]],
+                           "start": int(chosen.start[k]), "length": int(chosen.length[k]),
+                           "segment": gridstudy.played(actions[chosen.source[k]][chosen.start[k]:][:chosen.length[k]])}
+                          for k in range(len(chosen))]}
+    print(f"set {s}: {len(choice.chosen)} options "
+          + ", ".join(f"{o['segment']} (network {o['network']})" for o in record["options"])
+          + f"; Levin loss {record['levin_loss_without']:.2f} -> {record['levin_loss']:.2f}", flush=True)
+    return choice, record
+
+
+def reuse_set(args, task, options, s, progress):
+    """The conditions of one set on the target: tuned rate, then the reported seeds; records tagged with the set."""
+    runs, tuning = [], {}
+    for condition in args.conditions:
+        label = f"set {s}, {condition}"
+        rate, tuning[condition] = reuse.tuned_learning_rate(task, label, options[condition], args, progress)
+        found = reuse.run_condition(task, condition, options[condition], rate, args,
+                                    progress.run(f"{task}, {label}: reported seeds at {rate:g}", args.num_seeds,
+                                                 args.budget))
+        runs += [{**r, "set": s} for r in found]
+    return runs, tuning
+
+
+def set_table(runs, conditions, sets):
+    """Per set, each condition's IQM evaluation AUC (a line per set)."""
+    lines = ["set  " + "  ".join(f"{c:>16}" for c in conditions)]
+    for s in range(sets):
+        mine = [r for r in runs if r["set"] == s]
+        lines.append(f"{s:<4} " + "  ".join(
+            f"{reuse.statistics.interquartile_mean([r['auc'] for r in mine if r['condition'] == c]):>16.3f}"
+            for c in conditions))
+    return "\n".join(lines)
+
+
+def save(args, sources, target, record, runs, figure_of_options):
+    """The study's files into --save-dir as one set: results.json, the figures and the networks."""
+    task = str(gridstudy.GridTask(target))
+    networks_of_sets = record.pop("state_dicts")
+    writers = {"results.json": json_writer({**record, "summary": reuse.summaries(runs, [task], args.conditions),
+                                            "runs": runs})}
+    for s, networks in enumerate(networks_of_sets):
+        for name, state_dict in zip(sources.problems, networks):
+            writers[os.path.join("sets", f"set-{s}", gridstudy.checkpoint_name(name))] = partial(torch.save, state_dict)
+    if importlib.util.find_spec("matplotlib"):
+        writers["evaluation_curves.png"] = partial(reuse.draw_evaluation_curves, runs, [task], args.conditions)
+        writers["options.png"] = figure_of_options
+    else:
+        print("figures skipped: matplotlib is not installed (pip install -r requirements-dev.pip)")
+    for s in range(args.num_sets):
+        os.makedirs(os.path.join(args.save_dir, "sets", f"set-{s}"), exist_ok=True)
+    write_files({os.path.join(args.save_dir, name): write for name, write in writers.items()},
+                [os.path.join(args.save_dir, name) for name in STUDY_FILES])
+    files = sorted(n for n in writers if "/" not in n)
+    print(f"wrote {', '.join(files)} and {len(writers) - len(files)} networks to {args.save_dir}")
+
+
+@fails_on(LayoutError, TrainingFailed, CheckpointError)
+def main(args):
+    problem, sources, target = check_args(args)
+    check(problem)
+    torch.set_num_threads(args.processes)
+    started = time.time()
+    task = gridstudy.GridTask(target)
+    print(f"sources {', '.join(sources.problems)} (fewest steps {sources.optimal.tolist()}); target {task} "
+          f"(fewest steps {target.optimal[0]}); view {args.view} x {args.view}", flush=True)
+
+    env = gridstudy.MiniGridGym(sources.layouts[0].env_id, sources.layouts[0].seed, args.view)
+    sets, origins_of_networks = source_networks(args, sources, env)
+    tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)
+    progress = reuse.Progress(args.num_sets * len(args.conditions) * (tuning_learners + args.num_seeds) * args.budget)
+    runs, per_set, figure = [], [], None
+    for s, agents in enumerate(sets):
+        choice, found = discover(args, agents, sources, s)
+        options, origins = gridstudy.option_sets(agents, choice, target, args.seed + s)
+        if s == 0:
+            chosen = choice.candidates.subset(choice.chosen)
+            figure = partial(gridstudy.draw_options, gridstudy.option_actions(chosen, agents, target),
+                             chosen.length, [f"option {k}: {o['segment']}" for k, o in enumerate(found["options"])],
+                             target.layouts[0])
+        set_runs, tuning = reuse_set(args, task, options, s, progress)
+        runs += set_runs
+        per_set.append({"networks": origins_of_networks[s], "discovery": found, "option_sources": origins, "tuning": tuning})
+
+    print(reuse.table(runs, [str(task)], args.conditions, args.budget))
+    print("IQM evaluation AUC per set:\n" + set_table(runs, args.conditions, args.num_sets))
+    record = {"args": asdict(args), "sources": sources.describe(), "target": target.describe(),
+              "optimal": {"sources": sources.optimal.tolist(), "target": int(target.optimal[0])},
+              "sets": per_set, "seconds": time.time() - started,
+              "state_dicts": [[agent.state_dict() for agent in agents] for agents in sets]}
+    save(args, sources, target, record, runs, figure)
+    print(f"the study took {time.time() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    start(main, Args, "nothing was written")
