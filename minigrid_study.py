@@ -27,7 +27,7 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
 import importlib.util
 import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Optional
 
@@ -35,7 +35,7 @@ import torch
 
 from decomposition import gridstudy, reuse
 from decomposition.discovery import SelectionSettings, as_sets, choose_options
-from decomposition.files import json_writer, unwritable, write_files
+from decomposition.files import json_writer, text_writer, unwritable, write_files
 from decomposition.gridworld import LayoutError, World, parse_layout
 from decomposition.ppo import PPOSettings
 from decomposition.processes import TrainingFailed
@@ -43,7 +43,7 @@ from decomposition.script import Range, check, fails_on, start
 from ppo_agent import CheckpointError, load_agent
 
 SOURCES = tuple(f"MiniGrid-SimpleCrossingS9N1-v0:{seed}" for seed in range(4))
-STUDY_FILES = ("results.json", "evaluation_curves.png", "options.png")
+STUDY_FILES = ("results.json", "summary.md", "evaluation_curves.png", "options.png")
 
 
 @dataclass
@@ -69,7 +69,7 @@ class Args(SelectionSettings, reuse.LearningSettings):
     """action sets compared on the target (none, discovered, random-segments, whole, neural-augmented)"""
     budget: int = 500_000
     """primitive environment steps per reuse learner"""
-    learning_rates: tuple[float, ...] = (1e-3, 2e-3, 4e-3, 8e-3)
+    learning_rates: tuple[float, ...] = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2)
     """the reuse learners' learning rates tuned over, per set and condition"""
     networks_dir: Optional[str] = None
     """a folder of sets from an earlier study (set-0/LAYOUT.pt, set-1/...): its networks instead of new ones
@@ -104,6 +104,8 @@ def check_args(args):
     problem = args.length_problem(sources)
     if problem:
         return problem, None, None
+    if args.num_sets * args.num_seeds > reuse.TUNING_SEEDS_START:
+        return f"--num-sets x --num-seeds must be at most {reuse.TUNING_SEEDS_START} (the tuning seeds start there)", None, None
     if args.networks_dir is not None and not os.path.isdir(args.networks_dir):
         return f"--networks-dir {args.networks_dir} is not a folder", None, None
     if unwritable(args.save_dir):
@@ -158,28 +160,28 @@ def discover(args, agents, sources, s):
     return choice, record
 
 
-def reuse_set(args, task, options, s, progress):
-    """The conditions of one set on the target: tuned rate, then the reported seeds; records tagged with the set."""
+def reuse_runs(args, task, options, progress):
+    """Every condition on the target, the learning rate tuned first: none once, on the reported
+    seeds of all sets (set s's are s * N .. s * N + N - 1, N = --num-seeds); each other condition
+    per set, with that set's options (options[s]) on that set's seeds. Records tagged with the set."""
     runs, tuning = [], {}
     for condition in args.conditions:
-        label = f"set {s}, {condition}"
-        rate, tuning[condition] = reuse.tuned_learning_rate(task, label, options[condition], args, progress)
-        found = reuse.run_condition(task, condition, options[condition], rate, args,
-                                    progress.run(f"{task}, {label}: reported seeds at {rate:g}", args.num_seeds,
-                                                 args.budget))
-        runs += [{**r, "set": s} for r in found]
+        for s in range(1 if condition == "none" else args.num_sets):
+            label = condition if condition == "none" else f"{condition}, set {s}"
+            settings = replace(args, num_seeds=args.num_sets * args.num_seeds) if condition == "none" else args
+            rate, tuning[label] = reuse.tuned_learning_rate(task, label, options[s][condition], args, progress,
+                                                            s * args.tuning_seeds)
+            found = reuse.run_condition(task, condition, options[s][condition], rate, settings,
+                                        progress.run(f"{task}, {label}: reported seeds at {rate:g}",
+                                                     settings.num_seeds, args.budget), s * args.num_seeds)
+            runs += [{**r, "set": r["seed"] // args.num_seeds} for r in found]
     return runs, tuning
 
 
-def set_table(runs, conditions, sets):
-    """Per set, each condition's IQM evaluation AUC (a line per set)."""
-    lines = ["set  " + "  ".join(f"{c:>16}" for c in conditions)]
-    for s in range(sets):
-        mine = [r for r in runs if r["set"] == s]
-        lines.append(f"{s:<4} " + "  ".join(
-            f"{reuse.statistics.interquartile_mean([r['auc'] for r in mine if r['condition'] == c]):>16.3f}"
-            for c in conditions))
-    return "\n".join(lines)
+def planned_steps(args):
+    tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)
+    runs = 1 + (len(args.conditions) - 1) * args.num_sets
+    return (runs * tuning_learners + len(args.conditions) * args.num_sets * args.num_seeds) * args.budget
 
 
 def save(args, sources, target, record, runs, figure_of_options):
@@ -187,7 +189,8 @@ def save(args, sources, target, record, runs, figure_of_options):
     task = str(gridstudy.GridTask(target))
     networks_of_sets = record.pop("state_dicts")
     writers = {"results.json": json_writer({**record, "summary": reuse.summaries(runs, [task], args.conditions),
-                                            "runs": runs})}
+                                            "runs": runs}),
+               "summary.md": text_writer(gridstudy.summary_table(runs, task, args.conditions) + "\n")}
     for s, networks in enumerate(networks_of_sets):
         for name, state_dict in zip(sources.problems, networks):
             writers[os.path.join("sets", f"set-{s}", gridstudy.checkpoint_name(name))] = partial(torch.save, state_dict)
@@ -216,26 +219,24 @@ def main(args):
 
     env = gridstudy.MiniGridGym(sources.layouts[0].env_id, sources.layouts[0].seed, args.view)
     sets, origins_of_networks = source_networks(args, sources, env)
-    tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)
-    progress = reuse.Progress(args.num_sets * len(args.conditions) * (tuning_learners + args.num_seeds) * args.budget)
-    runs, per_set, figure = [], [], None
+    per_set, options = [], []
     for s, agents in enumerate(sets):
         choice, found = discover(args, agents, sources, s)
-        options, origins = gridstudy.option_sets(agents, choice, target, args.seed + s)
+        set_options, origins = gridstudy.option_sets(agents, choice, target, args.seed + s)
+        options.append(set_options)
+        per_set.append({"networks": origins_of_networks[s], "discovery": found, "option_sources": origins})
         if s == 0:
             chosen = choice.candidates.subset(choice.chosen)
             figure = partial(gridstudy.draw_options, gridstudy.option_actions(chosen, agents, target),
                              chosen.length, [f"option {k}: {o['segment']}" for k, o in enumerate(found["options"])],
                              target.layouts[0])
-        set_runs, tuning = reuse_set(args, task, options, s, progress)
-        runs += set_runs
-        per_set.append({"networks": origins_of_networks[s], "discovery": found, "option_sources": origins, "tuning": tuning})
 
+    runs, tuning = reuse_runs(args, task, options, reuse.Progress(planned_steps(args)))
     print(reuse.table(runs, [str(task)], args.conditions, args.budget))
-    print("IQM evaluation AUC per set:\n" + set_table(runs, args.conditions, args.num_sets))
+    print(gridstudy.summary_table(runs, str(task), args.conditions, "grid"))
     record = {"args": asdict(args), "sources": sources.describe(), "target": target.describe(),
               "optimal": {"sources": sources.optimal.tolist(), "target": int(target.optimal[0])},
-              "sets": per_set, "seconds": time.time() - started,
+              "sets": per_set, "tuning": tuning, "seconds": time.time() - started,
               "state_dicts": [[agent.state_dict() for agent in agents] for agents in sets]}
     save(args, sources, target, record, runs, figure)
     print(f"the study took {time.time() - started:.0f} s")

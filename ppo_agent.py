@@ -213,8 +213,11 @@ def load_agent(path, env, hidden_size=64):
 
 def game_observations(env, cells=100):
     """Observations of the env's game to check a network on: the agent on up to `cells` open cells
-    (all of a 10 x 10 grid), the env's goal, and each content of the combo buffer."""
+    (all of a 10 x 10 grid), the env's goal, and each content of the combo buffer; on a MiniGrid
+    layout (decomposition.gridworld), every state's observation."""
     game = env.game_description
+    if not hasattr(game, "combo_length"):
+        return game.every_observation()
     grid = game.open_cells
     agents = [grid[int(k)] for k in np.unique(np.linspace(0, len(grid) - 1, min(len(grid), cells)).round())]
     prefixes = [p for length in range(game.combo_length) for p in itertools.product(range(NUM_ACTIONS), repeat=length)]

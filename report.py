@@ -25,7 +25,7 @@ import numpy as np
 from tabulate import tabulate
 
 from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, DEFAULT_GAME, PROBLEMS
-from decomposition import across_sets, discovery, extraction, family, files, reuse
+from decomposition import across_sets, discovery, extraction, family, files, gridstudy, reuse
 from decomposition.pdf import Report
 from decomposition.results import save_results
 from decomposition.files import unwritable
@@ -45,6 +45,8 @@ NUM_SETS = 10
 TRAIN_SETS = f"python train_ppo.py --num-sets {NUM_SETS} --save-dir results/network_sets"
 STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
 REUSE = "python downstream.py --save-dir results/downstream"
+MINIGRID = "python minigrid_study.py --save-dir results/minigrid"
+"""The MiniGrid study (section 8)."""
 REUSE_DISCOVERED = ("python downstream.py --conditions none inputs discovered --save-dir "
                     "results/downstream_discovered")
 """The discovered options (results/discovery_inputs/options.pt) as a condition of the reuse study."""
@@ -150,6 +152,9 @@ def run_all(args):
                 ["downstream.py", "--conditions", "none", "inputs", "discovered", "--discovered",
                  os.path.join(args.results_dir, "discovery_inputs", "options.pt"), "--save-dir",
                  os.path.join(args.results_dir, "downstream_discovered")])
+    if not os.path.exists(os.path.join(args.results_dir, "minigrid", "results.json")):
+        run_kit(f"{MINIGRID} (about 20 minutes)",
+                ["minigrid_study.py", "--save-dir", os.path.join(args.results_dir, "minigrid")])
     if not os.path.exists(os.path.join(args.results_dir, "variants", "summary.json")):
         run_kit(f"{FAMILY} (about an hour; resumable)",
                 ["variants.py", "--save-dir", os.path.join(args.results_dir, "variants")])
@@ -186,9 +191,10 @@ def input_kinds(kept, width=5):
     return counts.mean(0)
 
 
-def build(runs, training, study, sets_training, reuse_study, found, output, family_dir):
+def build(runs, training, study, sets_training, reuse_study, found, output, family_dir, minigrid_dir):
     """Write the PDF from the loaded runs, the study across network sets, the reuse study, the
-    discovery runs, the family study and the training records: a title, then sections 1 to 8 in order."""
+    discovery runs, the family study, the MiniGrid study and the training records: a title, then
+    sections 1 to 9 in order."""
     default, seeds, inputs, zero = runs["default"], runs["seeds"], runs["inputs"], runs["inputs_zero"]
     report = Report()
     report.title("Neural decomposition on ComboGrid: answers")
@@ -203,6 +209,7 @@ def build(runs, training, study, sets_training, reuse_study, found, output, fami
     section_reuse(report, reuse_study)
     section_discovery(report, found)
     section_family(report, family_dir)
+    section_minigrid(report, minigrid_dir)
     section_method(report, runs, training)
     report.save(output)
 
@@ -705,14 +712,51 @@ def section_family(report, study_dir):
                      "which recall does not count.")
 
 
+def section_minigrid(report, folder):
+    """8. The pipeline on MiniGrid (minigrid_study.py): sources, discovery, reuse on FourRooms."""
+    report.heading("8. The same pipeline on MiniGrid")
+    path = os.path.join(folder, "results.json")
+    if not os.path.exists(path):
+        report.paragraph(f"No MiniGrid study in {folder}: {MINIGRID} runs it.")
+        return
+    data = read_json(path)
+    args, runs = data["args"], data["runs"]
+    task, conditions = runs[0]["task"], args["conditions"]
+    report.paragraph(
+        f"{MINIGRID} ({data['seconds'] / 60:.0f} minutes): {args['num_sets']} independent sets of one PPO network "
+        f"(64 hidden ReLU neurons) per source layout ({', '.join(args['sources'])}; fewest steps "
+        f"{data['optimal']['sources']}), each of whose greedy episodes, played in minigrid itself, reaches the goal "
+        f"in the fewest steps. The observation is the agent's {args['view']} x {args['view']} view, one-hot over "
+        "empty, wall and goal, and its direction; actions turn left, turn right, forward. Per set, the kit's "
+        "discovery (masks on every 2- to 6-action segment of the other networks' solutions, Levin-loss selection) "
+        f"chooses the options, reused on {args['target']} (fewest steps {data['optimal']['target']}; +10 at the "
+        f"goal, 0 otherwise) with {args['num_seeds']} seeds per set, {args['budget']:,} primitive steps each, "
+        "learning rates tuned per condition and set on other seeds. random-segments (the control) takes as "
+        "many candidates of the same lengths at random; whole, the chosen options' networks unmasked for the "
+        "same lengths; neural-augmented, each network's greedy action as one more action.")
+    report.monospace(gridstudy.summary_table(runs, task, conditions, "simple"), size=5.5)
+    for name, width, caption in (("evaluation_curves.png", 120, "Mean SPL of the greedy policies on the target, "
+                                  "with 95% bootstrap bands over every set and seed."),
+                                 ("options.png", 180, "The first set's options on the target grid: each cell's four "
+                                  "triangles (the agent facing east, south, west, north) coloured by the action "
+                                  "sequence the option plays from there (L, R: turns; F: forward).")):
+        if os.path.exists(os.path.join(folder, name)):
+            report.figure(os.path.join(folder, name), width, caption)
+    above, met = gridstudy.goal(runs, task, conditions)
+    report.paragraph(
+        "IQM interval wholly above none's: " + "; ".join(f"{c}: {'yes' if a else 'no'}" for c, a in above.items())
+        + f". The goal (discovered above none, the control not) is {'met' if met else 'NOT met'}. "
+        "docs/minigrid.md gives what the options do and where the kit differs from the research code.")
+
+
 def section_method(report, runs, training):
-    """8. How the numbers were produced: the networks' training and the mask runs."""
+    """9. How the numbers were produced: the networks' training and the mask runs."""
     default, seeds = runs["default"], runs["seeds"]
     networks = training["networks"]
     trained = "; ".join(f"{p}: seed {t['seed']}, {t['steps']:,} steps, "
                         f"{'optimal' if t['optimal'] else 'NOT optimal'}" for p, t in networks.items())
     ppo = next(iter(networks.values()))["settings"]
-    report.heading("8. How the numbers were produced")
+    report.heading("9. How the numbers were produced")
     report.paragraph(
         f"Networks: python train_ppo.py (PPO after CleanRL, the four learners trained as "
         f"{batches(ppo.get('processes', 1))}, in {training['seconds']:.0f} s, each exactly as it would train "
@@ -843,7 +887,7 @@ def build_from_results(args):
     try:
         runs, training, study, reuse_study, found = load_all(args)
         build(runs, training, study, sets_training_summary(study["sets"]), reuse_study, found, args.output,
-              os.path.join(args.results_dir, "variants"))
+              os.path.join(args.results_dir, "variants"), os.path.join(args.results_dir, "minigrid"))
     except BadResults as error:
         raise ScriptError(f"{error}; rerun python report.py without --reuse") from None
     except (KeyError, TypeError, ValueError, IndexError, AttributeError) as error:

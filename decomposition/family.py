@@ -18,7 +18,7 @@ from tabulate import tabulate
 
 from combogrid import game_named
 from decomposition import across_sets
-from decomposition.files import json_writer, read_json, write_file_set
+from decomposition.files import json_writer, read_json, text_writer, write_file_set
 
 STAGES = ("train", "extract", "reuse", "discover")
 REUSE_CONDITIONS = ("none", "inputs", "not-needed", "whole", "combos", "neural-augmented")
@@ -251,11 +251,7 @@ def figure(summary, path):
 
 def save(summary, save_dir):
     """summary.json, summary.md and summary.png into save_dir, as one set."""
-    def write_table(path):
-        with open(path, "w") as file:
-            file.write(table(summary, "github") + "\n")
-
-    writers = {"summary.json": json_writer(summary, indent=1), "summary.md": write_table}
+    writers = {"summary.json": json_writer(summary, indent=1), "summary.md": text_writer(table(summary, "github") + "\n")}
     if importlib.util.find_spec("matplotlib"):
         writers["summary.png"] = lambda path: figure(summary, path)
     write_file_set(save_dir, writers, stale=("summary.json", "summary.md", "summary.png"))

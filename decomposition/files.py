@@ -67,6 +67,14 @@ def json_writer(data, indent=None):
     return write
 
 
+def text_writer(text):
+    """A writer for write_file_set and write_atomically: `text` at the path it is given."""
+    def write(path):
+        with open(path, "w") as file:
+            file.write(text)
+    return write
+
+
 def write_file_set(folder, writers, stale=()):
     """Write the files {name: write(temporary path)} into `folder` as one set (write_files)."""
     write_files({os.path.join(folder, name): write for name, write in writers.items()},

@@ -24,7 +24,9 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
+from tabulate import tabulate
 
+from decomposition import reuse, statistics
 from decomposition.discovery import greedy_rollouts
 from decomposition.gridworld import MiniGridGym, World, WorldGames, WorldVec
 from decomposition.options import NetworkOptions
@@ -201,3 +203,29 @@ def draw_options(actions, lengths, titles, layout, path, shown=6):
                     bbox_to_anchor=(0.5, -0.01), ncol=2, frameon=False)
     figure.savefig(path, dpi=90, format="png")
     plt.close(figure)
+
+
+def summary_table(runs, task, conditions, tablefmt="github"):
+    """The study's table: per condition, the evaluation AUC's IQM over every set and seed with its
+    95% interval, the probability of improvement over none, the final success rate, and the IQM
+    of each set alone."""
+    stats = reuse.summaries(runs, [task], conditions)[task]
+    sets = sorted({r["set"] for r in runs})
+    rows = []
+    for condition in conditions:
+        mine = reuse.runs_of(runs, task, condition)
+        per_set = [statistics.interquartile_mean([r["auc"] for r in mine if r["set"] == s]) for s in sets]
+        rows.append([condition, reuse.interval(stats[condition]["iqm"]),
+                     reuse.interval(stats[condition]["improvement_over_none"]),
+                     f"{np.mean([r['final_success'] for r in mine]):.3f}", " ".join(f"{x:.2f}" for x in per_set)])
+    return tabulate(rows, tablefmt=tablefmt, headers=[
+        "condition", "IQM AUC [95% CI]", "P(better than none) [95% CI]", "final success",
+        f"IQM AUC of sets {', '.join(map(str, sets))}"])
+
+
+def goal(runs, task, conditions):
+    """The issue's test, from the records: {condition: whether its IQM interval lies wholly above
+    none's}, and whether discovered does while the random-segments control does not."""
+    stats = reuse.summaries(runs, [task], conditions)[task]
+    above = {c: stats[c]["iqm"][1] > stats["none"]["iqm"][2] for c in conditions if c != "none"}
+    return above, bool(above.get("discovered")) and not above.get("random-segments", True)

@@ -84,6 +84,7 @@ class MiniGridGym(gym.Env):
 
     def __init__(self, env_id, seed, view=5):
         self.seed_, self.minigrid = seed, minigrid_env(env_id).unwrapped
+        self.layout_id = env_id, view
         self.minigrid.max_steps = MAX_EPISODE_STEPS
         self.view = OneHotView(self.minigrid, view)
         self.observation_space = self.view.observation_space
@@ -98,6 +99,11 @@ class MiniGridGym(gym.Env):
             raise ValueError(f"action must be 0, 1 or 2, not {action!r}")
         observation, _, terminated, truncated, info = self.view.step(int(action))
         return observation, 0.0 if terminated else -1.0, terminated, truncated, info
+
+    @property
+    def game_description(self):
+        """The layout as a one-layout World (what ppo_agent.load_agent checks a checkpoint against)."""
+        return World([layout(self.layout_id[0], self.seed_, self.layout_id[1])])
 
     def state(self):
         """(x, y, direction) of the agent."""

@@ -246,20 +246,22 @@ def record(task, condition, result, learning_rate, game):
             "steps": result.steps, "curve": result.curve}
 
 
-def tune(task, condition, options, settings, on_iteration=None):
+def tune(task, condition, options, settings, on_iteration=None, first_seed=0):
     """The learning rate of settings.learning_rates with the highest mean evaluation AUC over
-    settings.tuning_seeds tuning seeds (all rates and seeds as one batched run), and each rate's mean AUC."""
+    settings.tuning_seeds tuning seeds (TUNING_SEEDS_START + first_seed, ...; all rates and seeds as
+    one batched run), and each rate's mean AUC."""
     rates, count = settings.learning_rates, settings.tuning_seeds
-    seeds = [TUNING_SEEDS_START + k for _ in rates for k in range(count)]
+    seeds = [TUNING_SEEDS_START + first_seed + k for _ in rates for k in range(count)]
     results = train_learners(task, options, seeds, [rate for rate in rates for _ in range(count)], settings,
                              on_iteration)
     means = np.array([evaluation_auc(r) for r in results]).reshape(len(rates), count).mean(1)
     return rates[int(np.argmax(means))], dict(zip(map(str, rates), means.tolist()))
 
 
-def run_condition(task, condition, options, learning_rate, settings, on_iteration=None):
-    """The reported seeds 0 .. settings.num_seeds - 1 of one (task, condition) at its learning rate; one record each."""
-    seeds = list(range(settings.num_seeds))
+def run_condition(task, condition, options, learning_rate, settings, on_iteration=None, first_seed=0):
+    """The reported seeds first_seed .. first_seed + settings.num_seeds - 1 of one (task, condition)
+    at its learning rate; one record each."""
+    seeds = list(range(first_seed, first_seed + settings.num_seeds))
     results = train_learners(task, options, seeds, [learning_rate] * len(seeds), settings, on_iteration)
     return [record(task, condition, r, learning_rate, task_game(task, settings)) for r in results]
 
@@ -398,13 +400,14 @@ class Progress:
         return f", {self.seconds:.0f} s so far, about {self.seconds / done * max(0, self.total - done):.0f} s left"
 
 
-def tuned_learning_rate(task, condition, options, args, progress):
-    """The condition's learning rate (tuned if there is more than one) and the tuning's record."""
+def tuned_learning_rate(task, condition, options, args, progress, first_seed=0):
+    """The condition's learning rate (tuned if there is more than one, on the tuning seeds from
+    TUNING_SEEDS_START + first_seed) and the tuning's record."""
     if len(args.learning_rates) == 1:
         return args.learning_rates[0], {"learning_rate": args.learning_rates[0], "mean_auc": None}
     learners = args.tuning_seeds * len(args.learning_rates)
-    rate, means = tune(task, condition, options, args,
-                             progress.run(f"{task}, {condition}: tuning", learners, args.budget))
+    rate, means = tune(task, condition, options, args, progress.run(f"{task}, {condition}: tuning", learners,
+                                                                    args.budget), first_seed)
     print(f"  {task}, {condition}: learning rate {rate:g} (mean evaluation AUC per rate: "
           + ", ".join(f"{r} {auc:.3f}" for r, auc in means.items()) + ")", flush=True)
     return rate, {"learning_rate": rate, "mean_auc": means}

@@ -71,7 +71,7 @@ def test_report_builds_and_contains_every_default_score(small_results, tmp_path)
     headings = ["1. The score tables", "2. Question 1: the two tests", "3. Question 1 across",
                 "4. Question 2:", "5. Are the extracted functions reusable?",
                 "6. Can the functions be found without being told?", "7. Beyond one game",
-                "8. How the numbers were produced"]
+                "8. The same pipeline on MiniGrid", "9. How the numbers were produced"]
     assert [text.index(h) for h in headings] == sorted(text.index(h) for h in headings)
     assert "SPEC" not in text and "upper bound" not in text
     found = report.load_discovery(args)["discovery"]["run"]

@@ -1,0 +1,119 @@
+"""minigrid_study.py end to end on a tiny budget: the networks it saves solve their layouts in
+minigrid, its records add up, a rerun on its own networks repeats it, and bad input is one line."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import minigrid_study
+from conftest import ROOT
+from decomposition import gridstudy
+from decomposition.gridworld import MiniGridGym, World, parse_layout
+from ppo_agent import load_agent
+
+TINY = dict(num_sets=1, num_seeds=2, tuning_seeds=1, learning_rates=(4e-3,), budget=4096, eval_points=2,
+            restarts=5, processes=1)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    folder = str(tmp_path_factory.mktemp("minigrid"))
+    minigrid_study.main(minigrid_study.Args(save_dir=folder, **TINY))
+    with open(os.path.join(folder, "results.json")) as file:
+        return folder, json.load(file)
+
+
+def test_the_saved_networks_solve_their_layouts_in_minigrid(study):
+    folder, results = study
+    for text in minigrid_study.SOURCES:
+        lay = parse_layout(text)
+        path = os.path.join(folder, "sets", "set-0", gridstudy.checkpoint_name(lay.name))
+        assert set(torch.load(path, weights_only=True)) >= {"actor.0.weight", "critic.0.weight"}
+        agent = load_agent(path, MiniGridGym(lay.env_id, lay.seed))
+        [solution] = gridstudy.solutions([agent], World([lay]))
+        assert len(solution) == lay.optimal == len(results["sets"][0]["discovery"]["solutions"][lay.name])
+
+
+def test_the_records_add_up(study):
+    folder, results = study
+    runs = results["runs"]
+    assert sorted({r["condition"] for r in runs}) == sorted(gridstudy.CONDITIONS)
+    assert all(len([r for r in runs if r["condition"] == c]) == 2 for c in gridstudy.CONDITIONS)
+    for r in runs:
+        assert r["auc"] == pytest.approx(np.mean(r["eval_spl"])) and r["final_spl"] == r["eval_spl"][-1]
+        assert 0 <= r["final_spl"] <= r["final_success"] <= 1 and r["task"] == "FourRooms-v0:35"
+    found = results["sets"][0]["discovery"]
+    assert found["levin_loss"] < found["levin_loss_without"] and found["options"]
+    solutions = found["solutions"]
+    for option in found["options"]:   # each option's segment is the part of its solution it was fit on
+        actions = solutions[option["source"]][option["start"]:option["start"] + option["length"]]
+        assert gridstudy.played(actions) == option["segment"] and option["network"] != option["source"]
+    lengths = [o["length"] for o in found["options"]]
+    assert [o["length"] for o in results["sets"][0]["option_sources"]["random-segments"]] == lengths
+    assert {"evaluation_curves.png", "options.png", "results.json", "sets"} <= set(os.listdir(folder))
+
+
+def test_a_rerun_on_its_own_networks_repeats_it(study, tmp_path):
+    folder, results = study
+    minigrid_study.main(minigrid_study.Args(save_dir=str(tmp_path), networks_dir=os.path.join(folder, "sets"), **TINY))
+    with open(tmp_path / "results.json") as file:
+        again = json.load(file)
+    assert again["sets"][0]["discovery"] == results["sets"][0]["discovery"]
+    assert [r["eval_spl"] for r in again["runs"]] == [r["eval_spl"] for r in results["runs"]]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"target": "MiniGrid-Nowhere-v0:0"}, "unknown MiniGrid environment 'MiniGrid-Nowhere-v0'"),
+    ({"sources": ("MiniGrid-Empty-5x5-v0:0",) * 2}, "--sources must name at least two"),
+    ({"target": "MiniGrid-FourRooms-v0"}, "is not ENV_ID:SEED"),
+    ({"view": 4}, "--view must be odd"),
+    ({"view": 11}, "--view"),
+    ({"conditions": ("discovered",)}, "none included"),
+    ({"max_length": 40}, "--max-length must be between 2 and 13"),
+    ({"networks_dir": "/nonexistent"}, "--networks-dir /nonexistent is not a folder"),
+    ({"num_sets": 20, "num_seeds": 600}, "--num-sets x --num-seeds must be at most 10000"),
+])
+def test_bad_input_is_one_error_line(options, message, tmp_path):
+    with pytest.raises(SystemExit) as stop:
+        minigrid_study.main(minigrid_study.Args(save_dir=str(tmp_path / "out"), **options))
+    assert str(stop.value).startswith("error: ") and message in str(stop.value) and "\n" not in str(stop.value)
+    assert not os.path.exists(tmp_path / "out")
+
+
+def test_a_checkpoint_of_another_observation_size_is_one_error_line(tmp_path):
+    networks = tmp_path / "sets" / "set-0"
+    os.makedirs(networks)
+    for text in minigrid_study.SOURCES:  # ComboGrid networks: 100 inputs, not 79
+        shutil.copy(os.path.join(ROOT, "models", "TL-BR.pt"), networks / gridstudy.checkpoint_name(parse_layout(text).name))
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "minigrid_study.py"), "--networks-dir",
+                             str(tmp_path / "sets"), "--num-sets", "1", "--save-dir", str(tmp_path / "out")],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1 and result.stderr.startswith("error: ") and result.stderr.count("\n") == 1
+    assert "79" in result.stderr and not os.path.exists(tmp_path / "out")
+
+
+def test_the_report_section_shows_the_study(study, tmp_path):
+    pytest.importorskip("fpdf")
+    from pypdf import PdfReader
+
+    import report
+    from decomposition.pdf import Report
+    folder, results = study
+    pdf = Report()
+    report.section_minigrid(pdf, folder)
+    pdf.save(str(tmp_path / "section.pdf"))
+    text = " ".join(page.extract_text() for page in PdfReader(tmp_path / "section.pdf").pages)
+    table = gridstudy.summary_table(results["runs"], "FourRooms-v0:35", gridstudy.CONDITIONS, "simple")
+    for line in table.splitlines()[2:]:
+        assert line.split()[0] in text and line.split()[1] in text
+    above, met = gridstudy.goal(results["runs"], "FourRooms-v0:35", gridstudy.CONDITIONS)
+    assert f"is {'met' if met else 'NOT met'}" in text
+    with open(os.path.join(folder, "summary.md")) as file:
+        assert file.read().strip() == gridstudy.summary_table(results["runs"], "FourRooms-v0:35",
+                                                              gridstudy.CONDITIONS).strip()
