@@ -99,18 +99,9 @@ def run(args):
 
 def options_file(args, result):
     """The chosen options as options.pt holds them (decomposition.options.load_discovered_options)."""
-    options, game = [], result.game
     paths = extraction.model_paths(extraction.ExtractionSettings(game=args.game, model_paths=args.model_paths))
-    chosen = result.options
-    for k in range(len(chosen)):
-        option = {"network": game.problems[chosen.network[k]], "length": int(chosen.length[k]),
-                  "neuron_mask": chosen.neuron_masks[k].clone()}
-        if chosen.input_masks is not None:
-            option["input_mask"], option["input_fill"] = chosen.input_masks[k].clone(), chosen.input_fill[k].clone()
-        options.append(option)
-    return {"base_models": list(game.problems), "model_paths": [os.path.abspath(p) for p in paths],
-            "model_fingerprints": [fingerprint(p) for p in paths], "hidden_size": args.hidden_size,
-            "game_width": game.rows, "game": game.describe(), "options": options}
+    return {**discovery.options_record(result.options, result.game, [os.path.abspath(p) for p in paths], args.hidden_size),
+            "model_fingerprints": [fingerprint(p) for p in paths], "game_width": result.game.rows}
 
 
 def save(args, result, record):

@@ -34,7 +34,7 @@ from typing import Optional
 import torch
 
 from decomposition import gridstudy, reuse
-from decomposition.discovery import SelectionSettings, as_sets, choose_options
+from decomposition.discovery import SelectionSettings, as_sets, choose_options, options_record
 from decomposition.files import json_writer, text_writer, unwritable, write_files
 from decomposition.gridworld import LayoutError, World, parse_layout
 from decomposition.ppo import PPOSettings
@@ -160,6 +160,24 @@ def discover(args, agents, sources, s):
     return choice, record
 
 
+def discover_sets(args, sets, origins_of_networks, sources, target):
+    """Discovery on every set: each set's record (with its chosen candidates), its option sets on the
+    target, and the figure of the first set's options (a writer)."""
+    per_set, options, figure = [], [], None
+    for s, agents in enumerate(sets):
+        choice, found = discover(args, agents, sources, s)
+        set_options, origins = gridstudy.option_sets(agents, choice, target, args.seed + s)
+        options.append(set_options)
+        chosen = choice.candidates.subset(choice.chosen)
+        per_set.append({"networks": origins_of_networks[s], "discovery": found, "option_sources": origins,
+                        "chosen": chosen})
+        if s == 0:
+            figure = partial(gridstudy.draw_options, gridstudy.option_actions(chosen, agents, target),
+                             chosen.length, [f"option {k}: {o['segment']}" for k, o in enumerate(found["options"])],
+                             target.layouts[0])
+    return per_set, options, figure
+
+
 def reuse_runs(args, task, options, progress):
     """Every condition on the target, the learning rate tuned first: none once, on the reported
     seeds of all sets (set s's are s * N .. s * N + N - 1, N = --num-seeds); each other condition
@@ -188,12 +206,18 @@ def save(args, sources, target, record, runs, figure_of_options):
     """The study's files into --save-dir as one set: results.json, the figures and the networks."""
     task = str(gridstudy.GridTask(target))
     networks_of_sets = record.pop("state_dicts")
+    chosen_of_sets = [entry.pop("chosen") for entry in record["sets"]]
     writers = {"results.json": json_writer({**record, "summary": reuse.summaries(runs, [task], args.conditions),
                                             "runs": runs}),
                "summary.md": text_writer(gridstudy.summary_table(runs, task, args.conditions) + "\n")}
     for s, networks in enumerate(networks_of_sets):
-        for name, state_dict in zip(sources.problems, networks):
-            writers[os.path.join("sets", f"set-{s}", gridstudy.checkpoint_name(name))] = partial(torch.save, state_dict)
+        folder = os.path.join("sets", f"set-{s}")
+        paths = [os.path.join(folder, gridstudy.checkpoint_name(name)) for name in sources.problems]
+        for path, state_dict in zip(paths, networks):
+            writers[path] = partial(torch.save, state_dict)
+        options = options_record(chosen_of_sets[s], sources, [os.path.abspath(os.path.join(args.save_dir, p))
+                                                             for p in paths], args.hidden_size)
+        writers[os.path.join(folder, "options.pt")] = partial(torch.save, options)
     if importlib.util.find_spec("matplotlib"):
         writers["evaluation_curves.png"] = partial(reuse.draw_evaluation_curves, runs, [task], args.conditions)
         writers["options.png"] = figure_of_options
@@ -204,7 +228,7 @@ def save(args, sources, target, record, runs, figure_of_options):
     write_files({os.path.join(args.save_dir, name): write for name, write in writers.items()},
                 [os.path.join(args.save_dir, name) for name in STUDY_FILES])
     files = sorted(n for n in writers if "/" not in n)
-    print(f"wrote {', '.join(files)} and {len(writers) - len(files)} networks to {args.save_dir}")
+    print(f"wrote {', '.join(files)} and, per set, its networks and options.pt to {args.save_dir}")
 
 
 @fails_on(LayoutError, TrainingFailed, CheckpointError)
@@ -219,24 +243,16 @@ def main(args):
 
     env = gridstudy.MiniGridGym(sources.layouts[0].env_id, sources.layouts[0].seed, args.view)
     sets, origins_of_networks = source_networks(args, sources, env)
-    per_set, options = [], []
-    for s, agents in enumerate(sets):
-        choice, found = discover(args, agents, sources, s)
-        set_options, origins = gridstudy.option_sets(agents, choice, target, args.seed + s)
-        options.append(set_options)
-        per_set.append({"networks": origins_of_networks[s], "discovery": found, "option_sources": origins})
-        if s == 0:
-            chosen = choice.candidates.subset(choice.chosen)
-            figure = partial(gridstudy.draw_options, gridstudy.option_actions(chosen, agents, target),
-                             chosen.length, [f"option {k}: {o['segment']}" for k, o in enumerate(found["options"])],
-                             target.layouts[0])
-
+    source_seconds = time.time() - started
+    print(f"{args.num_sets} sets of {len(sources.problems)} networks in {source_seconds:.0f} s", flush=True)
+    per_set, options, figure = discover_sets(args, sets, origins_of_networks, sources, target)
     runs, tuning = reuse_runs(args, task, options, reuse.Progress(planned_steps(args)))
     print(reuse.table(runs, [str(task)], args.conditions, args.budget))
     print(gridstudy.summary_table(runs, str(task), args.conditions, "grid"))
     record = {"args": asdict(args), "sources": sources.describe(), "target": target.describe(),
               "optimal": {"sources": sources.optimal.tolist(), "target": int(target.optimal[0])},
-              "sets": per_set, "tuning": tuning, "seconds": time.time() - started,
+              "sets": per_set, "tuning": tuning, "source_seconds": source_seconds,
+              "seconds": time.time() - started,
               "state_dicts": [[agent.state_dict() for agent in agents] for agents in sets]}
     save(args, sources, target, record, runs, figure)
     print(f"the study took {time.time() - started:.0f} s")

@@ -501,6 +501,20 @@ def used_where(loss, chosen, problems):
              for i, p in enumerate(problems)} for k in chosen]
 
 
+def options_record(chosen, game, model_paths, hidden_size):
+    """Chosen candidates as an options.pt holds them (decomposition.options.load_discovered_options):
+    per option its network (a problem of the game), length and masks; the networks' checkpoints."""
+    options = []
+    for k in range(len(chosen)):
+        option = {"network": game.problems[chosen.network[k]], "length": int(chosen.length[k]),
+                  "neuron_mask": chosen.neuron_masks[k].clone()}
+        if chosen.input_masks is not None:
+            option["input_mask"], option["input_fill"] = chosen.input_masks[k].clone(), chosen.input_fill[k].clone()
+        options.append(option)
+    return {"base_models": list(game.problems), "model_paths": list(model_paths), "hidden_size": hidden_size,
+            "game": game.describe(), "options": options}
+
+
 def mask_progress(say):
     """A fit_masks log: the mean loss of all masks and the time left."""
     started = time.time()

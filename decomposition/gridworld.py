@@ -100,6 +100,10 @@ class MiniGridGym(gym.Env):
         observation, _, terminated, truncated, info = self.view.step(int(action))
         return observation, 0.0 if terminated else -1.0, terminated, truncated, info
 
+    def observation(self):
+        """The observation of the current state (what a rollout from here starts from)."""
+        return self.view.current()
+
     @property
     def game_description(self):
         """The layout as a one-layout World (what ppo_agent.load_agent checks a checkpoint against)."""
@@ -216,6 +220,11 @@ class World:
     def describe(self):
         return {"layouts": [lay.describe() for lay in self.layouts]}
 
+    def gym(self, k):
+        """Layout k as a MiniGridGym."""
+        lay = self.layouts[k]
+        return MiniGridGym(lay.env_id, lay.seed, lay.view)
+
     def solution_lengths(self):
         return self.optimal.tolist()
 
@@ -247,6 +256,14 @@ class World:
                 where.append((p, j))
                 state = self.successor[state, action]
         return WorldGames(self, np.array(states, dtype=np.int64)), where
+
+
+def world_from_record(record):
+    """The World of a describe() record; a LayoutError where a layout cannot be played."""
+    try:
+        return World([layout(str(lay["env_id"]), int(lay["seed"]), int(lay["view"])) for lay in record["layouts"]])
+    except (KeyError, TypeError, ValueError) as error:
+        raise LayoutError(f"not a description of MiniGrid layouts ({type(error).__name__}: {error})") from None
 
 
 def observation_keys(observations):

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from combogrid import COMBO_LENGTH, DEFAULT_GAME, ComboGym, GameError, game_from_record, sized_game
+from decomposition.gridworld import World, world_from_record
 from decomposition.masks import StackedActors
 from ppo_agent import fingerprint, greedy_actions, load_agent, plain_tensor, rollout
 
@@ -146,7 +147,9 @@ def mask_file_problem(masks):
 
 def saved_game(saved):
     """The game a masks.pt or options.pt was written for (files without a 'game' entry: the 5 x 5
-    game on a game_width grid)."""
+    game on a game_width grid; a 'game' with layouts: MiniGrid layouts, decomposition.gridworld)."""
+    if isinstance(saved.get("game"), dict) and "layouts" in saved["game"]:
+        return world_from_record(saved["game"])
     if "game" in saved:
         return game_from_record(saved["game"])
     return sized_game("5x5", saved["game_width"], saved["game_width"])
@@ -154,17 +157,23 @@ def saved_game(saved):
 
 def saved_network(saved, a, saved_path, model_path=None):
     """Network `a` of a file of masks: the checkpoint the masks were learned on (its absolute path
-    is stored; where that path does not exist, the kit's models/ file of the same name), or
+    is stored; where that path does not exist, the file of the same name beside the file of masks,
+    or else the kit's models/ file of the same name), or
     `model_path`; either must have the bytes the masks were learned on."""
     path = model_path or saved["model_paths"][a]
     shipped = os.path.join(KIT_MODELS, os.path.basename(path))
+    beside = os.path.join(os.path.dirname(os.path.abspath(saved_path)), os.path.basename(path))
+    if model_path is None and not os.path.isfile(path) and os.path.isfile(beside):
+        path = beside  # a study folder moved or copied whole (results/minigrid/sets/set-K/)
     if model_path is None and "model_fingerprints" in saved and not os.path.isfile(path) and os.path.isfile(shipped):
         path = shipped  # a file written on another machine (results/): the kit's copy, checked below
     if "model_fingerprints" in saved and os.path.isfile(path):
         if fingerprint(path) != saved["model_fingerprints"][a]:
             raise MaskFileError(f"{path} is not the {saved['base_models'][a]} network these masks were learned on "
                                 f"({saved['model_paths'][a]}, in {saved_path}): its bytes differ")
-    return load_agent(path, ComboGym(problem=saved["base_models"][a], game=saved_game(saved)), saved["hidden_size"])
+    game = saved_game(saved)
+    env = game.gym(a) if isinstance(game, World) else ComboGym(problem=saved["base_models"][a], game=game)
+    return load_agent(path, env, saved["hidden_size"])
 
 
 def load_discovered_options(options_path, model_paths=None, game=None):

@@ -117,3 +117,22 @@ def test_the_report_section_shows_the_study(study, tmp_path):
     with open(os.path.join(folder, "summary.md")) as file:
         assert file.read().strip() == gridstudy.summary_table(results["runs"], "FourRooms-v0:35",
                                                               gridstudy.CONDITIONS).strip()
+
+
+def test_the_saved_options_replay_their_segments_in_minigrid(study, tmp_path):
+    """options.pt as discover.py writes it: each option, loaded back beside its networks (the folder
+    moved elsewhere), plays its segment from the segment's first state in minigrid itself."""
+    from decomposition.options import load_discovered_options
+    folder, results = study
+    shutil.copytree(os.path.join(folder, "sets"), tmp_path / "sets")
+    found = load_discovered_options(str(tmp_path / "sets" / "set-0" / "options.pt"))
+    discovery = results["sets"][0]["discovery"]
+    assert [f.steps for f in found] == [o["length"] for o in discovery["options"]]
+    for option, entry in zip(found, discovery["options"]):
+        lay = parse_layout(minigrid_study.SOURCES[[parse_layout(t).name for t in minigrid_study.SOURCES].index(
+            entry["source"])])
+        env = MiniGridGym(lay.env_id, lay.seed)
+        env.reset()
+        for action in discovery["solutions"][entry["source"]][:entry["start"]]:
+            env.step(action)
+        assert gridstudy.played(option.run(env).get_actions()) == entry["segment"]
