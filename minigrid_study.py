@@ -66,10 +66,11 @@ class Args(SelectionSettings, reuse.LearningSettings):
     source_learning_rate: float = 2.5e-3
     """the source networks' Adam learning rate"""
     conditions: tuple[str, ...] = gridstudy.CONDITIONS
-    """action sets compared on the target (none, discovered, random-segments, whole, neural-augmented)"""
+    """action sets compared on the target (none, discovered, fixed-discovered, random-segments, random-sequences,
+    whole, neural-augmented: decomposition.gridstudy)"""
     budget: int = 500_000
     """primitive environment steps per reuse learner"""
-    learning_rates: tuple[float, ...] = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2)
+    learning_rates: tuple[float, ...] = (1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2)
     """the reuse learners' learning rates tuned over, per set and condition"""
     networks_dir: Optional[str] = None
     """a folder of sets from an earlier study (set-0/LAYOUT.pt, set-1/...): its networks instead of new ones
@@ -166,7 +167,8 @@ def discover_sets(args, sets, origins_of_networks, sources, target):
     per_set, options, figure = [], [], None
     for s, agents in enumerate(sets):
         choice, found = discover(args, agents, sources, s)
-        set_options, origins = gridstudy.option_sets(agents, choice, target, args.seed + s)
+        set_options, origins = gridstudy.option_sets(agents, choice, list(found["solutions"].values()), target,
+                                                     args.seed + s)
         options.append(set_options)
         chosen = choice.candidates.subset(choice.chosen)
         per_set.append({"networks": origins_of_networks[s], "discovery": found, "option_sources": origins,

@@ -731,9 +731,11 @@ def section_minigrid(report, folder):
         "discovery (masks on every 2- to 6-action segment of the other networks' solutions, Levin-loss selection) "
         f"chooses the options, reused on {args['target']} (fewest steps {data['optimal']['target']}; +10 at the "
         f"goal, 0 otherwise) with {args['num_seeds']} seeds per set, {args['budget']:,} primitive steps each, "
-        "learning rates tuned per condition and set on other seeds. random-segments (the control) takes as "
-        "many candidates of the same lengths at random; whole, the chosen options' networks unmasked for the "
-        "same lengths; neural-augmented, each network's greedy action as one more action.")
+        "learning rates tuned per condition and set on other seeds. fixed-discovered plays the chosen options' "
+        "segments as fixed macro-actions; random-segments (the issue's control) takes as many candidates of the "
+        "same lengths at random; random-sequences, fixed macro-actions of uniformly random actions of the same "
+        "lengths; whole, the chosen options' networks unmasked for the same lengths; neural-augmented, each "
+        "network's greedy action as one more action.")
     report.monospace(gridstudy.summary_table(runs, task, conditions, "simple"), size=5.5)
     for name, width, caption in (("evaluation_curves.png", 120, "Mean SPL of the greedy policies on the target, "
                                   "with 95% bootstrap bands over every set and seed."),

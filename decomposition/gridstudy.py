@@ -13,8 +13,12 @@ discovered in networks trained on small fixed-seed MiniGrid layouts, reused on a
 
     none               the 3 primitive actions only
     discovered         + the options the set's discovery chose, each of its own length
+    fixed-discovered   + the chosen options' segments as fixed macro-actions (the same actions
+                       wherever they start: does it matter that an option reads its state?)
     random-segments    + as many candidates of the same lengths drawn at random among those that
-                       reproduce their segment: masks fit to segments no selection chose (the control)
+                       reproduce their segment: masks fit to segments no selection chose
+    random-sequences   + as many fixed macro-actions of the same lengths, each action uniformly
+                       random (the control: macro-actions that know nothing of the task)
     whole              + the chosen options' networks unmasked, each for its option's length
     neural-augmented   + one one-step action per network of the set: its greedy action
 """
@@ -28,14 +32,15 @@ from tabulate import tabulate
 
 from decomposition import reuse, statistics
 from decomposition.discovery import greedy_rollouts
-from decomposition.gridworld import MiniGridGym, World, WorldGames, WorldVec
-from decomposition.options import NetworkOptions
+from decomposition.gridworld import NUM_ACTIONS, MiniGridGym, World, WorldGames, WorldVec
+from decomposition.options import FixedOptions, NetworkOptions
 from decomposition.processes import train_in_processes
 from decomposition.script import ScriptError
 from ppo_agent import PPOAgent, program_mask, rollout
 
 GOAL_REWARD = 10.0
-CONDITIONS = ("none", "discovered", "random-segments", "whole", "neural-augmented")
+CONDITIONS = ("none", "discovered", "fixed-discovered", "random-segments", "random-sequences", "whole",
+              "neural-augmented")
 
 
 @dataclass(frozen=True)
@@ -115,23 +120,28 @@ def goal_cell(lay):
     return int(x), int(y)
 
 
-def option_sets(agents, choice, target, seed):
+def option_sets(agents, choice, solutions, target, seed):
     """The option set of each condition of CONDITIONS on the target World, and where each option
-    comes from. choice: choose_options' result on these agents."""
+    comes from. choice: choose_options' result on these agents and their solutions (actions)."""
     candidates = choice.candidates
     chosen = candidates.subset(choice.chosen)
     drawn = candidates.subset(random_candidates(candidates, choice.chosen, seed))
     lengths = chosen.length.tolist()
+    segments = [solutions[p][start:start + n] for p, start, n in zip(chosen.source, chosen.start, lengths)]
+    sequences = [np.random.default_rng([seed, k]).integers(NUM_ACTIONS, size=n).tolist() for k, n in enumerate(lengths)]
     unmasked = program_mask(agents[0].hidden_size)
     options = {"none": None,
                "discovered": candidate_options(chosen, agents, target),
+               "fixed-discovered": FixedOptions(segments),
                "random-segments": candidate_options(drawn, agents, target),
+               "random-sequences": FixedOptions(sequences),
                "whole": NetworkOptions([agents[n] for n in chosen.network], unmasked.expand(len(chosen), -1, -1),
                                        length=lengths, game=target),
                "neural-augmented": NetworkOptions(agents, unmasked.expand(len(agents), -1, -1), length=1, game=target)}
     describe = lambda c: [{"network": int(c.network[k]), "source": int(c.source[k]), "start": int(c.start[k]),  # noqa: E731
                            "length": int(c.length[k])} for k in range(len(c))]
     sources = {"discovered": describe(chosen), "random-segments": describe(drawn),
+               "fixed-discovered": [played(x) for x in segments], "random-sequences": [played(x) for x in sequences],
                "whole": [{"network": int(n), "length": n_steps} for n, n_steps in zip(chosen.network, lengths)],
                "neural-augmented": [{"network": n, "length": 1} for n in range(len(agents))]}
     return options, sources

@@ -10,9 +10,9 @@ called in.
 A learner's option set (tasks.TaskVec) is any object with len() (K options), `lengths` (K,), the
 primitive steps each option acts for, and act(which, observations, position): the primitive
 actions of options which[i] at observations[i], `position` steps after each started.
-`ComboOptions` holds the four true combos, `NetworkOptions` networks under masks: three steps
-each for a combo's function, or one step for a network's greedy action offered as one more action
-(the neural-augmented baseline).
+`FixedOptions` holds fixed action sequences (`ComboOptions`: the four true combos),
+`NetworkOptions` networks under masks: three steps each for a combo's function, or one step for a
+network's greedy action offered as one more action (the neural-augmented baseline).
 """
 
 import numbers
@@ -196,18 +196,27 @@ def load_discovered_options(options_path, model_paths=None, game=None):
     return found
 
 
-class ComboOptions:
-    """The game's true combos as fixed macro-actions, each played from whatever is in the combo buffer."""
+class FixedOptions:
+    """Fixed macro-actions: option k plays sequences[k] (its own length), whatever it observes."""
 
-    def __init__(self, game=DEFAULT_GAME):
-        self.table = game.combo_actions
-        self.lengths = np.full(len(self.table), game.combo_length)
+    def __init__(self, sequences):
+        self.lengths = np.array([len(sequence) for sequence in sequences], dtype=np.int64)
+        self.table = np.zeros((len(sequences), max(self.lengths)), dtype=np.int64)
+        for k, sequence in enumerate(sequences):
+            self.table[k, :len(sequence)] = sequence
 
     def __len__(self):
         return len(self.table)
 
     def act(self, which, observations, position):
         return self.table[which, position]
+
+
+class ComboOptions(FixedOptions):
+    """The game's true combos as fixed macro-actions, each played from whatever is in the combo buffer."""
+
+    def __init__(self, game=DEFAULT_GAME):
+        super().__init__(game.combo_actions)
 
 
 class NetworkOptions:
