@@ -251,6 +251,7 @@ def main(args):
     runs, tuning = reuse_runs(args, task, options, reuse.Progress(planned_steps(args)))
     print(reuse.table(runs, [str(task)], args.conditions, args.budget))
     print(gridstudy.summary_table(runs, str(task), args.conditions, "grid"))
+    print("\n".join(gridstudy.options_reading(per_set)))
     record = {"args": asdict(args), "sources": sources.describe(), "target": target.describe(),
               "optimal": {"sources": sources.optimal.tolist(), "target": int(target.optimal[0])},
               "sets": per_set, "tuning": tuning, "source_seconds": source_seconds,

@@ -138,13 +138,35 @@ def option_sets(agents, choice, solutions, target, seed):
                "whole": NetworkOptions([agents[n] for n in chosen.network], unmasked.expand(len(chosen), -1, -1),
                                        length=lengths, game=target),
                "neural-augmented": NetworkOptions(agents, unmasked.expand(len(agents), -1, -1), length=1, game=target)}
-    describe = lambda c: [{"network": int(c.network[k]), "source": int(c.source[k]), "start": int(c.start[k]),  # noqa: E731
-                           "length": int(c.length[k])} for k in range(len(c))]
-    sources = {"discovered": describe(chosen), "random-segments": describe(drawn),
+    sources = {"discovered": on_target(chosen, agents, solutions, target),
+               "random-segments": on_target(drawn, agents, solutions, target),
                "fixed-discovered": [played(x) for x in segments], "random-sequences": [played(x) for x in sequences],
                "whole": [{"network": int(n), "length": n_steps} for n, n_steps in zip(chosen.network, lengths)],
                "neural-augmented": [{"network": n, "length": 1} for n in range(len(agents))]}
     return options, sources
+
+
+def on_target(candidates, agents, solutions, target):
+    """Per candidate: where it comes from, its segment, and what it plays from the target's states:
+    the fraction from which it plays its own segment, and its most frequent sequence with its fraction."""
+    actions = option_actions(candidates, agents, target)
+    described = []
+    for k in range(len(candidates)):
+        network, source, start, length = (int(x[k]) for x in (candidates.network, candidates.source,
+                                                              candidates.start, candidates.length))
+        segment = played(solutions[source][start:start + length])
+        sequences = [played(a[:length]) for a in actions[k]]
+        names, counts = np.unique(sequences, return_counts=True)
+        described.append({"network": network, "source": source, "start": start, "length": length,
+                          "segment": segment, "plays_segment": sequences.count(segment) / len(sequences),
+                          "most_played": str(names[np.argmax(counts)]), "most_played_fraction": counts.max() / len(sequences)})
+    return described
+
+
+def forward_share(described):
+    """The fraction of forward moves in these options' segments."""
+    text = "".join(d["segment"] for d in described)
+    return text.count("F") / len(text) if text else 0.0
 
 
 def random_candidates(candidates, chosen, seed):
@@ -239,3 +261,20 @@ def goal(runs, task, conditions):
     stats = reuse.summaries(runs, [task], conditions)[task]
     above = {c: stats[c]["iqm"][1] > stats["none"]["iqm"][2] for c in conditions if c != "none"}
     return above, bool(above.get("discovered")) and not above.get("random-segments", True)
+
+
+def options_reading(sets):
+    """What the discovered and the randomly drawn options are and do on the target, over every set
+    (results.json's sets): a line each."""
+    lines = []
+    for condition in ("discovered", "random-segments"):
+        described = [d for entry in sets for d in entry["option_sources"][condition]]
+        most = [d["most_played"] for d in described]
+        names, counts = np.unique(most, return_counts=True)
+        lines.append(
+            f"{condition}: {len(described)} options over {len(sets)} sets, mean length "
+            f"{np.mean([d['length'] for d in described]):.1f}, forward moves {forward_share(described):.0%} of their "
+            f"segments; on the target each plays its own segment from {np.mean([d['plays_segment'] for d in described]):.0%} "
+            f"of the states (mean), and its most frequent sequence from {np.mean([d['most_played_fraction'] for d in described]):.0%}; "
+            f"that sequence is {names[np.argmax(counts)]} for {counts.max()} of them")
+    return lines

@@ -136,3 +136,42 @@ def test_the_saved_options_replay_their_segments_in_minigrid(study, tmp_path):
         for action in discovery["solutions"][entry["source"]][:entry["start"]]:
             env.step(action)
         assert gridstudy.played(option.run(env).get_actions()) == entry["segment"]
+
+
+SHIPPED = os.path.join(ROOT, "results", "minigrid")
+
+
+def test_the_shipped_study_adds_up_and_the_docs_show_its_table():
+    with open(os.path.join(SHIPPED, "results.json")) as file:
+        results = json.load(file)
+    runs, conditions = results["runs"], results["args"]["conditions"]
+    assert results["args"]["num_sets"] == len(results["sets"]) and results["seconds"] <= 3600
+    for r in runs:
+        assert r["auc"] == pytest.approx(np.mean(r["eval_spl"])) and r["final_spl"] == r["eval_spl"][-1]
+    seeds = results["args"]["num_sets"] * results["args"]["num_seeds"]
+    assert all(sorted(r["seed"] for r in runs if r["condition"] == c) == list(range(seeds)) for c in conditions)
+    with open(os.path.join(SHIPPED, "summary.md")) as file:
+        table = file.read().strip()
+    assert table == gridstudy.summary_table(runs, runs[0]["task"], conditions).strip()
+    with open(os.path.join(ROOT, "docs", "minigrid.md")) as file:
+        assert table in file.read()
+
+
+def test_the_shipped_networks_solve_their_layouts_and_their_options_replay():
+    from decomposition.options import load_discovered_options
+    with open(os.path.join(SHIPPED, "results.json")) as file:
+        results = json.load(file)
+    sources = World([parse_layout(text) for text in results["args"]["sources"]])
+    for s, entry in enumerate(results["sets"]):
+        folder = os.path.join(SHIPPED, "sets", f"set-{s}")
+        agents = [load_agent(os.path.join(folder, gridstudy.checkpoint_name(name)), sources.gym(k))
+                  for k, name in enumerate(sources.problems)]
+        solutions = gridstudy.solutions(agents, sources)   # each optimal, played in minigrid
+        assert [t.get_actions() for t in solutions] == list(entry["discovery"]["solutions"].values())
+        for option, chosen in zip(load_discovered_options(os.path.join(folder, "options.pt")),
+                                  entry["discovery"]["options"]):
+            env = sources.gym(sources.problems.index(chosen["source"]))
+            env.reset()
+            for action in entry["discovery"]["solutions"][chosen["source"]][:chosen["start"]]:
+                env.step(action)
+            assert gridstudy.played(option.run(env).get_actions()) == chosen["segment"]
