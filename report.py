@@ -747,8 +747,9 @@ def section_minigrid(report, folder):
     above, met = gridstudy.goal(runs, task, conditions)
     report.paragraph(
         "IQM interval wholly above none's: " + "; ".join(f"{c}: {'yes' if a else 'no'}" for c, a in above.items())
-        + f". The goal (discovered above none, the control not) is {'met' if met else 'NOT met'}. "
-        "docs/minigrid.md gives what the options do and where the kit differs from the research code.")
+        + f". The goal (discovered above none, the random-segments control not) is {'met' if met else 'NOT met'}. "
+        "What the options are and play on the target: " + "; ".join(gridstudy.options_reading(data["sets"]))
+        + ". docs/minigrid.md gives the reading and where the kit differs from the research code.")
 
 
 def section_method(report, runs, training):

@@ -95,6 +95,17 @@ def per_set_means(data, scheme, value, needed):
     return np.array(means)
 
 
+def best_whole_combo(data, scheme):
+    """{set folder: {combo: the highest whole-combo fraction of any of its masks (any network, any
+    seed)}}: how well the extraction's masks of `scheme`, told the combo and trained on every
+    occurrence of it, play each combo from the test states."""
+    best = {folder: {} for folder in data["sets"]}
+    for r in data["runs"]:
+        if r["scheme"] == scheme:
+            best[r["set"]][r["combo"]] = max(best[r["set"]].get(r["combo"], 0.0), float(r["whole_combo"]))
+    return best
+
+
 def summary(data):
     """The across-set table: per scheme, needed versus not-needed pairs over the sets."""
     rows = []

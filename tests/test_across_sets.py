@@ -69,3 +69,20 @@ def test_bad_sets_folder(tmp_path, make, message):
     make(tmp_path / "sets")
     with pytest.raises(across_sets.BadSetsFolder, match=message):
         across_sets.set_folders(str(tmp_path / "sets"), DEFAULT_GAME)
+
+
+def test_the_docs_bound_on_neuron_masks_is_the_shipped_study():
+    from decomposition.discovery import RECOVERED
+    with open(os.path.join(ROOT, "results", "sets", "sets.json")) as file:
+        data = json.load(file)
+    counts = {}
+    for scheme in ("assignment", "inputs"):
+        best = across_sets.best_whole_combo(data, scheme)
+        counts[scheme] = ({c: sum(b[c] >= RECOVERED for b in best.values()) for c in ("Up", "Down", "Left", "Right")},
+                          sum(all(v >= RECOVERED for v in b.values()) for b in best.values()))
+    per_combo, full = counts["assignment"]
+    with open(os.path.join(ROOT, "docs", "discovery.md")) as file:
+        text = " ".join(file.read().split())
+    assert (f"Up {per_combo['Up']}, Down {per_combo['Down']}, Left {per_combo['Left']}, Right {per_combo['Right']} of "
+            f"10; all four combos on {full} of 10 sets") in text
+    assert f"With `--mask-inputs`: all four on {counts['inputs'][1]} of 10" in text

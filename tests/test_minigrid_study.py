@@ -13,7 +13,7 @@ import torch
 
 import minigrid_study
 from conftest import ROOT
-from decomposition import gridstudy
+from decomposition import gridstudy, reuse
 from decomposition.gridworld import MiniGridGym, World, parse_layout
 from ppo_agent import load_agent
 
@@ -175,3 +175,18 @@ def test_the_shipped_networks_solve_their_layouts_and_their_options_replay():
             for action in entry["discovery"]["solutions"][chosen["source"]][:chosen["start"]]:
                 env.step(action)
             assert gridstudy.played(option.run(env).get_actions()) == chosen["segment"]
+
+
+def test_the_readme_table_is_the_shipped_study():
+    with open(os.path.join(SHIPPED, "results.json")) as file:
+        results = json.load(file)
+    runs = results["runs"]
+    stats = reuse.summaries(runs, [runs[0]["task"]], results["args"]["conditions"])[runs[0]["task"]]
+    with open(os.path.join(ROOT, "README.md")) as file:
+        text = file.read()
+    section = text[text.index("**On MiniGrid**"):text.index("**PPO training**")]
+    rows = [line for line in section.splitlines() if line.startswith("| `")]
+    for condition in results["args"]["conditions"]:
+        [row] = [r for r in rows if r.startswith(f"| `{condition}`")]
+        success = np.mean([r["final_success"] for r in runs if r["condition"] == condition])
+        assert reuse.interval(stats[condition]["iqm"]) in row and f"| {success:.3f} |" in row
