@@ -274,7 +274,7 @@ def options_reading(sets):
         lines.append(
             f"{condition}: {len(described)} options over {len(sets)} sets, mean length "
             f"{np.mean([d['length'] for d in described]):.1f}, forward moves {forward_share(described):.0%} of their "
-            f"segments; on the target each plays its own segment from {np.mean([d['plays_segment'] for d in described]):.0%} "
+            f"segments, {sum(any(a in d['segment'] for a in 'LR') for d in described)} with a turn; on the target each plays its own segment from {np.mean([d['plays_segment'] for d in described]):.0%} "
             f"of the states (mean), and its most frequent sequence from {np.mean([d['most_played_fraction'] for d in described]):.0%}; "
             f"that sequence is {names[np.argmax(counts)]} for {counts.max()} of them")
     return lines

@@ -154,7 +154,10 @@ def test_the_shipped_study_adds_up_and_the_docs_show_its_table():
         table = file.read().strip()
     assert table == gridstudy.summary_table(runs, runs[0]["task"], conditions).strip()
     with open(os.path.join(ROOT, "docs", "minigrid.md")) as file:
-        assert table in file.read()
+        docs = file.read()
+    assert table in docs
+    for line in gridstudy.options_reading(results["sets"]):
+        assert f"- {line}." in docs
 
 
 def test_the_shipped_networks_solve_their_layouts_and_their_options_replay():
