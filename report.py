@@ -672,14 +672,21 @@ def family_goals(entry):
     return goals
 
 
+def study_record(report, path, what, command):
+    """The JSON record of a study that report.py may find absent: None after a paragraph saying so."""
+    if os.path.exists(path):
+        return read_json(path)
+    report.paragraph(f"No {what} in {os.path.dirname(path)}: {command} runs it.")
+    return None
+
+
 def section_family(report, study_dir):
     """7. The ComboGrid family: the studies repeated on every named game (variants.py)."""
     report.heading("7. Beyond one game: the ComboGrid family")
-    summary_path = os.path.join(study_dir, "summary.json")
-    if not os.path.exists(summary_path):
-        report.paragraph(f"No family study in {study_dir}: python variants.py --save-dir results/variants runs it.")
+    recorded = study_record(report, os.path.join(study_dir, "summary.json"), "family study", FAMILY)
+    if recorded is None:
         return
-    names = list(read_json(summary_path))
+    names = list(recorded)
     summary = family.summarise(study_dir, names)  # recomputed from the stages' own records
     report.paragraph(
         "variants.py repeats the kit's studies on every named game of combogrid.GAMES: larger grids (6x6, "
@@ -715,11 +722,9 @@ def section_family(report, study_dir):
 def section_minigrid(report, folder):
     """8. The pipeline on MiniGrid (minigrid_study.py): sources, discovery, reuse on FourRooms."""
     report.heading("8. The same pipeline on MiniGrid")
-    path = os.path.join(folder, "results.json")
-    if not os.path.exists(path):
-        report.paragraph(f"No MiniGrid study in {folder}: {MINIGRID} runs it.")
+    data = study_record(report, os.path.join(folder, "results.json"), "MiniGrid study", MINIGRID)
+    if data is None:
         return
-    data = read_json(path)
     args, runs = data["args"], data["runs"]
     task, conditions = runs[0]["task"], args["conditions"]
     report.paragraph(
