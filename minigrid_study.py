@@ -10,13 +10,14 @@ layouts, reused on FourRooms.
    played in minigrid itself, must reach the goal in the fewest steps.
 2. Discovery, per set: the kit's own (decomposition.discovery): a mask per (network, segment of
    another network's solution), the options that minimise the Levin loss of the solutions.
-3. Reuse, per set, on --target: none, discovered, random-segments (the control), whole and
-   neural-augmented (decomposition.gridstudy), the learning rate tuned per condition on seeds
-   disjoint from the reported ones, greedy evaluation curves (success and SPL).
+3. Reuse on --target: none (once, on every set's seeds), and per set discovered,
+   fixed-discovered, random-segments, random-sequences, whole and neural-augmented
+   (decomposition.gridstudy lists them), the learning rate tuned per condition on seeds disjoint
+   from the reported ones, greedy evaluation curves (success and SPL).
 4. The evaluation AUC (mean SPL over the points) over all sets and seeds: mean and IQM with 95%
-   bootstrap intervals, the probability of improvement over none; results.json,
-   evaluation_curves.png and options.png (what each of the first set's options plays on the
-   target grid) and the networks (sets/set-K/LAYOUT.pt) in --save-dir.
+   bootstrap intervals, the probability of improvement over none; in --save-dir results.json,
+   summary.md (the table), evaluation_curves.png, options.png (what each of the first set's
+   options plays on the target grid), and per set its networks and options.pt (sets/set-K/).
 """
 
 if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load is one line too
@@ -68,6 +69,10 @@ class Args(SelectionSettings, reuse.LearningSettings):
     conditions: tuple[str, ...] = gridstudy.CONDITIONS
     """action sets compared on the target (none, discovered, fixed-discovered, random-segments, random-sequences,
     whole, neural-augmented: decomposition.gridstudy)"""
+    num_seeds: int = 16
+    """reported PPO learners per set and condition (set s: seeds s * N .. s * N + N - 1; none runs once on them all)"""
+    tuning_seeds: int = 3
+    """learners per learning rate when tuning a (set, condition)'s rate (seeds from 10000 on)"""
     budget: int = 500_000
     """primitive environment steps per reuse learner"""
     learning_rates: tuple[float, ...] = (1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2)
