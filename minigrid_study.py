@@ -75,7 +75,7 @@ class Args(SelectionSettings, reuse.LearningSettings):
     """learners per learning rate when tuning a (set, condition)'s rate (seeds from 10000 on)"""
     budget: int = 500_000
     """primitive environment steps per reuse learner"""
-    learning_rates: tuple[float, ...] = (1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2)
+    learning_rates: tuple[float, ...] = (5e-4, 1e-3, 2e-3, 4e-3, 8e-3, 1.6e-2, 3.2e-2)
     """the reuse learners' learning rates tuned over, per set and condition"""
     networks_dir: Optional[str] = None
     """a folder of sets from an earlier study (set-0/LAYOUT.pt, set-1/...): its networks instead of new ones

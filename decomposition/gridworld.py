@@ -187,7 +187,7 @@ def fewest_steps(successor, start):
 def parse_layout(text, view=5):
     """'ENV_ID:SEED' (e.g. MiniGrid-FourRooms-v0:3) as its Layout, or a LayoutError naming the problem."""
     env_id, colon, seed = text.rpartition(":")
-    if not colon or not seed.isascii() or not seed.isdigit():
+    if not colon or not seed.isascii() or not seed.isdigit() or ":" in env_id:
         raise LayoutError(f"layout {text!r} is not ENV_ID:SEED (e.g. MiniGrid-FourRooms-v0:3)")
     return layout(env_id, int(seed), view)
 

@@ -79,6 +79,8 @@ def start(main, args_type, unchanged):
             sys.exit(130)
         print(f"error: terminated; {unchanged}", file=sys.stderr)
         sys.exit(128 + stop.signum)
+    for signum in STOPPING:  # the run is complete: a signal while the interpreter shuts down changes nothing
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def fails_on(*errors):

@@ -99,6 +99,7 @@ def test_greedy_evaluation_stops_a_loop():
     ("MiniGrid-FourRooms-v0", "is not ENV_ID:SEED"),
     ("MiniGrid-FourRooms-v0:x", "is not ENV_ID:SEED"),
     ("MiniGrid-FourRooms-v0:-1", "is not ENV_ID:SEED"),
+    ("MiniGrid-FourRooms-v0:1:2", "is not ENV_ID:SEED"),
     ("MiniGrid-DoorKey-5x5-v0:0", "navigation grids only"),
 ])
 def test_a_layout_the_kit_cannot_play_is_one_clear_error(text, message):
