@@ -35,7 +35,7 @@ from typing import Optional
 import torch
 
 from decomposition import gridstudy, reuse
-from decomposition.discovery import SelectionSettings, as_sets, choose_options, options_record
+from decomposition.discovery import SelectionSettings, choose_options, options_record
 from decomposition.files import json_writer, text_writer, unwritable, write_files
 from decomposition.gridworld import LayoutError, World, parse_layout
 from decomposition.ppo import PPOSettings
@@ -150,12 +150,11 @@ def discover(args, agents, sources, s):
     say = lambda line: print(f"  set {s}: {line.strip()}", flush=True)  # noqa: E731
     choice = choose_options(agents, solutions, args, sources, say if s == 0 else lambda line: None)
     chosen = choice.candidates.subset(choice.chosen)
-    none, everything = as_sets([[]], 1), as_sets([choice.chosen], max(len(choice.chosen), 1))
     actions = [solution.get_actions() for solution in solutions]
+    loss_without, decisions_without, decisions_with = choice.compression()
     record = {"solutions": dict(zip(sources.problems, actions)),
-              "levin_loss_without": float(choice.loss(none)[0]), "levin_loss": choice.value,
-              "decisions_without": choice.loss.decisions(none)[0].tolist(),
-              "decisions": choice.loss.decisions(everything)[0].tolist(),
+              "levin_loss_without": loss_without, "levin_loss": choice.value,
+              "decisions_without": decisions_without, "decisions": decisions_with,
               "options": [{"network": sources.problems[chosen.network[k]], "source": sources.problems[chosen.source[k]],
                            "start": int(chosen.start[k]), "length": int(chosen.length[k]),
                            "segment": gridstudy.played(actions[chosen.source[k]][chosen.start[k]:][:chosen.length[k]])}

@@ -459,6 +459,12 @@ class Choice:
     chosen: list              # indices into candidates of the options chosen
     value: float              # the chosen set's Levin loss
 
+    def compression(self):
+        """The Levin loss without options and the decisions per solution without and with the chosen ones."""
+        none = as_sets([[]], 1)
+        return (float(self.loss(none)[0]), self.loss.decisions(none)[0].tolist(),
+                self.loss.decisions(as_sets([self.chosen], max(len(self.chosen), 1)))[0].tolist())
+
 
 def choose_options(agents, trajectories, settings, game, say=print):
     """Candidates, their applicability and the selection, on one set of networks and their
@@ -488,11 +494,9 @@ def discover(agents, trajectories, settings, game, say=print):
     taken = greedy_rollouts(options, agents, test_games(game)) if chosen else np.zeros((0, 0, 0))
     measured = [{**recovery(taken[k, :, :options.length[k]], game), "actions": taken[k, :, :options.length[k]].tolist()}
                 for k in range(len(options))]
-    none = as_sets([[]], 1)
-    return Discovery(choice.kept, options, used_where(loss, chosen, game.problems), float(loss(none)[0]),
-                     choice.value, loss.decisions(none)[0].tolist(),
-                     loss.decisions(as_sets([chosen], max(len(chosen), 1)))[0].tolist(),
-                     measured, time.time() - started, game)
+    loss_without, decisions_without, decisions_with = choice.compression()
+    return Discovery(choice.kept, options, used_where(loss, chosen, game.problems), loss_without, choice.value,
+                     decisions_without, decisions_with, measured, time.time() - started, game)
 
 
 def used_where(loss, chosen, problems):

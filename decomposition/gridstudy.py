@@ -82,17 +82,14 @@ def train_sources(world, num_sets, attempts, ppo, seed, processes, on_iteration=
     layouts = [lay for _, lay, _ in plan]
     results = train_in_processes(partial(source_envs, world, layouts, ppo.num_envs), seeds, ppo, processes,
                                  on_iteration)
-    sets = []
-    for s in range(num_sets):
-        networks = []
-        for lay in range(count):
-            tried = [r for (s2, l2, _), r in zip(plan, results) if (s2, l2) == (s, lay)]
-            solved = [r for r in tried if r.solved]
-            if not solved:
-                raise ScriptError(f"no PPO network of set {s} solved {world.problems[lay]} within "
-                                  f"{ppo.total_timesteps:,} steps ({attempts} attempts): raise --source-budget")
-            networks.append(solved[0])
-        sets.append(networks)
+    sets = [[] for _ in range(num_sets)]
+    for first in range(0, len(plan), attempts):  # the attempts of one (set, layout) are consecutive
+        s, lay, _ = plan[first]
+        solved = [r for r in results[first:first + attempts] if r.solved]
+        if not solved:
+            raise ScriptError(f"no PPO network of set {s} solved {world.problems[lay]} within "
+                              f"{ppo.total_timesteps:,} steps ({attempts} attempts): raise --source-budget")
+        sets[s].append(solved[0])
     return sets
 
 
@@ -109,15 +106,10 @@ def solutions(agents, world):
     for agent, lay in zip(agents, world.layouts):
         env = MiniGridGym(lay.env_id, lay.seed, lay.view)
         trajectory = rollout(env, agent._get_action, 4 * lay.optimal)
-        if len(trajectory) != lay.optimal or env.state()[:2] != goal_cell(lay):
+        if len(trajectory) != lay.optimal or env.state()[:2] != lay.goal:
             raise ScriptError(f"the network of {lay.name} does not solve it in minigrid in {lay.optimal} steps")
         found.append(trajectory)
     return found
-
-
-def goal_cell(lay):
-    y, x = np.argwhere(lay.grid == 8)[0]  # minigrid's object code of the goal
-    return int(x), int(y)
 
 
 def option_sets(agents, choice, solutions, target, seed):
@@ -222,7 +214,7 @@ def draw_options(actions, lengths, titles, layout, path, shown=6):
             (ax, ay), (bx, by) = corners[d]
             polygons.append([(x + 0.5, y + 0.5), (x + ax, y + ay), (x + bx, y + by)])
             colours.append(palette[top.index(sequence)] if sequence in top else (0.85, 0.85, 0.85))
-        axis.imshow(np.where(layout.grid == 2, 0.2, np.where(layout.grid == 8, 0.6, 1.0)), cmap="gray",
+        axis.imshow(np.where(layout.cells_of("wall"), 0.2, np.where(layout.cells_of("goal"), 0.6, 1.0)), cmap="gray",
                     vmin=0, vmax=1, extent=(0, layout.grid.shape[1], layout.grid.shape[0], 0))
         axis.add_collection(PolyCollection(polygons, facecolors=colours, edgecolors="none"))
         sx, sy, _ = layout.states[layout.start]

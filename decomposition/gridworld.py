@@ -134,6 +134,17 @@ class Layout:
     def name(self):
         return f"{self.env_id.removeprefix('MiniGrid-')}:{self.seed}"
 
+    def cells_of(self, name):
+        """(height, width) whether each cell holds the object `name` (one of OBJECTS)."""
+        from minigrid.core.constants import OBJECT_TO_IDX
+        return self.grid == OBJECT_TO_IDX[name]
+
+    @property
+    def goal(self):
+        """(x, y) of the goal."""
+        y, x = np.argwhere(self.cells_of("goal"))[0]
+        return int(x), int(y)
+
     def describe(self):
         return {"env_id": self.env_id, "seed": self.seed, "view": self.view}
 
