@@ -260,13 +260,15 @@ class Game:
                     steps.append(((r, c), k))
         return steps
 
-    def solution_games(self, solutions):
+    def solution_games(self, solutions, problems=None, starts=None):
         """Every state of every solution (actions per problem, in the game's order of problems) as
-        one ComboGridBatch, in order, and for each state its (problem, position)."""
+        one ComboGridBatch, in order, and for each state its (problem, position). With problems and
+        starts, solution k is of problems[k] (an index) from the cell starts[k]."""
         agents, goals, buffers, lengths, where = [], [], [], [], []
-        for p, (problem, actions) in enumerate(zip(self.problems, solutions)):
-            start, goal = self.problem_cells(problem)
-            played = ComboGridBatch([start], [goal], self)
+        problems = range(len(solutions)) if problems is None else problems
+        for k, (p, actions) in enumerate(zip(problems, solutions)):
+            start, goal = self.problem_cells(self.problems[p])
+            played = ComboGridBatch([start if starts is None else starts[k]], [goal], self)
             for j, action in enumerate(actions):
                 agents.append(played.agents[0].copy())
                 buffers.append(played.buffers[0].copy())

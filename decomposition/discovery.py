@@ -82,6 +82,13 @@ class DiscoverySettings(SelectionSettings):
     model_paths: tuple[str, ...] = ()
     """checkpoints of the networks, one per problem of the game in its order (TL-BR, TR-BL, BR-TL, BL-TR for
     5x5); default: models/PROBLEM.pt for 5x5, runs/models-GAME/PROBLEM.pt for another game"""
+    every_start: bool = True
+    """compute the Levin loss on each network's greedy solutions from every non-goal cell of its problem,
+    not only on its solution from the problem's start (candidates are learned on the latter either way)"""
+    merge: bool = True
+    """one option per function: candidates that play the same actions from >= 90% of the probe states
+    (the agent on any cell, the goal on a cell no training problem has) are one option, usable wherever
+    one of them applies; the others stay options of their own"""
 
     def problem(self):
         problem = super().problem() or game_problem(self)
@@ -172,6 +179,49 @@ def solution_games(trajectories, game):
     return game.solution_games([t.get_actions() for t in trajectories])
 
 
+@dataclass
+class Evidence:
+    """The solutions the Levin loss is computed on: every state of every solution as one batch of
+    games, solution by solution, and per solution its actions and the index of its problem, whose
+    network played it."""
+    games: object
+    actions: list
+    problem: np.ndarray
+
+    @property
+    def lengths(self):
+        return [len(a) for a in self.actions]
+
+
+def solutions_evidence(trajectories, game):
+    """The networks' solutions of their own problems, one each."""
+    games, _ = solution_games(trajectories, game)
+    return Evidence(games, [t.get_actions() for t in trajectories], np.arange(len(trajectories)))
+
+
+@torch.no_grad()
+def every_start_evidence(agents, game):
+    """Each network's greedy solutions of its problem from every non-goal cell, empty buffer: those
+    that reach the goal within twice the longest optimal solution (ComboGrid games)."""
+    steps, actions, problems, starts = 2 * max(game.solution_lengths()), [], [], []
+    for p, (agent, problem) in enumerate(zip(agents, game.problems)):
+        cells = np.array(game.non_goal_cells(problem))
+        played = ComboGridBatch(cells, [game.problem_cells(problem)[1]] * len(cells), game)
+        taken = np.full((len(cells), steps), -1)
+        alive = np.ones(len(cells), dtype=bool)
+        for step in range(steps):
+            chosen = greedy_actions(agent.actor(torch.from_numpy(played.observations()))).numpy()
+            taken[alive, step] = chosen[alive]
+            _, terminated, _ = played.step(chosen, alive)
+            alive &= ~terminated
+        for k in np.flatnonzero(~alive):
+            actions.append(taken[k][taken[k] >= 0].tolist())
+            problems.append(p)
+            starts.append(cells[k])
+    games, _ = game.solution_games(actions, problems, starts)
+    return Evidence(games, actions, np.array(problems))
+
+
 @torch.no_grad()
 def greedy_rollouts(candidates, agents, games, chunk=512):
     """The actions each candidate takes, acting greedily for its length from every game's state:
@@ -217,16 +267,15 @@ def reproduces_segment(candidates, agents, trajectories, game):
                      for k, (f, n) in enumerate(zip(firsts, candidates.length))], dtype=bool)
 
 
-def applicability(candidates, agents, trajectories, game):
-    """(K, positions) whether candidate k's greedy rollout of its length from the solution state
-    at each position takes exactly the solution's next actions. Positions: every state of every
-    solution, solution by solution; a candidate never applies past its solution's end."""
-    games, where = solution_games(trajectories, game)
-    solution = np.concatenate([t.get_actions() for t in trajectories])
-    offsets = np.cumsum([0] + [len(t) for t in trajectories])
+def applicability(candidates, agents, evidence):
+    """(K, positions) whether candidate k's greedy rollout of its length from the state at each
+    position of the evidence's solutions takes exactly the solution's next actions. Positions: every
+    state of every solution, solution by solution; a candidate never applies past its solution's end."""
+    solution = np.concatenate(evidence.actions)
+    lengths = evidence.lengths
+    end = np.repeat(np.cumsum(lengths), lengths)                 # (positions,) end of its solution
     position = np.arange(len(solution))
-    end = offsets[1:][[p for p, _ in where]]                     # (positions,) end of its solution
-    taken = greedy_rollouts(candidates, agents, games)           # (K, positions, L)
+    taken = greedy_rollouts(candidates, agents, evidence.games)  # (K, positions, L)
     steps = taken.shape[-1]
     ahead = np.full((len(solution), steps), -2)                  # the solution's next actions
     for step in range(steps):
@@ -237,62 +286,109 @@ def applicability(candidates, agents, trajectories, game):
     return fits & ((taken == ahead[None]) | ~within).all(-1)
 
 
+def probe_games(game):
+    """States no candidate was fit on and no recovery is measured on: the agent on every open cell,
+    the goal on every other open cell that is no training problem's goal, empty buffer (the test
+    states instead if every open cell is some problem's goal)."""
+    goals = {tuple(game.problem_cells(p)[1]) for p in game.problems}
+    pairs = [(a, g) for a in game.open_cells for g in game.open_cells if tuple(g) not in goals and a != g]
+    if not pairs:
+        return test_games(game)
+    return ComboGridBatch([a for a, _ in pairs], [g for _, g in pairs], game)
+
+
+def behaviours(candidates, agents, games):
+    """Per candidate, the action sequence it plays most often, acting for its length from the
+    games' states (among the rollouts the goal does not end), and the fraction of the states from
+    which it plays it (up to where the goal ends the rollout)."""
+    taken = greedy_rollouts(candidates, agents, games)
+    sequences, shares = [], np.zeros(len(candidates))
+    for k, length in enumerate(candidates.length):
+        rows = taken[k, :, :length]
+        whole = rows[(rows >= 0).all(1)]
+        played, counts = np.unique(whole if len(whole) else rows, axis=0, return_counts=True)
+        sequences.append(tuple(played[np.argmax(counts)].tolist()))
+        shares[k] = performs(rows, sequences[-1]).mean()
+    return sequences, shares
+
+
+def functions(sequences, shares, uses):
+    """Candidates grouped by what they do: those that play the same sequence from >= 90% of the
+    probe states are one group, every other candidate a group of its own. Returns the groups
+    (lists of candidate indices, in order of their first candidate) and each group's
+    representative: its most consistent candidate, then the one that applies at most positions."""
+    groups = {}
+    for k, (sequence, share) in enumerate(zip(sequences, shares)):
+        groups.setdefault(sequence if share >= RECOVERED else k, []).append(k)
+    groups = list(groups.values())
+    return groups, np.array([max(g, key=lambda k: (shares[k], uses[k], -k)) for g in groups], dtype=np.int64)
+
+
 class LevinLoss:
     """The Levin loss of option sets on the solutions, with the options' applicability precomputed.
 
     For one solution of n actions, d is the least number of decisions that reproduces it, where a
     decision is a primitive action (one step) or an applicable option (its length in steps), and
-    an option is never used on the solution of its own network; its loss is
+    an option is never used on a solution of its own network's problem; its loss is
     log(n + 1) + d log(K + 3) for K options. A set's loss is the sum over the solutions.
     """
 
-    def __init__(self, applicable, network, length, trajectory_lengths, source=None, actions=3):
-        """applicable (K, positions), solution by solution; network and length (K,); with source
-        (K,), an option is not used on the solution its segment was cut from either."""
+    def __init__(self, applicable, network, length, trajectory_lengths, source=None, actions=3, problem=None):
+        """applicable (K, positions), solution by solution; network and length (K,); problem
+        (solutions,): each solution's problem (default: solution k is of problem k). With source
+        (K,), an option is not used on the solutions of the problem its segment was cut from either;
+        with network None, on every solution (applicable is already barred)."""
         self.applicable = np.array(applicable, dtype=bool)             # (K, positions), a copy
         self.length = np.asarray(length)
-        self.trajectory_lengths = list(trajectory_lengths)
-        self.offsets = np.cumsum([0] + self.trajectory_lengths)
+        self.trajectory_lengths = np.array(trajectory_lengths, dtype=np.int64)
+        self.problem = np.arange(len(self.trajectory_lengths)) if problem is None else np.asarray(problem)
+        self.offsets = np.cumsum([0, *self.trajectory_lengths])
         self.actions = actions
-        for p in range(len(self.trajectory_lengths)):
-            barred = np.asarray(network) == p
+        self.position_problem = np.repeat(self.problem, self.trajectory_lengths)
+        end = np.repeat(self.offsets[1:], self.trajectory_lengths)
+        self.applicable &= np.arange(len(end))[None, :] + self.length[:, None] <= end[None, :]
+        if network is not None:
+            barred = np.asarray(network)[:, None] == self.position_problem[None, :]
             if source is not None:
-                barred |= np.asarray(source) == p
-            self.applicable[barred, self.offsets[p]:self.offsets[p + 1]] = False
-            past_end = np.arange(self.offsets[p], self.offsets[p + 1])[None, :] + self.length[:, None] > self.offsets[p + 1]
-            self.applicable[:, self.offsets[p]:self.offsets[p + 1]] &= ~past_end
-        self.padded = np.vstack([self.applicable, np.zeros((1, self.applicable.shape[1]), dtype=bool)])
+                barred |= np.asarray(source)[:, None] == self.position_problem[None, :]
+            self.applicable &= ~barred
+        width = int(self.trajectory_lengths.max())
+        self.padded = np.zeros((len(self.length) + 1, len(self.trajectory_lengths), width), dtype=bool)
+        for t, (first, n) in enumerate(zip(self.offsets, self.trajectory_lengths)):
+            self.padded[:-1, t, :n] = self.applicable[:, first:first + n]    # the last row: no option
         self.padded_length = np.append(self.length, 1).astype(np.int64)
+        self.depth = float(np.log(self.trajectory_lengths + 1).sum())
 
     def __len__(self):
         return len(self.length)
 
+    def merged(self, groups, length):
+        """The loss of options each usable wherever one of the candidates of its group (a list of
+        indices) is: one option per group, of the given lengths."""
+        table = np.array([self.applicable[g].any(0) for g in groups]).reshape(len(groups), -1)
+        return LevinLoss(table, None, length, self.trajectory_lengths, actions=self.actions, problem=self.problem)
+
     def decisions(self, sets):
         """(B, solutions) the least number of decisions per solution of each option set; sets
-        (B, s) holds candidate indices, -1 for none."""
+        (B, s) holds candidate indices, -1 for none. One dynamic programme over positions, all
+        solutions and sets at once."""
         sets = np.asarray(sets, dtype=np.int64).reshape(len(sets), -1)
         index = np.where(sets >= 0, sets, len(self))        # -1: the padding row, which applies nowhere
-        count = len(sets)
-        result = np.zeros((count, len(self.trajectory_lengths)), dtype=np.int64)
-        for p, n in enumerate(self.trajectory_lengths):
-            first = self.offsets[p]
-            usable = self.padded[index, first:first + n]                            # (B, s, n)
-            ends = np.arange(n) + self.padded_length[index][..., None]              # (B, s, n)
-            best = np.tile(np.arange(n + 1), (count, 1))      # best[b, j]: decisions to reach j
-            for j in range(n):
-                np.minimum(best[:, j + 1], best[:, j] + 1, out=best[:, j + 1])
-                b, s = np.nonzero(usable[:, :, j])
-                np.minimum.at(best, (b, ends[b, s, j]), best[b, j] + 1)
-            result[:, p] = best[:, n]
-        return result
+        usable = self.padded[index]                          # (B, s, solutions, width)
+        steps = self.padded_length[index]                    # (B, s)
+        width = self.padded.shape[-1]
+        best = np.tile(np.arange(width + 1), (len(sets), len(self.trajectory_lengths), 1))  # decisions to reach j
+        for j in range(width):
+            np.minimum(best[:, :, j + 1], best[:, :, j] + 1, out=best[:, :, j + 1])
+            b, s, t = np.nonzero(usable[..., j])
+            np.minimum.at(best, (b, t, j + steps[b, s]), best[b, t, j] + 1)
+        return best[:, np.arange(len(self.trajectory_lengths)), self.trajectory_lengths]
 
     def __call__(self, sets):
         """(B,) the Levin loss of each option set (B, s), -1 for no option."""
         sets = np.asarray(sets, dtype=np.int64).reshape(len(sets), -1)
         options = (sets >= 0).sum(1)
-        decisions = self.decisions(sets)
-        depth = sum(math.log(n + 1) for n in self.trajectory_lengths)
-        return depth + decisions.sum(1) * np.log(options + self.actions)
+        return self.depth + self.decisions(sets).sum(1) * np.log(options + self.actions)
 
     def uses(self):
         """(K,) the positions where each candidate is applicable: how much it can shorten."""
@@ -417,14 +513,15 @@ class Discovery:
     """One run: the candidates, the options chosen among them, their Levin loss and recovery."""
     candidates: dict          # {length: (masks learned, candidates kept)}
     options: Candidates       # the chosen options
-    used_at: list             # per option, {problem: positions of its solution where it applies}
+    used_at: list             # per option, {problem: positions of its solutions where it applies}
     loss_without: float       # Levin loss of the solutions with primitive actions only
     loss_with: float          # ... with the chosen options
-    decisions_without: list   # per solution, the decisions with primitive actions only
+    decisions_without: list   # per problem, the decisions over its solutions with primitive actions only
     decisions_with: list      # ... with the chosen options
     measured: list            # per option, recovery()'s dict with its actions from every test state
     seconds: float
     game: object              # the combogrid.Game played
+    evidence: dict            # {problem: the number of its solutions the Levin loss is computed on, their actions}
 
     def scores(self):
         return precision_recall(self.measured, self.game)
@@ -438,11 +535,12 @@ class Discovery:
             options.append({
                 "network": problems[self.options.network[k]], "source": problems[source], "start": start,
                 "length": length, "segment_actions": trajectories[source].get_actions()[start:start + length],
-                "mask_loss": float(self.options.best_loss[k]), "uses": sum(map(len, self.used_at[k].values())),
+                "mask_loss": float(self.options.best_loss[k]), "uses": sum(self.used_at[k].values()),
                 "used_at": self.used_at[k], **self.measured[k]})
         return {"candidates": {str(n): {"learned": learned, "kept": kept}
                                for n, (learned, kept) in self.candidates.items()},
                 "solutions": {p: t.get_actions() for p, t in zip(problems, trajectories)},
+                "evidence": self.evidence,
                 "levin_loss_without": self.loss_without, "levin_loss": self.loss_with,
                 "decisions_without": dict(zip(problems, self.decisions_without)),
                 "decisions": dict(zip(problems, self.decisions_with)),
@@ -453,22 +551,31 @@ class Discovery:
 @dataclass
 class Choice:
     """The method's result before it is measured against any true decomposition."""
-    candidates: Candidates    # every candidate that reproduces its segment
+    candidates: Candidates    # the options to choose from: every candidate that reproduces its segment, or
+                              # with merging one per function (its representative)
     kept: dict                # {length: (masks learned, candidates kept)}
-    loss: LevinLoss           # over the solutions, with the candidates' applicability
+    loss: LevinLoss           # over the evidence's solutions, with the options' applicability
     chosen: list              # indices into candidates of the options chosen
     value: float              # the chosen set's Levin loss
+    networks: list            # per option, the networks (problem indices) of the candidates it stands for
+    shares: Optional[np.ndarray] = None  # with merging: per option, the fraction of the probe states
+                                         # from which its representative plays its sequence
 
     def compression(self):
-        """The Levin loss without options and the decisions per solution without and with the chosen ones."""
+        """The Levin loss without options and the decisions per problem (summed over its solutions)
+        without and with the chosen ones."""
         none = as_sets([[]], 1)
-        return (float(self.loss(none)[0]), self.loss.decisions(none)[0].tolist(),
-                self.loss.decisions(as_sets([self.chosen], max(len(self.chosen), 1)))[0].tolist())
+        problems = int(self.loss.problem.max()) + 1
+        per_problem = lambda d: np.bincount(self.loss.problem, d, problems).astype(int).tolist()  # noqa: E731
+        return (float(self.loss(none)[0]), per_problem(self.loss.decisions(none)[0]),
+                per_problem(self.loss.decisions(as_sets([self.chosen], max(len(self.chosen), 1)))[0]))
 
 
-def choose_options(agents, trajectories, settings, game, say=print):
+def choose_options(agents, trajectories, settings, game, say=print, evidence=None, probe=None):
     """Candidates, their applicability and the selection, on one set of networks and their
-    solutions in `game` (a combogrid.Game, or any game with its solution_games and problems)."""
+    solutions in `game` (a combogrid.Game, or any game with its solution_games and problems).
+    The Levin loss is computed on `evidence` (an Evidence; default: the solutions). With `probe`
+    (games), candidates that play the same sequence from its states are merged into one option."""
     cut = segments(trajectories, settings.checked().max_length)
     learned = {n: sum(length == n for _, _, length in cut) * (len(agents) - 1) * settings.mask_seeds
                for n in sorted({length for _, _, length in cut})}
@@ -476,12 +583,21 @@ def choose_options(agents, trajectories, settings, game, say=print):
         f"{settings.max_length} actions of the other networks' solutions x {settings.mask_seeds} seed(s)), one batch")
     candidates = learn_candidates(agents, trajectories, settings, game, mask_progress(say))
     kept = {n: (learned[n], int((candidates.length == n).sum())) for n in learned}
-    say(f"{len(candidates)} candidates reproduce their segment; their applicability on the solutions")
-    table = applicability(candidates, agents, trajectories, game)
-    loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories],
-                     candidates.source if settings.not_on_source else None)
+    evidence = solutions_evidence(trajectories, game) if evidence is None else evidence
+    say(f"{len(candidates)} candidates reproduce their segment; their applicability on "
+        f"{len(evidence.actions)} solutions ({sum(evidence.lengths)} states)")
+    loss = LevinLoss(applicability(candidates, agents, evidence), candidates.network, candidates.length,
+                     evidence.lengths, candidates.source if settings.not_on_source else None, problem=evidence.problem)
+    networks, shares = [[int(a)] for a in candidates.network], None
+    if probe is not None:
+        sequences, every_share = behaviours(candidates, agents, probe)
+        groups, representatives = functions(sequences, every_share, loss.uses())
+        say(f"{len(groups)} functions: the candidates grouped by the sequence they play from {len(probe)} probe states")
+        loss = loss.merged(groups, candidates.length[representatives])
+        networks = [sorted({int(candidates.network[k]) for k in g}) for g in groups]
+        candidates, shares = candidates.subset(representatives), every_share[representatives]
     chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
-    return Choice(candidates, kept, loss, chosen, value)
+    return Choice(candidates, kept, loss, chosen, value, networks, shares)
 
 
 def discover(agents, trajectories, settings, game, say=print):
@@ -489,20 +605,33 @@ def discover(agents, trajectories, settings, game, say=print):
     selection (choose_options), then recovery of the game's true combos, with DiscoverySettings.
     `say` receives the progress lines."""
     started = time.time()
-    choice = choose_options(agents, trajectories, settings, game, say)
-    options, loss, chosen = choice.candidates.subset(choice.chosen), choice.loss, choice.chosen
+    evidence = every_start_evidence(agents, game) if settings.every_start else None
+    choice = choose_options(agents, trajectories, settings, game, say, evidence,
+                            probe_games(game) if settings.merge else None)
+    options, chosen = choice.candidates.subset(choice.chosen), choice.chosen
     taken = greedy_rollouts(options, agents, test_games(game)) if chosen else np.zeros((0, 0, 0))
     measured = [{**recovery(taken[k, :, :options.length[k]], game), "actions": taken[k, :, :options.length[k]].tolist()}
                 for k in range(len(options))]
+    for k, c in enumerate(chosen):
+        measured[k]["networks"] = [game.problems[a] for a in choice.networks[c]]
+        if choice.shares is not None:
+            measured[k]["probe_share"] = float(choice.shares[c])
     loss_without, decisions_without, decisions_with = choice.compression()
-    return Discovery(choice.kept, options, used_where(loss, chosen, game.problems), loss_without, choice.value,
-                     decisions_without, decisions_with, measured, time.time() - started, game)
+    return Discovery(choice.kept, options, used_where(choice.loss, chosen, game.problems), loss_without, choice.value,
+                     decisions_without, decisions_with, measured, time.time() - started, game,
+                     evidence_sizes(choice.loss, game.problems))
+
+
+def evidence_sizes(loss, problems):
+    """{problem: {"solutions": how many of its solutions the loss is computed on, "actions": their actions}}."""
+    return {p: {"solutions": int((loss.problem == i).sum()), "actions": int(loss.trajectory_lengths[loss.problem == i].sum())}
+            for i, p in enumerate(problems)}
 
 
 def used_where(loss, chosen, problems):
-    """Per chosen option, {problem: positions of its solution where it applies}."""
-    return [{p: np.flatnonzero(loss.applicable[k, loss.offsets[i]:loss.offsets[i + 1]]).tolist()
-             for i, p in enumerate(problems)} for k in chosen]
+    """Per chosen option, {problem: the positions of that problem's solutions where it applies}."""
+    return [{p: int(loss.applicable[k, loss.position_problem == i].sum()) for i, p in enumerate(problems)}
+            for k in chosen]
 
 
 def options_record(chosen, game, model_paths, hidden_size):
