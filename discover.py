@@ -11,8 +11,13 @@ ones found are the true combos.
    it acts greedily for the segment's length. Candidates that do not reproduce their own segment
    are dropped.
 2. Applicability: a candidate of length l applies at position j of a solution if its greedy
-   rollout of l steps from that state takes exactly the solution's next l actions.
-3. Selection: at most --max-options candidates that minimise the Levin loss of the four solutions
+   rollout of l steps from that state takes exactly the solution's next l actions. The solutions
+   are each network's greedy solutions of its problem from every non-goal cell (--no-every-start:
+   from the problem's start only).
+3. Functions: candidates that play the same sequence from >= 90% of the probe states (the agent
+   anywhere, the goal on a cell no training problem has) are one option, applicable wherever one
+   of them is (--no-merge: every candidate an option of its own).
+   Selection: at most --max-options options that minimise the Levin loss of the solutions
    (decomposition.discovery.LevinLoss): greedy, then local search with --restarts restarts.
 4. Recovery: each chosen option's actions from every non-goal cell of the four problems with an
    empty buffer, the fraction of those states from which it performs each true combo (or
@@ -53,6 +58,11 @@ class Args(discovery.DiscoverySettings):
     sets_dir: Optional[str] = None
     """run on every network set of this folder (train_ppo.py --num-sets) instead, and summarise
     precision and recall across the sets (sets.json in --save-dir)"""
+
+    ceiling: bool = False
+    """instead of discovering: per true combo, the best fraction of the test states from which a mask
+    (of every network x --mask-seeds, neuron masks or --mask-inputs) plays it when told the combo and fit on
+    every probe state: what such masks can do at all (ceiling.json in --save-dir)"""
 
     RANGES = {**discovery.DiscoverySettings.RANGES, "threads": Range(1, 64)}
 
@@ -145,13 +155,41 @@ def recovery_figure(record, game):
     return figure
 
 
-def sets_study(args):
-    """Discovery on every network set of args.sets_dir: one record per set."""
-    game = sized_game(args.game)
+def set_folders(args, game):
+    """The network sets of args.sets_dir, each of optimal networks."""
     folders = across_sets.set_folders(args.sets_dir, game)
     failed = [path for folder in folders for path in across_sets.not_optimal(folder)]
     if failed:
         raise across_sets.BadSetsFolder(f"not optimal according to training.json, so not studied: {', '.join(failed)}")
+    return folders
+
+
+def ceiling_study(args):
+    """discovery.ceiling on the networks of --model-paths, or of every set of --sets-dir."""
+    game = sized_game(args.game)
+    folders = set_folders(args, game) if args.sets_dir is not None else [None]
+    runs = []
+    for k, folder in enumerate(folders):
+        paths = args.model_paths if folder is None else tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
+        settings = extraction.ExtractionSettings(game=args.game, model_paths=paths, hidden_size=args.hidden_size)
+        print(f"set {k + 1}/{len(folders)}: masks told each combo, fit on every probe state", flush=True)
+        runs.append({"set": folder, "combos": discovery.ceiling(extraction.load_agents(settings), game, args)})
+    return {"args": asdict(args), "game": game.describe(), "runs": runs}
+
+
+def ceiling_summary(study):
+    """Per set, the best whole-combo fraction per combo; the sets where every combo reaches 90%."""
+    names = list(study["runs"][0]["combos"])
+    rows = [[os.path.basename(r["set"] or "--model-paths"), *(f"{r['combos'][n]:.2f}" for n in names)] for r in study["runs"]]
+    every = sum(min(r["combos"].values()) >= discovery.RECOVERED for r in study["runs"])
+    return (tabulate(rows, headers=["set", *names], tablefmt="grid") +
+            f"\nevery combo from >= {discovery.RECOVERED:.0%} of the test states on {every} of {len(rows)} set(s)")
+
+
+def sets_study(args):
+    """Discovery on every network set of args.sets_dir: one record per set."""
+    game = sized_game(args.game)
+    folders = set_folders(args, game)
     records, started = [], time.time()
     for k, folder in enumerate(folders):
         left = "" if not k else f", about {(time.time() - started) / k * (len(folders) - k):.0f} s left"
@@ -182,6 +220,13 @@ def sets_summary(study):
 def main(args):
     check(check_args(args))
     torch.set_num_threads(args.threads)
+    if args.ceiling:
+        study = ceiling_study(args)
+        print(ceiling_summary(study))
+        if args.save_dir is not None:
+            write(lambda: write_file_set(args.save_dir, {"ceiling.json": json_writer(study, indent=1)}), args)
+            print(f"wrote ceiling.json to {args.save_dir}")
+        return
     if args.sets_dir is not None:
         study = sets_study(args)
         print(sets_summary(study))

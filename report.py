@@ -53,7 +53,7 @@ REUSE_DISCOVERED = ("python downstream.py --conditions none inputs discovered --
 # name: (discover.py options, what it measures); each is run on the shipped networks into
 # results/NAME and on the network sets into results/NAME_sets
 DISCOVERY = {"discovery": ({}, "neuron masks (the defaults)"),
-             "discovery_inputs": ({"mask_inputs": True, "mask_seeds": 4}, "--mask-inputs --mask-seeds 4")}
+             "discovery_inputs": ({"mask_inputs": True}, "--mask-inputs")}
 
 
 KIT = os.path.dirname(os.path.abspath(__file__))

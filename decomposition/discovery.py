@@ -18,6 +18,7 @@ segment (problem `source`, actions start .. start + length) of another network's
 solution; as an option it acts greedily for `length` steps. discover.py is the script.
 """
 
+import dataclasses
 import itertools
 import math
 import time
@@ -497,6 +498,42 @@ def recovery(actions, game):
             "performs": best if best is not None and fractions[best] >= RECOVERED else None}
 
 
+def ceiling(agents, game, settings):
+    """How well masks of these networks can play each true combo at all, told the combo and fit on
+    many states: per network and mask seed, a mask (settings' kind) fit on the combo played from
+    every probe state, none of them a test state. Returns, per combo, the highest fraction of the
+    test states from which one of the masks plays the whole combo."""
+    probe, combos = probe_games(game), [tuple(actions) for _, actions in game.combos]
+    observations, actions = [], []
+    for combo in combos:
+        played, seen = probe.subset(np.arange(len(probe))), []
+        for action in combo:
+            seen.append(played.observations())
+            played.step(np.full(len(played), action))
+        observations.append(np.concatenate(seen))
+        actions.append(np.repeat(combo, len(probe)))
+    observations, actions = torch.from_numpy(np.stack(observations)), torch.from_numpy(np.stack(actions))
+    weights = torch.full(actions.shape, 1.0 / actions.shape[1])
+    generator = torch.Generator().manual_seed(settings.seed)
+    shape = (settings.mask_seeds, len(combos), len(agents))
+    neuron_theta = torch.nn.Parameter(torch.randn(*shape, 3, settings.hidden_size, generator=generator))
+    input_theta = fill = None
+    if settings.mask_inputs:
+        input_theta = torch.nn.Parameter(torch.randn(*shape, 2, observations.shape[-1], generator=generator))
+        fill = input_fills(observations, weights, settings.input_fill)
+    neuron_masks, input_masks, _, best_loss, _ = fit_masks(
+        StackedActors(agents), observations, actions, weights, neuron_theta, input_theta,
+        dataclasses.replace(settings, log_every=0), None, discretize, fill)
+    seeds, combo, network = (x.reshape(-1) for x in np.indices(shape))
+    masks = Candidates(network, combo, np.zeros_like(combo), np.full(len(combo), game.combo_length),
+                       neuron_masks.detach().reshape(-1, *neuron_masks.shape[-2:]), best_loss.detach().reshape(-1).numpy(),
+                       None if input_masks is None else input_masks.detach().reshape(-1, input_masks.shape[-1]),
+                       None if fill is None else fill[torch.as_tensor(combo)])
+    taken = greedy_rollouts(masks, agents, test_games(game))
+    played = np.array([performs(taken[k], combos[c]).mean() for k, c in enumerate(combo)])
+    return {name: float(played[combo == c].max()) for c, name in enumerate(game.combo_names)}
+
+
 def precision_recall(measured, game):
     """Precision: the fraction of the options that perform a true combo or a concatenation of
     combos from >= 90% of the states. Recall: the fraction of the true combos that some option
@@ -558,8 +595,8 @@ class Choice:
     chosen: list              # indices into candidates of the options chosen
     value: float              # the chosen set's Levin loss
     networks: list            # per option, the networks (problem indices) of the candidates it stands for
-    shares: Optional[np.ndarray] = None  # with merging: per option, the fraction of the probe states
-                                         # from which its representative plays its sequence
+    sequences: Optional[list] = None     # with merging: per option, the sequence it plays from the probe states
+    shares: Optional[np.ndarray] = None  # ... and the fraction of them from which its representative plays it
 
     def compression(self):
         """The Levin loss without options and the decisions per problem (summed over its solutions)
@@ -588,7 +625,7 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
         f"{len(evidence.actions)} solutions ({sum(evidence.lengths)} states)")
     loss = LevinLoss(applicability(candidates, agents, evidence), candidates.network, candidates.length,
                      evidence.lengths, candidates.source if settings.not_on_source else None, problem=evidence.problem)
-    networks, shares = [[int(a)] for a in candidates.network], None
+    networks, sequences, shares = [[int(a)] for a in candidates.network], None, None
     if probe is not None:
         sequences, every_share = behaviours(candidates, agents, probe)
         groups, representatives = functions(sequences, every_share, loss.uses())
@@ -596,8 +633,9 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
         loss = loss.merged(groups, candidates.length[representatives])
         networks = [sorted({int(candidates.network[k]) for k in g}) for g in groups]
         candidates, shares = candidates.subset(representatives), every_share[representatives]
+        sequences = [sequences[k] for k in representatives]
     chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
-    return Choice(candidates, kept, loss, chosen, value, networks, shares)
+    return Choice(candidates, kept, loss, chosen, value, networks, sequences, shares)
 
 
 def discover(agents, trajectories, settings, game, say=print):
@@ -615,7 +653,7 @@ def discover(agents, trajectories, settings, game, say=print):
     for k, c in enumerate(chosen):
         measured[k]["networks"] = [game.problems[a] for a in choice.networks[c]]
         if choice.shares is not None:
-            measured[k]["probe_share"] = float(choice.shares[c])
+            measured[k]["probe_sequence"], measured[k]["probe_share"] = list(choice.sequences[c]), float(choice.shares[c])
     loss_without, decisions_without, decisions_with = choice.compression()
     return Discovery(choice.kept, options, used_where(choice.loss, chosen, game.problems), loss_without, choice.value,
                      decisions_without, decisions_with, measured, time.time() - started, game,
@@ -670,11 +708,11 @@ def search_progress(say, every=0.25):
 
 def options_table(record):
     """The chosen options, one row each."""
-    rows = [[k, o["network"], f"{o['source']} [{o['start']}:{o['start'] + o['length']}]", o["length"],
-             "".join(map(str, o["segment_actions"])), o["uses"],
+    rows = [[k, o["network"], len(o.get("networks", [o["network"]])), f"{o['source']} [{o['start']}:{o['start'] + o['length']}]",
+             o["length"], "".join(map(str, o["segment_actions"])), o["uses"],
              f"{o['best_match']} {o['best_fraction']:.2f}" if o["best_match"] else "-"]
             for k, o in enumerate(record["options"])]
-    return tabulate(rows, headers=["option", "network", "segment", "length", "actions", "uses",
+    return tabulate(rows, headers=["option", "network", "networks", "segment", "length", "actions", "uses",
                                    "performs (fraction of test states)"], tablefmt="grid")
 
 

@@ -55,6 +55,52 @@ def test_not_on_source_bars_the_segments_own_solution_too():
     assert loss.decisions(discovery.as_sets([[0], [2]], 1)).tolist() == [[6, 4], [3, 4]]
 
 
+def test_levin_loss_bars_every_solution_of_the_options_problem():
+    # three solutions: two of problem 0 (3 and 2 actions), one of problem 1 (3 actions)
+    loss = discovery.LevinLoss(table({0: [0, 3, 5]}, 8), network=[0], length=[2], trajectory_lengths=[3, 2, 3],
+                               problem=[0, 0, 1])
+    assert loss.decisions(discovery.as_sets([[0]], 1)).tolist() == [[3, 2, 2]]
+    assert loss.uses().tolist() == [1]
+
+
+def test_merged_options_apply_wherever_one_of_their_candidates_does():
+    # candidate 0 (network 0) applies on solution 1, candidate 1 (network 1) on solution 0: merged,
+    # one option shortens both; each candidate alone stays barred from its own network's solution
+    loss = discovery.LevinLoss(table({0: [0, 4], 1: [0, 4], 2: [2]}, 8), network=[0, 1, 1], length=[3, 3, 2],
+                               trajectory_lengths=[4, 4])
+    assert loss.decisions(discovery.as_sets([[0], [1]], 1)).tolist() == [[4, 2], [2, 4]]
+    merged = loss.merged([[0, 1], [2]], length=[3, 2])
+    assert merged.decisions(discovery.as_sets([[0], [1]], 1)).tolist() == [[2, 2], [3, 4]]
+
+
+def test_functions_group_candidates_that_play_the_same_sequence():
+    sequences = [(0, 0, 1), (0, 1), (0, 0, 1), (0, 0, 1), (2, 1, 0)]
+    shares = np.array([0.95, 1.0, 1.0, 0.5, 0.8])         # candidate 3 plays Up too rarely to merge
+    groups, representatives = discovery.functions(sequences, shares, uses=np.array([5, 1, 2, 9, 3]))
+    assert groups == [[0, 2], [1], [3], [4]]
+    assert representatives.tolist() == [2, 1, 3, 4]        # the most consistent of its group
+
+
+def test_every_start_solutions_replay_to_the_goal():
+    from decomposition import extraction
+    settings = extraction.ExtractionSettings(model_paths=MODELS)
+    agents = extraction.load_agents(settings)
+    evidence = discovery.every_start_evidence(agents, DEFAULT_GAME)
+    own = [t.get_actions() for t in extraction.solution_trajectories(agents, settings)]
+    for p, problem in enumerate(PROBLEMS):
+        assert own[p] in [a for a, q in zip(evidence.actions, evidence.problem) if q == p]
+    assert len(evidence.actions) > 4 * 20 and len(evidence.games) == sum(evidence.lengths)
+    ends = evidence.games.subset(np.cumsum(evidence.lengths) - 1)     # each solution's last state
+    ends.step(np.array([a[-1] for a in evidence.actions]))
+    assert ends.at_goal().all()
+
+
+def test_probe_states_are_no_test_states():
+    probe, test = discovery.probe_games(DEFAULT_GAME), discovery.test_games(DEFAULT_GAME)
+    seen = {(tuple(a), tuple(g)) for a, g in zip(test.agents, test.goals)}
+    assert len(probe) == 24 * 21 and not seen & {(tuple(a), tuple(g)) for a, g in zip(probe.agents, probe.goals)}
+
+
 # one solution of 12 actions (and one of 1, the options' own network's): A covers it in three
 # pieces, B and C in two halves only together. Greedy takes A and stops; the best set is {B, C}.
 SELECTION = dict(applicable=table({0: [0, 4, 8], 1: [0], 2: [6], 3: []}, 13),
@@ -213,3 +259,21 @@ def test_the_discovered_options_are_a_condition_of_the_reuse_study(tmp_path):
         runs = json.load(file)["runs"]
     assert sorted({r["condition"] for r in runs}) == ["discovered", "none"]
     assert all(r["auc"] == pytest.approx(np.mean(r["eval_spl"])) for r in runs)
+
+
+def test_input_masks_find_the_four_combos_as_functions_of_several_networks(tmp_path):
+    discover.main(discover.Args(**{**SMALL, "mask_learning_steps": 800}, mask_inputs=True, save_dir=str(tmp_path)))
+    with open(tmp_path / "discovery.json") as file:
+        record = json.load(file)
+    assert record["recall"] == 1.0 and record["precision"] >= 0.8
+    merged = [o for o in record["options"] if len(o["networks"]) > 1]
+    assert merged and all(o["probe_share"] >= discovery.RECOVERED for o in merged)
+
+
+def test_ceiling_of_told_masks(tmp_path):
+    discover.main(discover.Args(ceiling=True, mask_seeds=1, mask_learning_steps=300, log_every=0, model_paths=MODELS,
+                                save_dir=str(tmp_path)))
+    with open(tmp_path / "ceiling.json") as file:
+        combos = json.load(file)["runs"][0]["combos"]
+    assert list(combos) == list(COMBO_NAMES) and all(0 <= value <= 1 for value in combos.values())
+    assert combos["Up"] >= 0.9          # told Up and fit on 504 states, a neuron mask plays it from the test states
