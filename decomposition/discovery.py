@@ -287,12 +287,15 @@ def applicability(candidates, agents, evidence):
     return fits & ((taken == ahead[None]) | ~within).all(-1)
 
 
-def probe_games(game):
-    """States no candidate was fit on and no recovery is measured on: the agent on every open cell,
-    the goal on every other open cell that is no training problem's goal, empty buffer (the test
-    states instead if every open cell is some problem's goal)."""
-    goals = {tuple(game.problem_cells(p)[1]) for p in game.problems}
-    pairs = [(a, g) for a in game.open_cells for g in game.open_cells if tuple(g) not in goals and a != g]
+def probe_games(game, half=None):
+    """States no candidate was fit on and no solution passes through: the agent on every open cell,
+    the goal on a cell that is no training problem's goal, empty buffer. Those goal cells in
+    row-major order are dealt out in turn: half 0 (the first, third, ...) is where candidates are
+    merged into functions, half 1 where the chosen options' recovery is tested again, held out of
+    everything else; half None: both (the test states instead if every open cell is some problem's goal)."""
+    taken = {tuple(game.problem_cells(p)[1]) for p in game.problems}
+    goals = [g for g in game.open_cells if tuple(g) not in taken][slice(half, None, 2) if half is not None else slice(None)]
+    pairs = [(a, g) for g in goals for a in game.open_cells if a != g]
     if not pairs:
         return test_games(game)
     return ComboGridBatch([a for a, _ in pairs], [g for _, g in pairs], game)
@@ -582,6 +585,8 @@ class Discovery:
                 "decisions_without": dict(zip(problems, self.decisions_without)),
                 "decisions": dict(zip(problems, self.decisions_with)),
                 "options": options, "precision": precision, "recall": recall, "recalled": recalled,
+                "held_out": dict(zip(("precision", "recall", "recalled"),
+                                     precision_recall([m["held_out"] for m in self.measured], self.game))),
                 "seconds": self.seconds}
 
 
@@ -645,12 +650,14 @@ def discover(agents, trajectories, settings, game, say=print):
     started = time.time()
     evidence = every_start_evidence(agents, game) if settings.every_start else None
     choice = choose_options(agents, trajectories, settings, game, say, evidence,
-                            probe_games(game) if settings.merge else None)
+                            probe_games(game, 0) if settings.merge else None)
     options, chosen = choice.candidates.subset(choice.chosen), choice.chosen
     taken = greedy_rollouts(options, agents, test_games(game)) if chosen else np.zeros((0, 0, 0))
     measured = [{**recovery(taken[k, :, :options.length[k]], game), "actions": taken[k, :, :options.length[k]].tolist()}
                 for k in range(len(options))]
+    held_out = greedy_rollouts(options, agents, probe_games(game, 1)) if chosen else np.zeros((0, 0, 0))
     for k, c in enumerate(chosen):
+        measured[k]["held_out"] = recovery(held_out[k, :, :options.length[k]], game)
         measured[k]["networks"] = [game.problems[a] for a in choice.networks[c]]
         if choice.shares is not None:
             measured[k]["probe_sequence"], measured[k]["probe_share"] = list(choice.sequences[c]), float(choice.shares[c])
@@ -726,4 +733,6 @@ def run_summary(record):
         f"(decisions {decisions('decisions')})",
         f"precision {record['precision']:.2f}  recall {record['recall']:.2f} "
         f"(combos performed from >= {RECOVERED:.0%} of the test states: "
-        f"{', '.join(record['recalled']) or 'none'})"])
+        f"{', '.join(record['recalled']) or 'none'})",
+        f"held out (the goal on cells no training problem has): precision {record['held_out']['precision']:.2f}  "
+        f"recall {record['held_out']['recall']:.2f} ({', '.join(record['held_out']['recalled']) or 'none'})"])

@@ -95,10 +95,12 @@ def test_every_start_solutions_replay_to_the_goal():
     assert ends.at_goal().all()
 
 
-def test_probe_states_are_no_test_states():
-    probe, test = discovery.probe_games(DEFAULT_GAME), discovery.test_games(DEFAULT_GAME)
-    seen = {(tuple(a), tuple(g)) for a, g in zip(test.agents, test.goals)}
-    assert len(probe) == 24 * 21 and not seen & {(tuple(a), tuple(g)) for a, g in zip(probe.agents, probe.goals)}
+def test_probe_states_are_no_test_states_and_their_halves_share_no_goal():
+    states = lambda games: {(tuple(a), tuple(g)) for a, g in zip(games.agents, games.goals)}  # noqa: E731
+    merge, held_out = discovery.probe_games(DEFAULT_GAME, 0), discovery.probe_games(DEFAULT_GAME, 1)
+    assert len(merge) == 24 * 11 and len(held_out) == 24 * 10 and len(discovery.probe_games(DEFAULT_GAME)) == 24 * 21
+    assert not {tuple(g) for g in merge.goals} & {tuple(g) for g in held_out.goals}
+    assert not states(discovery.test_games(DEFAULT_GAME)) & (states(merge) | states(held_out))
 
 
 # one solution of 12 actions (and one of 1, the options' own network's): A covers it in three
