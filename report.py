@@ -47,6 +47,8 @@ STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-di
 REUSE = "python downstream.py --save-dir results/downstream"
 MINIGRID = "python minigrid_study.py --save-dir results/minigrid"
 """The MiniGrid study (section 8)."""
+CEILING = "python discover.py --ceiling --mask-seeds 4 --sets-dir results/network_sets --save-dir results/discovery_ceiling"
+"""What neuron masks can do when told the combos (section 6)."""
 REUSE_DISCOVERED = ("python downstream.py --conditions none inputs discovered --save-dir "
                     "results/downstream_discovered")
 """The discovered options (results/discovery_inputs/options.pt) as a condition of the reuse study."""
@@ -152,6 +154,10 @@ def run_all(args):
                 ["downstream.py", "--conditions", "none", "inputs", "discovered", "--discovered",
                  os.path.join(args.results_dir, "discovery_inputs", "options.pt"), "--save-dir",
                  os.path.join(args.results_dir, "downstream_discovered")])
+    if not os.path.exists(os.path.join(args.results_dir, "discovery_ceiling", "ceiling.json")):
+        run_kit(f"{CEILING} (about 4 minutes)",
+                ["discover.py", "--ceiling", "--mask-seeds", "4", "--sets-dir", args.sets_dir, "--save-dir",
+                 os.path.join(args.results_dir, "discovery_ceiling")])
     if not os.path.exists(os.path.join(args.results_dir, "minigrid", "results.json")):
         run_kit(f"{MINIGRID} (about 20 minutes)",
                 ["minigrid_study.py", "--save-dir", os.path.join(args.results_dir, "minigrid")])
@@ -547,16 +553,21 @@ def section_discovery(report, found):
         "discover.py is not. For every network and every segment of 2 to "
         f"{args['max_length']} actions of the other networks' greedy solutions it learns a mask (all in one "
         "batch) so that the masked network takes the segment's actions; a candidate that does not reproduce "
-        "its own segment is dropped. A candidate of length l applies at a position of a solution when its "
-        "greedy rollout of l steps from that state takes the solution's next l actions. The Levin loss of a "
-        "set of K options is, summed over the four solutions of n actions, log(n + 1) + d log(K + 3), with d "
-        "the least number of decisions (a primitive action, or an applicable option never used on its own "
-        "network's solution) that reproduces the solution. At most "
-        f"{args['max_options']} options are chosen: greedy, then local search with {args['restarts']} restarts. "
+        "its own segment is dropped. The Levin loss is computed on each network's greedy solutions of its "
+        "problem from every non-goal cell: states the candidates were not fit on. A candidate of length l "
+        "applies at a position of a solution when its greedy rollout of l steps from that state takes the "
+        "solution's next l actions. Candidates that play the same sequence from >= 90% of probe states (the "
+        "goal on a cell no training problem has) are one function, one option applicable wherever one of them "
+        "is; the others are options of their own. The Levin loss of a set of K options is, summed over the "
+        "solutions of n actions, log(n + 1) + d log(K + 3), with d the least number of decisions (a primitive "
+        "action, or an applicable option, a candidate never used on its own network's solutions) that "
+        f"reproduces the solution. At most {args['max_options']} options are chosen: greedy, then local search "
+        f"with {args['restarts']} restarts. "
         "Recovery: from every non-goal cell of the four problems with an empty buffer, the fraction of states "
         "from which an option performs each true combo (or, for lengths 6, 9, ..., each concatenation). "
         f"Precision: the options that perform a combo or a concatenation from >= {discovery.RECOVERED:.0%} of "
-        "the states; recall: the combos some option of length 3 performs from that many.")
+        "the states; recall: the combos some option of length 3 performs from that many. Held out: the same "
+        "from the other half of the probe states, which neither the masks, the loss nor the merging saw.")
     for name, (_, label) in DISCOVERY.items():
         run = found[name]["run"]
         report.paragraph(f"{label}: {found[name]['command']} ({run['seconds']:.0f} s).")
@@ -568,12 +579,28 @@ def section_discovery(report, found):
     report.paragraph(f"The same on the {len(first_sets(found)['sets'])} network sets (one run per set):")
     report.monospace(discovery_sets_table(found), size=6.5)
     report.paragraph(discovery_reading(found))
+    ceiling_reading(report, found["discovery"].get("ceiling"))
     discovered_reuse(report, found["discovery_inputs"].get("reuse"))
     report.paragraph(
         "Each run's discovery.json holds the options (network, "
         "segment, length, where they apply), their actions from every test state and the fractions above; "
         "options.pt holds their masks, which decomposition.options.load_discovered_options turns into "
         "options that replay in ComboGym (tests/test_discovery.py recomputes the recovery that way).")
+
+
+def ceiling_reading(report, study):
+    """How far masks of the run's kind can go at all: discover.py --ceiling on the network sets."""
+    if study is None:
+        report.paragraph(f"The ceiling of neuron masks has not been measured here ({CEILING} measures it).")
+        return
+    runs, names = study["runs"], list(study["runs"][0]["combos"])
+    every = sum(min(r["combos"].values()) >= discovery.RECOVERED for r in runs)
+    per_combo = ", ".join(f"{n} {sum(r['combos'][n] >= discovery.RECOVERED for r in runs)}" for n in names)
+    report.paragraph(
+        f"What neuron masks of these networks can do at all ({CEILING}): told each combo and fit on it played "
+        f"from every probe state, the best of {study['args']['mask_seeds']} seeds x 4 networks plays every combo "
+        f"from >= {discovery.RECOVERED:.0%} of the test states on {every} of {len(runs)} sets (sets per combo: "
+        f"{per_combo}). A neuron-mask discovery cannot recall 4/4 where even told masks do not.")
 
 
 def discovered_reuse(report, study):
@@ -607,7 +634,8 @@ def first_sets(found):
 
 
 def discovery_sets_table(found):
-    """Per configuration: precision and recall over the sets (mean and worst), sets with recall 4/4."""
+    """Per configuration: precision and recall over the sets (mean and worst), sets with recall 4/4
+    and precision >= 0.8 (on the test states and held out)."""
     rows = []
     for name, (_, label) in DISCOVERY.items():
         runs = found[name]["sets"]["runs"]
@@ -615,38 +643,34 @@ def discovery_sets_table(found):
         loss = np.array([r["levin_loss"] for r in runs])
         rows.append([label, f"{np.mean([len(r['options']) for r in runs]):.1f}", f"{precision.mean():.2f}",
                      f"{precision.min():.2f}", f"{recall.mean():.2f}", f"{recall.min():.2f}",
-                     f"{int((recall == 1).sum())}/{len(runs)}", f"{loss.mean():.1f}"])
-    return tabulate(rows, headers=["masks", "options", "precision", "worst", "recall", "worst", "recall 4/4",
-                                   "Levin loss"], tablefmt="grid")
+                     f"{sum(found_all(r) for r in runs)}/{len(runs)}",
+                     f"{sum(found_all(r['held_out']) for r in runs)}/{len(runs)}", f"{loss.mean():.1f}"])
+    return tabulate(rows, headers=["masks", "options", "precision", "worst", "recall", "worst", "4/4, prec. >= 0.8",
+                                   "held out", "Levin loss"], tablefmt="grid")
+
+
+def found_all(scores):
+    """Whether a run (or its held-out scores) recalls every combo with precision >= 0.8: issue's goal per set."""
+    return scores["recall"] == 1 and scores["precision"] >= 0.8
 
 
 def discovery_reading(found):
-    """What the chosen options are when they are not the four combos, counted over every run."""
+    """What the chosen options are, counted over every run."""
     runs = [run for entry in found.values() for run in [entry["run"], *entry["sets"]["runs"]]]
     options = [o for run in runs for o in run["options"]]
+    combos = [o for o in options if o["performs"] in COMBO_NAMES]
+    concatenated = [o for o in options if o["performs"] is not None and o["performs"] not in COMBO_NAMES]
     other = [o for o in options if o["performs"] is None]
-    concatenated = [o for o in options if o["performs"] is not None and o["length"] > 3]
+    merged = [o for o in options if len(o["networks"]) > 1]
     doubled = sum(any(sum(o["performs"] == name for o in run["options"]) > 1 for name in COMBO_NAMES) for run in runs)
-    on_source = sum(len(o["used_at"][o["source"]]) for o in other)
-    short = sum(o["length"] % 3 != 0 for o in other)
-    partial = [o for o in other if o["length"] % 3 == 0]
-    median = np.median([o["best_fraction"] for o in partial]) if partial else float("nan")
+    same = sum(run["held_out"]["recalled"] == run["recalled"] for run in runs)
     return (
         f"Over these {len(runs)} runs (both kinds of masks; the shipped networks and every set), {len(options)} "
-        f"options were chosen. {len(concatenated)} perform a "
-        f"concatenation of combos (e.g. {concatenated[0]['performs'] if concatenated else '-'}) rather than "
-        f"one combo. In {doubled} runs two options perform the same combo: a combo option cannot be used on "
-        "its own network's solution, and each combo is used by two problems, so an option from a network that "
-        "needs the combo compresses only the other solution. "
-        f"{len(other)} options perform no combo or concatenation from >= {discovery.RECOVERED:.0%} of the "
-        f"states. {short} of those have a length that is no multiple of 3: they start or end inside a combo "
-        "and apply where a solution happens to continue the same way. "
-        f"{on_source} of their {sum(o['uses'] for o in other)} applicable positions lie on the solution their "
-        "own segment was cut from: the Levin loss as stated bars an option only from its network's solution, "
-        "so an option is also scored on the data it was trained on. The other "
-        f"{len(partial)} have a combo's length and play a combo along the solutions but not from "
-        f"{discovery.RECOVERED:.0%} of the cells (median best fraction {median:.2f}): the loss only sees the "
-        "96 states of the four solutions, where such an option compresses as well as the combo.")
+        f"options were chosen: {len(combos)} perform one combo, {len(concatenated)} a concatenation of combos "
+        f"(e.g. {concatenated[0]['performs'] if concatenated else '-'}) and {len(other)} neither, from >= "
+        f"{discovery.RECOVERED:.0%} of the test states. {len(merged)} options are functions of candidates of "
+        f"two or more networks. In {doubled} runs two options perform the same combo. The held-out probe "
+        f"states recall the same combos as the test states in {same} of the {len(runs)} runs.")
 
 
 def family_goals(entry):
@@ -876,6 +900,9 @@ def load_discovery(args):
     path = os.path.join(args.results_dir, "downstream_discovered", "results.json")
     if os.path.exists(path):
         found["discovery_inputs"]["reuse"] = read_json(path)
+    path = os.path.join(args.results_dir, "discovery_ceiling", "ceiling.json")
+    if os.path.exists(path):
+        found["discovery"]["ceiling"] = read_json(path)
     return found
 
 

@@ -50,6 +50,8 @@ def small_results(tmp_path_factory):
                               log_every=0, model_paths=base.model_paths)
         discover.main(dataclasses.replace(small, save_dir=str(folder / name)))
         discover.main(dataclasses.replace(small, sets_dir=str(sets), save_dir=str(folder / f"{name}_sets")))
+    discover.main(discover.Args(ceiling=True, mask_seeds=1, mask_learning_steps=30, log_every=0, sets_dir=str(sets),
+                                save_dir=str(folder / "discovery_ceiling")))
     return folder
 
 
@@ -76,6 +78,8 @@ def test_report_builds_and_contains_every_default_score(small_results, tmp_path)
     assert "SPEC" not in text and "upper bound" not in text
     found = report.load_discovery(args)["discovery"]["run"]
     assert f"precision {found['precision']:.2f}  recall {found['recall']:.2f}" in text
+    flat = " ".join(text.split())
+    assert "What neuron masks of these networks can do at all" in flat and "of 2 sets" in flat
 
 
 def summary(iqm, improvement=(0.5, 0.4, 0.6), mean=None):
