@@ -206,14 +206,17 @@ def sets_summary(study):
     """Precision, recall and Levin losses per set, then their mean and the worst set."""
     runs = study["runs"]
     rows = [[os.path.basename(r["set"]), len(r["options"]), f"{r['precision']:.2f}", f"{r['recall']:.2f}",
-             ", ".join(r["recalled"]) or "-", f"{r['levin_loss_without']:.2f}", f"{r['levin_loss']:.2f}"] for r in runs]
-    precision, recall = (np.array([r[key] for r in runs]) for key in ("precision", "recall"))
-    rows.append(["mean", f"{np.mean([len(r['options']) for r in runs]):.1f}", f"{precision.mean():.2f}",
-                 f"{recall.mean():.2f}", "", f"{np.mean([r['levin_loss_without'] for r in runs]):.2f}",
-                 f"{np.mean([r['levin_loss'] for r in runs]):.2f}"])
-    rows.append(["worst", "", f"{precision.min():.2f}", f"{recall.min():.2f}", "", "", ""])
-    return tabulate(rows, headers=["set", "options", "precision", "recall", "combos recalled",
-                                   "Levin loss without", "with"], tablefmt="grid")
+             ", ".join(r["recalled"]) or "-", f"{r['held_out']['precision']:.2f}", f"{r['held_out']['recall']:.2f}",
+             f"{r['levin_loss_without']:.2f}", f"{r['levin_loss']:.2f}"] for r in runs]
+    scores = {key: np.array([r[key] for r in runs]) for key in ("precision", "recall")}
+    held = {key: np.array([r["held_out"][key] for r in runs]) for key in ("precision", "recall")}
+    rows.append(["mean", f"{np.mean([len(r['options']) for r in runs]):.1f}", f"{scores['precision'].mean():.2f}",
+                 f"{scores['recall'].mean():.2f}", "", f"{held['precision'].mean():.2f}", f"{held['recall'].mean():.2f}",
+                 f"{np.mean([r['levin_loss_without'] for r in runs]):.2f}", f"{np.mean([r['levin_loss'] for r in runs]):.2f}"])
+    rows.append(["worst", "", f"{scores['precision'].min():.2f}", f"{scores['recall'].min():.2f}", "",
+                 f"{held['precision'].min():.2f}", f"{held['recall'].min():.2f}", "", ""])
+    return tabulate(rows, headers=["set", "options", "precision", "recall", "combos recalled", "held out: precision",
+                                   "recall", "Levin loss without", "with"], tablefmt="grid", disable_numparse=True)
 
 
 @fails_on(CheckpointError, extraction.WrongNetwork, across_sets.BadSetsFolder)
