@@ -279,3 +279,45 @@ def test_ceiling_of_told_masks(tmp_path):
         combos = json.load(file)["runs"][0]["combos"]
     assert list(combos) == list(COMBO_NAMES) and all(0 <= value <= 1 for value in combos.values())
     assert combos["Up"] >= 0.9          # told Up and fit on 504 states, a neuron mask plays it from the test states
+
+
+def shipped_record(name, file="discovery.json"):
+    with open(os.path.join(ROOT, "results", name, file)) as handle:
+        return json.load(handle)
+
+
+def readme_discovery_row(run, sets):
+    """A row of the README's discovery table, from a shipped run and its sets study."""
+    runs = sets["runs"]
+    precision, recall = (np.array([r[key] for r in runs]) for key in ("precision", "recall"))
+    full = sum(r["recall"] == 1 and r["precision"] >= 0.8 for r in runs)
+    return (f"| {run['precision']:.2f} / {run['recall']:.2f} | {precision.mean():.2f} / {precision.min():.2f} | "
+            f"{recall.mean():.2f} / {recall.min():.2f} | {full}/{len(runs)} |")
+
+
+def test_the_docs_tables_are_the_shipped_runs():
+    with open(os.path.join(ROOT, "README.md")) as file:
+        readme = file.read()
+    with open(os.path.join(ROOT, "docs", "discovery.md")) as file:
+        docs = file.read()
+    for name in ("discovery", "discovery_inputs"):
+        run, sets = shipped_record(name), shipped_record(f"{name}_sets", "sets.json")
+        assert readme_discovery_row(run, sets) in readme
+        recalls = " | ".join(f"{round(r['recall'] * 4)}/4" for r in sets["runs"])
+        full = [sum(s["recall"] == 1 and s["precision"] >= 0.8 for s in (r[key] for r in sets["runs"]))
+                for key in ("held_out",)] + [sum(r["recall"] == 1 and r["precision"] >= 0.8 for r in sets["runs"])]
+        assert f"| {recalls} |" in docs and f"| {full[1]}/10 | {full[0]}/10 |" in docs
+        assert f"precision {run['precision']:.2f}, recall {run['recall']:.2f}; held out" in docs
+    ceiling = shipped_record("discovery_ceiling", "ceiling.json")["runs"]
+    every = sum(min(r["combos"].values()) >= discovery.RECOVERED for r in ceiling)
+    assert f"All four combos from 90% of the test states on {every} of 10 sets" in docs
+    assert f"play all four on {every} of 10 sets" in " ".join(readme.split())
+    from decomposition import reuse
+    study = shipped_record("downstream_discovered", "results.json")
+    stats = reuse.summaries(study["runs"], study["args"]["tasks"], study["args"]["conditions"])
+    iqm = {(t, c): f"{stats[t][c]['iqm'][0]:.3f}" for t in stats for c in ("inputs", "discovered")}
+    assert (f"reach an IQM AUC of {iqm['multi-goal', 'discovered']} (multi-goal) and {iqm['random', 'discovered']} "
+            f"(random), against {iqm['multi-goal', 'inputs']} and {iqm['random', 'inputs']} for `inputs`") in \
+        " ".join(readme.split())
+    for task in stats:
+        assert all(reuse.interval(stats[task][c]["iqm"]) in docs for c in ("none", "inputs", "discovered"))
