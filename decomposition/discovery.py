@@ -648,7 +648,7 @@ def discover(agents, trajectories, settings, game, say=print):
     selection (choose_options), then recovery of the game's true combos, with DiscoverySettings.
     `say` receives the progress lines."""
     started = time.time()
-    evidence = every_start_evidence(agents, game) if settings.every_start else None
+    evidence = every_start_evidence(agents, game) if settings.checked().every_start else None
     choice = choose_options(agents, trajectories, settings, game, say, evidence,
                             probe_games(game, 0) if settings.merge else None)
     options, chosen = choice.candidates.subset(choice.chosen), choice.chosen
