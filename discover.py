@@ -1,7 +1,7 @@
 """Find the networks' sub-functions without being told what they are, and measure whether the
 ones found are the true combos.
 
-    python discover.py                                  # the shipped networks, about 30 s
+    python discover.py                                  # the shipped networks, under a minute
     python discover.py --save-dir results/discovery     # discovery.json, options.pt, recovery.png
     python discover.py --sets-dir results/network_sets --save-dir results/discovery_sets
 
@@ -223,19 +223,14 @@ def sets_summary(study):
 def main(args):
     check(check_args(args))
     torch.set_num_threads(args.threads)
-    if args.ceiling:
-        study = ceiling_study(args)
-        print(ceiling_summary(study))
+    if args.ceiling or args.sets_dir is not None:
+        study, summary, name = ((ceiling_study, ceiling_summary, "ceiling.json") if args.ceiling
+                                else (sets_study, sets_summary, "sets.json"))
+        study = study(args)
+        print(summary(study))
         if args.save_dir is not None:
-            write(lambda: write_file_set(args.save_dir, {"ceiling.json": json_writer(study, indent=1)}), args)
-            print(f"wrote ceiling.json to {args.save_dir}")
-        return
-    if args.sets_dir is not None:
-        study = sets_study(args)
-        print(sets_summary(study))
-        if args.save_dir is not None:
-            write(lambda: write_file_set(args.save_dir, {"sets.json": json_writer(study, indent=1)}), args)
-            print(f"wrote sets.json to {args.save_dir}")
+            write(lambda: write_file_set(args.save_dir, {name: json_writer(study, indent=1)}), args)
+            print(f"wrote {name} to {args.save_dir}")
         return
     result, trajectories = run(args)
     record = result.record(trajectories)

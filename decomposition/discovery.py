@@ -20,7 +20,6 @@ solution; as an option it acts greedily for `length` steps. discover.py is the s
 
 import dataclasses
 import itertools
-import math
 import time
 from dataclasses import dataclass
 from typing import Literal, Optional
