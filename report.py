@@ -739,8 +739,7 @@ def section_family(report, study_dir):
     report.paragraph("Goals, per game, as measured: " + " ".join(lines))
     report.paragraph("docs/variants.md gives what was measured about the goals not met: on 10x10 no condition "
                      "but the whole networks learns the multi-goal tour within the study's budget (the fixed "
-                     "combos neither), and discovery, allowed options of two combos, mostly chooses those, "
-                     "which recall does not count.")
+                     "combos neither).")
 
 
 def section_minigrid(report, folder):
