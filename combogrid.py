@@ -494,6 +494,10 @@ class ComboGridBatch:
     def at_goal(self):
         return np.all(self.agents == self.goals, axis=1)
 
+    def keys(self):
+        """(n, 5) what decides each game's future: agent cell, goal cell, buffer contents (as one index)."""
+        return np.column_stack([self.agents, self.goals, self.game.buffer_code(self.buffer_lengths, self.buffers)])
+
     def observations(self):
         """Agent one-hot, combo buffer one-hot [action][position], goal one-hot (docs/game.md)."""
         n, cells, length = len(self.agents), self.game.cells, self.game.combo_length

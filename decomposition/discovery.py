@@ -234,6 +234,15 @@ def greedy_rollouts(candidates, agents, games, chunk=512):
     return result
 
 
+def distinct_rollouts(candidates, agents, games):
+    """greedy_rollouts, rolled out once per distinct state where the games tell their states apart
+    (keys(); solutions from different cells pass through the same states), else from every game."""
+    if not hasattr(games, "keys"):
+        return greedy_rollouts(candidates, agents, games)
+    _, first, inverse = np.unique(games.keys(), axis=0, return_index=True, return_inverse=True)
+    return greedy_rollouts(candidates, agents, games.subset(first))[:, inverse.reshape(-1)]
+
+
 def _rollouts(candidates, actors, games, steps):
     count, states = len(candidates), len(games)
     batch = games.subset(np.tile(np.arange(states), count))
@@ -275,7 +284,7 @@ def applicability(candidates, agents, evidence):
     lengths = evidence.lengths
     end = np.repeat(np.cumsum(lengths), lengths)                 # (positions,) end of its solution
     position = np.arange(len(solution))
-    taken = greedy_rollouts(candidates, agents, evidence.games)  # (K, positions, L)
+    taken = distinct_rollouts(candidates, agents, evidence.games)  # (K, positions, L)
     steps = taken.shape[-1]
     ahead = np.full((len(solution), steps), -2)                  # the solution's next actions
     for step in range(steps):

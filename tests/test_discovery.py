@@ -14,6 +14,7 @@ from combogrid import DEFAULT_GAME, COMBO_NAMES, COMBOS, PROBLEMS, ComboGym
 from conftest import ROOT
 from decomposition import discovery
 from decomposition.options import ComboOptions, load_discovered_options
+from ppo_agent import program_mask
 
 MODELS = tuple(os.path.join(ROOT, "models", f"{p}.pt") for p in PROBLEMS)
 
@@ -93,6 +94,18 @@ def test_every_start_solutions_replay_to_the_goal():
     ends = evidence.games.subset(np.cumsum(evidence.lengths) - 1)     # each solution's last state
     ends.step(np.array([a[-1] for a in evidence.actions]))
     assert ends.at_goal().all()
+
+
+def test_rollouts_once_per_distinct_state_are_the_rollouts_from_every_state():
+    from decomposition import extraction
+    agents = extraction.load_agents(extraction.ExtractionSettings(model_paths=MODELS))
+    evidence = discovery.every_start_evidence(agents, DEFAULT_GAME)
+    options = discovery.Candidates(np.arange(4), np.zeros(4, dtype=int), np.zeros(4, dtype=int), np.array([3, 2, 4, 3]),
+                                   program_mask(64).repeat(4, 1, 1), np.zeros(4))   # each network unmasked
+    distinct = len(np.unique(evidence.games.keys(), axis=0))
+    assert distinct < len(evidence.games) / 2        # the solutions share most of their states
+    assert (discovery.distinct_rollouts(options, agents, evidence.games) ==
+            discovery.greedy_rollouts(options, agents, evidence.games)).all()
 
 
 def test_probe_states_are_no_test_states_and_their_halves_share_no_goal():
