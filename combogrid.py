@@ -494,9 +494,13 @@ class ComboGridBatch:
     def at_goal(self):
         return np.all(self.agents == self.goals, axis=1)
 
-    def keys(self):
-        """(n, 5) what decides each game's future: agent cell, goal cell, buffer contents (as one index)."""
-        return np.column_stack([self.agents, self.goals, self.game.buffer_code(self.buffer_lengths, self.buffers)])
+    def decision_states(self):
+        """Each game's (goal cell, combo buffer, agent cell) as one index: all that its future depends on
+        but its step count, so a deterministic policy acts the same wherever the index repeats."""
+        game = self.game
+        cell = lambda cells: cells[:, 0] * self.columns + cells[:, 1]  # noqa: E731
+        return (cell(self.goals) * game.buffer_states + game.buffer_code(self.buffer_lengths, self.buffers)) \
+            * game.cells + cell(self.agents)
 
     def observations(self):
         """Agent one-hot, combo buffer one-hot [action][position], goal one-hot (docs/game.md)."""

@@ -225,22 +225,15 @@ def every_start_evidence(agents, game):
 @torch.no_grad()
 def greedy_rollouts(candidates, agents, games, chunk=512):
     """The actions each candidate takes, acting greedily for its length from every game's state:
-    (K, N, max length) with -1 after its length or after the episode ends (goal reached)."""
-    steps = int(candidates.length.max())
-    result = np.full((len(candidates), len(games), steps), -1, dtype=np.int64)
-    for first in range(0, len(candidates), chunk):
-        part = candidates.subset(np.arange(first, min(first + chunk, len(candidates))))
-        result[first:first + len(part)] = _rollouts(part, part.actors(agents), games, steps)
-    return result
-
-
-def distinct_rollouts(candidates, agents, games):
-    """greedy_rollouts, rolled out once per distinct state where the games tell their states apart
-    (keys(); solutions from different cells pass through the same states), else from every game."""
-    if not hasattr(games, "keys"):
-        return greedy_rollouts(candidates, agents, games)
-    _, first, inverse = np.unique(games.keys(), axis=0, return_index=True, return_inverse=True)
-    return greedy_rollouts(candidates, agents, games.subset(first))[:, inverse.reshape(-1)]
+    (K, N, max length) with -1 after its length or after the episode ends (goal reached). Rolled out
+    once per distinct decision state (solutions from different cells pass through the same states)."""
+    _, first, inverse = np.unique(games.decision_states(), return_index=True, return_inverse=True)
+    distinct, steps = games.subset(first), int(candidates.length.max())
+    result = np.full((len(candidates), len(distinct), steps), -1, dtype=np.int64)
+    for start in range(0, len(candidates), chunk):
+        part = candidates.subset(np.arange(start, min(start + chunk, len(candidates))))
+        result[start:start + len(part)] = _rollouts(part, part.actors(agents), distinct, steps)
+    return result[:, inverse.reshape(-1)]
 
 
 def _rollouts(candidates, actors, games, steps):
@@ -284,7 +277,7 @@ def applicability(candidates, agents, evidence):
     lengths = evidence.lengths
     end = np.repeat(np.cumsum(lengths), lengths)                 # (positions,) end of its solution
     position = np.arange(len(solution))
-    taken = distinct_rollouts(candidates, agents, evidence.games)  # (K, positions, L)
+    taken = greedy_rollouts(candidates, agents, evidence.games)  # (K, positions, L)
     steps = taken.shape[-1]
     ahead = np.full((len(solution), steps), -2)                  # the solution's next actions
     for step in range(steps):
@@ -302,7 +295,8 @@ def probe_games(game, half=None):
     merged into functions, half 1 where the chosen options' recovery is tested again, held out of
     everything else; half None: both (the test states instead if every open cell is some problem's goal)."""
     taken = {tuple(game.problem_cells(p)[1]) for p in game.problems}
-    goals = [g for g in game.open_cells if tuple(g) not in taken][slice(half, None, 2) if half is not None else slice(None)]
+    goals = [g for g in game.open_cells if tuple(g) not in taken]
+    goals = goals if half is None else goals[half::2]
     pairs = [(a, g) for g in goals for a in game.open_cells if a != g]
     if not pairs:
         return test_games(game)
@@ -536,7 +530,7 @@ def ceiling(agents, game, settings):
         StackedActors(agents), observations, actions, weights, neuron_theta, input_theta,
         dataclasses.replace(settings, log_every=0), None, discretize, fill)
     seeds, combo, network = (x.reshape(-1) for x in np.indices(shape))
-    masks = Candidates(network, combo, np.zeros_like(combo), np.full(len(combo), game.combo_length),
+    masks = Candidates(network, np.zeros_like(combo), np.zeros_like(combo), np.full(len(combo), game.combo_length),
                        neuron_masks.detach().reshape(-1, *neuron_masks.shape[-2:]), best_loss.detach().reshape(-1).numpy(),
                        None if input_masks is None else input_masks.detach().reshape(-1, input_masks.shape[-1]),
                        None if fill is None else fill[torch.as_tensor(combo)])

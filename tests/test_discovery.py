@@ -82,11 +82,17 @@ def test_functions_group_candidates_that_play_the_same_sequence():
     assert representatives.tolist() == [2, 1, 3, 4]        # the most consistent of its group
 
 
-def test_every_start_solutions_replay_to_the_goal():
+@pytest.fixture(scope="module")
+def shipped_evidence():
     from decomposition import extraction
     settings = extraction.ExtractionSettings(model_paths=MODELS)
     agents = extraction.load_agents(settings)
-    evidence = discovery.every_start_evidence(agents, DEFAULT_GAME)
+    return settings, agents, discovery.every_start_evidence(agents, DEFAULT_GAME)
+
+
+def test_every_start_solutions_replay_to_the_goal(shipped_evidence):
+    from decomposition import extraction
+    settings, agents, evidence = shipped_evidence
     own = [t.get_actions() for t in extraction.solution_trajectories(agents, settings)]
     for p, problem in enumerate(PROBLEMS):
         assert own[p] in [a for a, q in zip(evidence.actions, evidence.problem) if q == p]
@@ -96,16 +102,14 @@ def test_every_start_solutions_replay_to_the_goal():
     assert ends.at_goal().all()
 
 
-def test_rollouts_once_per_distinct_state_are_the_rollouts_from_every_state():
-    from decomposition import extraction
-    agents = extraction.load_agents(extraction.ExtractionSettings(model_paths=MODELS))
-    evidence = discovery.every_start_evidence(agents, DEFAULT_GAME)
+def test_rollouts_once_per_distinct_state_are_the_rollouts_from_every_state(shipped_evidence):
+    _, agents, evidence = shipped_evidence
     options = discovery.Candidates(np.arange(4), np.zeros(4, dtype=int), np.zeros(4, dtype=int), np.array([3, 2, 4, 3]),
                                    program_mask(64).repeat(4, 1, 1), np.zeros(4))   # each network unmasked
-    distinct = len(np.unique(evidence.games.keys(), axis=0))
+    distinct = len(np.unique(evidence.games.decision_states()))
     assert distinct < len(evidence.games) / 2        # the solutions share most of their states
-    assert (discovery.distinct_rollouts(options, agents, evidence.games) ==
-            discovery.greedy_rollouts(options, agents, evidence.games)).all()
+    every_state = discovery._rollouts(options, options.actors(agents), evidence.games, 4)
+    assert (discovery.greedy_rollouts(options, agents, evidence.games) == every_state).all()
 
 
 def test_probe_states_are_no_test_states_and_their_halves_share_no_goal():
@@ -317,9 +321,9 @@ def test_the_docs_tables_are_the_shipped_runs():
         run, sets = shipped_record(name), shipped_record(f"{name}_sets", "sets.json")
         assert readme_discovery_row(run, sets) in readme
         recalls = " | ".join(f"{round(r['recall'] * 4)}/4" for r in sets["runs"])
-        full = [sum(s["recall"] == 1 and s["precision"] >= 0.8 for s in (r[key] for r in sets["runs"]))
-                for key in ("held_out",)] + [sum(r["recall"] == 1 and r["precision"] >= 0.8 for r in sets["runs"])]
-        assert f"| {recalls} |" in docs and f"| {full[1]}/10 | {full[0]}/10 |" in docs
+        full = sum(r["recall"] == 1 and r["precision"] >= 0.8 for r in sets["runs"])
+        held_out = sum(r["held_out"]["recall"] == 1 and r["held_out"]["precision"] >= 0.8 for r in sets["runs"])
+        assert f"| {recalls} |" in docs and f"| {full}/10 | {held_out}/10 |" in docs
         assert f"precision {run['precision']:.2f}, recall {run['recall']:.2f}; held out" in docs
     ceiling = shipped_record("discovery_ceiling", "ceiling.json")["runs"]
     every = sum(min(r["combos"].values()) >= discovery.RECOVERED for r in ceiling)
