@@ -18,7 +18,9 @@ ones found are the true combos.
    anywhere, the goal on a cell no training problem has) are one option, applicable wherever one
    of them is (--no-merge: every candidate an option of its own).
    Selection: at most --max-options options that minimise the Levin loss of the solutions
-   (decomposition.discovery.LevinLoss): greedy, then local search with --restarts restarts.
+   (decomposition.discovery.LevinLoss): greedy, then local search with --restarts restarts. A
+   chosen option that plays a concatenation of other chosen options' sequences is dropped, and the
+   search goes on without it and without the candidates that play one (--keep-composites keeps it).
 4. Recovery: each chosen option's actions from every non-goal cell of the four problems with an
    empty buffer, the fraction of those states from which it performs each true combo (or
    concatenation of combos), precision and recall.

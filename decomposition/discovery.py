@@ -89,6 +89,9 @@ class DiscoverySettings(SelectionSettings):
     """one option per function: candidates that play the same actions from >= 90% of the probe states
     (the agent on any cell, the goal on a cell no training problem has) are one option, usable wherever
     one of them applies; the others stay options of their own"""
+    keep_composites: bool = False
+    """with merging: keep a chosen option that plays a concatenation of other chosen options' sequences (by
+    default it is dropped, and the search goes on without it and without candidates that play one)"""
 
     def problem(self):
         problem = super().problem() or game_problem(self)
@@ -328,6 +331,36 @@ def functions(sequences, shares, uses):
         groups.setdefault(sequence if share >= RECOVERED else k, []).append(k)
     groups = list(groups.values())
     return groups, np.array([max(g, key=lambda k: (shares[k], uses[k], -k)) for g in groups], dtype=np.int64)
+
+
+def concatenation(sequence, parts):
+    """Whether `sequence` is two or more of `parts` (sequences) played in turn."""
+    parts = set(map(tuple, parts)) - {tuple(sequence)}
+    ends = {0}                                 # the prefixes of `sequence` that parts spell out
+    for end in range(1, len(sequence) + 1):
+        if any(tuple(sequence[start:end]) in parts for start in ends):
+            ends.add(end)
+    return len(sequence) in ends
+
+
+def without_composites(loss, chosen, sequences, shares, max_options, seed):
+    """The chosen set with every option that is a concatenation of other chosen ones dropped: the
+    search goes on from the rest, over the candidates that are not such a concatenation either,
+    until no chosen option is one. sequences and shares: per candidate, what it plays from the
+    probe states and from what fraction; only sequences played from >= 90% count."""
+    reliable = shares >= RECOVERED
+    rng, value = np.random.default_rng(seed), float(loss(as_sets([chosen], max(len(chosen), 1)))[0])
+    usable = np.ones(len(loss), dtype=bool)
+    while True:
+        parts = [sequences[k] for k in chosen if reliable[k]]
+        dropped = [k for k in chosen if reliable[k] and concatenation(sequences[k], parts)]
+        if not dropped:
+            return chosen, value
+        kept = [k for k in chosen if k not in dropped]
+        parts = [sequences[k] for k in kept if reliable[k]]
+        usable &= [not (reliable[k] and concatenation(sequences[k], parts)) for k in range(len(loss))]
+        chosen, value = local_search(loss.merged([[k] if usable[k] else [] for k in range(len(loss))], loss.length),
+                                     kept, max_options, rng)
 
 
 class LevinLoss:
@@ -642,6 +675,10 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
         candidates, shares = candidates.subset(representatives), every_share[representatives]
         sequences = [sequences[k] for k in representatives]
     chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
+    if sequences is not None and not settings.keep_composites:
+        found = len(chosen)
+        chosen, value = without_composites(loss, chosen, sequences, shares, settings.max_options, settings.seed)
+        say(f"{found} options chosen; {len(chosen)} once those that are a concatenation of other chosen ones are dropped")
     return Choice(candidates, kept, loss, chosen, value, networks, sequences, shares)
 
 

@@ -82,6 +82,26 @@ def test_functions_group_candidates_that_play_the_same_sequence():
     assert representatives.tolist() == [2, 1, 3, 4]        # the most consistent of its group
 
 
+def test_concatenations_of_other_sequences():
+    up, left = (0, 0, 1), (2, 1, 0)
+    assert discovery.concatenation(up + up, [up]) and discovery.concatenation(up + left + up, [up, left])
+    assert not discovery.concatenation(up + (2,), [up, left]) and not discovery.concatenation(up, [up, left])
+    assert discovery.concatenation((0, 0, 1, 0), [(0, 0), (1, 0), (0, 0, 1)])       # a split that is not the first
+
+
+def test_a_chosen_concatenation_of_chosen_options_is_dropped():
+    # candidate 0 plays Up, 1 Up twice, 2 Left, 3 Left twice but too rarely to count; 4 Up+Left
+    sequences = [(0, 0, 1), (0, 0, 1) * 2, (2, 1, 0), (2, 1, 0) * 2, (0, 0, 1, 2, 1, 0)]
+    shares = np.array([1.0, 1.0, 1.0, 0.5, 1.0])
+    applicable = np.zeros((5, 12), dtype=bool)            # one solution: Up, Up, Left, Up
+    applicable[0, [0, 3, 9]] = applicable[1, 0] = applicable[2, 6] = applicable[4, 3] = True
+    loss = discovery.LevinLoss(applicable, None, [3, 6, 3, 6, 6], [12], problem=[0])
+    chosen, value = discovery.without_composites(loss, [0, 1, 2, 3], sequences, shares, max_options=4, seed=0)
+    assert 1 not in chosen and 4 not in chosen and {0, 2} <= set(chosen)      # 4 is barred when the search goes on
+    assert value == float(loss(discovery.as_sets([chosen], 4))[0])
+    assert discovery.without_composites(loss, [0, 2], sequences, shares, 4, 0)[0] == [0, 2]
+
+
 @pytest.fixture(scope="module")
 def shipped_evidence():
     from decomposition import extraction
