@@ -372,11 +372,15 @@ class LevinLoss:
     log(n + 1) + d log(K + 3) for K options. A set's loss is the sum over the solutions.
     """
 
-    def __init__(self, applicable, network, length, trajectory_lengths, source=None, actions=3, problem=None):
+    def __init__(self, applicable, network, length, trajectory_lengths, source=None, actions=3, problem=None,
+                 states=None):
         """applicable (K, positions), solution by solution; network and length (K,); problem
         (solutions,): each solution's problem (default: solution k is of problem k). With source
         (K,), an option is not used on the solutions of the problem its segment was cut from either;
-        with network None, on every solution (applicable is already barred)."""
+        with network None, on every solution (applicable is already barred). states (positions,): an
+        id per position's state; positions of one problem's solutions with the same id must go on
+        the same way (the networks are deterministic), and the programme runs once per such state
+        (default: once per position)."""
         self.applicable = np.array(applicable, dtype=bool)             # (K, positions), a copy
         self.length = np.asarray(length)
         self.trajectory_lengths = np.array(trajectory_lengths, dtype=np.int64)
@@ -391,12 +395,27 @@ class LevinLoss:
             if source is not None:
                 barred |= np.asarray(source)[:, None] == self.position_problem[None, :]
             self.applicable &= ~barred
-        width = int(self.trajectory_lengths.max())
-        self.padded = np.zeros((len(self.length) + 1, len(self.trajectory_lengths), width), dtype=bool)
-        for t, (first, n) in enumerate(zip(self.offsets, self.trajectory_lengths)):
-            self.padded[:-1, t, :n] = self.applicable[:, first:first + n]    # the last row: no option
-        self.padded_length = np.append(self.length, 1).astype(np.int64)
+        self.states = np.arange(len(end)) if states is None else np.asarray(states)
+        self._nodes(end)
         self.depth = float(np.log(self.trajectory_lengths + 1).sum())
+
+    def _nodes(self, end):
+        """The graph the programme runs on: a node per (problem, state), the node a primitive action
+        leads to, the node each applicable option leads to (-1 where it does not apply), and the
+        nodes by the actions left to the end (node N is the end)."""
+        _, first, node = np.unique(np.stack([self.position_problem, self.states]), axis=1, return_index=True,
+                                   return_inverse=True)
+        count, node = len(first), np.append(node.reshape(-1), len(first))       # node of the position past the end
+        # the node `steps` actions on from the position `start`
+        to = lambda start, steps: np.where(start + steps < end[start], node[np.minimum(start + steps, len(end))],  # noqa: E731
+                                           count)
+        self.next = to(first, 1)
+        self.target = np.full((len(self) + 1, count), -1, dtype=np.int64)      # the last row: no option
+        k, n = np.nonzero(self.applicable[:, first])
+        self.target[k, n] = to(first[n], self.length[k])
+        left = end[first] - first
+        self.levels = [np.flatnonzero(left == steps) for steps in range(1, int(left.max(initial=0)) + 1)]
+        self.first_nodes = node[self.offsets[:-1]]
 
     def __len__(self):
         return len(self.length)
@@ -405,23 +424,22 @@ class LevinLoss:
         """The loss of options each usable wherever one of the candidates of its group (a list of
         indices) is: one option per group, of the given lengths."""
         table = np.array([self.applicable[g].any(0) for g in groups]).reshape(len(groups), -1)
-        return LevinLoss(table, None, length, self.trajectory_lengths, actions=self.actions, problem=self.problem)
+        return LevinLoss(table, None, length, self.trajectory_lengths, actions=self.actions, problem=self.problem,
+                         states=self.states)
 
     def decisions(self, sets):
         """(B, solutions) the least number of decisions per solution of each option set; sets
-        (B, s) holds candidate indices, -1 for none. One dynamic programme over positions, all
-        solutions and sets at once."""
+        (B, s) holds candidate indices, -1 for none. One dynamic programme from the end back, all
+        nodes with as many actions left and all sets at once."""
         sets = np.asarray(sets, dtype=np.int64).reshape(len(sets), -1)
-        index = np.where(sets >= 0, sets, len(self))        # -1: the padding row, which applies nowhere
-        usable = self.padded[index]                          # (B, s, solutions, width)
-        steps = self.padded_length[index]                    # (B, s)
-        width = self.padded.shape[-1]
-        best = np.tile(np.arange(width + 1), (len(sets), len(self.trajectory_lengths), 1))  # decisions to reach j
-        for j in range(width):
-            np.minimum(best[:, :, j + 1], best[:, :, j] + 1, out=best[:, :, j + 1])
-            b, s, t = np.nonzero(usable[..., j])
-            np.minimum.at(best, (b, t, j + steps[b, s]), best[b, t, j] + 1)
-        return best[:, np.arange(len(self.trajectory_lengths)), self.trajectory_lengths]
+        index = np.where(sets >= 0, sets, len(self))[:, :, None]          # -1: the row that applies nowhere
+        best = np.zeros((len(sets), self.target.shape[1] + 1), dtype=np.int64)   # decisions from a node to the end
+        rows = np.arange(len(sets))[:, None, None]
+        for level in self.levels:
+            targets = self.target[index, level[None, None, :]]             # (B, s, nodes)
+            via = np.where(targets >= 0, best[rows, targets], np.iinfo(np.int64).max - 1).min(1)
+            best[:, level] = 1 + np.minimum(best[:, self.next[level]], via)
+        return best[:, self.first_nodes]
 
     def __call__(self, sets):
         """(B,) the Levin loss of each option set (B, s), -1 for no option."""
@@ -664,7 +682,8 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
     say(f"{len(candidates)} candidates reproduce their segment; their applicability on "
         f"{len(evidence.actions)} solutions ({sum(evidence.lengths)} states)")
     loss = LevinLoss(applicability(candidates, agents, evidence), candidates.network, candidates.length,
-                     evidence.lengths, candidates.source if settings.not_on_source else None, problem=evidence.problem)
+                     evidence.lengths, candidates.source if settings.not_on_source else None, problem=evidence.problem,
+                     states=evidence.games.decision_states())
     networks, sequences, shares = [[int(a)] for a in candidates.network], None, None
     if probe is not None:
         sequences, every_share = behaviours(candidates, agents, probe)

@@ -122,6 +122,23 @@ def test_every_start_solutions_replay_to_the_goal(shipped_evidence):
     assert ends.at_goal().all()
 
 
+def test_levin_loss_once_per_distinct_state_is_the_loss_per_position(shipped_evidence):
+    _, _, evidence = shipped_evidence
+    solution, lengths = np.concatenate(evidence.actions), np.array(evidence.lengths)
+    end = np.repeat(np.cumsum(lengths), lengths)
+    sequences = [(0, 0, 1), (0, 1, 2), (2, 1, 0), (1, 0, 2), (1, 0, 2, 1, 0, 2), (0, 0), (2, 1, 0, 0)]
+    # an option applies where the solution goes on with its sequence: the same wherever a state repeats
+    table = np.array([[j + len(q) <= end[j] and tuple(solution[j:j + len(q)]) == q for j in range(len(solution))]
+                      for q in sequences])
+    args = (table, [0, 1, 2, 3, 0, 1, 2], [len(q) for q in sequences], lengths)
+    per_position = discovery.LevinLoss(*args, problem=evidence.problem)
+    per_state = discovery.LevinLoss(*args, problem=evidence.problem, states=evidence.games.decision_states())
+    assert len(per_state.first_nodes) == len(lengths) and per_state.target.shape[1] < len(solution) / 3
+    sets = discovery.as_sets([[], [0], [0, 1, 2, 3], [4, 5, 6], list(range(7))], 7)
+    assert per_state.decisions(sets).tolist() == per_position.decisions(sets).tolist()
+    assert per_state.decisions(sets)[2].sum() < per_state.decisions(sets)[0].sum()
+
+
 def test_rollouts_once_per_distinct_state_are_the_rollouts_from_every_state(shipped_evidence):
     _, agents, evidence = shipped_evidence
     options = discovery.Candidates(np.arange(4), np.zeros(4, dtype=int), np.zeros(4, dtype=int), np.array([3, 2, 4, 3]),
