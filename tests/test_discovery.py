@@ -381,3 +381,14 @@ def test_the_docs_tables_are_the_shipped_runs():
         full = sum(r["recall"] == 1 and r["precision"] >= 0.8 for r in runs)
         assert (f"| {recall.mean():.2f} / {recall.min():.2f} | {precision.mean():.2f} / {precision.min():.2f} | "
                 f"{full}/10 |") in docs
+
+
+def test_levin_speed_benchmark_compares_the_same_decisions():
+    import subprocess
+    import sys
+    script = os.path.join(ROOT, "benchmarks", "levin_speed.py")
+    done = subprocess.run([sys.executable, script, "--sets", "20", "--repetitions", "1"], capture_output=True,
+                          text=True, cwd=ROOT)
+    assert done.returncode == 0 and "285 distinct states" in done.stdout and "the same decisions: yes" in done.stdout
+    bad = subprocess.run([sys.executable, script, "--set-size", "0"], capture_output=True, text=True, cwd=ROOT)
+    assert bad.returncode == 1 and bad.stderr.strip().splitlines() == ["error: --set-size must be a positive number, got 0"]
