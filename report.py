@@ -563,6 +563,9 @@ def section_discovery(report, found):
         "action, or an applicable option, a candidate never used on its own network's solutions) that "
         f"reproduces the solution. At most {args['max_options']} options are chosen: greedy, then local search "
         f"with {args['restarts']} restarts. "
+        + ("" if args.get("keep_composites", True) else  # records from before the rule kept them
+           "A chosen option whose sequence is a concatenation of other chosen options' sequences is then "
+           "dropped, and the search goes on without such options. ") +
         "Recovery: from every non-goal cell of the four problems with an empty buffer, the fraction of states "
         "from which an option performs each true combo (or, for lengths 6, 9, ..., each concatenation). "
         f"Precision: the options that perform a combo or a concatenation from >= {discovery.RECOVERED:.0%} of "
