@@ -666,6 +666,18 @@ class Choice:
                 per_problem(self.loss.decisions(as_sets([self.chosen], max(len(self.chosen), 1)))[0]))
 
 
+def merged_functions(candidates, loss, agents, probe, say):
+    """One option per function (candidates that play the same sequence from the probe games'
+    states): their representatives, the merged loss, and per option its networks, sequence and
+    the fraction of the probe states from which its representative plays it."""
+    sequences, shares = behaviours(candidates, agents, probe)
+    groups, representatives = functions(sequences, shares, loss.uses())
+    say(f"{len(groups)} functions: the candidates grouped by the sequence they play from {len(probe)} probe states")
+    networks = [sorted({int(candidates.network[k]) for k in g}) for g in groups]
+    return (candidates.subset(representatives), loss.merged(groups, candidates.length[representatives]), networks,
+            [sequences[k] for k in representatives], shares[representatives])
+
+
 def choose_options(agents, trajectories, settings, game, say=print, evidence=None, probe=None):
     """Candidates, their applicability and the selection, on one set of networks and their
     solutions in `game` (a combogrid.Game, or any game with its solution_games and problems).
@@ -686,13 +698,7 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
                      states=evidence.games.decision_states())
     networks, sequences, shares = [[int(a)] for a in candidates.network], None, None
     if probe is not None:
-        sequences, every_share = behaviours(candidates, agents, probe)
-        groups, representatives = functions(sequences, every_share, loss.uses())
-        say(f"{len(groups)} functions: the candidates grouped by the sequence they play from {len(probe)} probe states")
-        loss = loss.merged(groups, candidates.length[representatives])
-        networks = [sorted({int(candidates.network[k]) for k in g}) for g in groups]
-        candidates, shares = candidates.subset(representatives), every_share[representatives]
-        sequences = [sequences[k] for k in representatives]
+        candidates, loss, networks, sequences, shares = merged_functions(candidates, loss, agents, probe, say)
     chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
     if sequences is not None and not settings.keep_composites:
         found = len(chosen)
