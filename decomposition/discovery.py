@@ -36,6 +36,8 @@ from ppo_agent import greedy_actions
 
 RECOVERED = 0.9
 """An option performs a function if it does so from at least this fraction of the test states."""
+ROLLOUT_GAMES = 2**18
+"""Games stepped at once in a rollout (candidates x states): their observations take 4 x inputs bytes each."""
 
 
 @dataclass
@@ -225,16 +227,22 @@ def every_start_evidence(agents, game):
     return Evidence(games, actions, np.array(problems))
 
 
+def chunks(candidates, size=512):
+    """The candidates in consecutive parts of at most `size`, each with the index of its first:
+    the batch of one rollout, and what bounds the memory of the tables built from the rollouts."""
+    for start in range(0, len(candidates), size):
+        yield start, candidates.subset(np.arange(start, min(start + size, len(candidates))))
+
+
 @torch.no_grad()
-def greedy_rollouts(candidates, agents, games, chunk=512):
+def greedy_rollouts(candidates, agents, games):
     """The actions each candidate takes, acting greedily for its length from every game's state:
     (K, N, max length) with -1 after its length or after the episode ends (goal reached). Rolled out
     once per distinct decision state (solutions from different cells pass through the same states)."""
     _, first, inverse = np.unique(games.decision_states(), return_index=True, return_inverse=True)
     distinct, steps = games.subset(first), int(candidates.length.max())
     result = np.full((len(candidates), len(distinct), steps), -1, dtype=np.int64)
-    for start in range(0, len(candidates), chunk):
-        part = candidates.subset(np.arange(start, min(start + chunk, len(candidates))))
+    for start, part in chunks(candidates, max(1, ROLLOUT_GAMES // len(distinct))):
         result[start:start + len(part)] = _rollouts(part, part.actors(agents), distinct, steps)
     return result[:, inverse.reshape(-1)]
 
@@ -280,15 +288,18 @@ def applicability(candidates, agents, evidence):
     lengths = evidence.lengths
     end = np.repeat(np.cumsum(lengths), lengths)                 # (positions,) end of its solution
     position = np.arange(len(solution))
-    taken = greedy_rollouts(candidates, agents, evidence.games)  # (K, positions, L)
-    steps = taken.shape[-1]
+    steps = int(candidates.length.max()) if len(candidates) else 0
     ahead = np.full((len(solution), steps), -2)                  # the solution's next actions
     for step in range(steps):
         inside = position + step < end
         ahead[inside, step] = solution[position[inside] + step]
-    fits = position[None, :] + candidates.length[:, None] <= end[None, :]
-    within = np.arange(steps)[None, None, :] < candidates.length[:, None, None]
-    return fits & ((taken == ahead[None]) | ~within).all(-1)
+    table = np.zeros((len(candidates), len(solution)), dtype=bool)
+    for start, part in chunks(candidates):                       # (part, positions, L) rollouts at a time
+        taken = greedy_rollouts(part, agents, evidence.games)
+        fits = position[None, :] + part.length[:, None] <= end[None, :]
+        within = np.arange(taken.shape[-1])[None, None, :] < part.length[:, None, None]
+        table[start:start + len(part)] = fits & ((taken == ahead[None, :, :taken.shape[-1]]) | ~within).all(-1)
+    return table
 
 
 def probe_games(game, half=None):
@@ -310,14 +321,15 @@ def behaviours(candidates, agents, games):
     """Per candidate, the action sequence it plays most often, acting for its length from the
     games' states (among the rollouts the goal does not end), and the fraction of the states from
     which it plays it (up to where the goal ends the rollout)."""
-    taken = greedy_rollouts(candidates, agents, games)
     sequences, shares = [], np.zeros(len(candidates))
-    for k, length in enumerate(candidates.length):
-        rows = taken[k, :, :length]
-        whole = rows[(rows >= 0).all(1)]
-        played, counts = np.unique(whole if len(whole) else rows, axis=0, return_counts=True)
-        sequences.append(tuple(played[np.argmax(counts)].tolist()))
-        shares[k] = performs(rows, sequences[-1]).mean()
+    for start, part in chunks(candidates):                       # (part, states, L) rollouts at a time
+        taken = greedy_rollouts(part, agents, games)
+        for k, length in enumerate(part.length):
+            rows = taken[k, :, :length]
+            whole = rows[(rows >= 0).all(1)]
+            played, counts = np.unique(whole if len(whole) else rows, axis=0, return_counts=True)
+            sequences.append(tuple(played[np.argmax(counts)].tolist()))
+            shares[start + k] = performs(rows, sequences[-1]).mean()
     return sequences, shares
 
 
