@@ -42,7 +42,7 @@ from tabulate import tabulate
 
 from combogrid import sized_game
 from decomposition import across_sets, discovery, extraction
-from decomposition.files import json_writer, unwritable, write_file_set
+from decomposition.files import folders_problem, json_writer, write_file_set
 from decomposition.results import grid_of, png_writer
 from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, start
 from ppo_agent import CheckpointError, fingerprint
@@ -71,15 +71,9 @@ class Args(discovery.DiscoverySettings):
 
 def check_args(args):
     """The first problem with the arguments, or None."""
-    problem = args.problem()
-    if problem:
-        return problem
-    if args.sets_dir is not None and os.path.exists(args.sets_dir) and not os.path.isdir(args.sets_dir):
-        return f"--sets-dir {args.sets_dir} exists and is not a folder"
-    if args.save_dir is not None and unwritable(args.save_dir):
-        return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
-    return memory_problem(memory_estimate(args), f"--max-length {args.max_length} with --mask-seeds {args.mask_seeds}"
-                          + (" and --mask-inputs" if args.mask_inputs else ""), "use a smaller --max-length or fewer seeds")
+    return (args.problem() or folders_problem(args.sets_dir, args.save_dir) or memory_problem(
+        memory_estimate(args), f"--max-length {args.max_length} with --mask-seeds {args.mask_seeds}"
+        + (" and --mask-inputs" if args.mask_inputs else ""), "use a smaller --max-length or fewer seeds"))
 
 
 def memory_estimate(args):

@@ -36,7 +36,7 @@ import torch
 
 from combogrid import sized_game
 from decomposition import extraction, reuse
-from decomposition.files import failure, json_writer, unwritable, write_file_set
+from decomposition.files import failure, json_writer, kit_path, unwritable, write_file_set
 from decomposition.options import MaskFileError
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
@@ -125,7 +125,7 @@ def print_alignment(alignment, game):
 def save(args, runs, sources, alignment, tuning):
     """results.json and the two figures into --save-dir, as one set: all new, or none."""
     game = sized_game(args.game)
-    data = {"args": asdict(args), "game": game.describe(),
+    data = {"args": asdict(replace(args, discovered=kit_path(args.discovered))), "game": game.describe(),
             "max_return": {task: max_return(task, game) for task in TASKS}, "option_sources": sources,
             "moves_after_primitives": alignment, "tuning": tuning,
             "summary": reuse.summaries(runs, args.tasks, args.conditions), "runs": runs}

@@ -29,7 +29,6 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
     stop_quietly_until_started()
 
 
-import os
 from dataclasses import dataclass
 from typing import Optional
 
@@ -38,7 +37,7 @@ import torch
 from decomposition import across_sets, extraction
 from decomposition.extraction import (ExtractionSettings, NoTrainingData, STESoftmax, WrongNetwork, game_of,
                                       memory_estimate, model_paths, score_tables, summary)
-from decomposition.files import failure, unwritable
+from decomposition.files import failure, folders_problem
 from decomposition.masks import Adam
 from decomposition.results import save_results
 from decomposition.script import ScriptError, check, fails_on, memory_problem, start
@@ -144,11 +143,7 @@ def check_args(args):
         "run fewer seeds at a time, with --seed to continue where the last run stopped")
     if problem:
         return problem
-    if args.sets_dir is not None and os.path.exists(args.sets_dir) and not os.path.isdir(args.sets_dir):
-        return f"--sets-dir {args.sets_dir} exists and is not a folder"
-    if args.save_dir is not None and unwritable(args.save_dir):
-        return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
-    return None
+    return folders_problem(args.sets_dir, args.save_dir)
 
 
 def write(save, args, *what):

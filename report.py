@@ -28,7 +28,7 @@ from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, DEFAULT_GAME, PROBLEMS
 from decomposition import across_sets, discovery, extraction, family, files, gridstudy, reuse
 from decomposition.pdf import Report
 from decomposition.results import save_results
-from decomposition.files import unwritable
+from decomposition.files import kit_path, unwritable
 from decomposition.script import ScriptError, check, fails_on, run_script, start
 
 # name: (main.py options, what the run is)
@@ -830,10 +830,7 @@ def kit_relative(args):
     """args with every path absolute, then relative to the kit where it lies inside it: report.py
     works from the kit's folder, wherever it is started, and the records name the kit's files as
     results/... as the commands in the PDF do."""
-    def resolved(path):
-        path = os.path.abspath(path)
-        return os.path.relpath(path, KIT) if os.path.commonpath([path, KIT]) == KIT else path
-    return replace(args, **{name: resolved(getattr(args, name))
+    return replace(args, **{name: kit_path(getattr(args, name))
                             for name in ("results_dir", "output", "training_log", "sets_dir")})
 
 

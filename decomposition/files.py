@@ -7,6 +7,15 @@ import os
 import signal
 import tempfile
 
+KIT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def kit_path(path):
+    """`path` relative to the kit's folder where it lies inside it, else absolute: records name the
+    kit's own files as results/... wherever the kit was unzipped and the script started."""
+    path = os.path.abspath(path)
+    return os.path.relpath(path, KIT) if os.path.commonpath([path, KIT]) == KIT else path
+
 
 def unwritable(folder):
     """Why `folder` cannot receive output (it is a file, or nothing can be created where it would
@@ -26,6 +35,15 @@ def unwritable(folder):
         os.rmdir(tempfile.mkdtemp(dir=existing))
     except OSError as error:
         return f"cannot create anything in {existing} ({error.strerror})"
+    return None
+
+
+def folders_problem(sets_dir, save_dir):
+    """Why --sets-dir (network sets to read) or --save-dir (where output goes) cannot be used, or None."""
+    if sets_dir is not None and os.path.exists(sets_dir) and not os.path.isdir(sets_dir):
+        return f"--sets-dir {sets_dir} exists and is not a folder"
+    if save_dir is not None and unwritable(save_dir):
+        return f"cannot write to --save-dir {save_dir}: {unwritable(save_dir)}"
     return None
 
 

@@ -25,6 +25,7 @@ from tabulate import tabulate
 
 from combogrid import NUM_ACTIONS, sized_game
 from decomposition import statistics
+from decomposition.files import kit_path
 from decomposition.options import ComboOptions, NetworkOptions, load_discovered_options
 from decomposition.ppo import PPOSettings
 from decomposition.processes import train_in_processes
@@ -144,7 +145,7 @@ def discovered_option_set(options_path, game):
                              torch.cat([f.input_mask for f in found]) if with_inputs else None,
                              torch.stack([torch.as_tensor(f.input_fill).expand(size) for f in found])
                              if with_inputs else None, length=[f.steps for f in found], game=game)
-    return options, [{"length": int(f.steps), "options_file": options_path} for f in found]
+    return options, [{"length": int(f.steps), "options_file": kit_path(options_path)} for f in found]
 
 
 def moves_after_primitives(options, game):

@@ -307,12 +307,16 @@ def test_the_discovered_options_are_a_condition_of_the_reuse_study(tmp_path):
     options, sources = reuse.discovered_option_set(os.path.join(shipped, "options.pt"), DEFAULT_GAME)
     assert len(options) == len(lengths) and options.lengths.tolist() == lengths
     assert [source["length"] for source in sources] == lengths
+    # the record names the kit's file as the kit names it, wherever the kit lies
+    assert {source["options_file"] for source in sources} == {"results/discovery_inputs/options.pt"}
     args = downstream.Args(conditions=("none", "discovered"), tasks=("multi-goal",), num_seeds=2, tuning_seeds=1,
                            learning_rates=(0.004,), budget=4096, eval_points=2, mask_seeds=1,
                            save_dir=str(tmp_path))
     downstream.main(args)
     with open(tmp_path / "results.json") as file:
-        runs = json.load(file)["runs"]
+        record = json.load(file)
+    runs = record["runs"]
+    assert record["args"]["discovered"] == "results/discovery_inputs/options.pt"
     assert sorted({r["condition"] for r in runs}) == ["discovered", "none"]
     assert all(r["auc"] == pytest.approx(np.mean(r["eval_spl"])) for r in runs)
 
