@@ -3,7 +3,7 @@ segment of the solution trajectories, the few that best compress the other solut
 the Levin loss, and how well the chosen ones recover the true combos.
 
     settings = DiscoverySettings(game="5x5", mask_inputs=True)
-    candidates = learn_candidates(agents, trajectories, settings, game)   # a mask per (network, segment)
+    candidates, _ = learn_candidates(agents, trajectories, settings, game)   # a mask per (network, segment)
     table = applicability(candidates, agents, trajectories, game)     # where each reproduces a solution
     loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories])
     chosen, value = select_options(loss, max_options, restarts, seed)
@@ -30,7 +30,8 @@ from tabulate import tabulate
 
 from combogrid import ComboGridBatch, sized_game
 from decomposition.extraction import discretize
-from decomposition.masks import MaskSettings, StackedActors, fit_masks, input_fills, stack_trajectories
+from decomposition.masks import (MaskSettings, StackedActors, fit_masks, fit_masks_by_size, input_fills, polish_masks,
+                                 stack_trajectories)
 from decomposition.script import NON_NEGATIVE, POSITIVE, Range, game_problem, model_paths_problem
 from ppo_agent import greedy_actions
 
@@ -94,6 +95,17 @@ class DiscoverySettings(SelectionSettings):
     keep_composites: bool = False
     """with merging: keep a chosen option that plays a concatenation of other chosen options' sequences (by
     default it is dropped, and the search goes on without it and without candidates that play one)"""
+    merge_share: float = 0.75
+    """with merging: candidates are one function if they play the same sequence from at least this
+    fraction of the probe states"""
+    occurrences: bool = True
+    """learn each candidate on every occurrence of its segment's actions in the solutions the Levin loss is
+    computed on, of the segment's problem and from the same position in the combo; off: on the segment alone"""
+    polish: bool = True
+    """after Adam, improve each candidate's neuron mask by local search (one neuron's state at a time)
+    while the masked network takes more of its training actions greedily"""
+
+    RANGES = {**SelectionSettings.RANGES, "merge_share": Range(0.5, 1)}
 
     def problem(self):
         problem = super().problem() or game_problem(self)
@@ -140,42 +152,103 @@ def segments(trajectories, max_length):
             for start in range(len(trajectory) - length + 1)]
 
 
-def learn_candidates(agents, trajectories, settings, game, log=None):
+def learn_candidates(agents, trajectories, settings, game, log=None, occurrences=None, polished=False):
     """A mask for every network and every segment of the other networks' solutions, all learned
     as one batch by fit_masks: so that the masked network takes the segment's actions from its
     states (settings, a DiscoverySettings). `log` reports the training's progress every
     settings.log_every steps (fit_masks).
+    With `occurrences` (an Evidence), a segment's states are those of every occurrence of its actions
+    in the evidence's solutions of the same problem (training_sets), and segments with the same
+    occurrences are learned once. With `polished`, each neuron mask is then improved by local search
+    on the same states (polish).
     Candidates whose greedy rollout from the segment's first state does not take the segment's
-    actions are dropped: they are not the function they were trained to be.
+    actions are dropped: they are not the function they were trained to be. Returns the rest and
+    {length: masks learned}.
 
     fit_masks learns a mask for every (segment, network) pair of its batch; the pairs of a network
     and a segment of its own solution are learned too (the batch is a full grid) and left out.
     """
     cut = segments(trajectories, settings.checked().max_length)
-    sets = [trajectories[p][start:start + length] for p, start, length in cut]
-    observations, actions, weights = stack_trajectories(sets)
+    stands_for, observations, actions, weights = training_sets(cut, trajectories, game, occurrences)
     generator = torch.Generator().manual_seed(settings.seed)
     seeds, networks, inputs = settings.mask_seeds, len(agents), observations.shape[-1]
-    neuron_theta = torch.randn(seeds, len(cut), networks, 3, settings.hidden_size, generator=generator)
+    neuron_theta = torch.randn(seeds, len(stands_for), networks, 3, settings.hidden_size, generator=generator)
     input_theta = input_fill = None
     if settings.mask_inputs:
-        input_theta = torch.nn.Parameter(torch.randn(seeds, len(cut), networks, 2, inputs, generator=generator))
+        input_theta = torch.randn(seeds, len(stands_for), networks, 2, inputs, generator=generator)
         input_fill = input_fills(observations, weights, settings.input_fill)
-    neuron_masks, input_masks, _, best_loss, _ = fit_masks(
-        StackedActors(agents), observations, actions, weights, torch.nn.Parameter(neuron_theta), input_theta,
-        settings, None, discretize, input_fill, log)
+    neuron_masks, input_masks, best_loss = fit_masks_by_size(
+        StackedActors(agents), observations, actions, weights, neuron_theta, input_theta, settings, discretize,
+        input_fill, log)
 
-    source = np.array([p for p, _, _ in cut])
-    triples = [(s, c, a) for s in range(seeds) for c in range(len(cut)) for a in range(networks) if a != source[c]]
+    # a network's candidate of a set stands for the set's first segment cut from another network's solution
+    segment = {(c, a): next((x for x in segments_ if x[0] != a), None)
+               for c, segments_ in enumerate(stands_for) for a in range(networks)}
+    triples = [(s, c, a) for s in range(seeds) for c in range(len(stands_for)) for a in range(networks)
+               if segment[c, a] is not None]
     s_index, c_index, a_index = (torch.tensor(x) for x in zip(*triples))
+    source, start, length = (np.array(x) for x in zip(*(segment[c, a] for _, c, a in triples)))
     candidates = Candidates(
-        network=a_index.numpy(), source=source[c_index.numpy()],
-        start=np.array([cut[c][1] for _, c, _ in triples]), length=np.array([cut[c][2] for _, c, _ in triples]),
+        network=a_index.numpy(), source=source, start=start, length=length,
         neuron_masks=neuron_masks[s_index, c_index, a_index].detach(),
         best_loss=best_loss[s_index, c_index, a_index].detach().numpy(),
         input_masks=None if input_masks is None else input_masks[s_index, c_index, a_index].detach(),
         input_fill=None if input_fill is None else input_fill[c_index])
-    return candidates.subset(np.flatnonzero(reproduces_segment(candidates, agents, trajectories, game)))
+    if polished:
+        polish(candidates, agents, observations, actions, weights, c_index)
+    learned = {int(n): int((candidates.length == n).sum()) for n in np.unique(candidates.length)}
+    return candidates.subset(np.flatnonzero(reproduces_segment(candidates, agents, trajectories, game))), learned
+
+
+def polish(candidates, agents, observations, actions, weights, sets, size=2**25):
+    """Polish each candidate's neuron mask in place (masks.polish_masks) on its training set: row
+    sets[k] of observations (C, N, D), actions and weights (C, N). Candidates of similar set sizes
+    together, each batch padded to its largest set and small enough that its (K, H, 3, N, actions)
+    tables stay under `size` numbers."""
+    sizes = weights.gt(0).sum(1)[sets].clamp(min=1)
+    order, done, per_pair = torch.argsort(sizes, stable=True), 0, candidates.neuron_masks[0].numel() * 3
+    while done < len(order):
+        count = max(1, size // (per_pair * int(sizes[order[done]])))
+        n = int(sizes[order[done:done + count]].max())
+        rows = order[done:done + max(1, min(count, size // (per_pair * n)))]
+        part = candidates.subset(rows.numpy())
+        candidates.neuron_masks[rows] = polish_masks(
+            part.actors(agents), observations[sets[rows], :n], actions[sets[rows], :n], weights[sets[rows], :n],
+            part.neuron_masks, part.input_masks, 0.0 if part.input_fill is None else part.input_fill)
+        done += len(rows)
+
+
+def training_sets(cut, trajectories, game, occurrences=None):
+    """The segments of `cut` ((problem, start, length) each) as padded training sets (stack_trajectories)
+    and, per set, the segments it stands for: each segment's own states and actions, or with
+    `occurrences` (an Evidence) the states of every occurrence of its actions in the evidence's
+    solutions, from the same position in the combo (start mod combo length), each distinct first
+    state once; segments with the same actions from the same position are then one set."""
+    if occurrences is None:
+        sets = [trajectories[p][start:start + length] for p, start, length in cut]
+        return [[segment] for segment in cut], *stack_trajectories(sets)
+    solutions, lengths = np.concatenate(occurrences.actions), np.array(occurrences.lengths)
+    ends = np.repeat(np.cumsum(lengths), lengths)
+    position = np.arange(len(solutions)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
+    states, observations = occurrences.games.decision_states(), torch.from_numpy(occurrences.games.observations())
+    found = {}
+    for p, start, length in cut:
+        found.setdefault((start % game.combo_length, tuple(trajectories[p].get_actions()[start:start + length])),
+                         []).append((p, start, length))
+    pairs = []
+    for phase, actions in found:
+        at = np.flatnonzero((position % game.combo_length == phase) & (np.arange(len(solutions)) + len(actions) <= ends))
+        at = at[[tuple(solutions[q:q + len(actions)]) == actions for q in at]]
+        _, first = np.unique(states[at], return_index=True)
+        pairs.append((at[np.sort(first)][:, None] + np.arange(len(actions))).reshape(-1))
+    size = max(len(p) for p in pairs)
+    stacked = torch.zeros(len(found), size, observations.shape[-1])
+    actions, weights = torch.zeros(len(found), size, dtype=torch.long), torch.zeros(len(found), size)
+    for c, ((_, sequence), at) in enumerate(zip(found, pairs)):
+        stacked[c, :len(at)] = observations[at]
+        actions[c, :len(at)] = torch.tensor(sequence * (len(at) // len(sequence)))
+        weights[c, :len(at)] = 1.0 / len(at)
+    return list(found.values()), stacked, actions, weights
 
 
 def solution_games(trajectories, game):
@@ -333,14 +406,14 @@ def behaviours(candidates, agents, games):
     return sequences, shares
 
 
-def functions(sequences, shares, uses):
-    """Candidates grouped by what they do: those that play the same sequence from >= 90% of the
-    probe states are one group, every other candidate a group of its own. Returns the groups
+def functions(sequences, shares, uses, least_share=RECOVERED):
+    """Candidates grouped by what they do: those that play the same sequence from at least
+    `least_share` of the probe states are one group, every other candidate a group of its own. Returns the groups
     (lists of candidate indices, in order of their first candidate) and each group's
     representative: its most consistent candidate, then the one that applies at most positions."""
     groups = {}
     for k, (sequence, share) in enumerate(zip(sequences, shares)):
-        groups.setdefault(sequence if share >= RECOVERED else k, []).append(k)
+        groups.setdefault(sequence if share >= least_share else k, []).append(k)
     groups = list(groups.values())
     return groups, np.array([max(g, key=lambda k: (shares[k], uses[k], -k)) for g in groups], dtype=np.int64)
 
@@ -569,8 +642,8 @@ def recovery(actions, game):
 def ceiling(agents, game, settings):
     """How well masks of these networks can play each true combo at all, told the combo and fit on
     many states: per network and mask seed, a mask (settings' kind) fit on the combo played from
-    every probe state, none of them a test state. Returns, per combo, the highest fraction of the
-    test states from which one of the masks plays the whole combo."""
+    every probe state, none of them a test state, and polished there if settings.polish. Returns, per
+    combo, the highest fraction of the test states from which one of the masks plays the whole combo."""
     probe, combos = probe_games(game), [tuple(actions) for _, actions in game.combos]
     observations, actions = [], []
     for combo in combos:
@@ -597,6 +670,8 @@ def ceiling(agents, game, settings):
                        neuron_masks.detach().reshape(-1, *neuron_masks.shape[-2:]), best_loss.detach().reshape(-1).numpy(),
                        None if input_masks is None else input_masks.detach().reshape(-1, input_masks.shape[-1]),
                        None if fill is None else fill[torch.as_tensor(combo)])
+    if settings.polish:
+        polish(masks, agents, observations, actions, weights, torch.as_tensor(combo))
     taken = greedy_rollouts(masks, agents, test_games(game))
     played = np.array([performs(taken[k], combos[c]).mean() for k, c in enumerate(combo)])
     return {name: float(played[combo == c].max()) for c, name in enumerate(game.combo_names)}
@@ -678,39 +753,42 @@ class Choice:
                 per_problem(self.loss.decisions(as_sets([self.chosen], max(len(self.chosen), 1)))[0]))
 
 
-def merged_functions(candidates, loss, agents, probe, say):
+def merged_functions(candidates, loss, agents, probe, say, least_share=RECOVERED):
     """One option per function (candidates that play the same sequence from the probe games'
     states): their representatives, the merged loss, and per option its networks, sequence and
     the fraction of the probe states from which its representative plays it."""
     sequences, shares = behaviours(candidates, agents, probe)
-    groups, representatives = functions(sequences, shares, loss.uses())
+    groups, representatives = functions(sequences, shares, loss.uses(), least_share)
     say(f"{len(groups)} functions: the candidates grouped by the sequence they play from {len(probe)} probe states")
     networks = [sorted({int(candidates.network[k]) for k in g}) for g in groups]
     return (candidates.subset(representatives), loss.merged(groups, candidates.length[representatives]), networks,
             [sequences[k] for k in representatives], shares[representatives])
 
 
-def choose_options(agents, trajectories, settings, game, say=print, evidence=None, probe=None):
+def choose_options(agents, trajectories, settings, game, say=print, evidence=None, probe=None, occurrences=False,
+                   polished=False):
     """Candidates, their applicability and the selection, on one set of networks and their
     solutions in `game` (a combogrid.Game, or any game with its solution_games and problems).
     The Levin loss is computed on `evidence` (an Evidence; default: the solutions). With `probe`
-    (games), candidates that play the same sequence from its states are merged into one option."""
-    cut = segments(trajectories, settings.checked().max_length)
-    learned = {n: sum(length == n for _, _, length in cut) * (len(agents) - 1) * settings.mask_seeds
-               for n in sorted({length for _, _, length in cut})}
-    say(f"learning {sum(learned.values())} candidate masks (every network x every segment of 2 to "
-        f"{settings.max_length} actions of the other networks' solutions x {settings.mask_seeds} seed(s)), one batch")
-    candidates = learn_candidates(agents, trajectories, settings, game, mask_progress(say))
-    kept = {n: (learned[n], int((candidates.length == n).sum())) for n in learned}
+    (games), candidates that play the same sequence from its states are merged into one option.
+    With `occurrences` (ComboGrid games), candidates are learned on every occurrence of their
+    segment in the evidence's solutions; with `polished`, their neuron masks are polished."""
+    say(f"learning candidate masks (every network x every segment of 2 to {settings.checked().max_length} actions "
+        f"of the other networks' solutions x {settings.mask_seeds} seed(s)"
+        + (", each on every occurrence of its actions" if occurrences else "") + "), one batch")
     evidence = solutions_evidence(trajectories, game) if evidence is None else evidence
-    say(f"{len(candidates)} candidates reproduce their segment; their applicability on "
+    candidates, learned = learn_candidates(agents, trajectories, settings, game, mask_progress(say),
+                                           evidence if occurrences else None, polished)
+    kept = {n: (learned[n], int((candidates.length == n).sum())) for n in learned}
+    say(f"{len(candidates)} of {sum(learned.values())} candidates reproduce their segment; their applicability on "
         f"{len(evidence.actions)} solutions ({sum(evidence.lengths)} states)")
     loss = LevinLoss(applicability(candidates, agents, evidence), candidates.network, candidates.length,
                      evidence.lengths, candidates.source if settings.not_on_source else None, problem=evidence.problem,
                      states=evidence.games.decision_states())
     networks, sequences, shares = [[int(a)] for a in candidates.network], None, None
     if probe is not None:
-        candidates, loss, networks, sequences, shares = merged_functions(candidates, loss, agents, probe, say)
+        candidates, loss, networks, sequences, shares = merged_functions(candidates, loss, agents, probe, say,
+                                                                         settings.merge_share)
     chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
     if sequences is not None and not settings.keep_composites:
         found = len(chosen)
@@ -726,7 +804,7 @@ def discover(agents, trajectories, settings, game, say=print):
     started = time.time()
     evidence = every_start_evidence(agents, game) if settings.checked().every_start else None
     choice = choose_options(agents, trajectories, settings, game, say, evidence,
-                            probe_games(game, 0) if settings.merge else None)
+                            probe_games(game, 0) if settings.merge else None, settings.occurrences, settings.polish)
     options, chosen = choice.candidates.subset(choice.chosen), choice.chosen
     taken = greedy_rollouts(options, agents, test_games(game)) if chosen else np.zeros((0, 0, 0))
     measured = [{**recovery(taken[k, :, :options.length[k]], game), "actions": taken[k, :, :options.length[k]].tolist()}

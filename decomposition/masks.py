@@ -260,6 +260,33 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
     return discretize(best_neuron), best_input_mask, curves[0], best_loss, curves
 
 
+def fit_masks_by_size(actors, observations, actions, weights, neuron_theta, input_theta, settings, discretize,
+                      input_fill=None, log=None, parts=4):
+    """fit_masks on training sets of very different sizes: the sets sorted by size and fit in `parts`
+    batches, each padded only to its own largest set. The same masks as one batch (padding weighs
+    nothing), at a fraction of the cost. Returns the best neuron masks (S, C, A, 3, H), input masks
+    (S, C, A, D) or None, and best cross-entropy (S, C, A); `log` sees the steps of all batches in turn."""
+    sizes = weights.gt(0).sum(1)
+    neuron_masks, best_loss = torch.zeros_like(neuron_theta), torch.zeros(neuron_theta.shape[:3])
+    input_masks = None if input_theta is None else torch.zeros(*input_theta.shape[:3], input_theta.shape[-1])
+    steps = settings.mask_learning_steps
+    for part, rows in enumerate(torch.tensor_split(torch.argsort(sizes, stable=True), parts)):
+        if not len(rows):
+            continue
+        n = int(sizes[rows].max())
+        part_log = None if log is None else (
+            lambda step, _, loss, names, done=part * steps: log(done + step, parts * steps, loss, names))
+        masks, inputs, _, loss, _ = fit_masks(
+            actors, observations[rows, :n], actions[rows, :n], weights[rows, :n],
+            torch.nn.Parameter(neuron_theta[:, rows].detach().clone()),
+            None if input_theta is None else torch.nn.Parameter(input_theta[:, rows].detach().clone()),
+            settings, None, discretize, None if input_fill is None else input_fill[rows], part_log)
+        neuron_masks[:, rows], best_loss[:, rows] = masks.detach(), loss.detach()
+        if inputs is not None:
+            input_masks[:, rows] = inputs.detach()
+    return neuron_masks, input_masks, best_loss
+
+
 class NeuronMaskObjective:
     """The cross-entropy of neuron masks alone, by autograd through the linear-in-mask shortcut
     (StackedActors.mask_to_logits)."""
@@ -320,3 +347,54 @@ def log_losses(step, steps, loss, set_names):
     per_set = loss.mean(dim=(0, 2))
     print(f"step {step:>5}/{steps}  loss  " +
           "  ".join(f"{name} {value:.4f}" for name, value in zip(set_names, per_set.tolist())), flush=True)
+
+
+MARGIN_CLIP = (-5.0, 0.5)
+"""The logit margins that polish_masks' tie-break sums are clipped to: a pair far from its action
+counts no more than one a little off, and a pair already taken gains little from a larger margin."""
+
+
+@torch.no_grad()
+def polish_masks(actors, observations, actions, weights, neuron_masks, input_masks=None, fill=0.0, max_rounds=300):
+    """Local search on one-hot neuron masks, one per row K: while some single neuron's change of
+    state (inactive, active, program) makes the network choose the training actions on more of the
+    pairs (weighted), or as many with a larger clipped margin, make the best such change.
+
+    actors: StackedActors of one network per mask; observations (K, N, D), actions and weights
+    (K, N), 0 on padding; neuron_masks (K, 3, H) where it starts; input_masks (K, D) and fill fixed.
+    Softmax, straight-through and Adam look at the cross-entropy, a smooth stand-in: this looks at
+    the greedy choices themselves, which the cross-entropy only approaches.
+    """
+    pre = actors.pre_activations(observations, input_masks, fill)              # (K, N, H)
+    # each neuron's logits under each of its states: (K, H, 3, N, O)
+    per_state = torch.stack([torch.zeros_like(pre), pre, torch.relu(pre)], 1).permute(0, 3, 1, 2)
+    per_state = per_state.unsqueeze(-1) * actors.w2[:, :, None, None, :]
+    choice = neuron_masks.argmax(-2)                                           # (K, H)
+    rows = torch.arange(len(choice))[:, None]
+    targets = actions[:, None, None, :, None].expand(*per_state.shape[:-1], 1)
+    for _ in range(max_rounds):
+        current = per_state[rows, torch.arange(choice.shape[1]), choice]       # (K, H, N, O)
+        logits = current.sum(1) + actors.b2                                    # (K, N, O)
+        moved = logits[:, None, None] - current[:, :, None] + per_state        # (K, H, 3, N, O)
+        score = _choice_score(moved, targets, weights[:, None, None])          # (K, H, 3)
+        best = score.flatten(1).max(1)
+        now = score.gather(2, choice[..., None]).amax((1, 2))
+        better = best.values > now + 1e-12
+        if not better.any():
+            break
+        k = better.nonzero().squeeze(1)
+        neuron, state = best.indices[k] // 3, best.indices[k] % 3
+        choice[k, neuron] = state
+    return torch.zeros_like(neuron_masks).scatter_(-2, choice[:, None, :], 1.0)
+
+
+def _choice_score(logits, targets, weights):
+    """The weighted pairs on which the action is the greedy choice, plus a tie-break worth less
+    than one pair of a set of up to 10,000: the weighted mean of the clipped margins. logits
+    (..., N, O), targets (..., N, 1), weights (..., N); in float64 so that the tie-break counts."""
+    chosen = logits.gather(-1, targets)
+    others = logits.scatter(-1, targets, float("-inf")).amax(-1, keepdim=True)
+    margin = (chosen - others).squeeze(-1).double()
+    low, high = MARGIN_CLIP
+    tie_break = (margin.clamp(low, high) - low) / (high - low)                 # in [0, 1]
+    return ((margin > 0).double() + 1e-4 * tie_break).mul(weights).sum(-1)

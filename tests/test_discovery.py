@@ -8,6 +8,7 @@ import os
 
 import numpy as np
 import pytest
+import torch
 
 import discover
 from combogrid import DEFAULT_GAME, COMBO_NAMES, COMBOS, PROBLEMS, ComboGym
@@ -120,6 +121,34 @@ def test_every_start_solutions_replay_to_the_goal(shipped_evidence):
     ends = evidence.games.subset(np.cumsum(evidence.lengths) - 1)     # each solution's last state
     ends.step(np.array([a[-1] for a in evidence.actions]))
     assert ends.at_goal().all()
+
+
+def test_a_segment_is_learned_on_every_occurrence_of_its_actions(shipped_evidence):
+    from decomposition import extraction
+    settings, agents, evidence = shipped_evidence
+    trajectories = extraction.solution_trajectories(agents, settings)
+    cut = discovery.segments(trajectories, 3)
+    stands_for, observations, actions, weights = discovery.training_sets(cut, trajectories, DEFAULT_GAME, evidence)
+    assert sorted(x for segments in stands_for for x in segments) == sorted(cut)
+    index = {row.tobytes(): k for k, row in enumerate(evidence.games.observations())}
+    solutions = np.concatenate(evidence.actions)
+    starts = np.concatenate([[0], np.cumsum(evidence.lengths)[:-1]])
+    for c, segments in enumerate(stands_for):
+        p, start, length = segments[0]
+        sequence = trajectories[p].get_actions()[start:start + length]
+        assert all(trajectories[q].get_actions()[s:s + n] == sequence and s % 3 == start % 3 for q, s, n in segments)
+        pairs = int((weights[c] > 0).sum())
+        assert pairs % length == 0 and weights[c, :pairs].sum() == pytest.approx(1.0)
+        assert actions[c, :pairs].tolist() == sequence * (pairs // length)
+        at = [index[observations[c, k].numpy().tobytes()] for k in range(0, pairs, length)]
+        assert len(set(at)) == len(at)                      # each first state once
+        for q in at:                                       # the evidence plays the sequence from there
+            solution = np.searchsorted(starts, q, side="right") - 1
+            assert (q - starts[solution]) % 3 == start % 3
+            assert solutions[q:q + length].tolist() == sequence and q + length <= starts[solution] + evidence.lengths[solution]
+    # the segment's own first state is its first occurrence: TL-BR's solution from its start is the first solution
+    own = next(c for c, s in enumerate(stands_for) if (0, 0, 3) in s)
+    assert (observations[own, 0] == torch.from_numpy(evidence.games.observations()[0])).all()
 
 
 def test_levin_loss_once_per_distinct_state_is_the_loss_per_position(shipped_evidence):

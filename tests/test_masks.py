@@ -87,6 +87,32 @@ def test_linear_in_mask_shortcut_equals_the_masked_network():
     torch.testing.assert_close(shortcut.view(3, 2, 7, 3) + actors.b2, expected, rtol=1e-5, atol=1e-4)
 
 
+def taken_pairs(agents, masks, x, actions, weights):
+    """Per mask, the weighted pairs on which its network's greedy action is the training action."""
+    taken = [agent._get_action_with_mask(x[k], masks[k])[0] == actions[k] for k, agent in enumerate(agents)]
+    return (torch.stack(taken).float() * weights).sum(-1)
+
+
+def test_polish_takes_more_training_actions_and_never_fewer():
+    agents = [make_agent(seed) for seed in range(4)]
+    x, actions = torch.rand(4, 12, 59), torch.randint(0, 3, (4, 12))
+    weights = torch.full((4, 12), 1 / 12)
+    weights[3, 6:] = 0                                    # padding counts for nothing
+    start = extraction.discretize(torch.randn(4, 3, H))
+    polished = batched_masks.polish_masks(StackedActors(agents), x, actions, weights, start)
+    assert ((polished == 0) | (polished == 1)).all() and (polished.sum(-2) == 1).all()
+    before, after = taken_pairs(agents, start, x, actions, weights), taken_pairs(agents, polished, x, actions, weights)
+    assert (after >= before).all() and (after > before).any()
+    # a local optimum: no single neuron's change of state takes more pairs
+    for k in range(2):
+        for neuron, state in [(n, s) for n in range(0, H, 8) for s in range(3)]:
+            moved = polished[k:k + 1].clone()
+            moved[0, :, neuron] = 0
+            moved[0, state, neuron] = 1
+            again = taken_pairs(agents[k:k + 1], moved, x[k:k + 1], actions[k:k + 1], weights[k:k + 1])
+            assert again[0] <= after[k] + 1e-6
+
+
 def test_input_masked_loss_and_gradients_match_autograd_through_the_masked_network():
     """The written-out loss and gradients of the --mask-inputs engine against autograd through
     the plain formula: inputs replaced by their fill where dropped, then the masked network."""
@@ -246,3 +272,19 @@ def test_table_structure(quick_run):
 
 def test_combos_in_the_scoring_order():
     assert [COMBOS[name] for name in COMBO_NAMES] == [(0, 0, 1), (0, 1, 2), (2, 1, 0), (1, 0, 2)]
+
+
+def test_masks_fit_by_size_are_the_masks_fit_as_one_batch():
+    agents = [make_agent(seed) for seed in range(2)]
+    x, actions = torch.rand(5, 9, 59), torch.randint(0, 3, (5, 9))
+    weights = torch.zeros(5, 9)
+    for c, n in enumerate([9, 2, 5, 3, 7]):                # sets of different sizes, padded to 9
+        weights[c, :n] = 1 / n
+    theta = torch.randn(2, 5, 2, 3, H)
+    settings = batched_masks.MaskSettings(mask_learning_steps=40, log_every=0)
+    whole = batched_masks.fit_masks(StackedActors(agents), x, actions, weights, torch.nn.Parameter(theta.clone()),
+                                    None, settings, None, extraction.discretize)
+    by_size = batched_masks.fit_masks_by_size(StackedActors(agents), x, actions, weights, theta, None, settings,
+                                              extraction.discretize, parts=3)
+    assert torch.equal(by_size[0], whole[0]) and by_size[1] is None
+    torch.testing.assert_close(by_size[2], whole[3])
