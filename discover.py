@@ -77,8 +77,8 @@ def check_args(args):
 
 
 def memory_estimate(args):
-    """Bytes a run needs, roughly, calibrated on peaks measured here (0.58 GB for the defaults, 2.4 GB
-    with --mask-inputs --mask-seeds 4): 400 MB, plus 16 bytes per float of the mask batch's largest
+    """Bytes a run needs, roughly, calibrated on peaks measured here (0.58 GB with --no-occurrences, 2.4 GB
+    with that, --mask-inputs and --mask-seeds 4, 1.3 GB for the defaults): 400 MB, plus 16 bytes per float of the mask batch's largest
     tensors and loss curves (neuron masks: the linear-in-mask products, segments x networks x 2H x
     3L; input masks: about six networks x segments x seeds x L x H tensors), plus with input masks
     the 1 GiB of freed memory that glibc is asked to keep for reuse (script.keep_freed_memory)."""
@@ -90,6 +90,8 @@ def memory_estimate(args):
     floats += args.mask_learning_steps * args.mask_seeds * segments * networks
     if args.mask_inputs:
         floats += 6 * networks * segments * args.mask_seeds * args.max_length * args.hidden_size
+    if args.occurrences:  # sets padded to their occurrences, and the polish's tables: 1.3 GB measured
+        floats *= 5
     return 400e6 + 16 * floats + (2**30 if args.mask_inputs else 0)
 
 
@@ -164,11 +166,12 @@ def ceiling_study(args):
     """discovery.ceiling on the networks of --model-paths, or of every set of --sets-dir."""
     game = sized_game(args.game)
     folders = set_folders(args, game) if args.sets_dir is not None else [None]
-    runs = []
+    runs, started = [], time.time()
     for k, folder in enumerate(folders):
         paths = args.model_paths if folder is None else tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
         settings = extraction.ExtractionSettings(game=args.game, model_paths=paths, hidden_size=args.hidden_size)
-        print(f"set {k + 1}/{len(folders)}: masks told each combo, fit on every probe state", flush=True)
+        left = f", about {(time.time() - started) / k * (len(folders) - k):.0f} s left" if k else ""
+        print(f"set {k + 1}/{len(folders)}: masks told each combo, fit on every probe state{left}", flush=True)
         runs.append({"set": folder, "combos": discovery.ceiling(extraction.load_agents(settings), game, args)})
     return {"args": asdict(args), "game": game.describe(), "runs": runs}
 

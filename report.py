@@ -47,7 +47,7 @@ STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-di
 REUSE = "python downstream.py --save-dir results/downstream"
 MINIGRID = "python minigrid_study.py --save-dir results/minigrid"
 """The MiniGrid study (section 8)."""
-CEILING = "python discover.py --ceiling --mask-seeds 4 --sets-dir results/network_sets --save-dir results/discovery_ceiling"
+CEILING = "python discover.py --ceiling --sets-dir results/network_sets --save-dir results/discovery_ceiling"
 """What neuron masks can do when told the combos (section 6)."""
 REUSE_DISCOVERED = ("python downstream.py --conditions none inputs discovered --save-dir "
                     "results/downstream_discovered")
@@ -156,7 +156,7 @@ def run_all(args):
                  os.path.join(args.results_dir, "downstream_discovered")])
     if not os.path.exists(os.path.join(args.results_dir, "discovery_ceiling", "ceiling.json")):
         run_kit(f"{CEILING} (about 4 minutes)",
-                ["discover.py", "--ceiling", "--mask-seeds", "4", "--sets-dir", args.sets_dir, "--save-dir",
+                ["discover.py", "--ceiling", "--sets-dir", args.sets_dir, "--save-dir",
                  os.path.join(args.results_dir, "discovery_ceiling")])
     if not os.path.exists(os.path.join(args.results_dir, "minigrid", "results.json")):
         run_kit(f"{MINIGRID} (about 20 minutes)",
@@ -552,11 +552,20 @@ def section_discovery(report, found):
         "Everything above is told where the combos are: the training data is cut at combo boundaries. "
         "discover.py is not. For every network and every segment of 2 to "
         f"{args['max_length']} actions of the other networks' greedy solutions it learns a mask (all in one "
-        "batch) so that the masked network takes the segment's actions; a candidate that does not reproduce "
+        "batch) so that the masked network takes the segment's actions"
+        + (", from the states of every occurrence of the same actions, at the same position in the combo, in "
+           "the solutions the Levin loss is computed on" if args.get("occurrences") else "")
+        + ("; each neuron mask is then polished by local search (one neuron's state changed at a time, while the "
+           "network takes more of those actions greedily)" if args.get("polish") else "")
+        + "; a candidate that does not reproduce "
         "its own segment is dropped. The Levin loss is computed on each network's greedy solutions of its "
-        "problem from every non-goal cell: states the candidates were not fit on. A candidate of length l "
+        "problem from every non-goal cell"
+        + (" (the candidates are fit where those solutions play their segments' actions). " if args.get("occurrences")
+           else ": states the candidates were not fit on. ") +
+        "A candidate of length l "
         "applies at a position of a solution when its greedy rollout of l steps from that state takes the "
-        "solution's next l actions. Candidates that play the same sequence from >= 90% of probe states (the "
+        "solution's next l actions. Candidates that play the same sequence from "
+        f">= {args.get('merge_share', discovery.RECOVERED):.0%} of probe states (the "
         "goal on a cell no training problem has) are one function, one option applicable wherever one of them "
         "is; the others are options of their own. The Levin loss of a set of K options is, summed over the "
         "solutions of n actions, log(n + 1) + d log(K + 3), with d the least number of decisions (a primitive "
@@ -581,8 +590,11 @@ def section_discovery(report, found):
                       "combo (yellow) with an empty buffer; white: the goal.")
     report.paragraph(f"The same on the {len(first_sets(found)['sets'])} network sets (one run per set):")
     report.monospace(discovery_sets_table(found), size=6.5)
+    if any("previous" in entry for entry in found.values()):
+        report.paragraph("Before: each candidate learned on its own segment by Adam alone, merged at 90% of the "
+                         "probe states (results/discovery_ablations/*_previous).")
     report.paragraph(discovery_reading(found))
-    ceiling_reading(report, found["discovery"].get("ceiling"))
+    ceiling_reading(report, found["discovery"].get("ceiling"), found["discovery"].get("ceiling_no_polish"))
     discovered_reuse(report, found["discovery_inputs"].get("reuse"))
     report.paragraph(
         "Each run's discovery.json holds the options (network, "
@@ -591,19 +603,25 @@ def section_discovery(report, found):
         "options that replay in ComboGym (tests/test_discovery.py recomputes the recovery that way).")
 
 
-def ceiling_reading(report, study):
-    """How far masks of the run's kind can go at all: discover.py --ceiling on the network sets."""
+def ceiling_reading(report, study, adam_only=None):
+    """How far masks of the run's kind can go at all: discover.py --ceiling on the network sets, and
+    the same with Adam alone (no polish) where that record is there."""
     if study is None:
         report.paragraph(f"The ceiling of neuron masks has not been measured here ({CEILING} measures it).")
         return
-    runs, names = study["runs"], list(study["runs"][0]["combos"])
-    every = sum(min(r["combos"].values()) >= discovery.RECOVERED for r in runs)
-    per_combo = ", ".join(f"{n} {sum(r['combos'][n] >= discovery.RECOVERED for r in runs)}" for n in names)
-    report.paragraph(
-        f"What neuron masks of these networks can do at all ({CEILING}): told each combo and fit on it played "
-        f"from every probe state, the best of {study['args']['mask_seeds']} seeds x 4 networks plays every combo "
-        f"from >= {discovery.RECOVERED:.0%} of the test states on {every} of {len(runs)} sets (sets per combo: "
-        f"{per_combo}). A neuron-mask discovery cannot recall 4/4 where even told masks do not.")
+    def reached(record):
+        runs, names = record["runs"], list(record["runs"][0]["combos"])
+        every = sum(min(r["combos"].values()) >= discovery.RECOVERED for r in runs)
+        per_combo = ", ".join(f"{n} {sum(r['combos'][n] >= discovery.RECOVERED for r in runs)}" for n in names)
+        how = "Adam and the polish" if record["args"].get("polish") else "Adam alone"
+        return (f"with {how}, the best of {record['args']['mask_seeds']} seed(s) x 4 networks plays every combo "
+                f"from >= {discovery.RECOVERED:.0%} of the test states on {every} of {len(runs)} sets (sets per "
+                f"combo: {per_combo})")
+    text = (f"What neuron masks of these networks can do at all ({CEILING}): told each combo and fit on it played "
+            f"from every probe state, {reached(study)}.")
+    if adam_only is not None:
+        text += f" Fit the same way {reached(adam_only)} (results/discovery_ablations/ceiling_no_polish)."
+    report.paragraph(text + " A neuron-mask discovery cannot recall 4/4 where even told masks do not.")
 
 
 def discovered_reuse(report, study):
@@ -640,8 +658,10 @@ def discovery_sets_table(found):
     """Per configuration: precision and recall over the sets (mean and worst), sets with recall 4/4
     and precision >= 0.8 (on the test states and held out)."""
     rows = []
-    for name, (_, label) in DISCOVERY.items():
-        runs = found[name]["sets"]["runs"]
+    configurations = [(label, found[name]["sets"]["runs"]) for name, (_, label) in DISCOVERY.items()]
+    configurations += [(f"{label}, before", found[name]["previous"]["runs"]) for name, (_, label) in DISCOVERY.items()
+                       if "previous" in found[name]]
+    for label, runs in configurations:
         precision, recall = (np.array([r[key] for r in runs]) for key in ("precision", "recall"))
         loss = np.array([r["levin_loss"] for r in runs])
         rows.append([label, f"{np.mean([len(r['options']) for r in runs]):.1f}", f"{precision.mean():.2f}",
@@ -899,9 +919,14 @@ def load_discovery(args):
     path = os.path.join(args.results_dir, "downstream_discovered", "results.json")
     if os.path.exists(path):
         found["discovery_inputs"]["reuse"] = read_json(path)
-    path = os.path.join(args.results_dir, "discovery_ceiling", "ceiling.json")
-    if os.path.exists(path):
-        found["discovery"]["ceiling"] = read_json(path)
+    for name, previous in (("discovery", "neuron_previous"), ("discovery_inputs", "inputs_previous")):
+        path = os.path.join(args.results_dir, "discovery_ablations", previous, "sets.json")
+        if os.path.exists(path):
+            found[name]["previous"] = read_json(path)
+    for key, folder in (("ceiling", "discovery_ceiling"), ("ceiling_no_polish", "discovery_ablations/ceiling_no_polish")):
+        path = os.path.join(args.results_dir, *folder.split("/"), "ceiling.json")
+        if os.path.exists(path):
+            found["discovery"][key] = read_json(path)
     return found
 
 

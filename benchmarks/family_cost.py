@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 from speed import ROOT  # benchmarks/ is the script's folder, so first on sys.path
 from combogrid import GAMES, game_named  # noqa: E402  (speed set the path)
-from decomposition.family import Layout  # noqa: E402
+from decomposition.family import FAMILY_CANDIDATES, Layout  # noqa: E402
 from decomposition.files import read_json, unwritable  # noqa: E402
 from decomposition.script import Range, check, fails_on, out_of_range, start  # noqa: E402
 
@@ -84,7 +84,7 @@ def commands(game, study_dir, scratch):
         return result
     paths = [os.path.join(sets[0], f"{p}.pt") for p in game.problems]
     result["extract"] = ["main.py", "--game", game.name, "--mask-inputs", "--log-every", "0", "--model-paths", *paths]
-    result["discover"] = ["discover.py", "--game", game.name, "--mask-inputs", "--log-every", "0",
+    result["discover"] = ["discover.py", "--game", game.name, "--mask-inputs", "--log-every", "0", *FAMILY_CANDIDATES,
                           "--model-paths", *paths]
     result["reuse"] = ["downstream.py", "--game", game.name, "--tasks", "random", "--conditions", "none", "inputs",
                        "--num-seeds", "4", "--learning-rates", "0.016", "--mask-seeds", "1", "--budget", "40960",

@@ -100,7 +100,7 @@ class DiscoverySettings(SelectionSettings):
     fraction of the probe states"""
     occurrences: bool = True
     """learn each candidate on every occurrence of its segment's actions in the solutions the Levin loss is
-    computed on, of the segment's problem and from the same position in the combo; off: on the segment alone"""
+    computed on, from the same position in the combo; off: on the segment alone"""
     polish: bool = True
     """after Adam, improve each candidate's neuron mask by local search (one neuron's state at a time)
     while the masked network takes more of its training actions greedily"""
@@ -158,8 +158,9 @@ def learn_candidates(agents, trajectories, settings, game, log=None, occurrences
     states (settings, a DiscoverySettings). `log` reports the training's progress every
     settings.log_every steps (fit_masks).
     With `occurrences` (an Evidence), a segment's states are those of every occurrence of its actions
-    in the evidence's solutions of the same problem (training_sets), and segments with the same
-    occurrences are learned once. With `polished`, each neuron mask is then improved by local search
+    in the evidence's solutions, from the same position in the combo (training_sets; the solutions
+    of every network, the candidate's own included), and segments with the same actions from the
+    same position are learned once. With `polished`, each neuron mask is then improved by local search
     on the same states (polish).
     Candidates whose greedy rollout from the segment's first state does not take the segment's
     actions are dropped: they are not the function they were trained to be. Returns the rest and
@@ -428,12 +429,13 @@ def concatenation(sequence, parts):
     return len(sequence) in ends
 
 
-def without_composites(loss, chosen, sequences, shares, max_options, seed):
+def without_composites(loss, chosen, sequences, shares, max_options, seed, least_share=RECOVERED):
     """The chosen set with every option that is a concatenation of other chosen ones dropped: the
     search goes on from the rest, over the candidates that are not such a concatenation either,
     until no chosen option is one. sequences and shares: per candidate, what it plays from the
-    probe states and from what fraction; only sequences played from >= 90% count."""
-    reliable = shares >= RECOVERED
+    probe states and from what fraction; only sequences played from at least `least_share` count
+    (the share at which candidates merge)."""
+    reliable = shares >= least_share
     rng, value = np.random.default_rng(seed), float(loss(as_sets([chosen], max(len(chosen), 1)))[0])
     usable = np.ones(len(loss), dtype=bool)
     while True:
@@ -792,7 +794,8 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
     chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
     if sequences is not None and not settings.keep_composites:
         found = len(chosen)
-        chosen, value = without_composites(loss, chosen, sequences, shares, settings.max_options, settings.seed)
+        chosen, value = without_composites(loss, chosen, sequences, shares, settings.max_options, settings.seed,
+                                           settings.merge_share)
         say(f"{found} options chosen; {len(chosen)} once those that are a concatenation of other chosen ones are dropped")
     return Choice(candidates, kept, loss, chosen, value, networks, sequences, shares)
 

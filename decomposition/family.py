@@ -21,6 +21,9 @@ from decomposition import across_sets
 from decomposition.files import json_writer, read_json, text_writer, write_file_set
 
 STAGES = ("train", "extract", "reuse", "discover")
+FAMILY_CANDIDATES = ("--no-occurrences", "--no-polish", "--merge-share", "0.9")
+"""How the family's discovery learns and merges its candidates: each on its own segment, Adam alone,
+merged at 90% of the probe states (docs/variants.md)."""
 REUSE_CONDITIONS = ("none", "inputs", "not-needed", "whole", "combos", "neural-augmented")
 TRAINING = {"10x10": ("--total-timesteps", "6000000")}
 """Extra train_ppo.py options per game: 10x10's solutions are 54 actions long and some learners need
@@ -103,9 +106,11 @@ def command(stage, layout, args):
                 "--budget", str(reuse_budget(args, layout.game)), "--processes", str(args.processes),
                 "--eval-points", str(min(20, reuse_budget(args, layout.game) // 2048)),
                 "--save-dir", os.path.dirname(layout.outputs["reuse"])]
-    # options of up to two combos, as discover.py's default of 6 is on three-action combos
+    # options of up to two combos, as discover.py's default of 6 is on three-action combos; each candidate
+    # learned on its segment alone, as measured on every game (occurrence sets are unmeasured on the larger grids)
     return ["discover.py", "--game", name, "--sets-dir", layout.discovery_sets, "--mask-inputs", "--log-every", "0",
-            "--max-length", str(2 * layout.game.combo_length), "--save-dir", os.path.dirname(layout.outputs["discover"])]
+            "--max-length", str(2 * layout.game.combo_length), *FAMILY_CANDIDATES,
+            "--save-dir", os.path.dirname(layout.outputs["discover"])]
 
 
 def read(path, what):

@@ -263,19 +263,26 @@ def fit_masks(actors, observations, actions, weights, neuron_theta, input_theta,
 def fit_masks_by_size(actors, observations, actions, weights, neuron_theta, input_theta, settings, discretize,
                       input_fill=None, log=None, parts=4):
     """fit_masks on training sets of very different sizes: the sets sorted by size and fit in `parts`
-    batches, each padded only to its own largest set. The same masks as one batch (padding weighs
+    batches, each padded only to its own largest set (one batch where the largest set is at most
+    twice the median). The same masks as one batch (padding weighs
     nothing), at a fraction of the cost. Returns the best neuron masks (S, C, A, 3, H), input masks
     (S, C, A, D) or None, and best cross-entropy (S, C, A); `log` sees the steps of all batches in turn."""
     sizes = weights.gt(0).sum(1)
+    if sizes.max() <= 2 * sizes.median():      # little padding to save: one batch, one step loop
+        parts = 1
     neuron_masks, best_loss = torch.zeros_like(neuron_theta), torch.zeros(neuron_theta.shape[:3])
     input_masks = None if input_theta is None else torch.zeros(*input_theta.shape[:3], input_theta.shape[-1])
-    steps = settings.mask_learning_steps
-    for part, rows in enumerate(torch.tensor_split(torch.argsort(sizes, stable=True), parts)):
+    steps, batches = settings.mask_learning_steps, torch.tensor_split(torch.argsort(sizes, stable=True), parts)
+    # progress in steps of the whole work: a batch's steps cost in proportion to its sets x pairs
+    costs = np.array([len(rows) * int(sizes[rows].max()) if len(rows) else 0 for rows in batches], dtype=float)
+    shares = np.concatenate([[0], np.cumsum(costs)]) / max(costs.sum(), 1) * parts * steps
+    for part, rows in enumerate(batches):
         if not len(rows):
             continue
         n = int(sizes[rows].max())
         part_log = None if log is None else (
-            lambda step, _, loss, names, done=part * steps: log(done + step, parts * steps, loss, names))
+            lambda step, _, loss, names, done=shares[part], scale=(shares[part + 1] - shares[part]) / steps:
+            log(int(done + step * scale), parts * steps, loss, names))
         masks, inputs, _, loss, _ = fit_masks(
             actors, observations[rows, :n], actions[rows, :n], weights[rows, :n],
             torch.nn.Parameter(neuron_theta[:, rows].detach().clone()),

@@ -22,7 +22,9 @@ SCRIPTS = {"train_ppo.py": train_ppo.Args, "main.py": main.Args, "downstream.py"
 
 
 def options_of(command):
-    return [word[2:].replace("-", "_") for word in command if word.startswith("--")]
+    """The fields the command's options set (tyro's --no-FIELD turns a boolean field off)."""
+    names = [word[2:].replace("-", "_") for word in command if word.startswith("--")]
+    return [name[3:] if name.startswith("no_") else name for name in names]
 
 
 def test_every_stage_command_uses_options_its_script_has(tmp_path):
