@@ -316,6 +316,7 @@ def expect_error(args, message):
     ({"restarts": -1}, "--restarts must be"),
     ({"mask_learning_rate": float("nan")}, "--mask-learning-rate must be"),
     ({"mask_seeds": 0}, "--mask-seeds must be"),
+    ({"merge_share": 0.2}, "--merge-share must be between 0.5 and 1"),
     ({"model_paths": MODELS[:3]}, "--model-paths needs 4 checkpoints"),
     ({"model_paths": ("missing.pt", *MODELS[1:])}, "checkpoint not found"),
     ({"model_paths": (MODELS[1], MODELS[0], *MODELS[2:])}, "the order of --model-paths looks wrong"),
