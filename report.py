@@ -155,7 +155,7 @@ def run_all(args):
                  os.path.join(args.results_dir, "discovery_inputs", "options.pt"), "--save-dir",
                  os.path.join(args.results_dir, "downstream_discovered")])
     if not os.path.exists(os.path.join(args.results_dir, "discovery_ceiling", "ceiling.json")):
-        run_kit(f"{CEILING} (about 4 minutes)",
+        run_kit(f"{CEILING} (several minutes)",
                 ["discover.py", "--ceiling", "--sets-dir", args.sets_dir, "--save-dir",
                  os.path.join(args.results_dir, "discovery_ceiling")])
     if not os.path.exists(os.path.join(args.results_dir, "minigrid", "results.json")):
