@@ -923,8 +923,8 @@ def load_discovery(args):
         path = os.path.join(args.results_dir, "discovery_ablations", previous, "sets.json")
         if os.path.exists(path):
             found[name]["previous"] = read_json(path)
-    for key, folder in (("ceiling", "discovery_ceiling"), ("ceiling_no_polish", "discovery_ablations/ceiling_no_polish")):
-        path = os.path.join(args.results_dir, *folder.split("/"), "ceiling.json")
+    for key, folder in (("ceiling", ("discovery_ceiling",)), ("ceiling_no_polish", ("discovery_ablations", "ceiling_no_polish"))):
+        path = os.path.join(args.results_dir, *folder, "ceiling.json")
         if os.path.exists(path):
             found["discovery"][key] = read_json(path)
     return found

@@ -34,6 +34,7 @@ from decomposition.masks import (MaskSettings, StackedActors, fit_masks, fit_mas
                                  stack_trajectories)
 from decomposition.script import NON_NEGATIVE, POSITIVE, Range, game_problem, model_paths_problem
 from ppo_agent import greedy_actions
+from trajectory import Trajectory
 
 RECOVERED = 0.9
 """An option performs a function if it does so from at least this fraction of the test states."""
@@ -209,10 +210,11 @@ def polish(candidates, agents, observations, actions, weights, sets, size=2**25)
     sizes = weights.gt(0).sum(1)[sets].clamp(min=1)
     order, done, per_pair = torch.argsort(sizes, stable=True), 0, candidates.neuron_masks[0].numel() * 3
     while done < len(order):
-        count = max(1, size // (per_pair * int(sizes[order[done]])))
-        n = int(sizes[order[done:done + count]].max())
-        rows = order[done:done + max(1, min(count, size // (per_pair * n)))]
-        part = candidates.subset(rows.numpy())
+        # sorted by size, a batch's largest set is its last: take the longest run that fits
+        ahead = sizes[order[done:]]
+        fits = torch.arange(1, len(ahead) + 1) * ahead * per_pair <= size
+        rows = order[done:done + max(1, int(fits.sum()))]
+        n, part = int(sizes[rows].max()), candidates.subset(rows.numpy())
         candidates.neuron_masks[rows] = polish_masks(
             part.actors(agents), observations[sets[rows], :n], actions[sets[rows], :n], weights[sets[rows], :n],
             part.neuron_masks, part.input_masks, 0.0 if part.input_fill is None else part.input_fill)
@@ -231,25 +233,19 @@ def training_sets(cut, trajectories, game, occurrences=None):
     solutions, lengths = np.concatenate(occurrences.actions), np.array(occurrences.lengths)
     ends = np.repeat(np.cumsum(lengths), lengths)
     position = np.arange(len(solutions)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    states, observations = occurrences.games.decision_states(), torch.from_numpy(occurrences.games.observations())
+    states, observations = occurrences.games.decision_states(), occurrences.games.observations()
     found = {}
     for p, start, length in cut:
         found.setdefault((start % game.combo_length, tuple(trajectories[p].get_actions()[start:start + length])),
                          []).append((p, start, length))
-    pairs = []
+    sets = []
     for phase, actions in found:
         at = np.flatnonzero((position % game.combo_length == phase) & (np.arange(len(solutions)) + len(actions) <= ends))
         at = at[[tuple(solutions[q:q + len(actions)]) == actions for q in at]]
         _, first = np.unique(states[at], return_index=True)
-        pairs.append((at[np.sort(first)][:, None] + np.arange(len(actions))).reshape(-1))
-    size = max(len(p) for p in pairs)
-    stacked = torch.zeros(len(found), size, observations.shape[-1])
-    actions, weights = torch.zeros(len(found), size, dtype=torch.long), torch.zeros(len(found), size)
-    for c, ((_, sequence), at) in enumerate(zip(found, pairs)):
-        stacked[c, :len(at)] = observations[at]
-        actions[c, :len(at)] = torch.tensor(sequence * (len(at) // len(sequence)))
-        weights[c, :len(at)] = 1.0 / len(at)
-    return list(found.values()), stacked, actions, weights
+        pairs = (at[np.sort(first)][:, None] + np.arange(len(actions))).reshape(-1)
+        sets.append(Trajectory(observations[pairs], actions * (len(pairs) // len(actions))))
+    return list(found.values()), *stack_trajectories(sets)
 
 
 def solution_games(trajectories, game):
