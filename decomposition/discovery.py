@@ -3,7 +3,7 @@ segment of the solution trajectories, the few that best compress the other solut
 the Levin loss, and how well the chosen ones recover the true combos.
 
     settings = DiscoverySettings(game="5x5", mask_inputs=True)
-    candidates, _ = learn_candidates(agents, trajectories, settings, game)   # a mask per (network, segment)
+    candidates, _, _ = learn_candidates(agents, trajectories, settings, game)   # a mask per (network, segment)
     table = applicability(candidates, agents, trajectories, game)     # where each reproduces a solution
     loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories])
     chosen, value = select_options(loss, max_options, restarts, seed)
@@ -38,6 +38,8 @@ from trajectory import Trajectory
 
 RECOVERED = 0.9
 """An option performs a function if it does so from at least this fraction of the test states."""
+CONSOLIDATION_ROUNDS = 3
+"""Most times the chosen options' candidates are consolidated and the choice made again."""
 ROLLOUT_GAMES = 2**18
 """Games stepped at once in a rollout (candidates x states): their observations take 4 x inputs bytes each."""
 
@@ -105,6 +107,9 @@ class DiscoverySettings(SelectionSettings):
     polish: bool = True
     """after Adam, improve each candidate's neuron mask by local search (one neuron's state at a time)
     while the masked network takes more of its training actions greedily"""
+    consolidate: bool = True
+    """with merging: polish the chosen options' candidates again on their training sets and on what their
+    function plays from the probe states, and choose again, until the choice holds only such candidates"""
 
     RANGES = {**SelectionSettings.RANGES, "merge_share": Range(0.5, 1)}
 
@@ -128,6 +133,7 @@ class Candidates:
     best_loss: np.ndarray          # (K,) the mask's cross-entropy on its segment
     input_masks: Optional[torch.Tensor] = None   # (K, D) 1 = kept
     input_fill: Optional[torch.Tensor] = None    # (K, D)
+    training_set: Optional[np.ndarray] = None    # (K,) the row of its training set (learn_candidates)
 
     def __len__(self):
         return len(self.network)
@@ -138,7 +144,7 @@ class Candidates:
         pick = lambda x: None if x is None else x[torch.as_tensor(which)]  # noqa: E731
         return Candidates(self.network[which], self.source[which], self.start[which], self.length[which],
                           pick(self.neuron_masks), self.best_loss[which], pick(self.input_masks),
-                          pick(self.input_fill))
+                          pick(self.input_fill), None if self.training_set is None else self.training_set[which])
 
     def actors(self, agents):
         """The candidates' networks stacked, one per candidate."""
@@ -164,8 +170,9 @@ def learn_candidates(agents, trajectories, settings, game, log=None, occurrences
     same position are learned once. With `polished`, each neuron mask is then improved by local search
     on the same states (polish).
     Candidates whose greedy rollout from the segment's first state does not take the segment's
-    actions are dropped: they are not the function they were trained to be. Returns the rest and
-    {length: masks learned}.
+    actions are dropped: they are not the function they were trained to be. Returns the rest,
+    {length: masks learned} and the training sets (observations, actions, weights; a candidate's is
+    row candidates.training_set).
 
     fit_masks learns a mask for every (segment, network) pair of its batch; the pairs of a network
     and a segment of its own solution are learned too (the batch is a full grid) and left out.
@@ -195,11 +202,12 @@ def learn_candidates(agents, trajectories, settings, game, log=None, occurrences
         neuron_masks=neuron_masks[s_index, c_index, a_index].detach(),
         best_loss=best_loss[s_index, c_index, a_index].detach().numpy(),
         input_masks=None if input_masks is None else input_masks[s_index, c_index, a_index].detach(),
-        input_fill=None if input_fill is None else input_fill[c_index])
+        input_fill=None if input_fill is None else input_fill[c_index], training_set=c_index.numpy())
     if polished:
         polish(candidates, agents, observations, actions, weights, c_index)
     learned = {int(n): int((candidates.length == n).sum()) for n in np.unique(candidates.length)}
-    return candidates.subset(np.flatnonzero(reproduces_segment(candidates, agents, trajectories, game))), learned
+    kept = candidates.subset(np.flatnonzero(reproduces_segment(candidates, agents, trajectories, game)))
+    return kept, learned, (observations, actions, weights)
 
 
 def polish(candidates, agents, observations, actions, weights, sets, size=2**25):
@@ -643,16 +651,7 @@ def ceiling(agents, game, settings):
     every probe state, none of them a test state, and polished there if settings.polish. Returns, per
     combo, the highest fraction of the test states from which one of the masks plays the whole combo."""
     probe, combos = probe_games(game), [tuple(actions) for _, actions in game.combos]
-    observations, actions = [], []
-    for combo in combos:
-        played, seen = probe.subset(np.arange(len(probe))), []
-        for action in combo:
-            seen.append(played.observations())
-            played.step(np.full(len(played), action))
-        observations.append(np.concatenate(seen))
-        actions.append(np.repeat(combo, len(probe)))
-    observations, actions = torch.from_numpy(np.stack(observations)), torch.from_numpy(np.stack(actions))
-    weights = torch.full(actions.shape, 1.0 / actions.shape[1])
+    observations, actions, weights = stack_trajectories([Trajectory(*played_pairs(probe, combo)) for combo in combos])
     generator = torch.Generator().manual_seed(settings.seed)
     shape = (settings.mask_seeds, len(combos), len(agents))
     neuron_theta = torch.nn.Parameter(torch.randn(*shape, 3, settings.hidden_size, generator=generator))
@@ -740,6 +739,7 @@ class Choice:
     networks: list            # per option, the networks (problem indices) of the candidates it stands for
     sequences: Optional[list] = None     # with merging: per option, the sequence it plays from the probe states
     shares: Optional[np.ndarray] = None  # ... and the fraction of them from which its representative plays it
+    groups: Optional[list] = None        # ... and the candidates of its function
 
     def compression(self):
         """The Levin loss without options and the decisions per problem (summed over its solutions)
@@ -751,16 +751,60 @@ class Choice:
                 per_problem(self.loss.decisions(as_sets([self.chosen], max(len(self.chosen), 1)))[0]))
 
 
-def merged_functions(candidates, loss, agents, probe, say, least_share=RECOVERED):
-    """One option per function (candidates that play the same sequence from the probe games'
-    states): their representatives, the merged loss, and per option its networks, sequence and
-    the fraction of the probe states from which its representative plays it."""
-    sequences, shares = behaviours(candidates, agents, probe)
+def merged_functions(candidates, loss, sequences, shares, say, least_share=RECOVERED):
+    """One option per function (candidates that play the same sequence from the probe states,
+    given as behaviours() of the candidates): their representatives, the merged loss, the groups,
+    and per option its networks, sequence and the fraction of the probe states from which its
+    representative plays it."""
     groups, representatives = functions(sequences, shares, loss.uses(), least_share)
-    say(f"{len(groups)} functions: the candidates grouped by the sequence they play from {len(probe)} probe states")
+    say(f"{len(groups)} functions: the candidates grouped by the sequence they play from the probe states")
     networks = [sorted({int(candidates.network[k]) for k in g}) for g in groups]
-    return (candidates.subset(representatives), loss.merged(groups, candidates.length[representatives]), networks,
-            [sequences[k] for k in representatives], shares[representatives])
+    return (candidates.subset(representatives), loss.merged(groups, candidates.length[representatives]), groups,
+            networks, [sequences[k] for k in representatives], shares[representatives])
+
+
+def played_pairs(games, sequence):
+    """The (observation, action) pairs of `sequence` played from every game's state, up to where
+    the goal ends a game: observations (N, D) and actions (N,)."""
+    played, alive, observations, actions = games.subset(np.arange(len(games))), np.ones(len(games), dtype=bool), [], []
+    for action in sequence:
+        observations.append(played.observations()[alive])
+        actions.append(np.full(int(alive.sum()), action))
+        _, terminated, _ = played.step(np.full(len(played), action), alive)
+        alive &= ~terminated
+    return np.concatenate(observations), np.concatenate(actions)
+
+
+def consolidate(candidates, members, sequences, agents, probe, sets):
+    """Polish the neuron masks of candidates `members` again (in place), each on its training set
+    (row training_set of sets: observations, actions, weights) and on `sequences` (one per member,
+    what its function plays) played from every probe state: the function the selection found,
+    made to hold wherever its candidates play it most of the time."""
+    observations, actions, weights = sets
+    extended = []
+    for k, sequence in zip(members, sequences):
+        row = candidates.training_set[k]
+        n = int(weights[row].gt(0).sum())
+        probe_observations, probe_actions = played_pairs(probe, sequence)
+        extended.append(Trajectory(np.concatenate([observations[row, :n].numpy(), probe_observations]),
+                                   actions[row, :n].tolist() + probe_actions.tolist()))
+    part = candidates.subset(members)
+    polish(part, agents, *stack_trajectories(extended), torch.arange(len(members)))
+    candidates.neuron_masks[torch.as_tensor(np.asarray(members))] = part.neuron_masks
+
+
+def select_functions(candidates, loss, sequences, shares, settings, say):
+    """Merge the candidates into functions, choose among them, drop composites: a Choice over the
+    functions' representatives, with each option's group of candidates."""
+    options, merged, groups, networks, option_sequences, option_shares = merged_functions(
+        candidates, loss, sequences, shares, say, settings.merge_share)
+    chosen, value = select_options(merged, settings.max_options, settings.restarts, settings.seed, search_progress(say))
+    if not settings.keep_composites:
+        found = len(chosen)
+        chosen, value = without_composites(merged, chosen, option_sequences, option_shares, settings.max_options,
+                                           settings.seed, settings.merge_share)
+        say(f"{found} options chosen; {len(chosen)} once those that are a concatenation of other chosen ones are dropped")
+    return Choice(options, None, merged, chosen, value, networks, option_sequences, option_shares, groups)
 
 
 def choose_options(agents, trajectories, settings, game, say=print, evidence=None, probe=None, occurrences=False,
@@ -768,32 +812,44 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
     """Candidates, their applicability and the selection, on one set of networks and their
     solutions in `game` (a combogrid.Game, or any game with its solution_games and problems).
     The Levin loss is computed on `evidence` (an Evidence; default: the solutions). With `probe`
-    (games), candidates that play the same sequence from its states are merged into one option.
-    With `occurrences` (ComboGrid games), candidates are learned on every occurrence of their
+    (games), candidates that play the same sequence from its states are merged into one option,
+    and with settings.consolidate the candidates of the chosen options are consolidated on what
+    their function plays (consolidate) and the choice made again, until it holds only consolidated
+    ones. With `occurrences` (ComboGrid games), candidates are learned on every occurrence of their
     segment in the evidence's solutions; with `polished`, their neuron masks are polished."""
     say(f"learning candidate masks (every network x every segment of 2 to {settings.checked().max_length} actions "
         f"of the other networks' solutions x {settings.mask_seeds} seed(s)"
         + (", each on every occurrence of its actions" if occurrences else "") + "), one batch")
     evidence = solutions_evidence(trajectories, game) if evidence is None else evidence
-    candidates, learned = learn_candidates(agents, trajectories, settings, game, mask_progress(say),
-                                           evidence if occurrences else None, polished)
+    candidates, learned, sets = learn_candidates(agents, trajectories, settings, game, mask_progress(say),
+                                                 evidence if occurrences else None, polished)
     kept = {n: (learned[n], int((candidates.length == n).sum())) for n in learned}
     say(f"{len(candidates)} of {sum(learned.values())} candidates reproduce their segment; their applicability on "
         f"{len(evidence.actions)} solutions ({sum(evidence.lengths)} states)")
-    loss = LevinLoss(applicability(candidates, agents, evidence), candidates.network, candidates.length,
-                     evidence.lengths, candidates.source if settings.not_on_source else None, problem=evidence.problem,
-                     states=evidence.games.decision_states())
-    networks, sequences, shares = [[int(a)] for a in candidates.network], None, None
-    if probe is not None:
-        candidates, loss, networks, sequences, shares = merged_functions(candidates, loss, agents, probe, say,
-                                                                         settings.merge_share)
-    chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
-    if sequences is not None and not settings.keep_composites:
-        found = len(chosen)
-        chosen, value = without_composites(loss, chosen, sequences, shares, settings.max_options, settings.seed,
-                                           settings.merge_share)
-        say(f"{found} options chosen; {len(chosen)} once those that are a concatenation of other chosen ones are dropped")
-    return Choice(candidates, kept, loss, chosen, value, networks, sequences, shares)
+    table = applicability(candidates, agents, evidence)
+    pool = lambda: LevinLoss(table, candidates.network, candidates.length, evidence.lengths,  # noqa: E731
+                             candidates.source if settings.not_on_source else None, problem=evidence.problem,
+                             states=evidence.games.decision_states())
+    if probe is None:
+        loss = pool()
+        chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
+        return Choice(candidates, kept, loss, chosen, value, [[int(a)] for a in candidates.network])
+    sequences, shares = behaviours(candidates, agents, probe)
+    consolidated = np.zeros(len(candidates), dtype=bool)
+    for round_ in range(CONSOLIDATION_ROUNDS + 1):
+        choice = select_functions(candidates, pool(), sequences, shares, settings, say)
+        members = [k for c in choice.chosen for k in choice.groups[c] if not consolidated[k]]
+        if not settings.consolidate or not members or round_ == CONSOLIDATION_ROUNDS:
+            break
+        say(f"consolidating the {len(members)} candidates of the chosen options on what their functions play")
+        consolidate(candidates, members, [choice.sequences[c] for c in choice.chosen for k in choice.groups[c]
+                                          if not consolidated[k]], agents, probe, sets)
+        consolidated[members] = True
+        part = candidates.subset(members)
+        table[members] = applicability(part, agents, evidence)
+        for k, sequence, share in zip(members, *behaviours(part, agents, probe)):
+            sequences[k], shares[k] = sequence, share
+    return dataclasses.replace(choice, kept=kept)
 
 
 def discover(agents, trajectories, settings, game, say=print):

@@ -21,9 +21,9 @@ from decomposition import across_sets
 from decomposition.files import json_writer, read_json, text_writer, write_file_set
 
 STAGES = ("train", "extract", "reuse", "discover")
-FAMILY_CANDIDATES = ("--no-occurrences", "--no-polish", "--merge-share", "0.9")
+FAMILY_CANDIDATES = ("--no-occurrences", "--no-polish", "--merge-share", "0.9", "--no-consolidate")
 """How the family's discovery learns and merges its candidates: each on its own segment, Adam alone,
-merged at 90% of the probe states (docs/variants.md)."""
+merged at 90% of the probe states, not consolidated (docs/variants.md)."""
 REUSE_CONDITIONS = ("none", "inputs", "not-needed", "whole", "combos", "neural-augmented")
 TRAINING = {"10x10": ("--total-timesteps", "6000000")}
 """Extra train_ppo.py options per game: 10x10's solutions are 54 actions long and some learners need

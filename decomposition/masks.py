@@ -373,35 +373,43 @@ def polish_masks(actors, observations, actions, weights, neuron_masks, input_mas
     the greedy choices themselves, which the cross-entropy only approaches.
     """
     pre = actors.pre_activations(observations, input_masks, fill)              # (K, N, H)
-    # each neuron's logits under each of its states: (K, H, 3, N, O)
+    # logits as the other actions' logits less the training action's: the margin is minus their largest
+    count, pairs, outputs = *actions.shape, actors.w2.shape[-1]
+    every = torch.arange(outputs).expand(count, pairs, outputs)
+    others = every[every != actions[..., None]].view(count, pairs, outputs - 1)              # (K, N, O-1)
+    hidden = actors.w2.shape[1]
+    w2 = actors.w2[:, :, None, :].expand(-1, -1, pairs, -1)                    # (K, H, N, O)
+    w2 = (w2.gather(-1, others[:, None].expand(-1, hidden, -1, -1))
+          - w2.gather(-1, actions[:, None, :, None].expand(-1, hidden, -1, -1)))  # (K, H, N, O-1)
+    bias = actors.b2.expand(-1, pairs, -1)
+    bias = bias.gather(-1, others) - bias.gather(-1, actions[..., None])       # (K, N, O-1)
+    # each neuron's part of those logits under each of its states: (K, H, 3, N, O-1)
     per_state = torch.stack([torch.zeros_like(pre), pre, torch.relu(pre)], 1).permute(0, 3, 1, 2)
-    per_state = per_state.unsqueeze(-1) * actors.w2[:, :, None, None, :]
+    per_state = per_state.unsqueeze(-1) * w2[:, :, None]
     choice = neuron_masks.argmax(-2)                                           # (K, H)
-    rows = torch.arange(len(choice))[:, None]
-    targets = actions[:, None, None, :, None].expand(*per_state.shape[:-1], 1)
+    active, weights = torch.arange(count), weights[:, None, None]              # the rows still improving
     for _ in range(max_rounds):
-        current = per_state[rows, torch.arange(choice.shape[1]), choice]       # (K, H, N, O)
-        logits = current.sum(1) + actors.b2                                    # (K, N, O)
-        moved = logits[:, None, None] - current[:, :, None] + per_state        # (K, H, 3, N, O)
-        score = _choice_score(moved, targets, weights[:, None, None])          # (K, H, 3)
+        current = per_state[torch.arange(len(active))[:, None], torch.arange(hidden), choice[active]]  # (A, H, N, O-1)
+        logits = current.sum(1) + bias                                         # (A, N, O-1)
+        moved = logits[:, None, None] - current[:, :, None] + per_state        # (A, H, 3, N, O-1)
+        score = _choice_score(-moved.amax(-1), weights)                        # (A, H, 3)
         best = score.flatten(1).max(1)
-        now = score.gather(2, choice[..., None]).amax((1, 2))
-        better = best.values > now + 1e-12
-        if not better.any():
-            break
-        k = better.nonzero().squeeze(1)
-        neuron, state = best.indices[k] // 3, best.indices[k] % 3
-        choice[k, neuron] = state
+        better = best.values > score.gather(2, choice[active][..., None]).amax((1, 2)) + 1e-12
+        best = best.indices
+        if not better.all():  # a row with no better change is at its local optimum for good: drop it
+            active, per_state, bias, weights, best = (x[better] for x in (active, per_state, bias, weights, best))
+            if not len(active):
+                break
+        choice[active, best // 3] = best % 3
     return torch.zeros_like(neuron_masks).scatter_(-2, choice[:, None, :], 1.0)
 
 
-def _choice_score(logits, targets, weights):
-    """The weighted pairs on which the action is the greedy choice, plus a tie-break worth less
-    than one pair of a set of up to 10,000: the weighted mean of the clipped margins. logits
-    (..., N, O), targets (..., N, 1), weights (..., N); in float64 so that the tie-break counts."""
-    chosen = logits.gather(-1, targets)
-    others = logits.scatter(-1, targets, float("-inf")).amax(-1, keepdim=True)
-    margin = (chosen - others).squeeze(-1).double()
+def _choice_score(margin, weights):
+    """The weighted pairs on which the action is the greedy choice (its logit's margin over the
+    others' largest is positive), plus a tie-break worth less than one pair of a set of up to
+    10,000: the weighted mean of the clipped margins. margin and weights (..., N); in float64 so
+    that the tie-break counts."""
+    margin = margin.double()
     low, high = MARGIN_CLIP
     tie_break = (margin.clamp(low, high) - low) / (high - low)                 # in [0, 1]
     return ((margin > 0).double() + 1e-4 * tie_break).mul(weights).sum(-1)

@@ -151,6 +151,22 @@ def test_a_segment_is_learned_on_every_occurrence_of_its_actions(shipped_evidenc
     assert (observations[own, 0] == torch.from_numpy(evidence.games.observations()[0])).all()
 
 
+def test_consolidation_makes_a_candidate_play_its_function_from_states_it_was_not_fit_on(shipped_evidence):
+    from decomposition.masks import stack_trajectories
+    from trajectory import Trajectory
+    _, agents, _ = shipped_evidence
+    down = COMBOS["Down"]
+    probe, held_out = discovery.probe_games(DEFAULT_GAME, 0), discovery.probe_games(DEFAULT_GAME, 1)
+    # TL-BR's network unmasked (every neuron active), its training set Down from 10 probe states
+    sets = stack_trajectories([Trajectory(*discovery.played_pairs(probe.subset(np.arange(10)), down))])
+    candidate = discovery.Candidates(np.array([0]), np.array([1]), np.array([0]), np.array([3]),
+                                     program_mask(64)[None].clone(), np.zeros(1), training_set=np.array([0]))
+    before = discovery.behaviours(candidate, agents, held_out)
+    discovery.consolidate(candidate, [0], [down], agents, probe, sets)
+    after = discovery.behaviours(candidate, agents, held_out)
+    assert after[0][0] == down and after[1][0] >= 0.9 > before[1][0]
+
+
 def test_levin_loss_once_per_distinct_state_is_the_loss_per_position(shipped_evidence):
     _, _, evidence = shipped_evidence
     solution, lengths = np.concatenate(evidence.actions), np.array(evidence.lengths)
