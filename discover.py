@@ -1,29 +1,33 @@
 """Find the networks' sub-functions without being told what they are, and measure whether the
 ones found are the true combos.
 
-    python discover.py                                  # the shipped networks, under a minute
+    python discover.py                                  # the shipped networks, under 2 minutes
     python discover.py --save-dir results/discovery     # discovery.json, options.pt, recovery.png
     python discover.py --sets-dir results/network_sets --save-dir results/discovery_sets
 
 1. Candidates: for every network and every segment of 2 to --max-length actions of the other
    networks' greedy solutions, a mask learned (decomposition.masks.fit_masks, all of them as one
-   batch) so that the masked network takes the segment's actions from its states; as an option
-   it acts greedily for the segment's length. Candidates that do not reproduce their own segment
-   are dropped.
+   batch) so that the masked network takes the segment's actions from the states of every place
+   the solutions play them (--no-occurrences: the segment's own), then polished by local search
+   (masks.polish_masks; --no-polish: Adam's masks); as an option it acts greedily for the
+   segment's length. Candidates that do not reproduce their own segment are dropped.
 2. Applicability: a candidate of length l applies at position j of a solution if its greedy
    rollout of l steps from that state takes exactly the solution's next l actions. The solutions
    are each network's greedy solutions of its problem from every non-goal cell (--no-every-start:
    from the problem's start only).
-3. Functions: candidates that play the same sequence from >= 90% of the probe states (the agent
-   anywhere, the goal on a cell no training problem has) are one option, applicable wherever one
-   of them is (--no-merge: every candidate an option of its own).
+3. Functions: candidates that play the same sequence from >= --merge-share of the probe states
+   (the agent anywhere, the goal on a cell no training problem has) are one option, applicable
+   wherever one of them is (--no-merge: every candidate an option of its own).
    Selection: at most --max-options options that minimise the Levin loss of the solutions
    (decomposition.discovery.LevinLoss): greedy, then local search with --restarts restarts. A
    chosen option that plays a concatenation of other chosen options' sequences is dropped, and the
    search goes on without it and without the candidates that play one (--keep-composites keeps it).
-4. Recovery: each chosen option's actions from every non-goal cell of the four problems with an
+4. Consolidation: the chosen functions' candidates are polished again on their training sets and
+   on their function's sequence played from the probe states, and step 3 is done again, until
+   the choice holds only consolidated candidates (at most 3 times; --no-consolidate: not at all).
+5. Recovery: each chosen option's actions from every non-goal cell of the four problems with an
    empty buffer, the fraction of those states from which it performs each true combo (or
-   concatenation of combos), precision and recall.
+   concatenation of combos), precision and recall; the same from the held-out probe states.
 """
 
 if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load is one line too

@@ -56,6 +56,8 @@ REUSE_DISCOVERED = ("python downstream.py --conditions none inputs discovered --
 # results/NAME and on the network sets into results/NAME_sets
 DISCOVERY = {"discovery": ({}, "neuron masks (the defaults)"),
              "discovery_inputs": ({"mask_inputs": True}, "--mask-inputs")}
+ABLATED = {"no_consolidate": "not consolidated", "previous": "before"}
+"""Earlier methods whose 10-set records (results/discovery_ablations/{neuron,inputs}_NAME) the sets table shows."""
 
 
 KIT = os.path.dirname(os.path.abspath(__file__))
@@ -574,7 +576,12 @@ def section_discovery(report, found):
         f"with {args['restarts']} restarts. "
         + ("" if args.get("keep_composites", True) else  # records from before the rule kept them
            "A chosen option whose sequence is a concatenation of other chosen options' sequences is then "
-           "dropped, and the search goes on without such options. ") +
+           "dropped, and the search goes on without such options. ")
+        + ("" if not args.get("consolidate") else
+           "Consolidation: the candidates of the chosen functions are polished again, on their training sets and "
+           "on their function's sequence played from the probe states where candidates are merged, and the "
+           "merging and the choice are made again, until the choice holds only consolidated candidates (at most "
+           f"{discovery.CONSOLIDATION_ROUNDS} times). ") +
         "Recovery: from every non-goal cell of the four problems with an empty buffer, the fraction of states "
         "from which an option performs each true combo (or, for lengths 6, 9, ..., each concatenation). "
         f"Precision: the options that perform a combo or a concatenation from >= {discovery.RECOVERED:.0%} of "
@@ -590,9 +597,12 @@ def section_discovery(report, found):
                       "combo (yellow) with an empty buffer; white: the goal.")
     report.paragraph(f"The same on the {len(first_sets(found)['sets'])} network sets (one run per set):")
     report.monospace(discovery_sets_table(found), size=6.5)
+    if any("no_consolidate" in entry for entry in found.values()):
+        report.paragraph("Not consolidated: the same with --no-consolidate (results/discovery_ablations/"
+                         "*_no_consolidate).")
     if any("previous" in entry for entry in found.values()):
         report.paragraph("Before: each candidate learned on its own segment by Adam alone, merged at 90% of the "
-                         "probe states (results/discovery_ablations/*_previous).")
+                         "probe states, not consolidated (results/discovery_ablations/*_previous).")
     report.paragraph(discovery_reading(found))
     ceiling_reading(report, found["discovery"].get("ceiling"), found["discovery"].get("ceiling_no_polish"))
     discovered_reuse(report, found["discovery_inputs"].get("reuse"))
@@ -659,8 +669,8 @@ def discovery_sets_table(found):
     and precision >= 0.8 (on the test states and held out)."""
     rows = []
     configurations = [(label, found[name]["sets"]["runs"]) for name, (_, label) in DISCOVERY.items()]
-    configurations += [(f"{label}, before", found[name]["previous"]["runs"]) for name, (_, label) in DISCOVERY.items()
-                       if "previous" in found[name]]
+    configurations += [(f"{label}, {ABLATED[method]}", found[name][method]["runs"]) for method in ABLATED
+                       for name, (_, label) in DISCOVERY.items() if method in found[name]]
     for label, runs in configurations:
         precision, recall = (np.array([r[key] for r in runs]) for key in ("precision", "recall"))
         loss = np.array([r["levin_loss"] for r in runs])
@@ -919,10 +929,11 @@ def load_discovery(args):
     path = os.path.join(args.results_dir, "downstream_discovered", "results.json")
     if os.path.exists(path):
         found["discovery_inputs"]["reuse"] = read_json(path)
-    for name, previous in (("discovery", "neuron_previous"), ("discovery_inputs", "inputs_previous")):
-        path = os.path.join(args.results_dir, "discovery_ablations", previous, "sets.json")
-        if os.path.exists(path):
-            found[name]["previous"] = read_json(path)
+    for name, kind in (("discovery", "neuron"), ("discovery_inputs", "inputs")):
+        for method in ABLATED:
+            path = os.path.join(args.results_dir, "discovery_ablations", f"{kind}_{method}", "sets.json")
+            if os.path.exists(path):
+                found[name][method] = read_json(path)
     for key, folder in (("ceiling", ("discovery_ceiling",)), ("ceiling_no_polish", ("discovery_ablations", "ceiling_no_polish"))):
         path = os.path.join(args.results_dir, *folder, "ceiling.json")
         if os.path.exists(path):

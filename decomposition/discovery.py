@@ -92,9 +92,9 @@ class DiscoverySettings(SelectionSettings):
     """compute the Levin loss on each network's greedy solutions from every non-goal cell of its problem,
     not only on its solution from the problem's start (candidates are learned on the latter either way)"""
     merge: bool = True
-    """one option per function: candidates that play the same actions from >= 90% of the probe states
-    (the agent on any cell, the goal on a cell no training problem has) are one option, usable wherever
-    one of them applies; the others stay options of their own"""
+    """one option per function: candidates that play the same actions from >= --merge-share of the probe
+    states (the agent on any cell, the goal on a cell no training problem has) are one option, usable
+    wherever one of them applies; the others stay options of their own"""
     keep_composites: bool = False
     """with merging: keep a chosen option that plays a concatenation of other chosen options' sequences (by
     default it is dropped, and the search goes on without it and without candidates that play one)"""
