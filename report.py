@@ -49,9 +49,17 @@ MINIGRID = "python minigrid_study.py --save-dir results/minigrid"
 """The MiniGrid study (section 8)."""
 CEILING = "python discover.py --ceiling --sets-dir results/network_sets --save-dir results/discovery_ceiling"
 """What neuron masks can do when told the combos (section 6)."""
-REUSE_DISCOVERED = ("python downstream.py --conditions none inputs discovered --save-dir "
-                    "results/downstream_discovered")
-"""The discovered options (results/discovery_inputs/options.pt) as a condition of the reuse study."""
+REUSED = {"discovery_inputs": "downstream_discovered", "discovery": "downstream_discovered_neuron"}
+"""Per discovery run on the shipped networks, the folder of the reuse study run with its options
+(results/NAME/options.pt) as the discovered condition."""
+
+
+def reuse_discovered(name, results_dir="results"):
+    """The command that measures discovery run `name`'s options as a condition of the reuse study."""
+    return ["downstream.py", "--conditions", "none", "inputs", "discovered", "--discovered",
+            os.path.join(results_dir, name, "options.pt"), "--save-dir", os.path.join(results_dir, REUSED[name])]
+
+
 # name: (discover.py options, what it measures); each is run on the shipped networks into
 # results/NAME and on the network sets into results/NAME_sets
 DISCOVERY = {"discovery": ({}, "neuron masks (the defaults)"),
@@ -150,12 +158,10 @@ def run_all(args):
             if not os.path.exists(os.path.join(args.results_dir, folder)):
                 words = discovery_words(options, os.path.join(args.results_dir, folder), sets_dir)
                 run_kit(" ".join(["python", *words]), words)
-    if not os.path.exists(os.path.join(args.results_dir, "downstream_discovered", "results.json")):
-        # the options the discovery above saved
-        run_kit(f"{REUSE_DISCOVERED} (about 8 minutes)",
-                ["downstream.py", "--conditions", "none", "inputs", "discovered", "--discovered",
-                 os.path.join(args.results_dir, "discovery_inputs", "options.pt"), "--save-dir",
-                 os.path.join(args.results_dir, "downstream_discovered")])
+    for name, folder in REUSED.items():  # the options the discovery above saved
+        if not os.path.exists(os.path.join(args.results_dir, folder, "results.json")):
+            run_kit(" ".join(["python", *reuse_discovered(name)]) + " (about 8 minutes)",
+                    reuse_discovered(name, args.results_dir))
     if not os.path.exists(os.path.join(args.results_dir, "discovery_ceiling", "ceiling.json")):
         run_kit(f"{CEILING} (several minutes)",
                 ["discover.py", "--ceiling", "--sets-dir", args.sets_dir, "--save-dir",
@@ -605,7 +611,8 @@ def section_discovery(report, found):
                          "probe states, not consolidated (results/discovery_ablations/*_previous).")
     report.paragraph(discovery_reading(found))
     ceiling_reading(report, found["discovery"].get("ceiling"), found["discovery"].get("ceiling_no_polish"))
-    discovered_reuse(report, found["discovery_inputs"].get("reuse"))
+    for name, (_, label) in DISCOVERY.items():
+        discovered_reuse(report, name, label, found[name].get("reuse"))
     report.paragraph(
         "Each run's discovery.json holds the options (network, "
         "segment, length, where they apply), their actions from every test state and the fractions above; "
@@ -634,16 +641,17 @@ def ceiling_reading(report, study, adam_only=None):
     report.paragraph(text + " A neuron-mask discovery cannot recall 4/4 where even told masks do not.")
 
 
-def discovered_reuse(report, study):
-    """The options of the --mask-inputs discovery run as a condition of the reuse study, beside none
+def discovered_reuse(report, name, label, study):
+    """The options of discovery run `name` (its label) as a condition of the reuse study, beside none
     and inputs in the same run (same protocol, tuning and seeds as section 5)."""
+    command = " ".join(["python", *reuse_discovered(name)])
     if study is None:
-        report.paragraph("The discovered options have not been measured as a condition of the reuse study "
-                         f"here ({REUSE_DISCOVERED} measures them).")
+        report.paragraph(f"The options of the {label} run have not been measured as a condition of the reuse "
+                         f"study here ({command} measures them).")
         return
     args, runs = study["args"], study["runs"]
-    report.paragraph(f"Reused as options ({REUSE_DISCOVERED}; the protocol of section 5, the options of the "
-                     "--mask-inputs run above, each of its own length):")
+    report.paragraph(f"Reused as options ({command}; the protocol of section 5, the options of the {label} run "
+                     "above, each of its own length):")
     report.monospace(reuse.table(runs, args["tasks"], args["conditions"], args["budget"], tablefmt="simple"),
                      size=6.2)
     stats = reuse.summaries(runs, args["tasks"], args["conditions"])
@@ -926,9 +934,10 @@ def load_discovery(args):
                        "command": " ".join(["python", *discovery_words(
                            {key: value for key, value in run["args"].items() if key in DISCOVER_FIELDS},
                            os.path.join("results", name))])}
-    path = os.path.join(args.results_dir, "downstream_discovered", "results.json")
-    if os.path.exists(path):
-        found["discovery_inputs"]["reuse"] = read_json(path)
+    for name, folder in REUSED.items():
+        path = os.path.join(args.results_dir, folder, "results.json")
+        if os.path.exists(path):
+            found[name]["reuse"] = read_json(path)
     for name, kind in (("discovery", "neuron"), ("discovery_inputs", "inputs")):
         for method in ABLATED:
             path = os.path.join(args.results_dir, "discovery_ablations", f"{kind}_{method}", "sets.json")

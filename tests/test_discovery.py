@@ -432,6 +432,11 @@ def test_the_docs_tables_are_the_shipped_runs():
         " ".join(readme.split())
     for task in stats:
         assert all(reuse.interval(stats[task][c]["iqm"]) in docs for c in ("none", "inputs", "discovered"))
+    neuron = shipped_record("downstream_discovered_neuron", "results.json")
+    stats = reuse.summaries(neuron["runs"], neuron["args"]["tasks"], neuron["args"]["conditions"])
+    assert f"the neuron-mask discovery's, {stats['multi-goal']['discovered']['iqm'][0]:.3f} and " \
+           f"{stats['random']['discovered']['iqm'][0]:.3f}" in " ".join(readme.split())
+    assert all(reuse.interval(stats[task]["discovered"]["iqm"]) in docs for task in stats)
     for name in ("inputs_keep_composites", "inputs_no_merge", "inputs_no_every_start", "inputs_neither"):
         runs = shipped_record(os.path.join("discovery_ablations", name), "sets.json")["runs"]
         recall, precision = (np.array([r[key] for r in runs]) for key in ("recall", "precision"))

@@ -49,9 +49,10 @@ def small_results(tmp_path_factory):
         small = discover.Args(**{**options, "mask_seeds": 1}, max_length=3, mask_learning_steps=30, restarts=2,
                               log_every=0, model_paths=base.model_paths)
         discover.main(dataclasses.replace(small, save_dir=str(folder / name)))
-        # the sets and the ceiling without the polish and the occurrence sets: quicker, and the report reads both kinds
+        # the sets and the ceiling without the polish, the occurrence sets and consolidation: quicker, and the
+        # report reads both kinds
         discover.main(dataclasses.replace(small, sets_dir=str(sets), save_dir=str(folder / f"{name}_sets"),
-                                          polish=False, occurrences=False))
+                                          polish=False, occurrences=False, consolidate=False))
     discover.main(discover.Args(ceiling=True, mask_seeds=1, mask_learning_steps=30, log_every=0, sets_dir=str(sets),
                                 polish=False, save_dir=str(folder / "discovery_ceiling")))
     return folder
