@@ -4,14 +4,16 @@ the Levin loss, and how well the chosen ones recover the true combos.
 
     settings = DiscoverySettings(game="5x5", mask_inputs=True)
     candidates, _, _ = learn_candidates(agents, trajectories, settings, game)   # a mask per (network, segment)
-    table = applicability(candidates, agents, trajectories, game)     # where each reproduces a solution
+    table = applicability(candidates, agents, solutions_evidence(trajectories, game))  # where each reproduces a solution
     loss = LevinLoss(table, candidates.network, candidates.length, [len(t) for t in trajectories])
     chosen, value = select_options(loss, max_options, restarts, seed)
     options = candidates.subset(chosen)
     actions = greedy_rollouts(options, agents, test_games(game))      # (K, test states, length)
     measured = [recovery(actions[k, :, :options.length[k]], game) for k in range(len(options))]
 
-discover() runs these steps on one set of networks.
+discover() runs these steps on one set of networks; choose_options merges the candidates into
+functions (candidates that play the same sequence from probe states) before the selection and
+consolidates the chosen functions after it (consolidated_choice).
 
 A candidate is network `network` under a mask learned so that it reproduces the actions of one
 segment (problem `source`, actions start .. start + length) of another network's greedy
@@ -834,22 +836,31 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
         loss = pool()
         chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
         return Choice(candidates, kept, loss, chosen, value, [[int(a)] for a in candidates.network])
+    return dataclasses.replace(consolidated_choice(candidates, table, pool, agents, evidence, probe, sets, settings,
+                                                   say), kept=kept)
+
+
+def consolidated_choice(candidates, table, pool, agents, evidence, probe, sets, settings, say):
+    """Merge, choose and drop composites (select_functions); with settings.consolidate, consolidate the
+    candidates of the chosen functions not consolidated yet (consolidate, on the probe games and the
+    training sets), measure them again (table, their applicability on the evidence, in place; pool()
+    the LevinLoss over it) and choose again, until the choice holds only consolidated candidates or
+    CONSOLIDATION_ROUNDS have been made."""
     sequences, shares = behaviours(candidates, agents, probe)
     consolidated = np.zeros(len(candidates), dtype=bool)
     for round_ in range(CONSOLIDATION_ROUNDS + 1):
         choice = select_functions(candidates, pool(), sequences, shares, settings, say)
-        members = [k for c in choice.chosen for k in choice.groups[c] if not consolidated[k]]
-        if not settings.consolidate or not members or round_ == CONSOLIDATION_ROUNDS:
-            break
+        due = [(k, choice.sequences[c]) for c in choice.chosen for k in choice.groups[c] if not consolidated[k]]
+        if not settings.consolidate or not due or round_ == CONSOLIDATION_ROUNDS:
+            return choice
+        members, played = (list(x) for x in zip(*due))
         say(f"consolidating the {len(members)} candidates of the chosen options on what their functions play")
-        consolidate(candidates, members, [choice.sequences[c] for c in choice.chosen for k in choice.groups[c]
-                                          if not consolidated[k]], agents, probe, sets)
+        consolidate(candidates, members, played, agents, probe, sets)
         consolidated[members] = True
         part = candidates.subset(members)
         table[members] = applicability(part, agents, evidence)
         for k, sequence, share in zip(members, *behaviours(part, agents, probe)):
             sequences[k], shares[k] = sequence, share
-    return dataclasses.replace(choice, kept=kept)
 
 
 def discover(agents, trajectories, settings, game, say=print):
