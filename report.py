@@ -611,8 +611,8 @@ def section_discovery(report, found):
                          "probe states, not consolidated (results/discovery_ablations/*_previous).")
     report.paragraph(discovery_reading(found))
     ceiling_reading(report, found["discovery"].get("ceiling"), found["discovery"].get("ceiling_no_polish"))
-    for name, (_, label) in DISCOVERY.items():
-        discovered_reuse(report, name, label, found[name].get("reuse"))
+    for name in REUSED:
+        discovered_reuse(report, name, DISCOVERY[name][1], found[name].get("reuse"))
     report.paragraph(
         "Each run's discovery.json holds the options (network, "
         "segment, length, where they apply), their actions from every test state and the fractions above; "
@@ -921,7 +921,9 @@ def load_all(args):
 
 
 def load_discovery(args):
-    """{name: {"run": discovery.json, "sets": sets.json, "command": its command}} of DISCOVERY."""
+    """{name: {"run": discovery.json, "sets": sets.json, "command": its command}} of DISCOVERY, and
+    where their records are there: "reuse" (the REUSED study of its options), the ABLATED 10-set
+    records by method name, and for "discovery" the ceilings ("ceiling", "ceiling_no_polish")."""
     found = {}
     for name, (options, _) in DISCOVERY.items():
         paths = [os.path.join(args.results_dir, name, "discovery.json"),

@@ -111,7 +111,8 @@ class DiscoverySettings(SelectionSettings):
     while the masked network takes more of its training actions greedily"""
     consolidate: bool = True
     """with merging: polish the chosen options' candidates again on their training sets and on what their
-    function plays from the probe states, and choose again, until the choice holds only such candidates"""
+    function plays from the probe states, and choose again, until the choice holds only such candidates
+    (at most 3 times)"""
 
     RANGES = {**SelectionSettings.RANGES, "merge_share": Range(0.5, 1)}
 
@@ -215,8 +216,8 @@ def learn_candidates(agents, trajectories, settings, game, log=None, occurrences
 def polish(candidates, agents, observations, actions, weights, sets, size=2**25):
     """Polish each candidate's neuron mask in place (masks.polish_masks) on its training set: row
     sets[k] of observations (C, N, D), actions and weights (C, N). Candidates of similar set sizes
-    together, each batch padded to its largest set and small enough that its (K, H, 3, N, actions)
-    tables stay under `size` numbers."""
+    together, each batch padded to its largest set and small enough that its (K, H, 3, N, actions - 1)
+    tables stay under `size` numbers (counted as if with all actions)."""
     sizes = weights.gt(0).sum(1)[sets].clamp(min=1)
     order, done, per_pair = torch.argsort(sizes, stable=True), 0, candidates.neuron_masks[0].numel() * 3
     while done < len(order):
@@ -383,7 +384,8 @@ def applicability(candidates, agents, evidence):
 
 
 def probe_games(game, half=None):
-    """States no candidate was fit on and no solution passes through: the agent on every open cell,
+    """States no solution passes through, so no candidate is learned on them (consolidation fits the
+    chosen ones on half 0): the agent on every open cell,
     the goal on a cell that is no training problem's goal, empty buffer. Those goal cells in
     row-major order are dealt out in turn: half 0 (the first, third, ...) is where candidates are
     merged into functions, half 1 where the chosen options' recovery is tested again, held out of
@@ -816,8 +818,8 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
     The Levin loss is computed on `evidence` (an Evidence; default: the solutions). With `probe`
     (games), candidates that play the same sequence from its states are merged into one option,
     and with settings.consolidate the candidates of the chosen options are consolidated on what
-    their function plays (consolidate) and the choice made again, until it holds only consolidated
-    ones. With `occurrences` (ComboGrid games), candidates are learned on every occurrence of their
+    their function plays and the choice made again, until it holds only consolidated ones or
+    CONSOLIDATION_ROUNDS have been made (consolidated_choice). With `occurrences` (ComboGrid games), candidates are learned on every occurrence of their
     segment in the evidence's solutions; with `polished`, their neuron masks are polished."""
     say(f"learning candidate masks (every network x every segment of 2 to {settings.checked().max_length} actions "
         f"of the other networks' solutions x {settings.mask_seeds} seed(s)"
@@ -865,7 +867,8 @@ def consolidated_choice(candidates, table, pool, agents, evidence, probe, sets, 
 
 def discover(agents, trajectories, settings, game, say=print):
     """The whole method on one set of networks and their solutions: candidates, applicability,
-    selection (choose_options), then recovery of the game's true combos, with DiscoverySettings.
+    selection and consolidation (choose_options), then recovery of the game's true combos, with
+    DiscoverySettings.
     `say` receives the progress lines."""
     started = time.time()
     evidence = every_start_evidence(agents, game) if settings.checked().every_start else None

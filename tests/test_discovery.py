@@ -167,6 +167,32 @@ def test_consolidation_makes_a_candidate_play_its_function_from_states_it_was_no
     assert after[0][0] == down and after[1][0] >= 0.9 > before[1][0]
 
 
+@pytest.mark.parametrize("rounds,consolidated", [
+    ([[0], [0, 1], [1]], [[0], [1]]),               # only candidates not consolidated yet; stops when none is left
+    ([[0], [1], [2], [3], [4]], [[0], [1], [2]]),   # at most CONSOLIDATION_ROUNDS consolidations
+])
+def test_consolidation_rounds(monkeypatch, rounds, consolidated):
+    from types import SimpleNamespace
+    chosen, calls = iter(rounds), []
+
+    def select(candidates, loss, sequences, shares, settings, say):
+        groups = [[k] for k in next(chosen)]
+        return discovery.Choice(None, None, None, list(range(len(groups))), 0.0, [], [(0, 1)] * len(groups),
+                                None, groups)
+    monkeypatch.setattr(discovery, "select_functions", select)
+    monkeypatch.setattr(discovery, "consolidate", lambda candidates, members, *rest: calls.append(members))
+    monkeypatch.setattr(discovery, "behaviours", lambda part, agents, games: ([(0, 1)] * len(part), np.ones(len(part))))
+    monkeypatch.setattr(discovery, "applicability", lambda part, agents, evidence: np.ones((len(part), 2), dtype=bool))
+    count = 6
+    candidates = discovery.Candidates(np.zeros(count, dtype=int), np.zeros(count, dtype=int), np.zeros(count, dtype=int),
+                                      np.full(count, 2), torch.zeros(count, 3, 4), np.zeros(count))
+    table = np.zeros((count, 2), dtype=bool)
+    choice = discovery.consolidated_choice(candidates, table, lambda: None, None, None, None, None,
+                                           SimpleNamespace(consolidate=True), lambda line: None)
+    assert calls == consolidated and choice.groups == [[k] for k in rounds[len(consolidated)]]
+    assert table.any(1).tolist() == [k in sum(consolidated, []) for k in range(count)]   # measured again
+
+
 def test_levin_loss_once_per_distinct_state_is_the_loss_per_position(shipped_evidence):
     _, _, evidence = shipped_evidence
     solution, lengths = np.concatenate(evidence.actions), np.array(evidence.lengths)
