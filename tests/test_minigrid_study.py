@@ -18,7 +18,7 @@ from decomposition.gridworld import MiniGridGym, World, parse_layout
 from ppo_agent import load_agent
 
 TINY = dict(num_sets=1, num_seeds=2, tuning_seeds=1, learning_rates=(4e-3,), budget=4096, eval_points=2,
-            restarts=5, processes=1)
+            restarts=5, processes=1, mask_learning_steps=300)
 
 
 @pytest.fixture(scope="module")
