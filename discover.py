@@ -48,7 +48,7 @@ from combogrid import sized_game
 from decomposition import across_sets, discovery, extraction
 from decomposition.files import folders_problem, json_writer, write_file_set
 from decomposition.results import grid_of, png_writer
-from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, start
+from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, start, time_left
 from ppo_agent import CheckpointError, fingerprint
 
 
@@ -174,8 +174,8 @@ def ceiling_study(args):
     for k, folder in enumerate(folders):
         paths = args.model_paths if folder is None else tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
         settings = extraction.ExtractionSettings(game=args.game, model_paths=paths, hidden_size=args.hidden_size)
-        left = f", about {(time.time() - started) / k * (len(folders) - k):.0f} s left" if k else ""
-        print(f"set {k + 1}/{len(folders)}: masks told each combo, fit on every probe state{left}", flush=True)
+        print(f"set {k + 1}/{len(folders)}: masks told each combo, fit on every probe state"
+              f"{time_left(started, k, len(folders))}", flush=True)
         runs.append({"set": folder, "combos": discovery.ceiling(extraction.load_agents(settings), game, args)})
     return {"args": asdict(args), "game": game.describe(), "runs": runs}
 
@@ -195,8 +195,7 @@ def sets_study(args):
     folders = set_folders(args, game)
     records, started = [], time.time()
     for k, folder in enumerate(folders):
-        left = "" if not k else f", about {(time.time() - started) / k * (len(folders) - k):.0f} s left"
-        print(f"set {k + 1}/{len(folders)} ({folder}){left}", flush=True)
+        print(f"set {k + 1}/{len(folders)} ({folder}){time_left(started, k, len(folders))}", flush=True)
         paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
         result, trajectories = run(replace(args, model_paths=paths, log_every=0))
         record = {"set": folder, **result.record(trajectories)}

@@ -18,6 +18,7 @@ from tabulate import tabulate
 from decomposition.files import json_writer, read_json, write_atomically
 from combogrid import DEFAULT_GAME, game_from_record
 from decomposition.extraction import learn_masks
+from decomposition.script import time_left
 
 SCHEMES = {"assignment": {"mask_inputs": False}, "inputs": {"mask_inputs": True}}
 
@@ -65,8 +66,7 @@ def study(args, sets_dir, game):
     for k, folder in enumerate(folders):
         for scheme, options in SCHEMES.items():
             done = k * len(SCHEMES) + list(SCHEMES).index(scheme)
-            left = "" if not done else f", about {(time.time() - start) / done * (total - done):.0f} s left"
-            print(f"set {k + 1}/{len(folders)} ({folder}), scheme {scheme}{left}", flush=True)
+            print(f"set {k + 1}/{len(folders)} ({folder}), scheme {scheme}{time_left(start, done, total)}", flush=True)
             paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
             result = learn_masks(replace(args, model_paths=paths, **options))
             for s, seed in enumerate(result.seeds):

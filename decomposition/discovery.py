@@ -34,7 +34,7 @@ from combogrid import ComboGridBatch, sized_game
 from decomposition.extraction import discretize
 from decomposition.masks import (MaskSettings, StackedActors, fit_masks, fit_masks_by_size, input_fills, polish_masks,
                                  stack_trajectories)
-from decomposition.script import NON_NEGATIVE, POSITIVE, Range, game_problem, model_paths_problem
+from decomposition.script import NON_NEGATIVE, POSITIVE, Range, game_problem, model_paths_problem, time_left
 from ppo_agent import greedy_actions
 from trajectory import Trajectory
 
@@ -785,11 +785,12 @@ def consolidate(candidates, members, sequences, agents, probe, sets):
     what its function plays) played from every probe state: the function the selection found,
     made to hold wherever its candidates play it most of the time."""
     observations, actions, weights = sets
+    played = {sequence: played_pairs(probe, sequence) for sequence in set(sequences)}  # a function's members share it
     extended = []
     for k, sequence in zip(members, sequences):
         row = candidates.training_set[k]
         n = int(weights[row].gt(0).sum())
-        probe_observations, probe_actions = played_pairs(probe, sequence)
+        probe_observations, probe_actions = played[sequence]
         extended.append(Trajectory(np.concatenate([observations[row, :n].numpy(), probe_observations]),
                                    actions[row, :n].tolist() + probe_actions.tolist()))
     part = candidates.subset(members)
@@ -819,8 +820,9 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
     (games), candidates that play the same sequence from its states are merged into one option,
     and with settings.consolidate the candidates of the chosen options are consolidated on what
     their function plays and the choice made again, until it holds only consolidated ones or
-    CONSOLIDATION_ROUNDS have been made (consolidated_choice). With `occurrences` (ComboGrid games), candidates are learned on every occurrence of their
-    segment in the evidence's solutions; with `polished`, their neuron masks are polished."""
+    CONSOLIDATION_ROUNDS have been made (consolidated_choice). With `occurrences` (ComboGrid games),
+    candidates are learned on every occurrence of their segment in the evidence's solutions; with
+    `polished`, their neuron masks are polished."""
     say(f"learning candidate masks (every network x every segment of 2 to {settings.checked().max_length} actions "
         f"of the other networks' solutions x {settings.mask_seeds} seed(s)"
         + (", each on every occurrence of its actions" if occurrences else "") + "), one batch")
@@ -831,27 +833,32 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
     say(f"{len(candidates)} of {sum(learned.values())} candidates reproduce their segment; their applicability on "
         f"{len(evidence.actions)} solutions ({sum(evidence.lengths)} states)")
     table = applicability(candidates, agents, evidence)
-    pool = lambda: LevinLoss(table, candidates.network, candidates.length, evidence.lengths,  # noqa: E731
-                             candidates.source if settings.not_on_source else None, problem=evidence.problem,
-                             states=evidence.games.decision_states())
     if probe is None:
-        loss = pool()
+        loss = candidates_loss(candidates, table, evidence, settings)
         chosen, value = select_options(loss, settings.max_options, settings.restarts, settings.seed, search_progress(say))
         return Choice(candidates, kept, loss, chosen, value, [[int(a)] for a in candidates.network])
-    return dataclasses.replace(consolidated_choice(candidates, table, pool, agents, evidence, probe, sets, settings,
-                                                   say), kept=kept)
+    return dataclasses.replace(consolidated_choice(candidates, table, agents, evidence, probe, sets, settings, say),
+                               kept=kept)
 
 
-def consolidated_choice(candidates, table, pool, agents, evidence, probe, sets, settings, say):
+def candidates_loss(candidates, table, evidence, settings):
+    """The LevinLoss of the candidates over the evidence's solutions, given their applicability there."""
+    return LevinLoss(table, candidates.network, candidates.length, evidence.lengths,
+                     candidates.source if settings.not_on_source else None, problem=evidence.problem,
+                     states=evidence.games.decision_states())
+
+
+def consolidated_choice(candidates, table, agents, evidence, probe, sets, settings, say):
     """Merge, choose and drop composites (select_functions); with settings.consolidate, consolidate the
     candidates of the chosen functions not consolidated yet (consolidate, on the probe games and the
-    training sets), measure them again (table, their applicability on the evidence, in place; pool()
-    the LevinLoss over it) and choose again, until the choice holds only consolidated candidates or
-    CONSOLIDATION_ROUNDS have been made."""
+    training sets), measure them again (table, their applicability on the evidence, in place) and
+    choose again, until the choice holds only consolidated candidates or CONSOLIDATION_ROUNDS have
+    been made."""
     sequences, shares = behaviours(candidates, agents, probe)
     consolidated = np.zeros(len(candidates), dtype=bool)
     for round_ in range(CONSOLIDATION_ROUNDS + 1):
-        choice = select_functions(candidates, pool(), sequences, shares, settings, say)
+        choice = select_functions(candidates, candidates_loss(candidates, table, evidence, settings), sequences,
+                                  shares, settings, say)
         due = [(k, choice.sequences[c]) for c in choice.chosen for k in choice.groups[c] if not consolidated[k]]
         if not settings.consolidate or not due or round_ == CONSOLIDATION_ROUNDS:
             return choice
@@ -921,8 +928,7 @@ def mask_progress(say):
     started = time.time()
 
     def log(step, steps, loss, set_names):
-        left = "" if not step else f", about {(time.time() - started) / step * (steps - step):.0f} s left"
-        say(f"  mask step {step:>5}/{steps}  mean loss {float(loss.mean()):.4f}{left}")
+        say(f"  mask step {step:>5}/{steps}  mean loss {float(loss.mean()):.4f}{time_left(started, step, steps)}")
     return log
 
 

@@ -22,6 +22,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -221,6 +222,12 @@ def run_script(words, folder, kept):
     if child.returncode:
         lines = [line for line in errors.splitlines() if line.strip()]
         raise ScriptError(f"{words[0]} failed ({lines[-1] if lines else f'exit {child.returncode}'}); {kept}")
+
+
+def time_left(started, done, total):
+    """", about N s left" for long work begun at time.time() `started`, `done` of `total` steps
+    taken at an even pace ("" before the first step ends)."""
+    return f", about {(time.time() - started) / done * (total - done):.0f} s left" if done else ""
 
 
 def memory_problem(needed, what, advice):

@@ -183,12 +183,13 @@ def test_consolidation_rounds(monkeypatch, rounds, consolidated):
     monkeypatch.setattr(discovery, "consolidate", lambda candidates, members, *rest: calls.append(members))
     monkeypatch.setattr(discovery, "behaviours", lambda part, agents, games: ([(0, 1)] * len(part), np.ones(len(part))))
     monkeypatch.setattr(discovery, "applicability", lambda part, agents, evidence: np.ones((len(part), 2), dtype=bool))
+    monkeypatch.setattr(discovery, "candidates_loss", lambda candidates, table, evidence, settings: None)
     count = 6
     candidates = discovery.Candidates(np.zeros(count, dtype=int), np.zeros(count, dtype=int), np.zeros(count, dtype=int),
                                       np.full(count, 2), torch.zeros(count, 3, 4), np.zeros(count))
     table = np.zeros((count, 2), dtype=bool)
-    choice = discovery.consolidated_choice(candidates, table, lambda: None, None, None, None, None,
-                                           SimpleNamespace(consolidate=True), lambda line: None)
+    choice = discovery.consolidated_choice(candidates, table, None, None, None, None, SimpleNamespace(consolidate=True),
+                                           lambda line: None)
     assert calls == consolidated and choice.groups == [[k] for k in rounds[len(consolidated)]]
     assert table.any(1).tolist() == [k in sum(consolidated, []) for k in range(count)]   # measured again
 
