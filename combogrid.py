@@ -21,7 +21,8 @@ import numpy as np
 import gymnasium as gym
 from gymnasium import spaces
 
-NUM_ACTIONS = 3  # the actions 0, 1, 2 of every game (the networks' three outputs)
+from decomposition.environment import NUM_ACTIONS, learner_games, register_game
+
 MAX_EPISODE_STEPS = 500
 MOVES = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}  # a combo's name is its move
 THREE_ACTION_COMBOS = (("Up", (0, 0, 1)), ("Down", (0, 1, 2)), ("Left", (2, 1, 0)), ("Right", (1, 0, 2)))
@@ -146,6 +147,10 @@ class Game:
         plain = self.name == f"{self.rows}x{self.columns}"
         return dataclasses.replace(self, rows=rows, columns=columns,
                                    name=f"{rows}x{columns}" if plain else f"{self.name}@{rows}x{columns}")
+
+    def problem_env(self, k):
+        """Problem k as a gymnasium environment (ComboGym)."""
+        return ComboGym(problem=self.problems[k], game=self)
 
     def describe(self):
         """The description as plain data (what results files record)."""
@@ -412,6 +417,9 @@ def game_from_record(record):
         raise GameError(f"not a game description ({type(error).__name__}: {error})") from None
 
 
+register_game("combos", game_from_record)
+
+
 def default_models_folder(game):
     """Where train_ppo.py writes a game's networks by default, and where the other scripts look:
     the shipped models/ for the default game, runs/models-NAME for the others."""
@@ -425,11 +433,6 @@ COMBO_DELTAS = DEFAULT_GAME.combo_deltas
 COMBO_LENGTH = DEFAULT_GAME.combo_length
 PROBLEMS = DEFAULT_GAME.problems
 NEEDED_COMBOS = {problem: DEFAULT_GAME.needed_combos(problem) for problem in PROBLEMS}
-
-
-def learner_games(learners, num_envs):
-    """Indices of the games of these learners in a batch laid out learner by learner."""
-    return (np.asarray(learners)[:, None] * num_envs + np.arange(num_envs)).reshape(-1)
 
 
 def checked_action(action):
@@ -478,8 +481,8 @@ class ComboGridBatch:
     def __len__(self):
         return len(self.agents)
 
-    def reset_games(self, which, agents):
-        """Restart the games selected by the boolean array `which`, agents on `agents`."""
+    def restart(self, which, agents):
+        """Start the games selected by the boolean array `which` again, agents on `agents`."""
         self.agents[which] = agents
         self.buffer_lengths[which] = 0
         self.steps[which] = 0
@@ -564,7 +567,7 @@ class ComboGridVec:
         return values.reshape(self.num_learners, self.num_envs, *values.shape[1:])
 
     def reset(self):
-        self.games.reset_games(np.ones(len(self.starts), dtype=bool), self.starts)
+        self.games.restart(np.ones(len(self.starts), dtype=bool), self.starts)
         return self._shaped(self.games.observations())
 
     def step(self, actions):
@@ -572,7 +575,7 @@ class ComboGridVec:
         primitive steps taken (all 1)."""
         rewards, terminated, truncated = self.games.step(actions.reshape(-1))
         dones = terminated | truncated
-        self.games.reset_games(dones, self.starts[dones])
+        self.games.restart(dones, self.starts[dones])
         return (self._shaped(self.games.observations()), self._shaped(rewards)[..., None], self._shaped(dones),
                 np.ones_like(actions))
 
@@ -650,6 +653,22 @@ class ComboGym(gym.Env):
     def observation(self):
         """The current observation, without stepping."""
         return self.game.observations()[0]
+
+    def observations_to_check(self, cells=100):
+        """Observations a loaded network is checked on (ppo_agent.load_agent): the agent on up to
+        `cells` open cells (all of a 10 x 10 grid), this problem's goal, and each content of the
+        combo buffer."""
+        game = self.game_description
+        grid = game.open_cells
+        agents = [grid[int(k)] for k in np.unique(np.linspace(0, len(grid) - 1, min(len(grid), cells)).round())]
+        prefixes = [p for length in range(game.combo_length)
+                    for p in itertools.product(range(NUM_ACTIONS), repeat=length)]
+        games = ComboGridBatch(np.repeat(agents, len(prefixes), axis=0), [self.goal] * (len(agents) * len(prefixes)),
+                               game)
+        for position in range(game.combo_length - 1):  # each game's buffer filled with its prefix
+            actions = np.array([p[position] if len(p) > position else 0 for p in prefixes] * len(agents))
+            games.step(actions, active=np.array([len(p) > position for p in prefixes] * len(agents)))
+        return games.observations()
 
     def render(self):
         if self.render_mode != "ansi":

@@ -41,7 +41,7 @@ from decomposition.options import MaskFileError
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
 from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, model_paths_problem, start
-from decomposition.tasks import STUDY_TASKS, TASKS, max_return
+from decomposition.tasks import STUDY_TASKS, TASKS, ComboGridTask, max_return
 from ppo_agent import CheckpointError
 
 KIT = os.path.dirname(os.path.abspath(__file__))
@@ -132,8 +132,8 @@ def save(args, runs, sources, alignment, tuning):
     writers = {"results.json": json_writer(data)}
     if importlib.util.find_spec("matplotlib"):
         writers["evaluation_curves.png"] = partial(reuse.draw_evaluation_curves, runs, args.tasks, args.conditions)
-        writers["training_returns.png"] = partial(reuse.draw_training_returns, runs, args.tasks, args.conditions,
-                                                  game)
+        writers["training_returns.png"] = partial(reuse.draw_training_returns, runs,
+                                                  [ComboGridTask(name, game) for name in args.tasks], args.conditions)
     else:
         print("figures skipped: matplotlib is not installed (pip install -r requirements-dev.pip)")
     os.makedirs(args.save_dir, exist_ok=True)
@@ -155,9 +155,9 @@ def main(args):
     tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)
     progress = reuse.Progress(len(args.tasks) * len(args.conditions) * (tuning_learners + args.num_seeds) * args.budget)
     runs, tuning = [], {}
-    for task in args.tasks:
+    for task in (ComboGridTask(name, game) for name in args.tasks):
         for condition in args.conditions:
-            rate, tuning.setdefault(task, {})[condition] = reuse.tuned_learning_rate(
+            rate, tuning.setdefault(task.name, {})[condition] = reuse.tuned_learning_rate(
                 task, condition, options[condition], args, progress)
             runs += reuse.run_condition(task, condition, options[condition], rate, args,
                                         progress.run(f"{task}, {condition}: reported seeds at learning rate {rate:g}",

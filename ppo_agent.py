@@ -5,7 +5,6 @@ actor = Linear(obs, hidden) -> ReLU -> Linear(hidden, 3); critic = a 64-64 tanh 
 """
 
 import hashlib
-import itertools
 import os
 import pickle
 
@@ -14,7 +13,6 @@ import torch
 from torch import nn
 from torch.distributions.categorical import Categorical
 
-from combogrid import NUM_ACTIONS, ComboGridBatch
 from decomposition.files import read_json
 from trajectory import Trajectory
 
@@ -204,25 +202,8 @@ def load_agent(path, env, hidden_size=64):
     agent.load_state_dict(state)
     agent.eval()
     with torch.no_grad():
-        logits = agent.actor(torch.as_tensor(game_observations(env.unwrapped)))
+        logits = agent.actor(torch.as_tensor(env.unwrapped.observations_to_check()))
     if not (torch.isfinite(logits).all() and torch.isfinite(Categorical(logits=logits).probs).all()):
         raise CheckpointError(f"checkpoint {path}: its actor's outputs on the game's observations are NaN or "
                               "infinite (weights far too large?)")
     return agent
-
-
-def game_observations(env, cells=100):
-    """Observations of the env's game to check a network on: the agent on up to `cells` open cells
-    (all of a 10 x 10 grid), the env's goal, and each content of the combo buffer; on a MiniGrid
-    layout (decomposition.gridworld), every state's observation."""
-    game = env.game_description
-    if not hasattr(game, "combo_length"):
-        return game.every_observation()
-    grid = game.open_cells
-    agents = [grid[int(k)] for k in np.unique(np.linspace(0, len(grid) - 1, min(len(grid), cells)).round())]
-    prefixes = [p for length in range(game.combo_length) for p in itertools.product(range(NUM_ACTIONS), repeat=length)]
-    games = ComboGridBatch(np.repeat(agents, len(prefixes), axis=0), [env.goal] * (len(agents) * len(prefixes)), game)
-    for position in range(game.combo_length - 1):  # each game's buffer filled with its prefix
-        actions = np.array([p[position] if len(p) > position else 0 for p in prefixes] * len(agents))
-        games.step(actions, active=np.array([len(p) > position for p in prefixes] * len(agents)))
-    return games.observations()

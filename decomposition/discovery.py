@@ -82,17 +82,9 @@ class SelectionSettings(MaskSettings):
 
 
 @dataclass
-class DiscoverySettings(SelectionSettings):
-    """What a discovery on a ComboGrid game depends on (discover.py's options without its output,
-    study and thread options)."""
-    game: str = "5x5"
-    """the game of the networks (combogrid.GAMES)"""
-    model_paths: tuple[str, ...] = ()
-    """checkpoints of the networks, one per problem of the game in its order (TL-BR, TR-BL, BR-TL, BL-TR for
-    5x5); default: models/PROBLEM.pt for 5x5, runs/models-GAME/PROBLEM.pt for another game"""
-    every_start: bool = True
-    """compute the Levin loss on each network's greedy solutions from every non-goal cell of its problem,
-    not only on its solution from the problem's start (candidates are learned on the latter either way)"""
+class FunctionSettings(SelectionSettings):
+    """SelectionSettings with candidates merged into functions on probe states (choose_options with
+    probe games), on networks of any game."""
     merge: bool = True
     """one option per function: candidates that play the same actions from >= --merge-share of the probe
     states (the agent on any cell, the goal on a cell no training problem has) are one option, usable
@@ -103,18 +95,32 @@ class DiscoverySettings(SelectionSettings):
     merge_share: float = 0.75
     """with merging: candidates are one function if they play the same sequence from at least this
     fraction of the probe states"""
-    occurrences: bool = True
-    """learn each candidate on every occurrence of its segment's actions in the solutions the Levin loss is
-    computed on, from the same position in the combo; off: on the segment alone"""
-    polish: bool = True
-    """after Adam, improve each candidate's neuron mask by local search (one neuron's state at a time)
-    while the masked network takes more of its training actions greedily"""
     consolidate: bool = True
     """with merging: polish the chosen options' candidates again on their training sets and on what their
     function plays from the probe states, and choose again, until the choice holds only such candidates
     (at most 3 times)"""
 
     RANGES = {**SelectionSettings.RANGES, "merge_share": Range(0.5, 1)}
+
+
+@dataclass
+class DiscoverySettings(FunctionSettings):
+    """What a discovery on a ComboGrid game depends on (discover.py's options without its output,
+    study and thread options)."""
+    game: str = "5x5"
+    """the game of the networks (combogrid.GAMES)"""
+    model_paths: tuple[str, ...] = ()
+    """checkpoints of the networks, one per problem of the game in its order (TL-BR, TR-BL, BR-TL, BL-TR for
+    5x5); default: models/PROBLEM.pt for 5x5, runs/models-GAME/PROBLEM.pt for another game"""
+    every_start: bool = True
+    """compute the Levin loss on each network's greedy solutions from every non-goal cell of its problem,
+    not only on its solution from the problem's start (candidates are learned on the latter either way)"""
+    occurrences: bool = True
+    """learn each candidate on every occurrence of its segment's actions in the solutions the Levin loss is
+    computed on, from the same position in the combo; off: on the segment alone"""
+    polish: bool = True
+    """after Adam, improve each candidate's neuron mask by local search (one neuron's state at a time)
+    while the masked network takes more of its training actions greedily"""
 
     def problem(self):
         problem = super().problem() or game_problem(self)

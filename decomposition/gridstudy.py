@@ -51,11 +51,16 @@ class GridTask:
 
     max_return = GOAL_REWARD
 
-    def __str__(self):
+    @property
+    def name(self):
         return self.world.problems[0]
 
-    def envs(self, learners, num_envs, options):
-        return WorldVec(self.world, [0] * learners, num_envs, options, GOAL_REWARD, 0.0)
+    def __str__(self):
+        return self.name
+
+    def envs(self, seeds, num_envs, options):
+        """One learner per seed, all from the layout's start (nothing of it is random)."""
+        return WorldVec(self.world, [0] * len(seeds), num_envs, options, GOAL_REWARD, 0.0)
 
 
 def checkpoint_name(layout_name):

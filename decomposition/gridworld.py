@@ -29,12 +29,12 @@ import numpy as np
 from gymnasium import spaces
 
 from combogrid import learner_games
+from decomposition.environment import NUM_ACTIONS, register_game
 from decomposition.tasks import greedy_episodes, macro_step
 
 OBJECTS = ("empty", "wall", "goal")
 """The object types an observation shows; a layout with any other object is refused."""
 DIRECTIONS = ("east", "south", "west", "north")
-NUM_ACTIONS = 3
 MAX_EPISODE_STEPS = 500
 TERMINAL = -1
 """The successor of a move onto the goal."""
@@ -103,6 +103,10 @@ class MiniGridGym(gym.Env):
     def observation(self):
         """The observation of the current state (what a rollout from here starts from)."""
         return self.view.current()
+
+    def observations_to_check(self):
+        """Observations a loaded network is checked on (ppo_agent.load_agent): every state's."""
+        return self.game_description.every_observation()
 
     @property
     def game_description(self):
@@ -231,7 +235,7 @@ class World:
     def describe(self):
         return {"layouts": [lay.describe() for lay in self.layouts]}
 
-    def gym(self, k):
+    def problem_env(self, k):
         """Layout k as a MiniGridGym."""
         lay = self.layouts[k]
         return MiniGridGym(lay.env_id, lay.seed, lay.view)
@@ -275,6 +279,9 @@ def world_from_record(record):
         return World([layout(str(lay["env_id"]), int(lay["seed"]), int(lay["view"])) for lay in record["layouts"]])
     except (KeyError, TypeError, ValueError) as error:
         raise LayoutError(f"not a description of MiniGrid layouts ({type(error).__name__}: {error})") from None
+
+
+register_game("layouts", world_from_record)
 
 
 def observation_keys(observations):

@@ -21,8 +21,9 @@ import os
 import numpy as np
 import torch
 
-from combogrid import COMBO_LENGTH, DEFAULT_GAME, ComboGym, GameError, game_from_record, sized_game
-from decomposition.gridworld import World, world_from_record
+from combogrid import COMBO_LENGTH, DEFAULT_GAME, sized_game
+from decomposition import gridworld  # noqa: F401 (registers MiniGrid's records with game_from_record)
+from decomposition.environment import game_from_record
 from decomposition.masks import StackedActors
 from ppo_agent import fingerprint, greedy_actions, load_agent, plain_tensor, rollout
 
@@ -120,7 +121,7 @@ def mask_file_problem(masks):
             return f"{key!r} is missing or not an integer from 2 to {limit}"
     try:
         game = saved_game(masks)
-    except GameError as error:
+    except ValueError as error:
         return f"'game' is not a game description ({error})"
     combos, networks = len(masks["combos"]), len(masks["base_models"])
     size = game.observation_size
@@ -147,9 +148,7 @@ def mask_file_problem(masks):
 
 def saved_game(saved):
     """The game a masks.pt or options.pt was written for (files without a 'game' entry: the 5 x 5
-    game on a game_width grid; a 'game' with layouts: MiniGrid layouts, decomposition.gridworld)."""
-    if isinstance(saved.get("game"), dict) and "layouts" in saved["game"]:
-        return world_from_record(saved["game"])
+    game on a game_width grid)."""
     if "game" in saved:
         return game_from_record(saved["game"])
     return sized_game("5x5", saved["game_width"], saved["game_width"])
@@ -172,8 +171,7 @@ def saved_network(saved, a, saved_path, model_path=None):
             raise MaskFileError(f"{path} is not the {saved['base_models'][a]} network these masks were learned on "
                                 f"({saved['model_paths'][a]}, in {saved_path}): its bytes differ")
     game = saved_game(saved)
-    env = game.gym(a) if isinstance(game, World) else ComboGym(problem=saved["base_models"][a], game=game)
-    return load_agent(path, env, saved["hidden_size"])
+    return load_agent(path, game.problem_env(game.problems.index(saved["base_models"][a])), saved["hidden_size"])
 
 
 def load_discovered_options(options_path, model_paths=None, game=None):

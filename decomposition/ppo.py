@@ -11,19 +11,16 @@ bit-identical whether it trains alone or beside others.
 
 The kernels that make an update cheap on a CPU are in decomposition.ppo_kernels.
 
-The environments are any object with the interface of combogrid.ComboGridVec: `num_actions`,
-`observation_size`, `reset()`, `step(actions)` returning new arrays (observations, rewards per
-primitive step (L, E, K), dones, primitive steps taken (L, E)), `keep(learners)`, and
-`greedy_solved(act)` where optimal_checks is not 0. An action may run for several primitive steps
-(an option): the budget and the learning-rate schedule count primitive steps, and the discounting
-is the options framework's (Sutton, Precup and Singh, 1999): an action of k primitive steps with
-rewards r1 ... rk earns r1 + g r2 + ... + g^(k-1) rk, and the value after it is discounted by g^k
-(`advantage_estimates`). With one primitive step per action these are PPO's usual numbers, bit
-for bit. An environment with `greedy_evaluation(act, learners)` can have the greedy policies
-evaluated at fixed primitive-step counts during training (`train`'s evaluate_at), which draws no
-random number and so changes no weight.
-Environments whose observations are vectors of 0s and 1s say so with `binary_observations = True`;
-only then are equal observations recognised as such (otherwise every row counts as distinct).
+The environments are a decomposition.environment.LearnerEnvs (a SolvableEnvs where
+optimal_checks is not 0, an EvaluatedEnvs where `train`'s evaluate_at is given). An action may
+run for several primitive steps (an option): the budget and the learning-rate schedule count
+primitive steps, and the discounting is the options framework's (Sutton, Precup and Singh,
+1999): an action of k primitive steps with rewards r1 ... rk earns r1 + g r2 + ... + g^(k-1) rk,
+and the value after it is discounted by g^k (`advantage_estimates`). With one primitive step per
+action these are PPO's usual numbers, bit for bit. The greedy evaluation at fixed primitive-step
+counts draws no random number and so changes no weight. Equal observations are recognised as
+such only where the environments declare binary_observations (otherwise every row counts as
+distinct).
 """
 
 import time
@@ -339,7 +336,7 @@ class BatchedPPO:
         rollout.logprobs = torch.log_softmax(logits, -1).gather(-1, rollout.actions.unsqueeze(-1)).squeeze(-1)
         # the rollout's rows (L, T * E), then the next observations: each distinct observation once
         rollout.rows = DistinctRows.of(torch.stack([*obs, self.next_obs], 1).flatten(1, 2),
-                                       getattr(self.envs, "binary_observations", False))
+                                       self.envs.binary_observations)
         return rollout
 
     def advantages(self, rollout):

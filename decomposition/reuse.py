@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from tabulate import tabulate
 
-from combogrid import NUM_ACTIONS, sized_game
+from combogrid import NUM_ACTIONS
 from decomposition import statistics
 from decomposition.files import kit_path
 from decomposition.options import ComboOptions, NetworkOptions, load_discovered_options
 from decomposition.ppo import PPOSettings
 from decomposition.processes import train_in_processes
 from decomposition.script import POSITIVE, Range, Settings, game_problem, out_of_range
-from decomposition.tasks import TaskGames, TaskVec, macro_step, max_return
+from decomposition.tasks import TaskGames, macro_step
 from ppo_agent import program_mask
 
 STUDY = ("none", "neurons", "inputs", "not-needed", "whole", "combos", "neural-augmented")
@@ -199,30 +199,18 @@ def final_training_return(curve, max_return):
 
 
 def train_learners(task, options, seeds, learning_rates, settings, on_iteration=None):
-    """PPO learners on `task` of game settings.game with these options (one per seed, each with its learning
+    """PPO learners on `task` (an environment.Task) with these options (one per seed, each with its learning
     rate), batched over settings.processes processes, their greedy policies evaluated at settings.eval_points
-    points. settings is a ReuseSettings."""
+    points. settings is a LearningSettings."""
     ppo = PPOSettings(total_timesteps=settings.checked().budget, optimal_checks=0)
-    envs_of = partial(learner_envs, task, seeds, ppo.num_envs, options, task_game(task, settings))
+    envs_of = partial(learner_envs, task, seeds, ppo.num_envs, options)
     return train_in_processes(envs_of, seeds, ppo, settings.processes, on_iteration, learning_rates,
                               evaluation_points(settings.budget, settings.eval_points))
 
 
-def learner_envs(task, seeds, num_envs, options, game, learners):
-    """The environments of these learners: a ComboGrid task's TaskVec, or another task's own
-    (an object with envs(learners, num_envs, options) and max_return, as gridstudy.GridTask)."""
-    if isinstance(task, str):
-        return TaskVec(task, [seeds[j] for j in learners], num_envs, options, game)
-    return task.envs(len(learners), num_envs, options)
-
-
-def task_game(task, settings):
-    """The ComboGrid game of a ComboGrid task (settings.game); None for another task."""
-    return sized_game(settings.game) if isinstance(task, str) else None
-
-
-def task_max_return(task, game):
-    return max_return(task, game) if isinstance(task, str) else task.max_return
+def learner_envs(task, seeds, num_envs, options, learners):
+    """The environments of these learners (indices into seeds) of `task` (an environment.Task)."""
+    return task.envs([seeds[j] for j in learners], num_envs, options)
 
 
 def evaluation_auc(result):
@@ -230,20 +218,20 @@ def evaluation_auc(result):
     return float(np.mean([e["spl"] for e in result.evaluations]))
 
 
-def record(task, condition, result, learning_rate, game):
+def record(task, condition, result, learning_rate):
     """One learner's record: its evaluation curve, the measures read from it, and its training curve."""
     evaluations = result.evaluations
     spl, success = [e["spl"] for e in evaluations], [e["success"] for e in evaluations]
     points = [e["point"] for e in evaluations]
     reached = [point for point, value in zip(points, spl) if value >= 0.95]
     final = evaluations[-1]
-    return {"task": str(task), "condition": condition, "seed": result.seed, "learning_rate": learning_rate,
+    return {"task": task.name, "condition": condition, "seed": result.seed, "learning_rate": learning_rate,
             "auc": evaluation_auc(result), "final_spl": spl[-1], "final_success": success[-1],
             "steps_to_95": reached[0] if reached else None,
             "eval_steps": points, "eval_spl": spl, "eval_success": success,
             "final_decisions": final["decisions"], "final_primitive_steps": final["primitive_steps"],
             "final_optimal_steps": final["optimal_steps"], "final_looping": final["looping"],
-            "final_training_return": final_training_return(result.curve, task_max_return(task, game)),
+            "final_training_return": final_training_return(result.curve, task.max_return),
             "steps": result.steps, "curve": result.curve}
 
 
@@ -264,7 +252,7 @@ def run_condition(task, condition, options, learning_rate, settings, on_iteratio
     at its learning rate; one record each."""
     seeds = list(range(first_seed, first_seed + settings.num_seeds))
     results = train_learners(task, options, seeds, [learning_rate] * len(seeds), settings, on_iteration)
-    return [record(task, condition, r, learning_rate, task_game(task, settings)) for r in results]
+    return [record(task, condition, r, learning_rate) for r in results]
 
 
 def runs_of(runs, task, condition):
@@ -344,16 +332,19 @@ def draw_evaluation_curves(runs, tasks, conditions, path):
     draw(runs, tasks, conditions, path, curves, "mean SPL of the greedy policy")
 
 
-def draw_training_returns(runs, tasks, conditions, game, path):
-    """Mean training return (normalised) against primitive steps, with a 95% band over seeds (normal)."""
+def draw_training_returns(runs, tasks, conditions, path):
+    """Mean training return (normalised) against primitive steps, with a 95% band over seeds (normal);
+    tasks: environment.Task objects."""
+    best = {task.name: task.max_return for task in tasks}
+
     def curves(mine):
         grid = np.linspace(0, mine[0]["eval_steps"][-1], 101)[1:]
-        values = np.array([np.interp(grid, *carried_curve(r["curve"])) / max_return(r["task"], game) for r in mine])
+        values = np.array([np.interp(grid, *carried_curve(r["curve"])) / best[r["task"]] for r in mine])
         mean = values.mean(0)
         half = 1.96 * values.std(0, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0 * mean
         return grid, (mean, mean - half, mean + half)
 
-    draw(runs, tasks, conditions, path, curves, "mean training return / maximum")
+    draw(runs, list(best), conditions, path, curves, "mean training return / maximum")
 
 
 def draw(runs, tasks, conditions, path, curves, measure):

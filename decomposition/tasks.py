@@ -20,13 +20,14 @@ ComboGrid-MultiGoal-v0, ComboGrid-Random-v0 and ComboGrid-AllGoals-v0 when combo
 """
 
 import itertools
+from dataclasses import dataclass
 
 import numpy as np
 import gymnasium as gym
 from gymnasium import spaces
 
-from combogrid import (DEFAULT_GAME, MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, checked_action, game_named,
-                       learner_games, start_option)
+from combogrid import (DEFAULT_GAME, MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, Game, checked_action,
+                       game_named, learner_games, start_option)
 
 TASKS = ("multi-goal", "random", "all-goals")
 STUDY_TASKS = ("multi-goal", "random")
@@ -44,6 +45,28 @@ def multi_goal_tour(game):
 
 def max_return(task, game):
     return GOAL_REWARD * (len(game.multi_goal) - 1 if task in TOUR_TASKS else 1)
+
+
+@dataclass(frozen=True)
+class ComboGridTask:
+    """A downstream task of one ComboGrid game as the reuse study trains it (environment.Task)."""
+    name: str
+    """one of TASKS"""
+    game: Game = DEFAULT_GAME
+
+    def __post_init__(self):
+        if self.name not in TASKS:
+            raise ValueError(f"unknown task {self.name!r}: expected one of {', '.join(TASKS)}")
+
+    def __str__(self):
+        return self.name
+
+    @property
+    def max_return(self):
+        return max_return(self.name, self.game)
+
+    def envs(self, seeds, num_envs, options):
+        return TaskVec(self.name, seeds, num_envs, options, self.game)
 
 
 def goal_states(task, game):
@@ -87,6 +110,10 @@ class TaskGames:
     def __len__(self):
         return len(self.goal_index)
 
+    @property
+    def steps(self):
+        return self.games.steps
+
     def observations(self):
         observations = self.games.observations()
         if self.task == "all-goals":  # every goal not yet reached, at once
@@ -113,7 +140,7 @@ class TaskGames:
 
     def restart(self, which, starts, goals):
         """Start the games selected by the boolean array `which` again, from these cells."""
-        self.games.reset_games(which, starts)
+        self.games.restart(which, starts)
         self.games.goals[which] = goals
         self.goal_index[which] = 0
 

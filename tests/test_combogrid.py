@@ -141,7 +141,7 @@ def test_batch_matches_single_environments():
             obs, reward, done, _, _ = env.step(int(actions[i]))
             np.testing.assert_array_equal(obs, batch.observations()[i])
             assert (reward, done) == (rewards[i], terminated[i])
-        batch.reset_games(terminated, (2, 2))
+        batch.restart(terminated, (2, 2))
         for i in np.flatnonzero(terminated):
             singles[i].reset(options={"agent": (2, 2)})
 

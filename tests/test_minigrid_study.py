@@ -167,13 +167,13 @@ def test_the_shipped_networks_solve_their_layouts_and_their_options_replay():
     sources = World([parse_layout(text) for text in results["args"]["sources"]])
     for s, entry in enumerate(results["sets"]):
         folder = os.path.join(SHIPPED, "sets", f"set-{s}")
-        agents = [load_agent(os.path.join(folder, gridstudy.checkpoint_name(name)), sources.gym(k))
+        agents = [load_agent(os.path.join(folder, gridstudy.checkpoint_name(name)), sources.problem_env(k))
                   for k, name in enumerate(sources.problems)]
         solutions = gridstudy.solutions(agents, sources)   # each optimal, played in minigrid
         assert [t.get_actions() for t in solutions] == list(entry["discovery"]["solutions"].values())
         for option, chosen in zip(load_discovered_options(os.path.join(folder, "options.pt")),
                                   entry["discovery"]["options"]):
-            env = sources.gym(sources.problems.index(chosen["source"]))
+            env = sources.problem_env(sources.problems.index(chosen["source"]))
             env.reset()
             for action in entry["discovery"]["solutions"][chosen["source"]][:chosen["start"]]:
                 env.step(action)

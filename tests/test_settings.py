@@ -12,6 +12,7 @@ from decomposition.ppo import PPOSettings
 from decomposition.script import SettingsError
 from ppo_agent import load_agent
 from combogrid import ComboGym
+from decomposition.tasks import ComboGridTask
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPTS = ("main", "train_ppo", "downstream", "discover", "report", "variants")
@@ -51,7 +52,7 @@ def test_library_functions_refuse_bad_settings_before_any_work():
     with pytest.raises(SettingsError, match="--mask-learning-steps must be a positive number"):
         extraction.learn_masks(extraction.ExtractionSettings(mask_learning_steps=0))
     with pytest.raises(SettingsError, match="--budget must allow one PPO rollout"):
-        reuse.train_learners("random", None, [0], [0.01], reuse.ReuseSettings(budget=100))
+        reuse.train_learners(ComboGridTask("random"), None, [0], [0.01], reuse.ReuseSettings(budget=100))
     with pytest.raises(SettingsError, match="--max-length must be between 2"):
         discovery.discover([], [], discovery.DiscoverySettings(max_length=1), None)
     agent = load_agent(os.path.join(ROOT, "models", "TL-BR.pt"), ComboGym(problem="TL-BR"))
