@@ -103,6 +103,9 @@ def parse_args(args_type):
     the choices) ends the script with one `error: ...` line and exit status 1, like every other bad
     input, instead of tyro's framed message; --help is tyro's own."""
     import tyro  # here, so that importing this module first (stop_quietly_until_started) is quick
+    empty = empty_list_option(args_type, sys.argv[1:])
+    if empty:
+        sys.exit(f"error: {empty} needs at least one value (leave it out for the default)")
     framed = io.StringIO()
     try:
         with contextlib.redirect_stderr(framed):
@@ -111,6 +114,19 @@ def parse_args(args_type):
         if not stop.code:  # --help, printed on stdout
             raise
         sys.exit(f"error: {framed_message(framed.getvalue())}")
+
+
+def empty_list_option(args_type, words):
+    """The first option of a list type among `words` given with no value (followed by another option
+    or by nothing), or None: tyro would read it as the empty list, which means "the default" to
+    every script."""
+    import typing
+    lists = {"--" + name.replace("_", "-") for name, kind in typing.get_type_hints(args_type).items()
+             if typing.get_origin(kind) in (tuple, list)}
+    for word, following in zip(words, [*words[1:], None]):
+        if word in lists and (following is None or following.startswith("--")):
+            return word
+    return None
 
 
 def framed_message(text):

@@ -19,6 +19,7 @@ import main
 from decomposition import options
 import report
 from decomposition import results
+from decomposition.script import parse_args
 import train_ppo
 from combogrid import PROBLEMS, ComboGym
 from conftest import ROOT
@@ -279,3 +280,15 @@ def test_the_across_sets_study_refuses_an_unfinished_set(tmp_path):
         {"seconds": 1, "networks": {p: {"optimal": p != "BR-TL"} for p in PROBLEMS}}))
     args = dataclasses.replace(main.Args(mask_learning_steps=5, log_every=0), sets_dir=str(tmp_path))
     expect_error(lambda: main.main(args), "set_0/BR-TL.pt")
+
+
+@pytest.mark.parametrize("script, words", [("train_ppo.py", ["--problems"]),
+                                           ("main.py", ["--model-paths", "--num-seeds", "2"]),
+                                           ("discover.py", ["--model-paths"])])
+def test_a_list_option_given_no_value_is_an_error_not_the_default(script, words, monkeypatch, capsys):
+    import importlib
+    monkeypatch.setattr(sys, "argv", [script, *words])
+    module = importlib.import_module(script.removesuffix(".py"))
+    with pytest.raises(SystemExit) as stop:
+        parse_args(module.Args)
+    assert stop.value.code == f"error: {words[0]} needs at least one value (leave it out for the default)"
