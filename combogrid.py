@@ -1,19 +1,19 @@
 """ComboGrid: a grid world where every move is a combo of several actions.
 
 A game is described once, by `Game`: its grid, its combos (name, actions; the name says the move),
-its walls and its training problems. Everything else (each problem's optimal length and needed
-combos, the test states, the observation size) is computed from that description. `GAMES` holds
-the named variants; `game_named` turns a name (as every script's --game takes it) into one.
+its walls and its training problems. Everything else is computed from that description: each
+problem's optimal length, needed combos and test states by search (decomposition.combo_planning),
+the numbering of its observations (decomposition.combo_codec). `GAMES` holds the named variants;
+`game_named` turns a name (as every script's --game takes it) into one.
 
-The rules live in one place, `ComboGridBatch`, which steps many games at once with numpy (PPO's
-rollouts and the mask evaluation use it directly). `ComboGym` is the gymnasium environment for a
-single game; it is a batch of one, so the two can never disagree.
+The rules live in one place, `ComboGridBatch` (decomposition.combo_rules), which steps many games
+at once with numpy. `ComboGym` is the gymnasium environment for a single game; it is a batch of
+one, so the two can never disagree. `ComboGridVec` gives PPO's learners their environments.
 """
 
 import dataclasses
 import functools
 import itertools
-from collections import deque
 from dataclasses import dataclass
 from typing import Union
 
@@ -21,9 +21,11 @@ import numpy as np
 import gymnasium as gym
 from gymnasium import spaces
 
+from decomposition.combo_codec import ObservationCodec
+from decomposition.combo_planning import Planning
+from decomposition.combo_rules import ComboGridBatch
 from decomposition.environment import NUM_ACTIONS, learner_games, register_game
 
-MAX_EPISODE_STEPS = 500
 MOVES = {"Up": (-1, 0), "Down": (1, 0), "Left": (0, -1), "Right": (0, 1)}  # a combo's name is its move
 THREE_ACTION_COMBOS = (("Up", (0, 0, 1)), ("Down", (0, 1, 2)), ("Left", (2, 1, 0)), ("Right", (1, 0, 2)))
 FOUR_ACTION_COMBOS = (("Up", (0, 2, 2, 1)), ("Down", (0, 0, 1, 1)), ("Left", (1, 2, 1, 0)), ("Right", (1, 0, 2, 2)))
@@ -50,7 +52,7 @@ def is_integer(x):
 
 
 @dataclass(frozen=True)
-class Game:
+class Game(Planning, ObservationCodec):
     """One ComboGrid game, described by what is chosen; what follows from it is computed.
 
     Cells in problems are named by a row letter (T top, M middle, B bottom) and a column letter
@@ -180,28 +182,8 @@ class Game:
         return np.array([MOVES[name] for name in self.combo_names], dtype=np.int64)
 
     @functools.cached_property
-    def combo_of_buffer(self):
-        """A full buffer (a_1, ..., a_L) read as the number sum a_i 3^(L-i): the combo (index) it is, -1 for none."""
-        table = np.full(NUM_ACTIONS ** self.combo_length, -1, dtype=np.int64)
-        table[self.combo_actions @ self.buffer_weights] = np.arange(len(self.combos))
-        return table
-
-    @functools.cached_property
-    def buffer_weights(self):
-        return NUM_ACTIONS ** np.arange(self.combo_length - 1, -1, -1)
-
-    @functools.cached_property
-    def buffer_states(self):
-        """Contents the combo buffer can hold between steps: 0 to L - 1 actions."""
-        return sum(NUM_ACTIONS ** k for k in range(self.combo_length))
-
-    @functools.cached_property
     def cells(self):
         return self.rows * self.columns
-
-    @functools.cached_property
-    def observation_size(self):
-        return 2 * self.cells + NUM_ACTIONS * self.combo_length
 
     @functools.cached_property
     def is_wall(self):
@@ -216,32 +198,6 @@ class Game:
         """Every cell that is not a wall, row-major."""
         return [(r, c) for r in range(self.rows) for c in range(self.columns) if not self.is_wall[r, c]]
 
-    @functools.lru_cache(maxsize=None)
-    def distances(self, goal):
-        """(rows, columns): the fewest moves from each cell to `goal`, -1 where it cannot be reached
-        (breadth-first search over the combos' moves)."""
-        distance = np.full((self.rows, self.columns), -1, dtype=np.int64)
-        distance[goal] = 0
-        queue = deque([goal])
-        while queue:
-            cell = queue.popleft()
-            for dr, dc in self.combo_deltas:  # the cells from which this move reaches `cell`
-                r, c = cell[0] - dr, cell[1] - dc
-                if 0 <= r < self.rows and 0 <= c < self.columns and not self.is_wall[r, c] and distance[r, c] < 0:
-                    distance[r, c] = distance[cell] + 1
-                    queue.append((r, c))
-        return distance
-
-    def optimal_length(self, starts, goals):
-        """The fewest actions from each start to its goal (arrays (..., 2)): one combo per move."""
-        starts, goals = np.asarray(starts).reshape(-1, 2), np.asarray(goals).reshape(-1, 2)
-        moves = np.array([self.distances(tuple(int(x) for x in g))[tuple(s)] for s, g in zip(starts, goals)])
-        return self.combo_length * moves
-
-    def solution_lengths(self):
-        """The fewest actions of each training problem, in the problems' order."""
-        return [int(self.optimal_length(*self.problem_cells(p))[0]) for p in self.problems]
-
     def problem_cells(self, problem):
         """(start, goal) cells of one of the game's problems."""
         if problem not in self.problems:
@@ -249,123 +205,16 @@ class Game:
         start, goal = problem.split("-")
         return self.cell(start), self.cell(goal)
 
-    def optimal_moves(self, problem):
-        """The (cell, combo index) pairs that lie on some optimal path of the problem."""
-        start, goal = self.problem_cells(problem)
-        to_goal, from_start = self.distances(goal), self.distances(start)
-        total = to_goal[start]
-        steps = []
-        for r, c in self.open_cells:
-            if from_start[r, c] < 0 or from_start[r, c] + to_goal[r, c] != total or (r, c) == goal:
-                continue
-            for k, (dr, dc) in enumerate(self.combo_deltas):
-                target = (r + dr, c + dc)
-                if (0 <= target[0] < self.rows and 0 <= target[1] < self.columns and not self.is_wall[target]
-                        and to_goal[target] == to_goal[r, c] - 1):
-                    steps.append(((r, c), k))
-        return steps
 
-    def solution_games(self, solutions, problems=None, starts=None):
-        """Every state of every solution (actions per problem, in the game's order of problems) as
-        one ComboGridBatch, in order, and for each state its (problem, position). With problems and
-        starts, solution k is of problems[k] (an index) from the cell starts[k]."""
-        agents, goals, buffers, lengths, where = [], [], [], [], []
-        problems = range(len(solutions)) if problems is None else problems
-        for k, (p, actions) in enumerate(zip(problems, solutions)):
-            start, goal = self.problem_cells(self.problems[p])
-            played = ComboGridBatch([start if starts is None else starts[k]], [goal], self)
-            for j, action in enumerate(actions):
-                agents.append(played.agents[0].copy())
-                buffers.append(played.buffers[0].copy())
-                lengths.append(played.buffer_lengths[0])
-                goals.append(goal)
-                where.append((p, j))
-                played.step(np.array([action]))
-        games = ComboGridBatch(np.array(agents), np.array(goals), self)
-        games.buffers, games.buffer_lengths = np.array(buffers), np.array(lengths)
-        return games, where
 
-    def needed_combos(self, problem):
-        """The combos that every optimal path of the problem plays (computed: without such a combo's
-        moves, the goal cannot be reached in the optimal number of moves)."""
-        start, goal = self.problem_cells(problem)
-        moves = self.optimal_moves(problem)
-        needed = []
-        for k, name in enumerate(self.combo_names):
-            reached, frontier = {start}, [start]
-            while frontier:  # along optimal moves only, leaving out combo k
-                frontier = [(cell[0] + self.combo_deltas[j][0], cell[1] + self.combo_deltas[j][1])
-                            for cell in frontier for (at, j) in moves if at == cell and j != k]
-                frontier = [cell for cell in dict.fromkeys(frontier) if cell not in reached]
-                reached.update(frontier)
-            if goal not in reached:
-                needed.append(name)
-        return tuple(needed)
 
-    def played_combos(self, problem):
-        """The combos that some optimal path of the problem plays."""
-        used = {k for _, k in self.optimal_moves(problem)}
-        return tuple(name for k, name in enumerate(self.combo_names) if k in used)
 
-    @functools.cached_property
-    def needed(self):
-        """(C, A) boolean: whether problem A needs combo C on every optimal path."""
-        return np.array([[name in self.needed_combos(p) for p in self.problems] for name in self.combo_names])
 
-    @functools.cached_property
-    def not_needed(self):
-        """(C, A) boolean: whether no optimal path of problem A plays combo C. A combo that some but not
-        all optimal paths play is in neither group."""
-        return np.array([[name not in self.played_combos(p) for p in self.problems] for name in self.combo_names])
 
-    def non_goal_cells(self, problem):
-        """Every open cell of the grid but the problem's goal, row-major: where its test states start."""
-        _, goal = self.problem_cells(problem)
-        return [cell for cell in self.open_cells if cell != goal]
 
-    def test_states(self):
-        """Agent and goal cells of every test state: each non-goal open cell of each problem, problem by problem."""
-        agents, goals = [], []
-        for problem in self.problems:
-            _, goal = self.problem_cells(problem)
-            cells = self.non_goal_cells(problem)
-            agents += cells
-            goals += [goal] * len(cells)
-        return np.array(agents), np.array(goals)
 
-    def buffer_code(self, lengths, buffers):
-        """Index below buffer_states of each buffer's contents (lengths (n,), buffers (n, L))."""
-        code = np.zeros(len(lengths), dtype=np.int64)
-        offsets = np.cumsum([0] + [NUM_ACTIONS ** k for k in range(self.combo_length)])
-        for position in range(self.combo_length - 1):
-            filled = lengths > position
-            code[filled] = code[filled] * NUM_ACTIONS + buffers[filled, position]
-        return offsets[lengths] + code
 
-    def observation_index(self, observations):
-        """Each observation (n, D) as the index (agent cell, buffer contents, goal cell) below
-        cells x buffer_states x cells, the order of every_observation()."""
-        observations = np.asarray(observations)
-        cells, length = self.cells, self.combo_length
-        agent = observations[:, :cells].argmax(1)
-        goal = observations[:, cells + NUM_ACTIONS * length:].argmax(1)
-        buffer = observations[:, cells:cells + NUM_ACTIONS * length].reshape(-1, NUM_ACTIONS, length)
-        lengths = buffer.sum((1, 2)).astype(np.int64)
-        code = self.buffer_code(lengths, buffer.argmax(1))
-        return (agent * self.buffer_states + code) * cells + goal
 
-    def every_observation(self):
-        """Every observation of the game (agent cell, combo buffer of 0 to L - 1 actions, goal cell),
-        in the order of observation_index."""
-        contents = [p for k in range(self.combo_length) for p in itertools.product(range(NUM_ACTIONS), repeat=k)]
-        agents = np.repeat(np.arange(self.cells), len(contents) * self.cells)
-        goals = np.tile(np.arange(self.cells), self.cells * len(contents))
-        games = ComboGridBatch(np.stack(divmod(agents, self.columns), 1), np.stack(divmod(goals, self.columns), 1), self)
-        lengths = np.array([len(p) for p in contents])
-        padded = np.array([p + (0,) * (self.combo_length - len(p)) for p in contents]).reshape(len(contents), -1)
-        games.buffer_lengths = np.tile(np.repeat(lengths, self.cells), self.cells)
-        games.buffers = np.tile(np.repeat(padded, self.cells, axis=0), (self.cells, 1))
-        return games.observations()
 
 
 GAMES = {game.name: game for game in (
@@ -460,87 +309,6 @@ def start_option(options, game):
     return tuple(int(x) for x in agent)
 
 
-class ComboGridBatch:
-    """`n` games of one Game stepped together; arrays hold one row per game.
-
-    The state of a game is the agent's cell, the goal's cell, the actions in the combo buffer
-    and the number of steps taken. `step` does not reset finished games: callers decide
-    (PPO's vectorised environment resets them, the evaluation stops using them).
-    """
-
-    def __init__(self, agents, goals, game=DEFAULT_GAME):
-        self.game = game
-        self.rows, self.columns = game.rows, game.columns
-        self.agents = np.array(agents, dtype=np.int64).reshape(-1, 2)
-        self.goals = np.array(goals, dtype=np.int64).reshape(-1, 2)
-        n = len(self.agents)
-        self.buffers = np.zeros((n, game.combo_length), dtype=np.int64)
-        self.buffer_lengths = np.zeros(n, dtype=np.int64)
-        self.steps = np.zeros(n, dtype=np.int64)
-
-    def __len__(self):
-        return len(self.agents)
-
-    def restart(self, which, agents):
-        """Start the games selected by the boolean array `which` again, agents on `agents`."""
-        self.agents[which] = agents
-        self.buffer_lengths[which] = 0
-        self.steps[which] = 0
-
-    def subset(self, games):
-        """A new batch holding copies of the games at these indices."""
-        batch = ComboGridBatch(self.agents[games], self.goals[games], self.game)
-        batch.buffers, batch.buffer_lengths = self.buffers[games], self.buffer_lengths[games]
-        batch.steps = self.steps[games]
-        return batch
-
-    def at_goal(self):
-        return np.all(self.agents == self.goals, axis=1)
-
-    def decision_states(self):
-        """Each game's (goal cell, combo buffer, agent cell) as one index: all that its future depends on
-        but its step count, so a deterministic policy acts the same wherever the index repeats."""
-        game = self.game
-        cell = lambda cells: cells[:, 0] * self.columns + cells[:, 1]  # noqa: E731
-        return (cell(self.goals) * game.buffer_states + game.buffer_code(self.buffer_lengths, self.buffers)) \
-            * game.cells + cell(self.agents)
-
-    def observations(self):
-        """Agent one-hot, combo buffer one-hot [action][position], goal one-hot (docs/game.md)."""
-        n, cells, length = len(self.agents), self.game.cells, self.game.combo_length
-        obs = np.zeros((n, self.game.observation_size), dtype=np.float32)
-        games = np.arange(n)
-        obs[games, self.agents[:, 0] * self.columns + self.agents[:, 1]] = 1.0
-        for position in range(length):
-            filled = self.buffer_lengths > position
-            actions = self.buffers[filled, position]
-            obs[games[filled], cells + actions * length + position] = 1.0
-        obs[games, cells + NUM_ACTIONS * length + self.goals[:, 0] * self.columns + self.goals[:, 1]] = 1.0
-        return obs
-
-    def step(self, actions, active=None):
-        """Apply one action per game; returns (rewards, terminated, truncated) arrays.
-
-        With a boolean array `active`, only those games take their action (an option runs for
-        several steps while a primitive action takes one); the others stay as they are.
-        """
-        game = self.game
-        games = np.arange(len(self.agents)) if active is None else np.flatnonzero(active)
-        self.buffers[games, self.buffer_lengths[games]] = actions[games]
-        self.buffer_lengths[games] += 1
-        self.steps[games] += 1
-        full = self.buffer_lengths == game.combo_length
-        combos = np.where(full, game.combo_of_buffer[self.buffers @ game.buffer_weights], -1)
-        moving = combos >= 0
-        targets = self.agents[moving] + game.combo_deltas[combos[moving]]
-        inside = ((targets >= 0) & (targets < (self.rows, self.columns))).all(axis=1)
-        inside[inside] = ~game.is_wall[targets[inside, 0], targets[inside, 1]]
-        self.agents[np.flatnonzero(moving)[inside]] = targets[inside]
-        self.buffer_lengths[full] = 0
-        terminated = self.at_goal()
-        truncated = ~terminated & (self.steps >= MAX_EPISODE_STEPS)
-        rewards = np.where(terminated, 0.0, -1.0)
-        return rewards, terminated, truncated
 
 
 class ComboGridVec:

@@ -19,7 +19,7 @@ ones found are the true combos.
    (the agent anywhere, the goal on a cell no training problem has) are one option, applicable
    wherever one of them is (--no-merge: every candidate an option of its own).
    Selection: at most --max-options options that minimise the Levin loss of the solutions
-   (decomposition.discovery.LevinLoss): greedy, then local search with --restarts restarts. A
+   (decomposition.levin.LevinLoss): greedy, then local search with --restarts restarts. A
    chosen option that plays a concatenation of other chosen options' sequences is dropped, and the
    search goes on without it and without the candidates that play one (--keep-composites keeps it).
 4. Consolidation: the chosen functions' candidates are polished again on their training sets and
@@ -45,7 +45,7 @@ import torch
 from tabulate import tabulate
 
 from combogrid import sized_game
-from decomposition import across_sets, discovery, extraction
+from decomposition import across_sets, candidate_options, combo_discovery, discovery, extraction
 from decomposition.files import folders_problem, json_writer, write_file_set
 from decomposition.results import grid_of, png_writer
 from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, start, time_left
@@ -53,9 +53,9 @@ from ppo_agent import CheckpointError, fingerprint
 
 
 @dataclass
-class Args(discovery.DiscoverySettings):
+class Args(combo_discovery.DiscoverySettings):
     """The run; what the discovery depends on (--seed, --game, --max-length, --mask-inputs, ...) is
-    decomposition.discovery.DiscoverySettings."""
+    decomposition.recovery.DiscoverySettings."""
     threads: int = 1
     """torch threads: one, since the batch's many small products gain little from a second thread
     and lose much when another process holds the other core"""
@@ -70,7 +70,7 @@ class Args(discovery.DiscoverySettings):
     (of every network x --mask-seeds, neuron masks or --mask-inputs) plays it when told the combo and fit on
     every probe state: what such masks can do at all (ceiling.json in --save-dir)"""
 
-    RANGES = {**discovery.DiscoverySettings.RANGES, "threads": Range(1, 64)}
+    RANGES = {**combo_discovery.DiscoverySettings.RANGES, "threads": Range(1, 64)}
 
 
 def check_args(args):
@@ -106,7 +106,7 @@ def run(args):
     agents = extraction.load_agents(model_args)
     trajectories = extraction.solution_trajectories(agents, model_args)
     say = print if args.log_every else (lambda line: None)
-    return discovery.discover(agents, trajectories, args, sized_game(args.game), say), trajectories
+    return combo_discovery.discover(agents, trajectories, args, sized_game(args.game), say), trajectories
 
 
 def options_file(args, result):
@@ -141,7 +141,7 @@ def recovery_figure(record, game):
                                 constrained_layout=True, squeeze=False)
     per_problem = len(game.open_cells) - 1
     for k, option in enumerate(options):
-        performed = discovery.performs(np.array(option["actions"]), discovery.concatenations(option["length"], game)
+        performed = candidate_options.performs(np.array(option["actions"]), combo_discovery.concatenations(option["length"], game)
                                        [option["best_match"]]) if option["best_match"] else np.zeros(len(problems) * per_problem)
         for p, problem in enumerate(problems):
             axis = axes[k, p]
@@ -167,7 +167,7 @@ def set_folders(args, game):
 
 
 def ceiling_study(args):
-    """discovery.ceiling on the networks of --model-paths, or of every set of --sets-dir."""
+    """combo_discovery.ceiling on the networks of --model-paths, or of every set of --sets-dir."""
     game = sized_game(args.game)
     folders = set_folders(args, game) if args.sets_dir is not None else [None]
     runs, started = [], time.time()
@@ -176,7 +176,7 @@ def ceiling_study(args):
         settings = extraction.ExtractionSettings(game=args.game, model_paths=paths, hidden_size=args.hidden_size)
         print(f"set {k + 1}/{len(folders)}: masks told each combo, fit on every probe state"
               f"{time_left(started, k, len(folders))}", flush=True)
-        runs.append({"set": folder, "combos": discovery.ceiling(extraction.load_agents(settings), game, args)})
+        runs.append({"set": folder, "combos": combo_discovery.ceiling(extraction.load_agents(settings), game, args)})
     return {"args": asdict(args), "game": game.describe(), "runs": runs}
 
 
@@ -199,7 +199,7 @@ def sets_study(args):
         paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
         result, trajectories = run(replace(args, model_paths=paths, log_every=0))
         record = {"set": folder, **result.record(trajectories)}
-        print(discovery.run_summary(record), flush=True)
+        print(combo_discovery.run_summary(record), flush=True)
         records.append(record)
     return {"args": asdict(args), "game": game.describe(), "sets": folders, "runs": records}
 
@@ -236,7 +236,7 @@ def main(args):
         return
     result, trajectories = run(args)
     record = result.record(trajectories)
-    print(discovery.run_summary(record))
+    print(combo_discovery.run_summary(record))
     print(f"{record['seconds']:.0f} s")
     if args.save_dir is not None:
         write(lambda: save(args, result, record), args)

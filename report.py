@@ -25,7 +25,7 @@ import numpy as np
 from tabulate import tabulate
 
 from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, DEFAULT_GAME, PROBLEMS
-from decomposition import across_sets, discovery, extraction, family, files, gridstudy, reuse
+from decomposition import across_sets, combo_discovery, discovery, extraction, family, files, gridstudy, reuse
 from decomposition.pdf import Report
 from decomposition.results import save_results
 from decomposition.files import kit_path, unwritable
@@ -69,7 +69,7 @@ ABLATED = {"no_consolidate": "not consolidated", "previous": "before"}
 
 
 KIT = os.path.dirname(os.path.abspath(__file__))
-DISCOVER_FIELDS = {field.name for field in fields(discovery.DiscoverySettings)} - {"model_paths"}
+DISCOVER_FIELDS = {field.name for field in fields(combo_discovery.DiscoverySettings)} - {"model_paths"}
 
 
 @dataclass
@@ -183,7 +183,7 @@ def run_kit(command, words):
 def discovery_words(options, save_dir, sets_dir=None):
     """The discover.py command line of these DiscoverySettings options, as words (progress lines left
     out: they change no result)."""
-    settings, defaults = discovery.DiscoverySettings(**options), discovery.DiscoverySettings()
+    settings, defaults = combo_discovery.DiscoverySettings(**options), combo_discovery.DiscoverySettings()
     words = ["discover.py"]
     for field in fields(settings):
         value = getattr(settings, field.name)
@@ -596,7 +596,7 @@ def section_discovery(report, found):
     for name, (_, label) in DISCOVERY.items():
         run = found[name]["run"]
         report.paragraph(f"{label}: {found[name]['command']} ({run['seconds']:.0f} s).")
-        report.monospace(discovery.run_summary(run), size=6.2)
+        report.monospace(combo_discovery.run_summary(run), size=6.2)
     figure = os.path.join(os.path.dirname(found["discovery"]["path"]), "recovery.png")
     if os.path.exists(figure):
         report.figure(figure, 105, "The default run's options: the cells from which each performs its best-matching "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from decomposition import discovery, extraction  # noqa: E402
+from decomposition import combo_discovery, extraction, levin  # noqa: E402
 from decomposition.script import POSITIVE, Range, ScriptError, check, fails_on, out_of_range, start  # noqa: E402
 from ppo_agent import CheckpointError  # noqa: E402
 
@@ -77,13 +77,13 @@ def main(args):
     agents = extraction.load_agents(settings)
     game = extraction.game_of(settings)
     rng = np.random.default_rng(args.seed)
-    evidence = discovery.every_start_evidence(agents, game)
+    evidence = combo_discovery.every_start_evidence(agents, game)
     table, network, length = sequence_options(evidence, args.max_length, rng)
     sets = np.array([rng.choice(len(length), size=min(args.set_size, len(length)), replace=False)
                      for _ in range(args.sets)])
     common = (table, network, length, evidence.lengths)
-    ways = {"per position": discovery.LevinLoss(*common, problem=evidence.problem),
-            "per state": discovery.LevinLoss(*common, problem=evidence.problem,
+    ways = {"per position": levin.LevinLoss(*common, problem=evidence.problem),
+            "per state": levin.LevinLoss(*common, problem=evidence.problem,
                                              states=evidence.games.decision_states())}
     print(f"{args.game}: {len(evidence.actions)} solutions, {len(table[0])} positions, "
           f"{ways['per state'].target.shape[1]} distinct states, {len(length)} options, {args.sets} sets of "

@@ -31,7 +31,7 @@ import numpy as np
 from tabulate import tabulate
 
 from decomposition import reuse, statistics
-from decomposition.discovery import greedy_rollouts
+from decomposition.candidate_options import greedy_rollouts
 from decomposition.gridworld import NUM_ACTIONS, MiniGridGym, World, WorldGames, WorldVec
 from decomposition.options import FixedOptions, NetworkOptions
 from decomposition.processes import train_in_processes

@@ -28,8 +28,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from combogrid import learner_games
-from decomposition.environment import NUM_ACTIONS, register_game
+from decomposition.environment import NUM_ACTIONS, learner_games, register_game
 from decomposition.tasks import greedy_episodes, macro_step
 
 OBJECTS = ("empty", "wall", "goal")

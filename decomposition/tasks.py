@@ -26,8 +26,9 @@ import numpy as np
 import gymnasium as gym
 from gymnasium import spaces
 
-from combogrid import (DEFAULT_GAME, MAX_EPISODE_STEPS, NUM_ACTIONS, ComboGridBatch, Game, checked_action,
-                       game_named, learner_games, start_option)
+from combogrid import DEFAULT_GAME, NUM_ACTIONS, ComboGridBatch, Game, checked_action, game_named, start_option
+from decomposition.environment import learner_games
+from decomposition.combo_rules import MAX_EPISODE_STEPS
 
 TASKS = ("multi-goal", "random", "all-goals")
 STUDY_TASKS = ("multi-goal", "random")
@@ -257,11 +258,11 @@ class TaskVec:
     def _shaped(self, values):
         return values.reshape(self.num_learners, self.num_envs, *values.shape[1:])
 
-    def _starts(self, learner_games):
-        """Start and goal cells for learner_games[i] new games of learner i."""
+    def _starts(self, counts):
+        """Start and goal cells for counts[i] new games of learner i."""
         if self.task in TOUR_TASKS:
-            return task_starts(self.task, int(sum(learner_games)), None, self.game)
-        pairs = [random_start_and_goal(rng, n, self.game) for rng, n in zip(self.rngs, learner_games) if n]
+            return task_starts(self.task, int(sum(counts)), None, self.game)
+        pairs = [random_start_and_goal(rng, n, self.game) for rng, n in zip(self.rngs, counts) if n]
         return (np.concatenate([s for s, _ in pairs]), np.concatenate([g for _, g in pairs]))
 
     def reset(self):

@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 from gymnasium.utils.env_checker import check_env
 
-from combogrid import COMBOS, MAX_EPISODE_STEPS, ComboGridBatch, ComboGridVec, ComboGym
+from combogrid import COMBOS, DEFAULT_GAME, ComboGridBatch, ComboGridVec, ComboGym
+from decomposition.combo_rules import MAX_EPISODE_STEPS
 
 MOVES = {(0, 0, 1): (-1, 0), (0, 1, 2): (1, 0), (2, 1, 0): (0, -1), (1, 0, 2): (0, 1)}
 
@@ -130,7 +131,7 @@ def test_ansi_render_draws_agent_goal_and_buffer():
 def test_batch_matches_single_environments():
     rng = np.random.default_rng(0)
     cells = [(r, c) for r in range(5) for c in range(5)]
-    batch = ComboGridBatch(cells, [(0, 0)] * 25)
+    batch = ComboGridBatch(cells, [(0, 0)] * 25, DEFAULT_GAME)
     singles = [env_at(cell, problem="BR-TL") for cell in cells]
     for _ in range(60):
         actions = rng.integers(0, 3, size=25)

@@ -13,7 +13,7 @@ import torch
 import discover
 from combogrid import DEFAULT_GAME, COMBO_NAMES, COMBOS, PROBLEMS, ComboGym
 from conftest import ROOT
-from decomposition import discovery
+from decomposition import candidate_options, combo_discovery, discovery, levin
 from decomposition.options import ComboOptions, load_discovered_options
 from ppo_agent import program_mask
 
@@ -45,34 +45,34 @@ HAND_MADE = dict(
     ([0, 1, 2], [2, 1]),
 ])
 def test_levin_loss_counts_the_least_decisions(chosen, decisions):
-    loss = discovery.LevinLoss(**HAND_MADE)
-    sets = discovery.as_sets([chosen], 3)
+    loss = levin.LevinLoss(**HAND_MADE)
+    sets = levin.as_sets([chosen], 3)
     assert loss.decisions(sets)[0].tolist() == decisions
     expected = math.log(7) + math.log(5) + sum(decisions) * math.log(len(chosen) + 3)
     assert loss(sets)[0] == pytest.approx(expected)
 
 
 def test_not_on_source_bars_the_segments_own_solution_too():
-    loss = discovery.LevinLoss(**HAND_MADE, source=[0, 1, 1])
-    assert loss.decisions(discovery.as_sets([[0], [2]], 1)).tolist() == [[6, 4], [3, 4]]
+    loss = levin.LevinLoss(**HAND_MADE, source=[0, 1, 1])
+    assert loss.decisions(levin.as_sets([[0], [2]], 1)).tolist() == [[6, 4], [3, 4]]
 
 
 def test_levin_loss_bars_every_solution_of_the_options_problem():
     # three solutions: two of problem 0 (3 and 2 actions), one of problem 1 (3 actions)
-    loss = discovery.LevinLoss(table({0: [0, 3, 5]}, 8), network=[0], length=[2], trajectory_lengths=[3, 2, 3],
+    loss = levin.LevinLoss(table({0: [0, 3, 5]}, 8), network=[0], length=[2], trajectory_lengths=[3, 2, 3],
                                problem=[0, 0, 1])
-    assert loss.decisions(discovery.as_sets([[0]], 1)).tolist() == [[3, 2, 2]]
+    assert loss.decisions(levin.as_sets([[0]], 1)).tolist() == [[3, 2, 2]]
     assert loss.uses().tolist() == [1]
 
 
 def test_merged_options_apply_wherever_one_of_their_candidates_does():
     # candidate 0 (network 0) applies on solution 1, candidate 1 (network 1) on solution 0: merged,
     # one option shortens both; each candidate alone stays barred from its own network's solution
-    loss = discovery.LevinLoss(table({0: [0, 4], 1: [0, 4], 2: [2]}, 8), network=[0, 1, 1], length=[3, 3, 2],
+    loss = levin.LevinLoss(table({0: [0, 4], 1: [0, 4], 2: [2]}, 8), network=[0, 1, 1], length=[3, 3, 2],
                                trajectory_lengths=[4, 4])
-    assert loss.decisions(discovery.as_sets([[0], [1]], 1)).tolist() == [[4, 2], [2, 4]]
+    assert loss.decisions(levin.as_sets([[0], [1]], 1)).tolist() == [[4, 2], [2, 4]]
     merged = loss.merged([[0, 1], [2]], length=[3, 2])
-    assert merged.decisions(discovery.as_sets([[0], [1]], 1)).tolist() == [[2, 2], [3, 4]]
+    assert merged.decisions(levin.as_sets([[0], [1]], 1)).tolist() == [[2, 2], [3, 4]]
 
 
 def test_functions_group_candidates_that_play_the_same_sequence():
@@ -96,10 +96,10 @@ def test_a_chosen_concatenation_of_chosen_options_is_dropped():
     shares = np.array([1.0, 1.0, 1.0, 0.5, 1.0])
     applicable = np.zeros((5, 12), dtype=bool)            # one solution: Up, Up, Left, Up
     applicable[0, [0, 3, 9]] = applicable[1, 0] = applicable[2, 6] = applicable[4, 3] = True
-    loss = discovery.LevinLoss(applicable, None, [3, 6, 3, 6, 6], [12], problem=[0])
+    loss = levin.LevinLoss(applicable, None, [3, 6, 3, 6, 6], [12], problem=[0])
     chosen, value = discovery.without_composites(loss, [0, 1, 2, 3], sequences, shares, max_options=4, seed=0)
     assert 1 not in chosen and 4 not in chosen and {0, 2} <= set(chosen)      # 4 is barred when the search goes on
-    assert value == float(loss(discovery.as_sets([chosen], 4))[0])
+    assert value == float(loss(levin.as_sets([chosen], 4))[0])
     assert discovery.without_composites(loss, [0, 2], sequences, shares, 4, 0)[0] == [0, 2]
 
 
@@ -108,7 +108,7 @@ def shipped_evidence():
     from decomposition import extraction
     settings = extraction.ExtractionSettings(model_paths=MODELS)
     agents = extraction.load_agents(settings)
-    return settings, agents, discovery.every_start_evidence(agents, DEFAULT_GAME)
+    return settings, agents, combo_discovery.every_start_evidence(agents, DEFAULT_GAME)
 
 
 def test_every_start_solutions_replay_to_the_goal(shipped_evidence):
@@ -127,8 +127,8 @@ def test_a_segment_is_learned_on_every_occurrence_of_its_actions(shipped_evidenc
     from decomposition import extraction
     settings, agents, evidence = shipped_evidence
     trajectories = extraction.solution_trajectories(agents, settings)
-    cut = discovery.segments(trajectories, 3)
-    stands_for, observations, actions, weights = discovery.training_sets(cut, trajectories, DEFAULT_GAME, evidence)
+    cut = candidate_options.segments(trajectories, 3)
+    stands_for, observations, actions, weights = candidate_options.training_sets(cut, trajectories, DEFAULT_GAME, evidence)
     assert sorted(x for segments in stands_for for x in segments) == sorted(cut)
     index = {row.tobytes(): k for k, row in enumerate(evidence.games.observations())}
     solutions = np.concatenate(evidence.actions)
@@ -156,14 +156,14 @@ def test_consolidation_makes_a_candidate_play_its_function_from_states_it_was_no
     from trajectory import Trajectory
     _, agents, _ = shipped_evidence
     down = COMBOS["Down"]
-    probe, held_out = discovery.probe_games(DEFAULT_GAME, 0), discovery.probe_games(DEFAULT_GAME, 1)
+    probe, held_out = combo_discovery.probe_games(DEFAULT_GAME, 0), combo_discovery.probe_games(DEFAULT_GAME, 1)
     # TL-BR's network unmasked (every neuron active), its training set Down from 10 probe states
     sets = stack_trajectories([Trajectory(*discovery.played_pairs(probe.subset(np.arange(10)), down))])
-    candidate = discovery.Candidates(np.array([0]), np.array([1]), np.array([0]), np.array([3]),
+    candidate = candidate_options.Candidates(np.array([0]), np.array([1]), np.array([0]), np.array([3]),
                                      program_mask(64)[None].clone(), np.zeros(1), training_set=np.array([0]))
-    before = discovery.behaviours(candidate, agents, held_out)
+    before = candidate_options.behaviours(candidate, agents, held_out)
     discovery.consolidate(candidate, [0], [down], agents, probe, sets)
-    after = discovery.behaviours(candidate, agents, held_out)
+    after = candidate_options.behaviours(candidate, agents, held_out)
     assert after[0][0] == down and after[1][0] >= 0.9 > before[1][0]
 
 
@@ -185,7 +185,7 @@ def test_consolidation_rounds(monkeypatch, rounds, consolidated):
     monkeypatch.setattr(discovery, "applicability", lambda part, agents, evidence: np.ones((len(part), 2), dtype=bool))
     monkeypatch.setattr(discovery, "candidates_loss", lambda candidates, table, evidence, settings: None)
     count = 6
-    candidates = discovery.Candidates(np.zeros(count, dtype=int), np.zeros(count, dtype=int), np.zeros(count, dtype=int),
+    candidates = candidate_options.Candidates(np.zeros(count, dtype=int), np.zeros(count, dtype=int), np.zeros(count, dtype=int),
                                       np.full(count, 2), torch.zeros(count, 3, 4), np.zeros(count))
     table = np.zeros((count, 2), dtype=bool)
     choice = discovery.consolidated_choice(candidates, table, None, None, None, None, SimpleNamespace(consolidate=True),
@@ -203,30 +203,30 @@ def test_levin_loss_once_per_distinct_state_is_the_loss_per_position(shipped_evi
     table = np.array([[j + len(q) <= end[j] and tuple(solution[j:j + len(q)]) == q for j in range(len(solution))]
                       for q in sequences])
     args = (table, [0, 1, 2, 3, 0, 1, 2], [len(q) for q in sequences], lengths)
-    per_position = discovery.LevinLoss(*args, problem=evidence.problem)
-    per_state = discovery.LevinLoss(*args, problem=evidence.problem, states=evidence.games.decision_states())
+    per_position = levin.LevinLoss(*args, problem=evidence.problem)
+    per_state = levin.LevinLoss(*args, problem=evidence.problem, states=evidence.games.decision_states())
     assert len(per_state.first_nodes) == len(lengths) and per_state.target.shape[1] < len(solution) / 3
-    sets = discovery.as_sets([[], [0], [0, 1, 2, 3], [4, 5, 6], list(range(7))], 7)
+    sets = levin.as_sets([[], [0], [0, 1, 2, 3], [4, 5, 6], list(range(7))], 7)
     assert per_state.decisions(sets).tolist() == per_position.decisions(sets).tolist()
     assert per_state.decisions(sets)[2].sum() < per_state.decisions(sets)[0].sum()
 
 
 def test_rollouts_once_per_distinct_state_are_the_rollouts_from_every_state(shipped_evidence):
     _, agents, evidence = shipped_evidence
-    options = discovery.Candidates(np.arange(4), np.zeros(4, dtype=int), np.zeros(4, dtype=int), np.array([3, 2, 4, 3]),
+    options = candidate_options.Candidates(np.arange(4), np.zeros(4, dtype=int), np.zeros(4, dtype=int), np.array([3, 2, 4, 3]),
                                    program_mask(64).repeat(4, 1, 1), np.zeros(4))   # each network unmasked
     distinct = len(np.unique(evidence.games.decision_states()))
     assert distinct < len(evidence.games) / 2        # the solutions share most of their states
-    every_state = discovery._rollouts(options, options.actors(agents), evidence.games, 4)
-    assert (discovery.greedy_rollouts(options, agents, evidence.games) == every_state).all()
+    every_state = candidate_options._rollouts(options, options.actors(agents), evidence.games, 4)
+    assert (candidate_options.greedy_rollouts(options, agents, evidence.games) == every_state).all()
 
 
 def test_probe_states_are_no_test_states_and_their_halves_share_no_goal():
     states = lambda games: {(tuple(a), tuple(g)) for a, g in zip(games.agents, games.goals)}  # noqa: E731
-    merge, held_out = discovery.probe_games(DEFAULT_GAME, 0), discovery.probe_games(DEFAULT_GAME, 1)
-    assert len(merge) == 24 * 11 and len(held_out) == 24 * 10 and len(discovery.probe_games(DEFAULT_GAME)) == 24 * 21
+    merge, held_out = combo_discovery.probe_games(DEFAULT_GAME, 0), combo_discovery.probe_games(DEFAULT_GAME, 1)
+    assert len(merge) == 24 * 11 and len(held_out) == 24 * 10 and len(combo_discovery.probe_games(DEFAULT_GAME)) == 24 * 21
     assert not {tuple(g) for g in merge.goals} & {tuple(g) for g in held_out.goals}
-    assert not states(discovery.test_games(DEFAULT_GAME)) & (states(merge) | states(held_out))
+    assert not states(combo_discovery.test_games(DEFAULT_GAME)) & (states(merge) | states(held_out))
 
 
 # one solution of 12 actions (and one of 1, the options' own network's): A covers it in three
@@ -236,19 +236,19 @@ SELECTION = dict(applicable=table({0: [0, 4, 8], 1: [0], 2: [6], 3: []}, 13),
 
 
 def test_selection_finds_the_best_set_that_greedy_misses():
-    loss = discovery.LevinLoss(**SELECTION)
+    loss = levin.LevinLoss(**SELECTION)
     subsets = [list(s) for k in range(3) for s in itertools.combinations(range(4), k)]   # at most 2
-    values = loss(discovery.as_sets(subsets, 2))
+    values = loss(levin.as_sets(subsets, 2))
     assert subsets[int(np.argmin(values))] == [1, 2]
-    assert discovery.select_greedy(loss, 2)[0] == [0]
-    assert discovery.select_options(loss, 2, restarts=0, seed=0)[0] == [0]   # local search alone stays
-    chosen, value = discovery.select_options(loss, 2, restarts=20, seed=0)
+    assert levin.select_greedy(loss, 2)[0] == [0]
+    assert levin.select_options(loss, 2, restarts=0, seed=0)[0] == [0]   # local search alone stays
+    chosen, value = levin.select_options(loss, 2, restarts=20, seed=0)
     assert chosen == [1, 2] and value == pytest.approx(values.min())
 
 
 def test_selection_keeps_at_most_max_options():
-    loss = discovery.LevinLoss(**SELECTION)
-    assert len(discovery.select_options(loss, 1, restarts=20, seed=0)[0]) == 1
+    loss = levin.LevinLoss(**SELECTION)
+    assert len(levin.select_options(loss, 1, restarts=20, seed=0)[0]) == 1
 
 
 def fixed_actions(sequence):
@@ -259,7 +259,7 @@ def fixed_actions(sequence):
 def played(act, steps):
     """act(step, observations) played for `steps` from every test state: (N, steps), -1 once the
     goal is reached."""
-    games = discovery.test_games(DEFAULT_GAME)
+    games = combo_discovery.test_games(DEFAULT_GAME)
     actions = np.full((len(games.agents), steps), -1)
     alive = np.ones(len(games.agents), dtype=bool)
     for step in range(steps):
@@ -272,18 +272,18 @@ def played(act, steps):
 
 def test_recovery_of_the_true_combos_is_perfect():
     combos = ComboOptions()      # the true combos as the options of the reuse study play them
-    measured = [discovery.recovery(played(lambda step, obs: combos.act(np.full(len(obs), k), obs, step), 3), DEFAULT_GAME)
+    measured = [combo_discovery.recovery(played(lambda step, obs: combos.act(np.full(len(obs), k), obs, step), 3), DEFAULT_GAME)
                 for k in range(len(combos))]
     assert [m["performs"] for m in measured] == list(COMBO_NAMES)
-    assert discovery.precision_recall(measured, DEFAULT_GAME) == (1.0, 1.0, list(COMBO_NAMES))
+    assert combo_discovery.precision_recall(measured, DEFAULT_GAME) == (1.0, 1.0, list(COMBO_NAMES))
 
 
 def test_recovery_of_concatenations_and_of_other_sequences():
-    down_right = discovery.recovery(fixed_actions(COMBOS["Down"] + COMBOS["Right"]), DEFAULT_GAME)
+    down_right = combo_discovery.recovery(fixed_actions(COMBOS["Down"] + COMBOS["Right"]), DEFAULT_GAME)
     assert down_right["performs"] == "Down+Right" and down_right["best_fraction"] == 1.0
-    half = discovery.recovery(fixed_actions((0, 1)), DEFAULT_GAME)            # not a whole combo
+    half = combo_discovery.recovery(fixed_actions((0, 1)), DEFAULT_GAME)            # not a whole combo
     assert half["performs"] is None and half["fractions"] == {}
-    precision, recall, recalled = discovery.precision_recall([down_right, half], DEFAULT_GAME)
+    precision, recall, recalled = combo_discovery.precision_recall([down_right, half], DEFAULT_GAME)
     assert precision == 0.5 and recall == 0.0 and recalled == []  # Down+Right is no single combo
 
 

@@ -14,7 +14,8 @@ import combogrid  # noqa: F401  registers the tasks
 import downstream
 import main
 from decomposition import extraction
-from combogrid import DEFAULT_GAME, COMBOS, MAX_EPISODE_STEPS, COMBO_DELTAS, COMBO_NAMES
+from combogrid import DEFAULT_GAME, COMBOS, COMBO_DELTAS, COMBO_NAMES
+from decomposition.combo_rules import MAX_EPISODE_STEPS
 from decomposition import reuse, statistics
 from decomposition.options import ComboOptions, NetworkOptions
 from decomposition.tasks import (TaskGames, TaskVec, all_start_goal_pairs, macro_step, multi_goal_tour,

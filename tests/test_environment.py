@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from decomposition import environment
-from decomposition.discovery import FunctionSettings, choose_options, greedy_rollouts
+from decomposition.candidate_options import greedy_rollouts
+from decomposition.discovery import FunctionSettings, choose_options
 from decomposition.options import NetworkOptions
 from decomposition.ppo import PPOSettings
 from decomposition.processes import train_in_processes
@@ -24,7 +25,7 @@ def test_the_kit_s_environments_implement_the_interface():
     from decomposition.tasks import ComboGridTask, TaskGames, TaskVec
     world = World([layout("MiniGrid-SimpleCrossingS9N1-v0", 0)])
     implementations = {
-        environment.Games: [ComboGridBatch([(0, 0)], [(1, 1)]), TaskGames("random", [(0, 0)], [(1, 1)]),
+        environment.Games: [ComboGridBatch([(0, 0)], [(1, 1)], DEFAULT_GAME), TaskGames("random", [(0, 0)], [(1, 1)]),
                             world.games([0]), WorldGames(world, [0]), CorridorGames([0], [1], 6)],
         environment.Game: [DEFAULT_GAME, world, GAME],
         environment.SolvableEnvs: [ComboGridVec(["TL-BR"], 2), WorldVec(world, [0], 2)],

@@ -6,7 +6,7 @@ import os
 import pytest
 import torch
 
-from decomposition import discovery, extraction, reuse
+from decomposition import combo_discovery, extraction, reuse
 from decomposition.masks import MaskSettings, StackedActors, fit_masks
 from decomposition.ppo import PPOSettings
 from decomposition.script import SettingsError
@@ -24,10 +24,10 @@ SCRIPTS = ("main", "train_ppo", "downstream", "discover", "report", "variants")
     (extraction.ExtractionSettings(model_paths=("a.pt",)), "--model-paths needs 4 checkpoints"),
     (extraction.ExtractionSettings(game="5x5-combo4", sequence_length=3), "--sequence-length must be 4"),
     (extraction.ExtractionSettings(mask_learning_rate=50.0), "--mask-learning-rate 50.0 is out of range"),
-    (discovery.DiscoverySettings(max_length=25), "--max-length must be between 2 and 24"),
-    (discovery.DiscoverySettings(game="5x5-hallways", max_length=13),
+    (combo_discovery.DiscoverySettings(max_length=25), "--max-length must be between 2 and 24"),
+    (combo_discovery.DiscoverySettings(game="5x5-hallways", max_length=13),
      "between 2 and 12 (the shortest solution of game 5x5-hallways)"),
-    (discovery.DiscoverySettings(restarts=-1), "--restarts must be a number >= 0"),
+    (combo_discovery.DiscoverySettings(restarts=-1), "--restarts must be a number >= 0"),
     (reuse.ReuseSettings(budget=1000), "--budget must allow one PPO rollout (2048 steps)"),
     (reuse.ReuseSettings(learning_rates=()), "--learning-rates needs at least one rate"),
     (reuse.ReuseSettings(learning_rates=(0.01, float("nan"))), "--learning-rates must be a positive number, got nan"),
@@ -42,9 +42,9 @@ def test_settings_name_their_first_problem(settings, message):
 
 
 def test_defaults_have_no_problem():
-    for settings in (MaskSettings(), extraction.ExtractionSettings(), discovery.DiscoverySettings(),
+    for settings in (MaskSettings(), extraction.ExtractionSettings(), combo_discovery.DiscoverySettings(),
                      reuse.ReuseSettings(), PPOSettings(), extraction.ExtractionSettings(game="10x10"),
-                     discovery.DiscoverySettings(game="5x5-combo4")):
+                     combo_discovery.DiscoverySettings(game="5x5-combo4")):
         assert settings.problem() is None
 
 
@@ -54,7 +54,7 @@ def test_library_functions_refuse_bad_settings_before_any_work():
     with pytest.raises(SettingsError, match="--budget must allow one PPO rollout"):
         reuse.train_learners(ComboGridTask("random"), None, [0], [0.01], reuse.ReuseSettings(budget=100))
     with pytest.raises(SettingsError, match="--max-length must be between 2"):
-        discovery.discover([], [], discovery.DiscoverySettings(max_length=1), None)
+        combo_discovery.discover([], [], combo_discovery.DiscoverySettings(max_length=1), None)
     agent = load_agent(os.path.join(ROOT, "models", "TL-BR.pt"), ComboGym(problem="TL-BR"))
     observations, actions, weights = torch.zeros(1, 2, 59), torch.zeros(1, 2, dtype=torch.long), torch.ones(1, 2)
     with pytest.raises(SettingsError, match="--input-penalty must be between 0 and 10"):
