@@ -10,7 +10,7 @@ import pytest
 from decomposition import across_sets
 import main
 from combogrid import DEFAULT_GAME, NEEDED_COMBOS, PROBLEMS
-from conftest import ROOT
+from conftest import ROOT, quoted
 
 
 def make_sets(folder, names, optimal=True):
@@ -81,8 +81,5 @@ def test_the_docs_bound_on_neuron_masks_is_the_shipped_study():
         counts[scheme] = ({c: sum(b[c] >= RECOVERED for b in best.values()) for c in ("Up", "Down", "Left", "Right")},
                           sum(all(v >= RECOVERED for v in b.values()) for b in best.values()))
     per_combo, full = counts["assignment"]
-    with open(os.path.join(ROOT, "docs", "discovery.md")) as file:
-        text = " ".join(file.read().split())
-    assert (f"Up {per_combo['Up']}, Down {per_combo['Down']}, Left {per_combo['Left']}, Right {per_combo['Right']} of "
-            f"10; all four combos on {full} of 10 sets") in text
-    assert f"With `--mask-inputs`: all four on {counts['inputs'][1]} of 10" in text
+    assert quoted("docs/discovery.md", "`decomposition.across_sets.best_whole_combo`", *(f"{name} {count}" for name, count in per_combo.items()),
+                  f"{full} of 10", f"{counts['inputs'][1]} of 10")

@@ -178,6 +178,7 @@ def saved_masks(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("arguments,message", [
     (("Jump", "TL-BR"), "unknown combo 'Jump': "),
     (("Up", "XX"), "unknown network 'XX': "),
@@ -189,6 +190,7 @@ def test_load_extracted_function_errors(saved_masks, arguments, message):
         options.load_extracted_function(str(saved_masks / "masks.pt"), *arguments)
 
 
+@pytest.mark.slow
 def test_load_extracted_function_works_from_any_folder(saved_masks, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # masks.pt stores absolute checkpoint paths
     function = options.load_extracted_function(str(saved_masks / "masks.pt"), "Up", "BR-TL")
@@ -246,6 +248,7 @@ def test_downstream_refuses_bad_arguments():
     expect_error(lambda: downstream.main(downstream.Args(budget=float("nan"))), "--budget must be")
 
 
+@pytest.mark.slow
 def test_ctrl_c_keeps_the_save_dir_and_exits_130(saved_masks, tmp_path):
     import shutil
     folder = tmp_path / "out"

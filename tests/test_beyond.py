@@ -74,6 +74,7 @@ def test_seeds_are_independent_and_reproducible(agents):
     assert " ± " in tables[0]
 
 
+@pytest.mark.slow
 def test_save_dir_writes_results_masks_and_figures(tmp_path, input_run, agents):
     args, result = input_run
     args = dataclasses.replace(args, save_dir=str(tmp_path / "out"))

@@ -209,6 +209,7 @@ def small_study(tmp_path_factory):
     return json.loads((folder / "results.json").read_text()), folder
 
 
+@pytest.mark.slow
 def test_a_small_study_end_to_end(small_study):
     data, folder = small_study
     assert {"evaluation_curves.png", "training_returns.png"} <= {p.name for p in folder.iterdir()}
@@ -223,6 +224,7 @@ def test_a_small_study_end_to_end(small_study):
     assert [r["seed"] for r in data["runs"]] == [0, 1, 2] * 3
 
 
+@pytest.mark.slow
 def test_the_statistics_are_recomputed_from_the_records(small_study):
     data, _ = small_study
     auc = {c: np.array([r["auc"] for r in data["runs"] if r["condition"] == c]) for c in SMALL.conditions}

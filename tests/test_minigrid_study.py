@@ -29,6 +29,7 @@ def study(tmp_path_factory):
         return folder, json.load(file)
 
 
+@pytest.mark.slow
 def test_the_saved_networks_solve_their_layouts_in_minigrid(study):
     folder, results = study
     for text in minigrid_study.SOURCES:
@@ -59,6 +60,7 @@ def test_the_records_add_up(study):
     assert {"evaluation_curves.png", "options.png", "results.json", "sets"} <= set(os.listdir(folder))
 
 
+@pytest.mark.slow
 def test_a_rerun_on_its_own_networks_repeats_it(study, tmp_path):
     folder, results = study
     minigrid_study.main(minigrid_study.Args(save_dir=str(tmp_path), networks_dir=os.path.join(folder, "sets"), **TINY))
@@ -86,6 +88,7 @@ def test_bad_input_is_one_error_line(options, message, tmp_path):
     assert not os.path.exists(tmp_path / "out")
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_observation_size_is_one_error_line(tmp_path):
     networks = tmp_path / "sets" / "set-0"
     os.makedirs(networks)

@@ -47,6 +47,7 @@ def die(*args, **kwargs):
     os._exit(3)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train,message", [(fail, "failed: RuntimeError: boom"), (die, "died (exit code 3")])
 def test_a_process_that_fails_or_dies_is_reported(monkeypatch, train, message):
     monkeypatch.setattr(ppo_processes.BatchedPPO, "train", train)  # the forked processes inherit it

@@ -41,12 +41,14 @@ def both_engines(agents):
     return reference, main.learn_masks(args, agents), calls
 
 
+@pytest.mark.slow
 def test_reference_goes_through_the_masked_forward_pass(both_engines):
     _, _, calls = both_engines
     assert len(calls) == 3 * 16 * STEPS           # one batched call per gradient step of every mask
     assert set(calls) == {24}                     # each on the combo's 24 training pairs
 
 
+@pytest.mark.slow
 def test_batched_engine_gives_the_same_masks(both_engines):
     reference, batched, _ = both_engines
     assert reference.neuron_masks.shape == batched.neuron_masks.shape == (3, 4, 4, 3, 64)

@@ -58,6 +58,7 @@ def small_results(tmp_path_factory):
     return folder
 
 
+@pytest.mark.slow
 def test_report_builds_and_contains_every_default_score(small_results, tmp_path):
     output = tmp_path / "answers.pdf"
     args = report.Args(results_dir=str(small_results), output=str(output), reuse=True,

@@ -67,6 +67,7 @@ def running(marker):
     return [pid for pid in found if int(pid) != os.getpid()]
 
 
+@pytest.mark.slow
 def test_sigterm_stops_train_ppo_and_its_workers(tmp_path):
     folder = str(tmp_path / "sigterm_models")
     process = subprocess.Popen([sys.executable, "train_ppo.py", "--save-dir", folder, "--print-every", "0.1"],
@@ -78,7 +79,9 @@ def test_sigterm_stops_train_ppo_and_its_workers(tmp_path):
     _, stderr = process.communicate(timeout=60)
     assert process.returncode == 143
     assert stderr.strip().splitlines() == ["error: terminated; no checkpoint or training.json was changed"]
-    time.sleep(0.5)
+    deadline = time.time() + 10  # the workers end with their parent: wait for that, never longer
+    while running(folder) and time.time() < deadline:
+        time.sleep(0.05)
     assert running(folder) == [] and not os.path.exists(folder)
 
 
@@ -104,6 +107,7 @@ def test_main_refuses_reference_with_the_study_across_sets(tmp_path):
     expect_error(lambda: main.main(args), "does not combine with --mask-inputs or --sets-dir")
 
 
+@pytest.mark.slow
 def test_a_folder_in_the_way_of_one_file_replaces_none_of_the_set(tmp_path):
     folder = tmp_path / "out"
     args = main.Args(mask_learning_steps=5, log_every=0, save_dir=str(folder))
@@ -115,6 +119,7 @@ def test_a_folder_in_the_way_of_one_file_replaces_none_of_the_set(tmp_path):
     assert snapshot(folder) == before  # the six other files are still the first run's
 
 
+@pytest.mark.slow
 def test_downstream_replaces_its_results_and_figure_together(tmp_path):
     folder = tmp_path / "study"
     (folder / "evaluation_curves.png").mkdir(parents=True)
@@ -153,6 +158,7 @@ def results_copy(tmp_path):
     return tmp_path
 
 
+@pytest.mark.slow
 def test_report_refuses_an_output_in_a_missing_folder_and_an_empty_training_record(results_copy):
     args = report.Args(results_dir=str(results_copy / "results"), reuse=True,
                        sets_dir=str(results_copy / "results" / "network_sets"))
@@ -165,6 +171,7 @@ def test_report_refuses_an_output_in_a_missing_folder_and_an_empty_training_reco
     assert not (results_copy / "a.pdf").exists()
 
 
+@pytest.mark.slow
 def test_report_runs_from_another_folder(results_copy):
     result = subprocess.run([sys.executable, os.path.join(ROOT, "report.py"), "--reuse", "--output", "a.pdf",
                              "--results-dir", "results"], cwd=results_copy, capture_output=True, text=True,
@@ -189,6 +196,7 @@ def masks_file(tmp_path_factory):
     return folder / "masks.pt"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage,message", [
     (lambda m: m.pop("combos"), "'combos' is missing"),
     (lambda m: m.update(neuron_masks=m["neuron_masks"][..., :2, :]), "'neuron_masks' is not a finite tensor"),
@@ -206,6 +214,7 @@ def test_a_tampered_masks_file_is_the_loader_s_own_error(masks_file, tmp_path, d
     assert str(tmp_path / "masks.pt") in str(error.value)
 
 
+@pytest.mark.slow
 def test_a_numpy_integer_is_a_seed_index(masks_file):
     function = options.load_extracted_function(str(masks_file), "Up", "BR-TL", seed_index=np.int64(1))
     assert function.act(np.zeros(59, dtype=np.float32)) in (0, 1, 2)
@@ -308,14 +317,23 @@ def test_train_ppo_bounds_every_setting(settings, message, tmp_path):
     expect_error(lambda: train_ppo.main(train_ppo.Args(save_dir=str(tmp_path), **settings)), message)
 
 
+INTERRUPTED_IMPORT = """
+import os, runpy, signal, sys
+class Interrupt:  # Ctrl-C lands as the script starts importing torch
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch":
+            os.kill(os.getpid(), signal.SIGINT)
+sys.meta_path.insert(0, Interrupt())
+sys.argv = [sys.argv[1], "--help"]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
 @pytest.mark.parametrize("script", ["main.py", "train_ppo.py", "report.py"])
 def test_a_ctrl_c_while_the_libraries_load_is_one_line(script):
-    process = subprocess.Popen([sys.executable, script, "--help"], cwd=ROOT, stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    time.sleep(0.3)  # inside the imports of torch and the kit
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=60)
+    process = subprocess.run([sys.executable, "-c", INTERRUPTED_IMPORT, script], cwd=ROOT, capture_output=True,
+                             text=True, timeout=60, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    stderr = process.stderr
     assert process.returncode == 130 and "Traceback" not in stderr
     assert stderr.strip().splitlines() == ["error: interrupted before the run started; nothing was written"]
 
