@@ -23,16 +23,16 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
     stop_quietly_until_started()
 
 
-import os
 import time
 from dataclasses import dataclass
 
-from combogrid import GAMES, game_named
+from combogrid import GAMES
 from decomposition import family
 from decomposition.files import unwritable
-from decomposition.script import Range, check, fails_on, out_of_range, run_script, start
+from decomposition.script import Range, check, fails_on, out_of_range, start
+from decomposition.study import run_study
 
-KIT = os.path.dirname(os.path.abspath(__file__))
+KEPT = "the stages done so far are kept, and a rerun goes on from there"
 
 
 @dataclass
@@ -81,58 +81,17 @@ def check_args(args):
     return None
 
 
-class Progress:
-    """Each stage's line: what runs, the time so far and the time left, estimated from the stages'
-    measured times so far scaled by their expected costs (family.STAGE_COST)."""
-
-    def __init__(self, stages):
-        self.stages, self.done, self.started = stages, [], time.time()
-
-    def begin(self, game, stage, command):
-        left = ""
-        if self.done:
-            spent = sum(seconds for _, _, seconds in self.done)
-            expected_done = sum(family.stage_cost(g, s) for g, s, _ in self.done)
-            remaining = sum(family.stage_cost(g, s) for g, s in self.stages[len(self.done):])
-            left = f"; {spent:.0f} s so far, about {spent / max(expected_done, 1e-9) * remaining:.0f} s left"
-        number = len(self.done) + 1
-        print(f"[{number}/{len(self.stages)}] {game}, {stage}{left}\n    {' '.join(command)}", flush=True)
-        return time.time()
-
-    def end(self, game, stage, began):
-        self.done.append((game, stage, time.time() - began))
-
-
-def run_stage(command):
-    """Run one of the kit's scripts; a failing one ends the study with its own error line."""
-    run_script(command, KIT, "the stages done so far are kept, and a rerun goes on from there")
-
-
 @fails_on(family.StudyError)
 def main(args):
     check(check_args(args))
-    plan = [(name, stage) for name in args.games for stage in family.STAGES]
-    progress = Progress(plan)
-    for name, stage in plan:
-        layout = family.Layout(args.save_dir, game_named(name))
-        if layout.done(stage):
-            progress.done.append((name, stage, 0.0))
-            continue
-        command = family.command(stage, layout, args)
-        if command is None:  # nothing to run (no optimal set to study)
-            progress.done.append((name, stage, 0.0))
-            continue
-        began = progress.begin(name, stage, command)
-        run_stage(command)
-        if stage == "train":
-            layout.link_optimal_sets(args.discovery_sets)
-        progress.end(name, stage, began)
+    started = time.time()
+    run_study(family.stages(args), KEPT)
     summary = family.summarise(args.save_dir, args.games)
     print(family.table(summary))
     family.save(summary, args.save_dir)
-    print(f"{time.time() - progress.started:.0f} s in all; wrote summary.md, summary.json and summary.png "
+    print(f"{time.time() - started:.0f} s in all; wrote summary.md, summary.json and summary.png "
           f"to {args.save_dir}")
 
 
 if __name__ == "__main__":
-    start(main, Args, unchanged="the stages already done are kept; a rerun goes on from there")
+    start(main, Args, unchanged=KEPT)

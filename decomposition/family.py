@@ -12,6 +12,7 @@ stage, and the summary over the games (table, JSON and figure).
 import importlib.util
 import os
 import shutil
+from functools import partial
 
 import numpy as np
 from tabulate import tabulate
@@ -19,6 +20,7 @@ from tabulate import tabulate
 from combogrid import game_named
 from decomposition import across_sets
 from decomposition.files import json_writer, read_json, text_writer, write_file_set
+from decomposition.study import Stage
 
 STAGES = ("train", "extract", "reuse", "discover")
 FAMILY_CANDIDATES = ("--no-occurrences", "--no-polish", "--merge-share", "0.9", "--no-consolidate")
@@ -111,6 +113,19 @@ def command(stage, layout, args):
     return ["discover.py", "--game", name, "--sets-dir", layout.discovery_sets, "--mask-inputs", "--log-every", "0",
             "--max-length", str(2 * layout.game.combo_length), *FAMILY_CANDIDATES,
             "--save-dir", os.path.dirname(layout.outputs["discover"])]
+
+
+def stages(args):
+    """The study's stages (decomposition.study), game by game: train, extract, reuse, discover."""
+    found = []
+    for name in args.games:
+        layout = Layout(args.save_dir, game_named(name))
+        for stage in STAGES:
+            folder = layout.network_sets if stage == "train" else os.path.dirname(layout.outputs[stage])
+            found.append(Stage(f"{name}, {stage}", folder, os.path.relpath(layout.outputs[stage], folder),
+                               partial(command, stage, layout, args), cost=stage_cost(name, stage),
+                               then=partial(layout.link_optimal_sets, args.discovery_sets) if stage == "train" else None))
+    return found
 
 
 def read(path, what):
