@@ -25,11 +25,12 @@ import numpy as np
 from tabulate import tabulate
 
 from combogrid import COMBO_LENGTH, COMBOS, COMBO_NAMES, DEFAULT_GAME, PROBLEMS
-from decomposition import across_sets, combo_discovery, discovery, extraction, family, files, gridstudy, reuse
+from decomposition import (across_sets, answers_study, combo_discovery, discovery, extraction, family, files,
+                           gridstudy, reuse)
 from decomposition.pdf import Report
-from decomposition.results import save_results
 from decomposition.files import kit_path, unwritable
-from decomposition.script import ScriptError, check, fails_on, run_script, start
+from decomposition.script import ScriptError, check, fails_on, start
+from decomposition.study import run_study
 
 # name: (main.py options, what the run is)
 RUNS = {
@@ -82,8 +83,9 @@ class Args:
     """build from the results.json files already in results_dir instead of running main.py again"""
     training_log: str = os.path.join(KIT, "models", "training.json")
     """train_ppo.py's record of how the shipped networks were trained"""
-    sets_dir: str = os.path.join(KIT, "results", "network_sets")
-    """the independently trained network sets of the study across networks (trained if absent)"""
+    stages: tuple[str, ...] = ()
+    """run only these stages of the study (folders under results/, such as discovery_ablations/neuron_no_polish)
+    and build no PDF"""
 
 
 @dataclass
@@ -136,48 +138,11 @@ def run_from(data, folder, command):
 
 
 def run_all(args):
-    """Run every configuration of RUNS with the extraction's own functions, and the other studies as
-    the kit's scripts (each its own process), saving into results_dir."""
-    base = extraction.ExtractionSettings(log_every=0)
-    agents = extraction.load_agents(base)
-    for name, (options, command) in RUNS.items():
-        print(f"running {command}", flush=True)
-        run_args = replace(base, **options)
-        save_results(run_args, extraction.learn_masks(run_args, agents), extraction.model_paths(run_args),
-                     os.path.join(args.results_dir, name))
-    if not os.path.exists(os.path.join(args.sets_dir, f"set_{NUM_SETS - 1}", "training.json")):
-        run_kit(TRAIN_SETS, ["train_ppo.py", "--num-sets", str(NUM_SETS), "--save-dir", args.sets_dir])
-    print(f"running {STUDY}", flush=True)
-    study = across_sets.study(replace(base, num_seeds=10), args.sets_dir, DEFAULT_GAME)
-    across_sets.save(study, os.path.join(args.results_dir, "sets"))
-    if not os.path.exists(os.path.join(args.results_dir, "downstream", "results.json")):
-        run_kit(f"{REUSE} (at most 20 minutes)",
-                ["downstream.py", "--save-dir", os.path.join(args.results_dir, "downstream")])
-    for name, (options, _) in DISCOVERY.items():
-        for folder, sets_dir in ((name, None), (f"{name}_sets", args.sets_dir)):
-            if not os.path.exists(os.path.join(args.results_dir, folder)):
-                words = discovery_words(options, os.path.join(args.results_dir, folder), sets_dir)
-                run_kit(" ".join(["python", *words]), words)
-    for name, folder in REUSED.items():  # the options the discovery above saved
-        if not os.path.exists(os.path.join(args.results_dir, folder, "results.json")):
-            run_kit(" ".join(["python", *reuse_discovered(name)]) + " (about 8 minutes)",
-                    reuse_discovered(name, args.results_dir))
-    if not os.path.exists(os.path.join(args.results_dir, "discovery_ceiling", "ceiling.json")):
-        run_kit(f"{CEILING} (several minutes)",
-                ["discover.py", "--ceiling", "--sets-dir", args.sets_dir, "--save-dir",
-                 os.path.join(args.results_dir, "discovery_ceiling")])
-    if not os.path.exists(os.path.join(args.results_dir, "minigrid", "results.json")):
-        run_kit(f"{MINIGRID} (about 20 minutes)",
-                ["minigrid_study.py", "--save-dir", os.path.join(args.results_dir, "minigrid")])
-    if not os.path.exists(os.path.join(args.results_dir, "variants", "summary.json")):
-        run_kit(f"{FAMILY} (about an hour; resumable)",
-                ["variants.py", "--save-dir", os.path.join(args.results_dir, "variants")])
-
-
-def run_kit(command, words):
-    """One of the kit's scripts, announced by its command line; a failing one ends the report."""
-    print(f"running {command}", flush=True)
-    run_script(words, KIT, "the results written so far are kept; rerun to go on where it stopped")
+    """Run the stages of the answers study (decomposition.answers_study) not complete yet: all of them,
+    or those --stages names."""
+    stages = answers_study.stages(args.results_dir)
+    run_study([stage for stage in stages if not args.stages or stage.name in args.stages],
+              "the results written so far are kept; rerun to go on where it stopped")
 
 
 def discovery_words(options, save_dir, sets_dir=None):
@@ -869,7 +834,7 @@ def kit_relative(args):
     works from the kit's folder, wherever it is started, and the records name the kit's files as
     results/... as the commands in the PDF do."""
     return replace(args, **{name: kit_path(getattr(args, name))
-                            for name in ("results_dir", "output", "training_log", "sets_dir")})
+                            for name in ("results_dir", "output", "training_log")})
 
 
 def check_args(args):
@@ -878,10 +843,14 @@ def check_args(args):
         return f"--output {args.output!r} is a folder: give the path of the PDF to write"
     if os.path.lexists(args.output) and not os.path.isfile(args.output):
         return f"--output {args.output} is not a regular file (a device, a FIFO or a broken link): not replaced"
-    for name in ("results_dir", "sets_dir"):
-        path = getattr(args, name)
-        if os.path.exists(path) and not os.path.isdir(path):
-            return f"--{name.replace('_', '-')} {path} is not a folder"
+    if os.path.exists(args.results_dir) and not os.path.isdir(args.results_dir):
+        return f"--results-dir {args.results_dir} is not a folder"
+    names = [stage.name for stage in answers_study.stages()]
+    unknown = [name for name in args.stages if name not in names]
+    if unknown:
+        return f"unknown stage {unknown[0]!r}: the stages are {', '.join(names)}"
+    if args.stages and args.reuse:
+        return "--stages runs stages and --reuse runs none: give one of them"
     if not args.reuse and not os.path.isfile(args.training_log):
         return f"training record not found: {args.training_log} (written by train_ppo.py)"
     if not args.reuse and unwritable(args.results_dir):
@@ -957,6 +926,9 @@ def main(args):
     check(check_args(args))
     args = kit_relative(args)
     with contextlib.chdir(KIT):
+        if args.stages:
+            run_all(args)
+            return
         build_from_results(args)
     print(f"wrote {args.output}")
 

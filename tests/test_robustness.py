@@ -160,8 +160,7 @@ def results_copy(tmp_path):
 
 @pytest.mark.slow
 def test_report_refuses_an_output_in_a_missing_folder_and_an_empty_training_record(results_copy):
-    args = report.Args(results_dir=str(results_copy / "results"), reuse=True,
-                       sets_dir=str(results_copy / "results" / "network_sets"))
+    args = report.Args(results_dir=str(results_copy / "results"), reuse=True)
     expect_error(lambda: report.main(dataclasses.replace(args, output=str(results_copy / "no" / "a.pdf"))),
                  "does not exist")
     (results_copy / "training.json").write_text("{}")
