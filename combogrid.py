@@ -74,18 +74,18 @@ class Game(Planning, ObservationCodec):
     """the downstream multi-goal task: its start, then its goals in the order they must be reached"""
 
     def __post_init__(self):
-        problem = self._problem()
-        if problem:
-            raise GameError(f"game {self.name}: {problem}")
+        fault = self._fault()
+        if fault:
+            raise GameError(f"game {self.name}: {fault}")
 
-    def _problem(self):
+    def _fault(self):
         """The first thing that makes the description unplayable, as a message, or None."""
         if not (is_integer(self.rows) and is_integer(self.columns) and 2 <= self.rows <= 100
                 and 2 <= self.columns <= 100):
             return f"rows and columns must be integers from 2 to 100, got {self.rows!r} and {self.columns!r}"
-        problem = self._combo_problem()
-        if problem:
-            return problem
+        fault = self._combo_fault()
+        if fault:
+            return fault
         if isinstance(self.walls, str):
             pattern_walls(self.walls, self.rows, self.columns)
         elif not all(isinstance(w, tuple) and len(w) == 2 and all(map(is_integer, w)) and 0 <= w[0] < self.rows
@@ -97,15 +97,15 @@ class Game(Planning, ObservationCodec):
             cells = [self.cell(code) for code in str(problem).split("-")]
             if len(cells) != 2 or cells[0] == cells[1]:
                 return f"problem {problem!r} must be START-GOAL with two different cells (such as TL-BR)"
-            unreachable = self._path_problem(cells, f"problem {problem}")
+            unreachable = self._path_fault(cells, f"problem {problem}")
             if unreachable:
                 return unreachable
         tour = [self.cell(code) for code in self.multi_goal]
         if len(tour) < 2 or any(a == b for a, b in zip(tour, tour[1:])):
             return f"multi_goal {self.multi_goal} must be a start and goals, each different from the one before"
-        return self._path_problem(tour, "the multi-goal task")
+        return self._path_fault(tour, "the multi-goal task")
 
-    def _combo_problem(self):
+    def _combo_fault(self):
         names = [name for name, _ in self.combos]
         if not names or not all(name in MOVES for name in names):
             return f"combos must be named by their moves ({', '.join(MOVES)}), got {names}"
@@ -124,7 +124,7 @@ class Game(Planning, ObservationCodec):
             return f"combos {' and '.join(n for n, a in self.combos if tuple(a) == twin)} are the same actions {twin}"
         return None
 
-    def _path_problem(self, cells, what):
+    def _path_fault(self, cells, what):
         for cell in cells:
             if self.is_wall[cell]:
                 return f"{what}: cell {cell} is a wall"
@@ -441,7 +441,7 @@ class ComboGym(gym.Env):
     def render(self):
         if self.render_mode != "ansi":
             return None
-        agent, goal = tuple(self.game.agents[0]), tuple(self.game.goals[0])
+        agent, goal = tuple(self.game.agent_cells[0]), tuple(self.game.goals[0])
         walls = self.game_description.is_wall
         lines = []
         for row in range(self.rows):

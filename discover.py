@@ -46,9 +46,9 @@ from tabulate import tabulate
 
 from combogrid import sized_game
 from decomposition import across_sets, candidate_options, combo_discovery, discovery, extraction
-from decomposition.files import folders_problem, json_writer, write_file_set
+from decomposition.files import folders_fault, json_writer, write_file_set
 from decomposition.results import grid_of, png_writer
-from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, start, time_left
+from decomposition.script import Range, ScriptError, check, fails_on, memory_fault, start, time_left
 from ppo_agent import CheckpointError, fingerprint
 
 
@@ -74,8 +74,8 @@ class Args(combo_discovery.DiscoverySettings):
 
 
 def check_args(args):
-    """The first problem with the arguments, or None."""
-    return (args.problem() or folders_problem(args.sets_dir, args.save_dir) or memory_problem(
+    """The first fault of the arguments, as a message, or None."""
+    return (args.fault() or folders_fault(args.sets_dir, args.save_dir) or memory_fault(
         memory_estimate(args), f"--max-length {args.max_length} with --mask-seeds {args.mask_seeds}"
         + (" and --mask-inputs" if args.mask_inputs else ""), "use a smaller --max-length or fewer seeds"))
 
@@ -180,7 +180,7 @@ def ceiling_study(args):
     return {"args": asdict(args), "game": game.describe(), "runs": runs}
 
 
-def ceiling_summary(study):
+def ceiling_table(study):
     """Per set, the best whole-combo fraction per combo; the sets where every combo reaches 90%."""
     names = list(study["runs"][0]["combos"])
     rows = [[os.path.basename(r["set"] or "--model-paths"), *(f"{r['combos'][n]:.2f}" for n in names)] for r in study["runs"]]
@@ -199,12 +199,12 @@ def sets_study(args):
         paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
         result, trajectories = run(replace(args, model_paths=paths, log_every=0))
         record = {"set": folder, **result.record(trajectories)}
-        print(combo_discovery.run_summary(record), flush=True)
+        print(combo_discovery.run_text(record), flush=True)
         records.append(record)
     return {"args": asdict(args), "game": game.describe(), "sets": folders, "runs": records}
 
 
-def sets_summary(study):
+def sets_table(study):
     """Precision, recall and Levin losses per set, then their mean and the worst set."""
     runs = study["runs"]
     rows = [[os.path.basename(r["set"]), len(r["options"]), f"{r['precision']:.2f}", f"{r['recall']:.2f}",
@@ -226,17 +226,17 @@ def main(args):
     check(check_args(args))
     torch.set_num_threads(args.threads)
     if args.ceiling or args.sets_dir is not None:
-        study, summary, name = ((ceiling_study, ceiling_summary, "ceiling.json") if args.ceiling
-                                else (sets_study, sets_summary, "sets.json"))
+        study, table, name = ((ceiling_study, ceiling_table, "ceiling.json") if args.ceiling
+                              else (sets_study, sets_table, "sets.json"))
         study = study(args)
-        print(summary(study))
+        print(table(study))
         if args.save_dir is not None:
             write(lambda: write_file_set(args.save_dir, {name: json_writer(study, indent=1)}), args)
             print(f"wrote {name} to {args.save_dir}")
         return
     result, trajectories = run(args)
     record = result.record(trajectories)
-    print(combo_discovery.run_summary(record))
+    print(combo_discovery.run_text(record))
     print(f"{record['seconds']:.0f} s")
     if args.save_dir is not None:
         write(lambda: save(args, result, record), args)

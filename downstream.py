@@ -40,7 +40,7 @@ from decomposition.files import failure, json_writer, kit_path, unwritable, writ
 from decomposition.options import MaskFileError
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
-from decomposition.script import Range, ScriptError, check, fails_on, memory_problem, model_paths_problem, start
+from decomposition.script import Range, ScriptError, check, fails_on, memory_fault, model_paths_fault, start
 from decomposition.tasks import STUDY_TASKS, TASKS, ComboGridTask, max_return
 from ppo_agent import CheckpointError
 
@@ -72,7 +72,7 @@ class Args(reuse.ReuseSettings):
 
 
 def check_args(args):
-    """The first problem with the arguments, or None."""
+    """The first fault with the arguments, or None."""
     names = [*TASKS, *reuse.CONDITIONS]
     unknown = [name for name in (*args.tasks, *args.conditions) if name not in names]
     if unknown:
@@ -86,13 +86,13 @@ def check_args(args):
         return "--tasks and --conditions must name each task and condition at most once"
     if "none" not in args.conditions:
         return "--conditions needs none: every condition is compared with it"
-    problem = args.problem() or model_paths_problem(args.model_paths, sized_game(args.game))
-    if problem:
-        return problem
+    fault = args.fault() or model_paths_fault(args.model_paths, sized_game(args.game))
+    if fault:
+        return fault
     if args.save_dir is not None and unwritable(args.save_dir):
         return f"cannot write to --save-dir {args.save_dir}: {unwritable(args.save_dir)}"
     largest_run = max(args.num_seeds, args.tuning_seeds * len(args.learning_rates))
-    return memory_problem(memory_estimate(PPOSettings(), largest_run, args.processes,
+    return memory_fault(memory_estimate(PPOSettings(), largest_run, args.processes,
                                           sized_game(args.game).observation_size), "a run of "
                           f"{largest_run} learners (--num-seeds, or --tuning-seeds x --learning-rates)", "")
 

@@ -36,11 +36,11 @@ import torch
 
 from decomposition import across_sets, extraction
 from decomposition.extraction import (ExtractionSettings, NoTrainingData, STESoftmax, WrongNetwork, game_of,
-                                      memory_estimate, model_paths, score_tables, summary)
-from decomposition.files import failure, folders_problem
+                                      memory_estimate, model_paths, score_tables, summary_table)
+from decomposition.files import failure, folders_fault
 from decomposition.masks import Adam
 from decomposition.results import save_results
-from decomposition.script import ScriptError, check, fails_on, memory_problem, start
+from decomposition.script import ScriptError, check, fails_on, memory_fault, start
 from ppo_agent import CheckpointError
 
 
@@ -128,22 +128,22 @@ def learn_masks(args, agents=None):
 
 
 def check_args(args):
-    """The first problem with the arguments, or None."""
-    problem = args.problem()  # the extraction's own settings (ExtractionSettings.problem)
-    if problem:
-        return problem
+    """The first fault with the arguments, or None."""
+    fault = args.fault()  # the extraction's own settings (ExtractionSettings.problem)
+    if fault:
+        return fault
     if args.reference and (args.mask_inputs or args.sets_dir is not None):
         return ("--reference learns neuron masks the assignment's way; it does not combine with --mask-inputs "
                 "or --sets-dir (which runs both masking schemes)")
     if args.sets_dir is not None and (args.mask_inputs or args.model_paths):
         return "--sets-dir runs both masking schemes on the sets' own networks: drop --mask-inputs and --model-paths"
-    problem = memory_problem(
+    fault = memory_fault(
         memory_estimate(args), f"--num-seeds {args.num_seeds} with {args.mask_learning_steps} steps and "
         f"{args.hidden_size} hidden neurons on game {game_of(args).name}",
         "run fewer seeds at a time, with --seed to continue where the last run stopped")
-    if problem:
-        return problem
-    return folders_problem(args.sets_dir, args.save_dir)
+    if fault:
+        return fault
+    return folders_fault(args.sets_dir, args.save_dir)
 
 
 def write(save, args, *what):
@@ -159,7 +159,7 @@ def main(args):
     check(check_args(args))
     if args.sets_dir is not None:  # the study across network sets (decomposition/across_sets.py)
         study = across_sets.study(args, args.sets_dir, game_of(args))
-        print(across_sets.summary(study))
+        print(across_sets.sets_table(study))
         if args.save_dir is not None:
             write(across_sets.save, args, study, args.save_dir)
         return
@@ -168,7 +168,7 @@ def main(args):
         print(table)
     if len(result.seeds) > 1:
         kept = None if result.input_masks is None else result.input_masks.sum(-1).int().numpy()
-        print(summary(result.masked_score, result.best_loss, result.game, kept))
+        print(summary_table(result.masked_score, result.best_loss, result.game, kept))
     if args.save_dir is not None:
         write(save_results, args, args, result, model_paths(args), args.save_dir)
 

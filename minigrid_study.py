@@ -89,11 +89,11 @@ class Args(SelectionSettings, reuse.LearningSettings):
 
 
 def check_args(args):
-    """The first problem with the arguments (the layouts read from minigrid), or None; and the
+    """The first fault with the arguments (the layouts read from minigrid), or None; and the
     source and target Worlds."""
-    problem = args.problem()
-    if problem:
-        return problem, None, None
+    fault = args.fault()
+    if fault:
+        return fault, None, None
     if args.view % 2 == 0:
         return "--view must be odd (the agent stands in the middle of its view's bottom row)", None, None
     unknown = [c for c in args.conditions if c not in gridstudy.CONDITIONS]
@@ -107,9 +107,9 @@ def check_args(args):
         target = World([parse_layout(args.target, args.view)])
     except LayoutError as error:
         return str(error), None, None
-    problem = args.length_problem(sources)
-    if problem:
-        return problem, None, None
+    fault = args.length_fault(sources)
+    if fault:
+        return fault, None, None
     if args.num_sets * args.num_seeds > reuse.TUNING_SEEDS_START:
         return f"--num-sets x --num-seeds must be at most {reuse.TUNING_SEEDS_START} (the tuning seeds start there)", None, None
     if args.networks_dir is not None and not os.path.isdir(args.networks_dir):

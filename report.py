@@ -256,7 +256,7 @@ def section_question_1(report, default, seeds):
 def seeds_summary_and_figures(report, seeds):
     """The 10-seed run's printed summary, its loss curves and the Up and Right heat maps."""
     report.paragraph(f"The summary {seeds.command} prints:")
-    report.monospace(extraction.summary(seeds.masked, seeds.best_loss, DEFAULT_GAME), size=7.5)
+    report.monospace(extraction.summary_table(seeds.masked, seeds.best_loss, DEFAULT_GAME), size=7.5)
     report.figure(os.path.join(seeds.folder, "loss_curves.png"), 174,
                   "Mask training loss (mean over 10 seeds). Solid: the network's problem needs the combo; "
                   "dashed: it does not.")
@@ -280,7 +280,7 @@ def section_across_sets(report, study, sets_training, seeds):
         f"{TRAIN_SETS} trains {len(study['sets'])} more sets ({sets_training['networks']} networks, "
         f"{sets_training['optimal']} of them optimal, in {sets_training['seconds']:.0f} s as "
         f"{batches(sets_training['processes'])}) and {STUDY} repeats both masking schemes on each:")
-    report.monospace(across_sets.summary(study), size=6.2)
+    report.monospace(across_sets.sets_table(study), size=6.2)
     report.paragraph(
         f"What it changes in the answer to question 1: nothing in its direction, and it makes it a claim "
         f"about PPO networks rather than about four of them. In every one of the {len(set_needed)} sets the "
@@ -324,7 +324,7 @@ def section_question_2(report, default, seeds, inputs, zero):
     for run in (inputs, zero):
         report.paragraph(f"The summary {run.command} prints:")
         kept = np.array([[len(k) for k in row.flat] for row in run.kept]).reshape(run.masked.shape)
-        report.monospace(extraction.summary(run.masked, run.best_loss, DEFAULT_GAME, kept), size=7.5)
+        report.monospace(extraction.summary_table(run.masked, run.best_loss, DEFAULT_GAME, kept), size=7.5)
     for combo in ("Up", "Right"):
         report.figure(os.path.join(inputs.folder, f"heatmaps_{combo}.png"), 100,
                       f"The {combo} masks with --mask-inputs, over 10 seeds (compare with the figure above).")
@@ -561,7 +561,7 @@ def section_discovery(report, found):
     for name, (_, label) in DISCOVERY.items():
         run = found[name]["run"]
         report.paragraph(f"{label}: {found[name]['command']} ({run['seconds']:.0f} s).")
-        report.monospace(combo_discovery.run_summary(run), size=6.2)
+        report.monospace(combo_discovery.run_text(run), size=6.2)
     figure = os.path.join(os.path.dirname(found["discovery"]["path"]), "recovery.png")
     if os.path.exists(figure):
         report.figure(figure, 105, "The default run's options: the cells from which each performs its best-matching "
@@ -838,7 +838,7 @@ def kit_relative(args):
 
 
 def check_args(args):
-    """The first problem with the arguments, or None."""
+    """The first fault of the arguments, as a message, or None."""
     if os.path.isdir(args.output) or not args.output or args.output.endswith(os.sep):
         return f"--output {args.output!r} is a folder: give the path of the PDF to write"
     if os.path.lexists(args.output) and not os.path.isfile(args.output):

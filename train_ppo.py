@@ -38,7 +38,7 @@ from combogrid import ComboGridVec, default_models_folder, sized_game
 from decomposition.files import failure, json_writer, read_json, unwritable, write_files
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed, train_in_processes
-from decomposition.script import POSITIVE, Range, ScriptError, check, fails_on, game_problem, memory_problem, start
+from decomposition.script import POSITIVE, Range, ScriptError, check, fails_on, game_fault, memory_fault, start
 
 
 @dataclass
@@ -82,10 +82,10 @@ def save_dir(args):
 
 
 def check_args(args):
-    """The first problem with the arguments, or None."""
-    problem = args.problem() or game_problem(args, args.rows, args.columns)
-    if problem:
-        return problem
+    """The first fault with the arguments, or None."""
+    fault = args.fault() or game_fault(args, args.rows, args.columns)
+    if fault:
+        return fault
     game = game_of(args)
     unknown = [p for p in args.problems if p not in game.problems]
     if unknown:
@@ -94,9 +94,9 @@ def check_args(args):
         return "--problems must name each problem at most once"
     learners = args.num_sets * len(problems_of(args))
     memory = memory_estimate(args, learners, min(args.processes, learners), game.observation_size)
-    problem = memory_problem(memory, f"{learners} learners", "train fewer sets at a time, with --seed to continue")
-    if problem:
-        return problem
+    fault = memory_fault(memory, f"{learners} learners", "train fewer sets at a time, with --seed to continue")
+    if fault:
+        return fault
     if (args.num_envs * args.num_steps) % args.num_minibatches:
         return "--num-minibatches must divide num_envs x num_steps"
     if args.num_envs * args.num_steps < 2 * args.num_minibatches:

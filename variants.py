@@ -65,15 +65,15 @@ RANGES = {"num_sets": Range(2, 100, words="between 2 and 100 (the study compares
 
 
 def check_args(args):
-    """The first problem with the arguments, or None."""
+    """The first fault with the arguments, or None."""
     unknown = [name for name in args.games if name not in GAMES]
     if unknown:
         return f"unknown game {unknown[0]!r}: expected some of {', '.join(GAMES)}"
     if not args.games or len(set(args.games)) != len(args.games):
         return "--games must name each game once, and at least one"
-    problem = out_of_range(args, RANGES)
-    if problem:
-        return problem
+    fault = out_of_range(args, RANGES)
+    if fault:
+        return fault
     if not args.learning_rates or not all(0 < rate <= 1 for rate in args.learning_rates):
         return "--learning-rates needs rates between 0 and 1"
     if unwritable(args.save_dir):

@@ -121,7 +121,7 @@ def figure(rows, path):
 
 
 def check_args(args):
-    """The first problem with the arguments, or None."""
+    """The first fault of the arguments, as a message, or None."""
     unknown = [g for g in args.games if g not in GAMES] + [s for s in args.stages if s not in STAGES]
     if unknown:
         return f"unknown game or stage {unknown[0]!r}: games {', '.join(GAMES)}; stages {', '.join(STAGES)}"

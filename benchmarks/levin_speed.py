@@ -73,7 +73,7 @@ def seconds(loss, sets):
 def main(args):
     check(out_of_range(args, RANGES))
     settings = extraction.ExtractionSettings(game=args.game, model_paths=args.model_paths)
-    check(settings.problem())
+    check(settings.fault())
     agents = extraction.load_agents(settings)
     game = extraction.game_of(settings)
     rng = np.random.default_rng(args.seed)

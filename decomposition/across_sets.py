@@ -106,7 +106,7 @@ def best_whole_combo(data, scheme):
     return best
 
 
-def summary(data):
+def sets_table(data):
     """The across-set table: per scheme, needed versus not-needed pairs over the sets."""
     rows = []
     for scheme in data["schemes"]:

@@ -5,7 +5,7 @@ for any game, is decomposition.discovery's.
 
     settings = DiscoverySettings(game="5x5", mask_inputs=True)
     found = discover(agents, trajectories, settings, sized_game(settings.game))
-    print(run_summary(found.record()))   # the options chosen, the combos each performs
+    print(run_text(found.record()))   # the options chosen, the combos each performs
 """
 
 import dataclasses
@@ -22,7 +22,7 @@ from decomposition.candidate_options import Candidates, Evidence, greedy_rollout
 from decomposition.discovery import RECOVERED, FunctionSettings, choose_options, played_pairs
 from decomposition.extraction import discretize
 from decomposition.masks import StackedActors, fit_masks, input_fills, stack_trajectories
-from decomposition.script import game_problem, model_paths_problem
+from decomposition.script import game_fault, model_paths_fault
 from ppo_agent import greedy_actions
 from trajectory import Trajectory
 
@@ -46,12 +46,12 @@ class DiscoverySettings(FunctionSettings):
     """after Adam, improve each candidate's neuron mask by local search (one neuron's state at a time)
     while the masked network takes more of its training actions greedily"""
 
-    def problem(self):
-        problem = super().problem() or game_problem(self)
-        if problem:
-            return problem
+    def fault(self):
+        fault = super().fault() or game_fault(self)
+        if fault:
+            return fault
         game = sized_game(self.game)
-        return model_paths_problem(self.model_paths, game) or self.length_problem(game)
+        return model_paths_fault(self.model_paths, game) or self.length_fault(game)
 
 
 @torch.no_grad()
@@ -247,7 +247,7 @@ def options_table(record):
                                    "performs (fraction of test states)"], tablefmt="grid")
 
 
-def run_summary(record):
+def run_text(record):
     """The run as printed: the options, the Levin loss without and with them, the recovery."""
     decisions = lambda key: " ".join(f"{p} {d}" for p, d in record[key].items())  # noqa: E731
     return "\n".join([

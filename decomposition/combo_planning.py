@@ -68,7 +68,7 @@ class Planning:
             start, goal = self.problem_cells(self.problems[p])
             played = ComboGridBatch([start if starts is None else starts[k]], [goal], self)
             for j, action in enumerate(actions):
-                agents.append(played.agents[0].copy())
+                agents.append(played.agent_cells[0].copy())
                 buffers.append(played.buffers[0].copy())
                 lengths.append(played.buffer_lengths[0])
                 goals.append(goal)

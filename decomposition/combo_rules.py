@@ -18,34 +18,34 @@ class ComboGridBatch:
     (PPO's vectorised environment resets them, the evaluation stops using them).
     """
 
-    def __init__(self, agents, goals, game):
+    def __init__(self, agent_cells, goals, game):
         self.game = game
         self.rows, self.columns = game.rows, game.columns
-        self.agents = np.array(agents, dtype=np.int64).reshape(-1, 2)
+        self.agent_cells = np.array(agent_cells, dtype=np.int64).reshape(-1, 2)
         self.goals = np.array(goals, dtype=np.int64).reshape(-1, 2)
-        n = len(self.agents)
+        n = len(self.agent_cells)
         self.buffers = np.zeros((n, game.combo_length), dtype=np.int64)
         self.buffer_lengths = np.zeros(n, dtype=np.int64)
         self.steps = np.zeros(n, dtype=np.int64)
 
     def __len__(self):
-        return len(self.agents)
+        return len(self.agent_cells)
 
-    def restart(self, which, agents):
-        """Start the games selected by the boolean array `which` again, agents on `agents`."""
-        self.agents[which] = agents
+    def restart(self, which, agent_cells):
+        """Start the games selected by the boolean array `which` again, the agents on these cells."""
+        self.agent_cells[which] = agent_cells
         self.buffer_lengths[which] = 0
         self.steps[which] = 0
 
     def subset(self, games):
         """A new batch holding copies of the games at these indices."""
-        batch = ComboGridBatch(self.agents[games], self.goals[games], self.game)
+        batch = ComboGridBatch(self.agent_cells[games], self.goals[games], self.game)
         batch.buffers, batch.buffer_lengths = self.buffers[games], self.buffer_lengths[games]
         batch.steps = self.steps[games]
         return batch
 
     def at_goal(self):
-        return np.all(self.agents == self.goals, axis=1)
+        return np.all(self.agent_cells == self.goals, axis=1)
 
     def decision_states(self):
         """Each game's (goal cell, combo buffer, agent cell) as one index: all that its future depends on
@@ -53,14 +53,14 @@ class ComboGridBatch:
         game = self.game
         cell = lambda cells: cells[:, 0] * self.columns + cells[:, 1]  # noqa: E731
         return (cell(self.goals) * game.buffer_states + game.buffer_code(self.buffer_lengths, self.buffers)) \
-            * game.cells + cell(self.agents)
+            * game.cells + cell(self.agent_cells)
 
     def observations(self):
         """Agent one-hot, combo buffer one-hot [action][position], goal one-hot (docs/game.md)."""
-        n, cells, length = len(self.agents), self.game.cells, self.game.combo_length
+        n, cells, length = len(self.agent_cells), self.game.cells, self.game.combo_length
         obs = np.zeros((n, self.game.observation_size), dtype=np.float32)
         games = np.arange(n)
-        obs[games, self.agents[:, 0] * self.columns + self.agents[:, 1]] = 1.0
+        obs[games, self.agent_cells[:, 0] * self.columns + self.agent_cells[:, 1]] = 1.0
         for position in range(length):
             filled = self.buffer_lengths > position
             actions = self.buffers[filled, position]
@@ -75,17 +75,17 @@ class ComboGridBatch:
         several steps while a primitive action takes one); the others stay as they are.
         """
         game = self.game
-        games = np.arange(len(self.agents)) if active is None else np.flatnonzero(active)
+        games = np.arange(len(self.agent_cells)) if active is None else np.flatnonzero(active)
         self.buffers[games, self.buffer_lengths[games]] = actions[games]
         self.buffer_lengths[games] += 1
         self.steps[games] += 1
         full = self.buffer_lengths == game.combo_length
         combos = np.where(full, game.combo_of_buffer[self.buffers @ game.buffer_weights], -1)
         moving = combos >= 0
-        targets = self.agents[moving] + game.combo_deltas[combos[moving]]
+        targets = self.agent_cells[moving] + game.combo_deltas[combos[moving]]
         inside = ((targets >= 0) & (targets < (self.rows, self.columns))).all(axis=1)
         inside[inside] = ~game.is_wall[targets[inside, 0], targets[inside, 1]]
-        self.agents[np.flatnonzero(moving)[inside]] = targets[inside]
+        self.agent_cells[np.flatnonzero(moving)[inside]] = targets[inside]
         self.buffer_lengths[full] = 0
         terminated = self.at_goal()
         truncated = ~terminated & (self.steps >= MAX_EPISODE_STEPS)

@@ -57,7 +57,7 @@ class SelectionSettings(MaskSettings):
     RANGES = {**MaskSettings.RANGES, "max_options": Range(1, 20), "restarts": NON_NEGATIVE,
               "mask_seeds": Range(1, 20), "hidden_size": POSITIVE, "seed": Range(0, 2**63 - 1)}
 
-    def length_problem(self, game):
+    def length_fault(self, game):
         """--max-length against the shortest solution of `game` (a segment fits in every solution)."""
         shortest = min(game.solution_lengths())
         if not 2 <= self.max_length <= shortest:

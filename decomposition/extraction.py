@@ -21,7 +21,7 @@ from tabulate import tabulate
 
 from combogrid import GAMES, ComboGridBatch, ComboGym, default_models_folder, sized_game
 from decomposition.masks import MaskSettings, StackedActors, fit_masks, input_fills, one_hot_of_largest, stack_trajectories
-from decomposition.script import POSITIVE, Range, game_problem, model_paths_problem
+from decomposition.script import POSITIVE, Range, game_fault, model_paths_fault
 from ppo_agent import greedy_actions, load_agent, program_mask
 from trajectory import Trajectory
 
@@ -53,14 +53,14 @@ class ExtractionSettings(MaskSettings):
 
     RANGES = {**MaskSettings.RANGES, "num_seeds": POSITIVE, "hidden_size": POSITIVE, "game_width": Range(2, 100)}
 
-    def problem(self):
-        problem = super().problem() or game_problem(self, self.game_width, self.game_width)
-        if problem:
-            return problem
+    def fault(self):
+        fault = super().fault() or game_fault(self, self.game_width, self.game_width)
+        if fault:
+            return fault
         game = game_of(self)
-        problem = model_paths_problem(self.model_paths, game)
-        if problem:
-            return problem
+        fault = model_paths_fault(self.model_paths, game)
+        if fault:
+            return fault
         if self.sequence_length not in (None, game.combo_length):
             return f"--sequence-length must be {game.combo_length}, the length of game {game.name}'s combos"
         if not 0 <= self.seed <= 2**63 - 1 - self.num_seeds:
@@ -334,7 +334,7 @@ def group_means(values, game):
     return values[:, game.needed].mean(1), values[:, game.not_needed].mean(1)
 
 
-def summary(masked_score, best_loss, game, kept_inputs=None):
+def summary_table(masked_score, best_loss, game, kept_inputs=None):
     """Needed versus not-needed (combo, network) pairs: masked score and training loss.
     Arrays are (S, C, A); kept_inputs counts each mask's kept input features."""
     lines = [f"Summary over {len(masked_score)} seed(s): mean over the (combo, network) pairs of each "

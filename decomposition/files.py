@@ -38,7 +38,7 @@ def unwritable(folder):
     return None
 
 
-def folders_problem(sets_dir, save_dir):
+def folders_fault(sets_dir, save_dir):
     """Why --sets-dir (network sets to read) or --save-dir (where output goes) cannot be used, or None."""
     if sets_dir is not None and os.path.exists(sets_dir) and not os.path.isdir(sets_dir):
         return f"--sets-dir {sets_dir} exists and is not a folder"

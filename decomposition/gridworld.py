@@ -224,7 +224,7 @@ class World:
         self.problems = tuple(lay.name for lay in self.layouts)
         self.name = " ".join(self.problems)
         self.observation_size = self.observations.shape[1]
-        self.keys = observation_keys(self.observations)
+        self.keys = observation_hashes(self.observations)
         self.order = np.argsort(self.keys, kind="stable")
 
     @property
@@ -249,7 +249,7 @@ class World:
     def observation_index(self, observations):
         """The row of every_observation() equal to each of these observations (which must be a
         state's observation)."""
-        keys = observation_keys(observations)
+        keys = observation_hashes(observations)
         rows = self.order[np.searchsorted(self.keys, keys, sorter=self.order)]
         assert (self.keys[rows] == keys).all(), "an observation of no state"
         return rows
@@ -283,8 +283,9 @@ def world_from_record(record):
 register_game("layouts", world_from_record)
 
 
-def observation_keys(observations):
-    """An integer per 0/1 observation row that tells distinct rows apart (exact integer arithmetic)."""
+def observation_hashes(observations):
+    """A hash per 0/1 observation row that tells distinct rows apart, the same in every call (exact integer
+    arithmetic; ppo_kernels.observation_keys numbers the rows of one batch instead)."""
     bits = np.asarray(observations) > 0.5
     weights = np.random.default_rng(0).integers(1, 2**62, size=bits.shape[1], dtype=np.int64)
     with np.errstate(over="ignore"):

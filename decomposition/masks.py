@@ -35,10 +35,10 @@ class MaskSettings(Settings):
     RANGES = {"mask_learning_rate": POSITIVE, "mask_learning_steps": POSITIVE, "input_penalty": Range(0, 10),
               "log_every": NON_NEGATIVE}
 
-    def problem(self):
+    def fault(self):
         if self.mask_learning_rate > 10 and self.mask_learning_rate != float("inf"):
             return f"--mask-learning-rate {self.mask_learning_rate} is out of range: at most 10 (the default is 0.001)"
-        return super().problem()
+        return super().fault()
 
 
 class Adam:

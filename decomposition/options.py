@@ -103,13 +103,13 @@ def read_masks(path):
     """The dict of a masks.pt of main.py --save-dir, checked whole: a missing or malformed entry is a
     MaskFileError naming the file and the entry."""
     masks = read_saved(path, "a masks.pt", "main.py", "neuron_masks")
-    problem = mask_file_problem(masks)
-    if problem:
-        raise MaskFileError(f"{path} is damaged: {problem}")
+    fault = mask_file_fault(masks)
+    if fault:
+        raise MaskFileError(f"{path} is damaged: {fault}")
     return masks
 
 
-def mask_file_problem(masks):
+def mask_file_fault(masks):
     """The first entry of a masks.pt dict that is missing or malformed, as a message, or None."""
     names = {"combos": str, "base_models": str, "seeds": numbers.Integral, "model_paths": str}
     for key, kind in names.items():

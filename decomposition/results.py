@@ -109,7 +109,7 @@ def heatmap_figures(result):
                 if p == 0:
                     axis.set_ylabel(f"{network} net\n({needs})\nscore {score:.2f}", fontsize=9)
         figure.colorbar(image, ax=axes, shrink=0.6, label="fraction of seeds taking the whole combo")
-        figure.suptitle(f"{combo} {tuple(game.combo_actions[c])}: masked network from each cell", fontsize=12)
+        figure.suptitle(f"{combo} {tuple(game.combo_actions[c].tolist())}: masked network from each cell", fontsize=12)
         figures[f"heatmaps_{combo}.png"] = figure
     return figures
 

@@ -29,7 +29,7 @@ from decomposition.files import kit_path
 from decomposition.options import ComboOptions, NetworkOptions, load_discovered_options
 from decomposition.ppo import PPOSettings
 from decomposition.processes import train_in_processes
-from decomposition.script import POSITIVE, Range, Settings, game_problem, out_of_range
+from decomposition.script import POSITIVE, Range, Settings, game_fault, out_of_range
 from decomposition.tasks import TaskGames, macro_step
 from ppo_agent import program_mask
 
@@ -66,10 +66,10 @@ class LearningSettings(Settings):
     RANGES = {**{name: POSITIVE for name in ("num_seeds", "tuning_seeds", "eval_points")},
               "budget": Range(1, 10**12), "processes": Range(1, 64)}
 
-    def problem(self):
-        problem = super().problem() or learning_rates_problem(self.learning_rates)
-        if problem:
-            return problem
+    def fault(self):
+        fault = super().fault() or learning_rates_fault(self.learning_rates)
+        if fault:
+            return fault
         if self.budget < ROLLOUT:
             return f"--budget must allow one PPO rollout ({ROLLOUT} steps)"
         if self.eval_points > self.budget // ROLLOUT:
@@ -85,17 +85,17 @@ class ReuseSettings(LearningSettings):
     game: str = "5x5"
     """the game whose networks give the options and whose grid the tasks are played on (combogrid.GAMES)"""
 
-    def problem(self):
-        return game_problem(self) or super().problem()
+    def fault(self):
+        return game_fault(self) or super().fault()
 
 
-def learning_rates_problem(rates):
+def learning_rates_fault(rates):
     if not rates:
         return "--learning-rates needs at least one rate"
     for rate in rates:
-        problem = out_of_range(type("Rate", (), {"learning_rates": rate}), {"learning_rates": POSITIVE})
-        if problem:
-            return problem
+        fault = out_of_range(type("Rate", (), {"learning_rates": rate}), {"learning_rates": POSITIVE})
+        if fault:
+            return fault
     return None
 
 
@@ -170,7 +170,7 @@ def moves_after_primitives(options, game):
             for position in range(length):
                 games.step(np.tile(prefixes[:, position], inside.sum()))
             macro_step(games, np.full(len(starts), NUM_ACTIONS + k), options)
-            fractions.append(float((games.games.agents == starts + delta).all(1).mean()))
+            fractions.append(float((games.games.agent_cells == starts + delta).all(1).mean()))
         result[length] = fractions
     return result
 

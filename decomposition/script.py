@@ -2,7 +2,7 @@
 
     @fails_on(CheckpointError)          # errors that are the user's input: one line, exit 1
     def main(args):
-        check(check_args(args))         # the first problem with the options, as ScriptError
+        check(check_args(args))         # the first fault of the options, as ScriptError
         ...
 
     if __name__ == "__main__":
@@ -184,22 +184,22 @@ def out_of_range(args, ranges):
 
 class Settings:
     """A settings dataclass that checks its own ranges: RANGES maps a field to its Range, and a
-    subclass's problem() adds the checks that relate fields to each other or to the game."""
+    subclass's fault() adds the checks that relate fields to each other or to the game."""
     RANGES: ClassVar[dict] = {}
 
-    def problem(self):
-        """The first problem with the settings as an `--option ...` message, or None."""
+    def fault(self):
+        """The first fault of the settings as an `--option ...` message, or None."""
         return out_of_range(self, self.RANGES)
 
     def checked(self):
-        """The settings themselves, or SettingsError naming their first problem."""
-        problem = self.problem()
-        if problem:
-            raise SettingsError(problem)
+        """The settings themselves, or SettingsError naming their first fault."""
+        fault = self.fault()
+        if fault:
+            raise SettingsError(fault)
         return self
 
 
-def game_problem(args, rows=None, columns=None):
+def game_fault(args, rows=None, columns=None):
     """The message for a --game (resized by rows and columns) that cannot be played, or None."""
     from combogrid import GameError, sized_game
     try:
@@ -209,7 +209,7 @@ def game_problem(args, rows=None, columns=None):
     return None
 
 
-def model_paths_problem(paths, game):
+def model_paths_fault(paths, game):
     """The message for --model-paths that do not give one checkpoint per problem of the game, or None
     (none given: the game's default networks)."""
     if paths and len(paths) != len(game.problems):
@@ -217,10 +217,10 @@ def model_paths_problem(paths, game):
     return None
 
 
-def check(problem):
-    """Raise ScriptError(problem) if there is one (a check's message, or None)."""
-    if problem:
-        raise ScriptError(problem)
+def check(fault):
+    """Raise ScriptError(fault) if there is one (a check's message, or None)."""
+    if fault:
+        raise ScriptError(fault)
 
 
 def run_script(words, folder, kept):
@@ -246,7 +246,7 @@ def time_left(started, done, total):
     return f", about {(time.time() - started) / done * (total - done):.0f} s left" if done else ""
 
 
-def memory_problem(needed, what, advice):
+def memory_fault(needed, what, advice):
     """The message for a run that would need `needed` bytes, more than MEMORY_LIMIT, or None."""
     if needed <= MEMORY_LIMIT:
         return None

@@ -106,7 +106,7 @@ class TaskGames:
         self.games = ComboGridBatch(starts, goals, game)
         self.goals = multi_goal_tour(game)[1]
         # multi-goal: the index of the current goal; all-goals: the bit mask of the goals reached
-        self.goal_index = np.zeros(len(self.games.agents), dtype=np.int64)
+        self.goal_index = np.zeros(len(self.games.agent_cells), dtype=np.int64)
 
     def __len__(self):
         return len(self.goal_index)
@@ -130,12 +130,12 @@ class TaskGames:
         that the observation shows, so a deterministic policy acts the same wherever the index repeats."""
         game = self.game
         buffer = game.buffer_code(self.games.buffer_lengths, self.games.buffers)
-        cell = self.games.agents[:, 0] * game.columns + self.games.agents[:, 1]
+        cell = self.games.agent_cells[:, 0] * game.columns + self.games.agent_cells[:, 1]
         return (self.goal_index * game.buffer_states + buffer) * game.cells + cell
 
     def subset(self, games):
         """New TaskGames holding copies of the games at these indices."""
-        kept = TaskGames(self.task, self.games.agents[games], self.games.goals[games], self.game)
+        kept = TaskGames(self.task, self.games.agent_cells[games], self.games.goals[games], self.game)
         kept.games, kept.goal_index = self.games.subset(games), self.goal_index[games]
         return kept
 
@@ -159,7 +159,7 @@ class TaskGames:
             self.games.goals[moving_on] = self.goals[self.goal_index[moving_on]]
         elif self.task == "all-goals":
             bits = 1 << np.arange(len(self.goals))
-            on = (self.games.agents[:, None, :] == self.goals[None]).all(-1) & (self.goal_index[:, None] & bits == 0)
+            on = (self.games.agent_cells[:, None, :] == self.goals[None]).all(-1) & (self.goal_index[:, None] & bits == 0)
             reached = on.any(1) & active
             self.goal_index[reached] |= (on[reached] * bits).sum(1)
             rewards = np.where(reached, GOAL_REWARD, 0.0)

@@ -38,7 +38,7 @@ def test_every_set_and_scheme_is_run_in_numeric_order(study):
 
 
 def test_summary_is_recomputed_from_the_records(study):
-    text = across_sets.summary(study)
+    text = across_sets.sets_table(study)
     for scheme in ("assignment", "inputs"):
         for needed in (True, False):
             per_set = [np.mean([r["masked_score"] for r in study["runs"] if r["set"] == s and r["scheme"] == scheme

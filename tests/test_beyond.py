@@ -57,7 +57,7 @@ def test_zero_fill_is_an_option(agents):
 
 def test_summary_separates_needed_and_not_needed(input_run):
     _, result = input_run
-    text = extraction.summary(result.masked_score, result.best_loss, DEFAULT_GAME, result.input_masks.sum(-1).int().numpy())
+    text = extraction.summary_table(result.masked_score, result.best_loss, DEFAULT_GAME, result.input_masks.sum(-1).int().numpy())
     assert "needed by the network's problem" in text and "not needed" in text and "input features kept" in text
     needed = DEFAULT_GAME.needed
     assert needed.sum() == 8 and needed[:, 0].tolist() == [False, True, False, True]  # TL-BR: Down, Right

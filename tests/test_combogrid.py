@@ -150,7 +150,7 @@ def test_batch_matches_single_environments():
 def test_vector_env_resets_finished_games():
     envs = ComboGridVec(["TL-BR", "BR-TL"], 2)
     envs.reset()
-    envs.games.agents[:2] = (4, 3)
+    envs.games.agent_cells[:2] = (4, 3)
     _, _, dones, steps = envs.step(np.array([[1, 1], [0, 0]]))
     _, _, dones, steps = envs.step(np.array([[0, 0], [0, 0]]))
     obs, rewards, dones, steps = envs.step(np.array([[2, 1], [1, 1]]))

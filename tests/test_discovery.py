@@ -222,7 +222,7 @@ def test_rollouts_once_per_distinct_state_are_the_rollouts_from_every_state(ship
 
 
 def test_probe_states_are_no_test_states_and_their_halves_share_no_goal():
-    states = lambda games: {(tuple(a), tuple(g)) for a, g in zip(games.agents, games.goals)}  # noqa: E731
+    states = lambda games: {(tuple(a), tuple(g)) for a, g in zip(games.agent_cells, games.goals)}  # noqa: E731
     merge, held_out = combo_discovery.probe_games(DEFAULT_GAME, 0), combo_discovery.probe_games(DEFAULT_GAME, 1)
     assert len(merge) == 24 * 11 and len(held_out) == 24 * 10 and len(combo_discovery.probe_games(DEFAULT_GAME)) == 24 * 21
     assert not {tuple(g) for g in merge.goals} & {tuple(g) for g in held_out.goals}
@@ -260,8 +260,8 @@ def played(act, steps):
     """act(step, observations) played for `steps` from every test state: (N, steps), -1 once the
     goal is reached."""
     games = combo_discovery.test_games(DEFAULT_GAME)
-    actions = np.full((len(games.agents), steps), -1)
-    alive = np.ones(len(games.agents), dtype=bool)
+    actions = np.full((len(games.agent_cells), steps), -1)
+    alive = np.ones(len(games.agent_cells), dtype=bool)
     for step in range(steps):
         taken = np.asarray(act(step, games.observations()))
         actions[alive, step] = taken[alive]

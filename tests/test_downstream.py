@@ -107,7 +107,7 @@ def test_combo_options_move_the_agent_as_the_combos_do():
     for option, delta in zip((UP, DOWN, LEFT, RIGHT), COMBO_DELTAS):
         games = TaskGames("random", [(2, 2)], [(0, 0)])
         rewards, terminated, truncated, steps = macro_step(games, np.array([option]), ComboOptions())
-        assert steps.tolist() == [3] and games.games.agents[0].tolist() == (np.array([2, 2]) + delta).tolist()
+        assert steps.tolist() == [3] and games.games.agent_cells[0].tolist() == (np.array([2, 2]) + delta).tolist()
         assert games.games.buffer_lengths[0] == 0 and not terminated[0] and not rewards.any()
 
 

@@ -96,7 +96,7 @@ def test_a_move_into_a_wall_does_nothing():
     games = ComboGridBatch([(0, 1)], [(4, 4)], game)
     for action in dict(game.combos)["Down"]:
         games.step(np.array([action]))
-    assert games.agents.tolist() == [[0, 1]]  # (1, 1) is a wall
+    assert games.agent_cells.tolist() == [[0, 1]]  # (1, 1) is a wall
     with pytest.raises(ValueError, match="is a wall"):
         ComboGym(game="5x5-block").reset(options={"agent": (2, 2)})
 

@@ -36,16 +36,16 @@ SCRIPTS = ("main", "train_ppo", "downstream", "discover", "report", "variants")
     (PPOSettings(gamma=1.5), "--gamma must be between 0 and 1, got 1.5"),
 ])
 def test_settings_name_their_first_problem(settings, message):
-    assert message in settings.problem()
+    assert message in settings.fault()
     with pytest.raises(SettingsError, match="^--|game"):
         settings.checked()
 
 
-def test_defaults_have_no_problem():
+def test_defaults_have_no_fault():
     for settings in (MaskSettings(), extraction.ExtractionSettings(), combo_discovery.DiscoverySettings(),
                      reuse.ReuseSettings(), PPOSettings(), extraction.ExtractionSettings(game="10x10"),
                      combo_discovery.DiscoverySettings(game="5x5-combo4")):
-        assert settings.problem() is None
+        assert settings.fault() is None
 
 
 def test_library_functions_refuse_bad_settings_before_any_work():
