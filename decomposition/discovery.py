@@ -291,7 +291,7 @@ def mask_progress(say):
     started = time.time()
 
     def log(step, steps, loss, set_names):
-        say(f"  mask step {step:>5}/{steps}  mean loss {float(loss.mean()):.4f}{time_left(started, step, steps)}")
+        say(f"  mask step {step:>5}/{steps}  mean loss {float(loss.mean()):.4f}{time_left(time.time() - started, step, steps)}")
     return log
 
 
@@ -300,6 +300,5 @@ def search_progress(say, every=0.25):
     def log(restart, restarts, value, seconds):
         done = restart + 1
         if done == restarts or int(done / restarts / every) > int(restart / restarts / every):
-            say(f"  restart {done}/{restarts}  best Levin loss {value:.3f}, about "
-                f"{seconds / done * (restarts - done):.0f} s left")
+            say(f"  restart {done}/{restarts}  best Levin loss {value:.3f}{time_left(seconds, done, restarts)}")
     return log

@@ -29,7 +29,7 @@ from decomposition.files import kit_path
 from decomposition.options import ComboOptions, NetworkOptions, load_discovered_options
 from decomposition.ppo import PPOSettings
 from decomposition.processes import train_in_processes
-from decomposition.script import POSITIVE, Range, Settings, game_fault, out_of_range
+from decomposition.script import POSITIVE, Range, Settings, game_fault, out_of_range, time_left
 from decomposition.tasks import TaskGames, macro_step
 from ppo_agent import program_mask
 
@@ -376,20 +376,16 @@ class Progress:
 
     def run(self, label, learners, budget):
         """Announce a run; returns the on_iteration callback that follows it."""
-        print(f"{label}: {learners} learners x {budget:,} steps{self.time_left(self.done)}", flush=True)
+        print(f"{label}: {learners} learners x {budget:,} steps{time_left(self.seconds, self.done, self.total)}", flush=True)
         done_before, seconds_before = self.done, self.seconds
 
         def on_iteration(progress):
             self.done, self.seconds = done_before + progress["steps"], seconds_before + progress["seconds"]
             if time.time() - self.last_line >= 30:
                 self.last_line = time.time()
-                print(f"  {self.done:,} of {self.total:,} primitive steps{self.time_left(self.done)}", flush=True)
+                print(f"  {self.done:,} of {self.total:,} primitive steps{time_left(self.seconds, self.done, self.total)}", flush=True)
         return on_iteration
 
-    def time_left(self, done):
-        if not done:
-            return ""
-        return f", {self.seconds:.0f} s so far, about {self.seconds / done * max(0, self.total - done):.0f} s left"
 
 
 def tuned_learning_rate(task, condition, options, args, progress, first_seed=0):

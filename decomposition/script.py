@@ -22,7 +22,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -240,10 +239,12 @@ def run_script(words, folder, kept):
         raise ScriptError(f"{words[0]} failed ({lines[-1] if lines else f'exit {child.returncode}'}); {kept}")
 
 
-def time_left(started, done, total):
-    """", about N s left" for long work begun at time.time() `started`, `done` of `total` steps
-    taken at an even pace ("" before the first step ends)."""
-    return f", about {(time.time() - started) / done * (total - done):.0f} s left" if done else ""
+def time_left(seconds, done, total):
+    """The one progress format of the kit: ", N s so far, about M s left" after `seconds` spent on
+    `done` of `total` units of work at an even pace ("" before the first unit ends)."""
+    if not done:
+        return ""
+    return f", {seconds:.0f} s so far, about {seconds / done * max(0, total - done):.0f} s left"
 
 
 def memory_fault(needed, what, advice):

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Callable, Optional
 
 from decomposition.files import json_writer, kit_path, read_json, write_file_set
-from decomposition.script import ScriptError, run_script
+from decomposition.script import ScriptError, run_script, time_left
 
 KIT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MANIFEST = "made_by.json"
@@ -79,17 +79,15 @@ def manifest(folder):
 
 
 class Progress:
-    """The line that opens each stage: [k/n] name; time so far, about N s left (the seconds of the
+    """The line that opens each stage: [k/n] name, time so far, about N s left (the seconds of the
     stages run so far, scaled by the costs of those still to run)."""
 
     def __init__(self, stages, say):
         self.stages, self.say, self.ran, self.spent = stages, say, 0.0, 0.0
 
     def begin(self, k, words):
-        left = ""
-        if self.ran:
-            remaining = sum(s.cost for s in self.stages[k:] if not s.complete())
-            left = f"; {self.spent:.0f} s so far, about {self.spent / self.ran * remaining:.0f} s left"
+        remaining = sum(s.cost for s in self.stages[k:] if not s.complete())
+        left = time_left(self.spent, self.ran, self.ran + remaining)
         self.say(f"[{k + 1}/{len(self.stages)}] {self.stages[k].name}{left}\n    {command_line(words)}")
 
     def end(self, stage, seconds):

@@ -23,7 +23,7 @@ def test_stages_run_in_order_and_a_rerun_runs_none(tmp_path):
     lines = []
     assert run_study(stages, "kept", lines.append) == ["a", "b"]
     assert (tmp_path / "b" / "out.txt").read_text() == "b"
-    assert lines[0].startswith("[1/2] a\n    python -c") and lines[1].startswith("[2/2] b; ")
+    assert lines[0].startswith("[1/2] a\n    python -c") and lines[1].startswith("[2/2] b, ")
     made = manifest(str(tmp_path / "a"))
     assert made["stage"] == "a" and made["command"].startswith("python -c") and made["seconds"] >= 0 and made["kit"]
     assert run_study(stages, "kept", lines.append) == [] and len(lines) == 2
