@@ -175,7 +175,7 @@ def ceiling_study(args):
         paths = args.model_paths if folder is None else tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
         settings = extraction.ExtractionSettings(game=args.game, model_paths=paths, hidden_size=args.hidden_size)
         print(f"set {k + 1}/{len(folders)}: masks told each combo, fit on every probe state"
-              f"{time_left(started, k, len(folders))}", flush=True)
+              f"{time_left(time.time() - started, k, len(folders))}", flush=True)
         runs.append({"set": folder, "combos": combo_discovery.ceiling(extraction.load_agents(settings), game, args)})
     return {"args": asdict(args), "game": game.describe(), "runs": runs}
 
@@ -195,7 +195,7 @@ def sets_study(args):
     folders = set_folders(args, game)
     records, started = [], time.time()
     for k, folder in enumerate(folders):
-        print(f"set {k + 1}/{len(folders)} ({folder}){time_left(started, k, len(folders))}", flush=True)
+        print(f"set {k + 1}/{len(folders)} ({folder}){time_left(time.time() - started, k, len(folders))}", flush=True)
         paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
         result, trajectories = run(replace(args, model_paths=paths, log_every=0))
         record = {"set": folder, **result.record(trajectories)}

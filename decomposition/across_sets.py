@@ -66,7 +66,8 @@ def study(args, sets_dir, game):
     for k, folder in enumerate(folders):
         for scheme, options in SCHEMES.items():
             done = k * len(SCHEMES) + list(SCHEMES).index(scheme)
-            print(f"set {k + 1}/{len(folders)} ({folder}), scheme {scheme}{time_left(time.time() - start, done, total)}", flush=True)
+            left = time_left(time.time() - start, done, total)
+            print(f"set {k + 1}/{len(folders)} ({folder}), scheme {scheme}{left}", flush=True)
             paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
             result = learn_masks(replace(args, model_paths=paths, **options))
             for s, seed in enumerate(result.seeds):

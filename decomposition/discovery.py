@@ -291,7 +291,8 @@ def mask_progress(say):
     started = time.time()
 
     def log(step, steps, loss, set_names):
-        say(f"  mask step {step:>5}/{steps}  mean loss {float(loss.mean()):.4f}{time_left(time.time() - started, step, steps)}")
+        left = time_left(time.time() - started, step, steps)
+        say(f"  mask step {step:>5}/{steps}  mean loss {float(loss.mean()):.4f}{left}")
     return log
 
 
