@@ -35,9 +35,11 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
     stop_quietly_until_started()
 
 
+import contextlib
 import os
+import tempfile
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Optional
 
 import numpy as np
@@ -46,9 +48,10 @@ from tabulate import tabulate
 
 from combogrid import sized_game
 from decomposition import across_sets, candidate_options, combo_discovery, discovery, extraction
-from decomposition.files import folders_fault, json_writer, write_file_set
+from decomposition.files import folders_fault, json_writer, read_json, write_file_set
 from decomposition.results import grid_of, png_writer
-from decomposition.script import Range, ScriptError, check, fails_on, memory_fault, start, time_left
+from decomposition.script import Range, ScriptError, check, command_words, fails_on, memory_fault, start, time_left
+from decomposition.study import Stage, run_study
 from ppo_agent import CheckpointError, fingerprint
 
 
@@ -190,18 +193,24 @@ def ceiling_table(study):
 
 
 def sets_study(args):
-    """Discovery on every network set of args.sets_dir: one record per set."""
+    """Discovery on every network set of args.sets_dir, each set a stage of its own (decomposition.study)
+    whose discovery.json, options.pt and recovery.png stay in SAVE_DIR/set_K (a temporary folder
+    without --save-dir): one record per set, as the set's own run recorded it."""
     game = sized_game(args.game)
     folders = set_folders(args, game)
-    records, started = [], time.time()
-    for k, folder in enumerate(folders):
-        print(f"set {k + 1}/{len(folders)} ({folder}){time_left(time.time() - started, k, len(folders))}", flush=True)
-        paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
-        result, trajectories = run(replace(args, model_paths=paths, log_every=0))
-        record = {"set": folder, **result.record(trajectories)}
-        print(combo_discovery.run_text(record), flush=True)
-        records.append(record)
-    return {"args": asdict(args), "game": game.describe(), "sets": folders, "runs": records}
+    flags = command_words(args, leave_out=("model_paths", "sets_dir", "save_dir", "log_every"))
+    with contextlib.ExitStack() as stack:
+        save_dir = stack.enter_context(tempfile.TemporaryDirectory()) if args.save_dir is None else args.save_dir
+        stages = [Stage(os.path.basename(folder), os.path.abspath(os.path.join(save_dir, os.path.basename(folder))),
+                        "discovery.json", ("discover.py", *flags, "--log-every", "0", "--model-paths",
+                                           *(os.path.abspath(os.path.join(folder, f"{p}.pt")) for p in game.problems),
+                                           "--save-dir", os.path.abspath(os.path.join(save_dir, os.path.basename(folder)))))
+                  for folder in folders]
+        run_study(stages, "the sets done so far are kept in --save-dir, and a rerun goes on from there")
+        records = [read_json(os.path.join(stage.folder, "discovery.json")) for stage in stages]
+    runs = [{"set": folder, **{key: value for key, value in record.items() if key not in ("args", "game")}}
+            for folder, record in zip(folders, records)]
+    return {"args": asdict(args), "game": game.describe(), "sets": folders, "runs": runs}
 
 
 def sets_table(study):

@@ -949,4 +949,4 @@ def build_from_results(args):
 
 
 if __name__ == "__main__":
-    start(main, Args, unchanged="answers.pdf is unchanged")
+    start(main, Args, unchanged="answers.pdf is unchanged, and the stages done so far are kept")

@@ -15,6 +15,7 @@ whole or not at all (decomposition.files), so an interrupted run leaves nothing 
 
 import contextlib
 import ctypes
+import dataclasses
 import functools
 import io
 import math
@@ -237,6 +238,23 @@ def run_script(words, folder, kept):
     if child.returncode:
         lines = [line for line in errors.splitlines() if line.strip()]
         raise ScriptError(f"{words[0]} failed ({lines[-1] if lines else f'exit {child.returncode}'}); {kept}")
+
+
+def command_words(settings, leave_out=()):
+    """The command-line words that give these settings (a script's Args), in field order: each field
+    not at its default and not in leave_out, as tyro reads it (--flag, --no-flag, --flag A B)."""
+    words = []
+    for field in dataclasses.fields(settings):
+        value, flag = getattr(settings, field.name), "--" + field.name.replace("_", "-")
+        if field.name in leave_out or value == field.default:
+            continue
+        if isinstance(value, bool):
+            words.append(flag if value else "--no-" + flag[2:])
+        elif isinstance(value, (tuple, list)):
+            words += [flag, *map(str, value)]
+        else:
+            words += [flag, str(value)]
+    return words
 
 
 def time_left(seconds, done, total):

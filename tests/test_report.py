@@ -11,6 +11,7 @@ pytest.importorskip("fpdf")
 from pypdf import PdfReader  # noqa: E402
 
 from decomposition import across_sets, extraction  # noqa: E402
+from decomposition.results import save_results  # noqa: E402
 import discover  # noqa: E402
 import downstream  # noqa: E402
 import main  # noqa: E402
@@ -30,7 +31,7 @@ def small_results(tmp_path_factory):
     for name, (options, _) in report.RUNS.items():
         options = {**options, "num_seeds": min(options.get("num_seeds", 1), 2)}
         args = dataclasses.replace(base, **options)
-        report.save_results(args, main.learn_masks(args, agents), args.model_paths, str(folder / name))
+        save_results(args, main.learn_masks(args, agents), args.model_paths, str(folder / name))
     settings = dataclasses.asdict(train_ppo.Args())
     training = {"seconds": 1.0, "networks": {p: {"seed": i, "steps": 1000, "optimal": True, "settings": settings}
                                              for i, p in enumerate(PROBLEMS)}}
