@@ -1,8 +1,22 @@
 import os
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
+
+PROBLEMS = ("TL-BR", "TR-BL", "BR-TL", "BL-TR")
+MODELS = tuple(os.path.join(ROOT, "models", f"{p}.pt") for p in PROBLEMS)
+"""The shipped checkpoints, in the default game's order of problems."""
+
+
+@pytest.fixture(scope="session")
+def agents():
+    """The four shipped networks, loaded once for the whole run (tests read them, never change them)."""
+    from combogrid import ComboGym
+    from ppo_agent import load_agent
+    return [load_agent(path, ComboGym(problem=p)) for path, p in zip(MODELS, PROBLEMS)]
 
 
 def pytest_configure(config):

@@ -22,10 +22,9 @@ from decomposition import results
 from decomposition.script import parse_args
 import train_ppo
 from combogrid import PROBLEMS, ComboGym
-from conftest import ROOT
+from conftest import MODELS, ROOT
 from ppo_agent import PPOAgent
 
-MODELS = tuple(os.path.join(ROOT, "models", f"{p}.pt") for p in PROBLEMS)
 
 
 def snapshot(folder):

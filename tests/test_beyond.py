@@ -9,18 +9,12 @@ import pytest
 import torch
 
 import main
-from ppo_agent import load_agent
 from decomposition import extraction
 from decomposition import options
 from decomposition import results
 from combogrid import DEFAULT_GAME, COMBOS, PROBLEMS, ComboGym
 from conftest import ROOT
 from decomposition.masks import StackedActors
-
-
-@pytest.fixture(scope="module")
-def agents():
-    return [load_agent(os.path.join(ROOT, "models", f"{p}.pt"), ComboGym(problem=p)) for p in PROBLEMS]
 
 
 @pytest.fixture(scope="module")

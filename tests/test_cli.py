@@ -7,9 +7,8 @@ import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import MODELS, ROOT
 
-MODELS = [os.path.join(ROOT, "models", f"{p}.pt") for p in ("TL-BR", "TR-BL", "BR-TL", "BL-TR")]
 
 
 def run(script, *arguments):

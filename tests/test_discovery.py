@@ -12,12 +12,11 @@ import torch
 
 import discover
 from combogrid import DEFAULT_GAME, COMBO_NAMES, COMBOS, PROBLEMS, ComboGym
-from conftest import ROOT, quoted
+from conftest import MODELS, ROOT, quoted
 from decomposition import candidate_options, combo_discovery, discovery, levin
 from decomposition.options import ComboOptions, load_discovered_options
 from ppo_agent import program_mask
 
-MODELS = tuple(os.path.join(ROOT, "models", f"{p}.pt") for p in PROBLEMS)
 
 
 def table(rows, width):

@@ -12,7 +12,7 @@ import torch
 
 from combogrid import (FOUR_ACTION_COMBOS, GAMES, ComboGridBatch, ComboGym, Game, GameError, game_named,
                        sized_game)
-from conftest import ROOT
+from conftest import MODELS, ROOT
 from decomposition.options import ComboOptions, NetworkOptions
 from decomposition.ppo_kernels import observation_keys
 from decomposition.tasks import TaskVec, evaluation_episodes
@@ -218,7 +218,6 @@ def test_downstream_tasks_are_solved_by_the_true_combos_on_every_game(name):
     assert measures["success"] == measures["spl"] == 1.0
 
 
-MODELS = tuple(os.path.join(ROOT, "models", f"{p}.pt") for p in GAMES["5x5"].problems)
 
 
 @pytest.mark.parametrize("script,options,message", [

@@ -1,25 +1,17 @@
 """The assignment's one-mask procedure (main.train_masks, --reference) against the batched engine."""
 
 import dataclasses
-import os
 
 import numpy as np
 import pytest
 import torch
 
 import main
-from ppo_agent import load_agent
 from decomposition import extraction
-from combogrid import DEFAULT_GAME, PROBLEMS, ComboGym
-from conftest import ROOT
+from combogrid import DEFAULT_GAME
 from ppo_agent import PPOAgent
 
 STEPS = 100
-
-
-@pytest.fixture(scope="module")
-def agents():
-    return [load_agent(os.path.join(ROOT, "models", f"{p}.pt"), ComboGym(problem=p)) for p in PROBLEMS]
 
 
 @pytest.fixture(scope="module")
