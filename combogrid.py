@@ -171,6 +171,11 @@ class Game(Planning, ObservationCodec):
     def combo_length(self):
         return len(self.combos[0][1])
 
+    @property
+    def action_period(self):
+        """Actions take effect a combo at a time (environment.Game)."""
+        return self.combo_length
+
     @functools.cached_property
     def combo_actions(self):
         """(C, L): each combo's actions."""

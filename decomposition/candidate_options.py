@@ -69,9 +69,9 @@ def learn_candidates(agents, trajectories, settings, game, log=None, occurrences
     states (settings, a DiscoverySettings). `log` reports the training's progress every
     settings.log_every steps (fit_masks).
     With `occurrences` (an Evidence), a segment's states are those of every occurrence of its actions
-    in the evidence's solutions, from the same position in the combo (training_sets; the solutions
-    of every network, the candidate's own included), and segments with the same actions from the
-    same position are learned once. With `polished`, each neuron mask is then improved by local search
+    in the evidence's solutions, from the same position in the game's action period (training_sets;
+    the solutions of every network, the candidate's own included), and segments with the same
+    actions from the same position are learned once. With `polished`, each neuron mask is then improved by local search
     on the same states (polish).
     Candidates whose greedy rollout from the segment's first state does not take the segment's
     actions are dropped: they are not the function they were trained to be. Returns the rest,
@@ -137,8 +137,8 @@ def training_sets(cut, trajectories, game, occurrences=None):
     """The segments of `cut` ((problem, start, length) each) as padded training sets (stack_trajectories)
     and, per set, the segments it stands for: each segment's own states and actions, or with
     `occurrences` (an Evidence) the states of every occurrence of its actions in the evidence's
-    solutions, from the same position in the combo (start mod combo length), each distinct first
-    state once; segments with the same actions from the same position are then one set."""
+    solutions, from the same position in the action period (start mod game.action_period), each
+    distinct first state once; segments with the same actions from the same position are then one set."""
     if occurrences is None:
         sets = [trajectories[p][start:start + length] for p, start, length in cut]
         return [[segment] for segment in cut], *stack_trajectories(sets)
@@ -148,11 +148,11 @@ def training_sets(cut, trajectories, game, occurrences=None):
     states, observations = occurrences.games.decision_states(), occurrences.games.observations()
     found = {}
     for p, start, length in cut:
-        found.setdefault((start % game.combo_length, tuple(trajectories[p].get_actions()[start:start + length])),
+        found.setdefault((start % game.action_period, tuple(trajectories[p].get_actions()[start:start + length])),
                          []).append((p, start, length))
     sets = []
     for phase, actions in found:
-        at = np.flatnonzero((position % game.combo_length == phase) & (np.arange(len(solutions)) + len(actions) <= ends))
+        at = np.flatnonzero((position % game.action_period == phase) & (np.arange(len(solutions)) + len(actions) <= ends))
         at = at[[tuple(solutions[q:q + len(actions)]) == actions for q in at]]
         _, first = np.unique(states[at], return_index=True)
         pairs = (at[np.sort(first)][:, None] + np.arange(len(actions))).reshape(-1)

@@ -63,6 +63,9 @@ class Game(Protocol):
     problems: tuple
     """the problems' names, in their canonical order (seeds, tables, the networks of a set)"""
     observation_size: int
+    action_period: int
+    """actions take effect in groups of this many (ComboGrid: the combo length; 1 elsewhere):
+    discovery counts a segment's occurrences only at the same position in the group"""
 
     def describe(self) -> dict:
         """The game as plain data (what results files record); `game_from_record` reads it back."""

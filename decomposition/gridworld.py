@@ -211,6 +211,8 @@ class World:
     (S, 3) (TERMINAL onto a goal), each layout's start and fewest steps. It is also what the kit's
     discovery calls the game: its `problems` are the layouts' names, one network per layout."""
 
+    action_period = 1
+
     def __init__(self, layouts):
         self.layouts = tuple(layouts)
         sizes = [len(lay.states) for lay in self.layouts]

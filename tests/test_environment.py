@@ -67,7 +67,8 @@ def test_discovery_and_reuse_run_on_the_new_environment(networks):
     solutions = [rollout(GAME.problem_env(k), agent._get_action, 20) for k, agent in enumerate(networks)]
     settings = FunctionSettings(max_length=3, restarts=5, mask_learning_steps=500)
     every_state = CorridorGames(*np.divmod(np.arange(GAME.width ** 2), GAME.width), GAME.width)
-    choice = choose_options(networks, solutions, settings, GAME, say=lambda line: None, probe=every_state)
+    choice = choose_options(networks, solutions, settings, GAME, say=lambda line: None, probe=every_state,
+                            occurrences=True, polished=True)
     assert choice.chosen and choice.value < choice.compression()[0]  # the options shorten the solutions
     chosen = choice.candidates.subset(choice.chosen)
     played = greedy_rollouts(chosen, networks, every_state)

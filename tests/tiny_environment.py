@@ -62,6 +62,7 @@ class Corridor:
     """The training problems (environment.Game): "START-GOAL" cells of a corridor `width` long."""
     width: int = 6
     problems: tuple = ("0-5", "5-0", "1-5", "5-1")
+    action_period = 1
 
     @property
     def name(self):
