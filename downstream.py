@@ -25,8 +25,13 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
     stop_quietly_until_started()
 
 
+import contextlib
+import hashlib
 import importlib.util
+import json
 import os
+import shutil
+import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -36,15 +41,18 @@ import torch
 
 from combogrid import sized_game
 from decomposition import extraction, reuse
-from decomposition.files import failure, json_writer, kit_path, unwritable, write_file_set
+from decomposition.files import failure, json_writer, kit_path, read_json, unwritable, write_file_set
 from decomposition.options import MaskFileError
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
 from decomposition.script import Range, ScriptError, check, fails_on, memory_fault, model_paths_fault, start
+from decomposition.study import Stage, run_study
 from decomposition.tasks import STUDY_TASKS, TASKS, ComboGridTask, max_return
 from ppo_agent import CheckpointError
 
 KIT = os.path.dirname(os.path.abspath(__file__))
+KEPT = ("--save-dir keeps its previous files, and the (task, condition) runs done so far, from which a rerun "
+        "with the same settings goes on")
 
 
 @dataclass
@@ -141,6 +149,30 @@ def save(args, runs, sources, alignment, tuning):
     print(f"wrote {', '.join(writers)} to {args.save_dir}")
 
 
+def parts_folder(args, stack):
+    """Where each (task, condition)'s records wait until results.json gathers them: a folder of --save-dir
+    named by the settings (a rerun with others starts anew), removed once the study is saved; a
+    temporary folder without --save-dir."""
+    if args.save_dir is None:
+        return stack.enter_context(tempfile.TemporaryDirectory())
+    settings = json.dumps(asdict(replace(args, save_dir=None, processes=1)), sort_keys=True)
+    return os.path.join(args.save_dir, "parts", hashlib.sha256(settings.encode()).hexdigest()[:16])
+
+
+def part_file(task, condition):
+    return f"{task}__{condition}.json"
+
+
+def run_part(task, condition, options, args, progress, parts):
+    """One (task, condition): its learning rate tuned, then its reported seeds; their records in parts/."""
+    rate, tuning = reuse.tuned_learning_rate(task, condition, options, args, progress)
+    runs = reuse.run_condition(task, condition, options, rate, args,
+                               progress.run(f"{task}, {condition}: reported seeds at learning rate {rate:g}",
+                                            args.num_seeds, args.budget))
+    os.makedirs(parts, exist_ok=True)
+    write_file_set(parts, {part_file(task, condition): json_writer({"tuning": tuning, "runs": runs})})
+
+
 @fails_on(CheckpointError, extraction.NoTrainingData, extraction.WrongNetwork, TrainingFailed, MaskFileError)
 def main(args):
     check(check_args(args))
@@ -154,14 +186,18 @@ def main(args):
 
     tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)
     progress = reuse.Progress(len(args.tasks) * len(args.conditions) * (tuning_learners + args.num_seeds) * args.budget)
-    runs, tuning = [], {}
-    for task in (ComboGridTask(name, game) for name in args.tasks):
-        for condition in args.conditions:
-            rate, tuning.setdefault(task.name, {})[condition] = reuse.tuned_learning_rate(
-                task, condition, options[condition], args, progress)
-            runs += reuse.run_condition(task, condition, options[condition], rate, args,
-                                        progress.run(f"{task}, {condition}: reported seeds at learning rate {rate:g}",
-                                                     args.num_seeds, args.budget))
+    with contextlib.ExitStack() as stack:
+        parts = parts_folder(args, stack)
+        stages = [Stage(f"{task}, {condition}", parts, part_file(task, condition),
+                        make=partial(run_part, ComboGridTask(task, game), condition, options[condition], args, progress,
+                                     parts))
+                  for task in args.tasks for condition in args.conditions]
+        run_study(stages, KEPT)
+        found = {(task, condition): read_json(os.path.join(parts, part_file(task, condition)))
+                 for task in args.tasks for condition in args.conditions}
+    runs = [r for part in found.values() for r in part["runs"]]
+    tuning = {task: {condition: found[task, condition]["tuning"] for condition in args.conditions}
+              for task in args.tasks}
     print(reuse.table(runs, args.tasks, args.conditions, args.budget))
     print("At the end of the budget: the training return against the greedy policy's evaluation")
     print(reuse.greedy_episodes_table(runs, args.tasks, args.conditions))
@@ -170,10 +206,11 @@ def main(args):
     if args.save_dir is not None:
         try:
             save(args, runs, sources, alignment, tuning)
+            shutil.rmtree(os.path.join(args.save_dir, "parts"), ignore_errors=True)
         except OSError as error:
             raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {failure(error)}; "
                               "its files are unchanged") from None
 
 
 if __name__ == "__main__":
-    start(main, Args, unchanged="--save-dir keeps its previous files")
+    start(main, Args, unchanged=KEPT)

@@ -34,7 +34,7 @@ class Stage:
     folder: str
     output: str
     """a path inside folder: the stage is complete once it exists"""
-    command: object
+    command: object = ()
     """a tuple of words, or a function that gives them once the earlier stages are complete (None:
     nothing to run, said in a line)"""
     reads: tuple = ()
@@ -43,6 +43,9 @@ class Stage:
     """its expected time relative to the other stages, for the time left"""
     then: Optional[Callable[[], None]] = None
     """run after the command succeeds, before the stage counts as complete (its output is made last)"""
+    make: Optional[Callable[[], None]] = None
+    """instead of a command: a function that makes the output in this process (a part of a script's
+    own study, which gathers the parts; no manifest)"""
 
     def complete(self):
         return os.path.exists(os.path.join(self.folder, self.output))
@@ -88,7 +91,8 @@ class Progress:
     def begin(self, k, words):
         remaining = sum(s.cost for s in self.stages[k:] if not s.complete())
         left = time_left(self.spent, self.ran, self.ran + remaining)
-        self.say(f"[{k + 1}/{len(self.stages)}] {self.stages[k].name}{left}\n    {command_line(words)}")
+        self.say(f"[{k + 1}/{len(self.stages)}] {self.stages[k].name}{left}"
+                 + ("" if words is None else f"\n    {command_line(words)}"))
 
     def end(self, stage, seconds):
         self.ran, self.spent = self.ran + stage.cost, self.spent + seconds
@@ -112,6 +116,13 @@ def run_study(stages, kept, say=say_now):
         missing = [path for path in stage.reads if not os.path.exists(path)]
         if missing:
             raise ScriptError(f"stage {stage.name} needs {missing[0]}, which no earlier stage made; {kept}")
+        if stage.make is not None:
+            progress.begin(k, None)
+            started = time.time()
+            stage.make()
+            progress.end(stage, time.time() - started)
+            ran.append(stage.name)
+            continue
         words = stage.words()
         if words is None:
             say(f"[{k + 1}/{len(stages)}] {stage.name}: nothing to run (no input for it)")

@@ -266,3 +266,26 @@ def test_downstream_refuses_bad_arguments(arguments, message):
 def test_fixed_combos_move_only_from_an_empty_buffer():
     moves = reuse.moves_after_primitives(ComboOptions(), DEFAULT_GAME)
     assert moves == {0: [1.0] * 4, 1: [0.0] * 4, 2: [0.0] * 4}
+
+
+@pytest.mark.slow
+def test_a_stopped_study_goes_on_from_the_runs_done_to_the_same_records(tmp_path, monkeypatch):
+    args = replace(SMALL, conditions=("none", "inputs"))
+    downstream.main(replace(args, save_dir=str(tmp_path / "whole")))
+    original, ran = downstream.run_part, []
+
+    def interrupted(task, condition, *rest):
+        ran.append(condition)
+        if ran == ["none", "inputs"]:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of the second (task, condition)
+        return original(task, condition, *rest)
+
+    monkeypatch.setattr(downstream, "run_part", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        downstream.main(replace(args, save_dir=str(tmp_path / "stopped")))
+    assert not (tmp_path / "stopped" / "results.json").exists()
+    downstream.main(replace(args, save_dir=str(tmp_path / "stopped")))
+    assert ran == ["none", "inputs", "inputs"]  # the rerun went on with the one not done
+    whole, resumed = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("whole", "stopped"))
+    assert whole["runs"] == resumed["runs"] and whole["tuning"] == resumed["tuning"]
+    assert not (tmp_path / "stopped" / "parts").exists()
