@@ -25,13 +25,8 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
     stop_quietly_until_started()
 
 
-import contextlib
-import hashlib
 import importlib.util
-import json
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
@@ -41,12 +36,12 @@ import torch
 
 from combogrid import sized_game
 from decomposition import extraction, reuse
-from decomposition.files import failure, json_writer, kit_path, read_json, unwritable, write_file_set
+from decomposition.files import failure, json_writer, kit_path, unwritable, write_file_set
 from decomposition.options import MaskFileError
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed
 from decomposition.script import Range, ScriptError, check, fails_on, memory_fault, model_paths_fault, start
-from decomposition.study import Stage, run_study
+from decomposition.study import parts_folder, remove_parts, run_parts
 from decomposition.tasks import STUDY_TASKS, TASKS, ComboGridTask, max_return
 from ppo_agent import CheckpointError
 
@@ -149,28 +144,13 @@ def save(args, runs, sources, alignment, tuning):
     print(f"wrote {', '.join(writers)} to {args.save_dir}")
 
 
-def parts_folder(args, stack):
-    """Where each (task, condition)'s records wait until results.json gathers them: a folder of --save-dir
-    named by the settings (a rerun with others starts anew), removed once the study is saved; a
-    temporary folder without --save-dir."""
-    if args.save_dir is None:
-        return stack.enter_context(tempfile.TemporaryDirectory())
-    settings = json.dumps(asdict(replace(args, save_dir=None, processes=1)), sort_keys=True)
-    return os.path.join(args.save_dir, "parts", hashlib.sha256(settings.encode()).hexdigest()[:16])
-
-
-def part_file(task, condition):
-    return f"{task}__{condition}.json"
-
-
-def run_part(task, condition, options, args, progress, parts):
-    """One (task, condition): its learning rate tuned, then its reported seeds; their records in parts/."""
+def run_part(task, condition, options, args, progress):
+    """One (task, condition): its learning rate tuned, then its reported seeds; their records."""
     rate, tuning = reuse.tuned_learning_rate(task, condition, options, args, progress)
     runs = reuse.run_condition(task, condition, options, rate, args,
                                progress.run(f"{task}, {condition}: reported seeds at learning rate {rate:g}",
                                             args.num_seeds, args.budget))
-    os.makedirs(parts, exist_ok=True)
-    write_file_set(parts, {part_file(task, condition): json_writer({"tuning": tuning, "runs": runs})})
+    return {"tuning": tuning, "runs": runs}
 
 
 @fails_on(CheckpointError, extraction.NoTrainingData, extraction.WrongNetwork, TrainingFailed, MaskFileError)
@@ -186,17 +166,12 @@ def main(args):
 
     tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)
     progress = reuse.Progress(len(args.tasks) * len(args.conditions) * (tuning_learners + args.num_seeds) * args.budget)
-    with contextlib.ExitStack() as stack:
-        parts = parts_folder(args, stack)
-        stages = [Stage(f"{task}, {condition}", parts, part_file(task, condition),
-                        make=partial(run_part, ComboGridTask(task, game), condition, options[condition], args, progress,
-                                     parts))
-                  for task in args.tasks for condition in args.conditions]
-        run_study(stages, KEPT)
-        found = {(task, condition): read_json(os.path.join(parts, part_file(task, condition)))
-                 for task in args.tasks for condition in args.conditions}
+    with parts_folder(args.save_dir, replace(args, processes=1)) as parts:
+        found = run_parts(parts, {f"{task}, {condition}": partial(run_part, ComboGridTask(task, game), condition,
+                                                                  options[condition], args, progress)
+                                  for task in args.tasks for condition in args.conditions}, KEPT)
     runs = [r for part in found.values() for r in part["runs"]]
-    tuning = {task: {condition: found[task, condition]["tuning"] for condition in args.conditions}
+    tuning = {task: {condition: found[f"{task}, {condition}"]["tuning"] for condition in args.conditions}
               for task in args.tasks}
     print(reuse.table(runs, args.tasks, args.conditions, args.budget))
     print("At the end of the budget: the training return against the greedy policy's evaluation")
@@ -206,7 +181,7 @@ def main(args):
     if args.save_dir is not None:
         try:
             save(args, runs, sources, alignment, tuning)
-            shutil.rmtree(os.path.join(args.save_dir, "parts"), ignore_errors=True)
+            remove_parts(args.save_dir)
         except OSError as error:
             raise ScriptError(f"cannot write to --save-dir {args.save_dir}: {failure(error)}; "
                               "its files are unchanged") from None

@@ -41,10 +41,13 @@ from decomposition.gridworld import LayoutError, World, parse_layout
 from decomposition.ppo import PPOSettings
 from decomposition.processes import TrainingFailed
 from decomposition.script import Range, check, fails_on, start
+from decomposition.study import parts_folder, remove_parts, run_parts
 from ppo_agent import CheckpointError, load_agent
 
 SOURCES = tuple(f"MiniGrid-SimpleCrossingS9N1-v0:{seed}" for seed in range(4))
 STUDY_FILES = ("results.json", "summary.md", "evaluation_curves.png", "options.png")
+KEPT = ("--save-dir keeps its previous files, and the (condition, set) runs done so far, from which a rerun with the "
+        "same settings goes on")
 
 
 @dataclass
@@ -187,19 +190,25 @@ def discover_sets(args, sets, origins_of_networks, sources, target):
 def reuse_runs(args, task, options, progress):
     """Every condition on the target, the learning rate tuned first: none once, on the reported
     seeds of all sets (set s's are s * N .. s * N + N - 1, N = --num-seeds); each other condition
-    per set, with that set's options (options[s]) on that set's seeds. Records tagged with the set."""
-    runs, tuning = [], {}
-    for condition in args.conditions:
-        for s in range(1 if condition == "none" else args.num_sets):
-            label = condition if condition == "none" else f"{condition}, set {s}"
-            settings = replace(args, num_seeds=args.num_sets * args.num_seeds) if condition == "none" else args
-            rate, tuning[label] = reuse.tuned_learning_rate(task, label, options[s][condition], args, progress,
-                                                            s * args.tuning_seeds)
-            found = reuse.run_condition(task, condition, options[s][condition], rate, settings,
-                                        progress.run(f"{task}, {label}: reported seeds at {rate:g}",
-                                                     settings.num_seeds, args.budget), s * args.num_seeds)
-            runs += [{**r, "set": r["seed"] // args.num_seeds} for r in found]
-    return runs, tuning
+    per set, with that set's options (options[s]) on that set's seeds. Records tagged with the set.
+    Each (condition, set) is a part of the study runner: a stopped study goes on from those done."""
+    plan = {(condition if condition == "none" else f"{condition}, set {s}"): (condition, s)
+            for condition in args.conditions for s in range(1 if condition == "none" else args.num_sets)}
+    with parts_folder(args.save_dir, replace(args, processes=1)) as parts:
+        found = run_parts(parts, {label: partial(reuse_part, args, task, options[s][condition], condition, s, label,
+                                                 progress) for label, (condition, s) in plan.items()}, KEPT)
+    runs = [r for part in found.values() for r in part["runs"]]
+    return runs, {label: part["tuning"] for label, part in found.items()}
+
+
+def reuse_part(args, task, options, condition, s, label, progress):
+    """One condition of set s (none: of all sets at once): its learning rate tuned, then its seeds."""
+    settings = replace(args, num_seeds=args.num_sets * args.num_seeds) if condition == "none" else args
+    rate, tuning = reuse.tuned_learning_rate(task, label, options, args, progress, s * args.tuning_seeds)
+    found = reuse.run_condition(task, condition, options, rate, settings,
+                                progress.run(f"{task}, {label}: reported seeds at {rate:g}", settings.num_seeds,
+                                             args.budget), s * args.num_seeds)
+    return {"tuning": tuning, "runs": [{**r, "set": r["seed"] // args.num_seeds} for r in found]}
 
 
 def planned_steps(args):
@@ -233,6 +242,7 @@ def save(args, sources, target, record, runs, figure_of_options):
         os.makedirs(os.path.join(args.save_dir, "sets", f"set-{s}"), exist_ok=True)
     write_files({os.path.join(args.save_dir, name): write for name, write in writers.items()},
                 [os.path.join(args.save_dir, name) for name in STUDY_FILES])
+    remove_parts(args.save_dir)
     files = sorted(n for n in writers if "/" not in n)
     print(f"wrote {', '.join(files)} and, per set, its networks and options.pt to {args.save_dir}")
 
@@ -266,4 +276,4 @@ def main(args):
 
 
 if __name__ == "__main__":
-    start(main, Args, "nothing was written")
+    start(main, Args, KEPT)

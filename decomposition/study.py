@@ -12,10 +12,16 @@ progress is one line per stage: its number, its name, the time so far and the ti
 (estimated from the stages run so far and their relative costs), then its command.
 """
 
+import contextlib
+import hashlib
+import json
 import os
+import re
+import shutil
 import subprocess
+import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Callable, Optional
 
 from decomposition.files import json_writer, kit_path, read_json, write_file_set
@@ -142,3 +148,39 @@ def run_study(stages, kept, say=say_now):
         progress.end(stage, seconds)
         ran.append(stage.name)
     return ran
+
+
+PARTS = "parts"
+"""The folder of a --save-dir where a script's own stages keep their records until it gathers them."""
+
+
+@contextlib.contextmanager
+def parts_folder(save_dir, settings):
+    """Where a script's parts wait (run_parts): save_dir/parts/KEY, KEY a hash of the settings (a
+    rerun with other settings starts anew), removed with its siblings once the script has saved
+    what it gathered (remove_parts); a temporary folder, gone at the end, without a save_dir."""
+    if save_dir is None:
+        with tempfile.TemporaryDirectory() as folder:
+            yield folder
+        return
+    key = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:16]
+    yield os.path.join(save_dir, PARTS, key)
+
+
+def remove_parts(save_dir):
+    shutil.rmtree(os.path.join(save_dir, PARTS), ignore_errors=True)
+
+
+def run_parts(folder, makers, kept, say=say_now):
+    """Run each part {name: function giving its JSON-ready record} not done yet, in order, each
+    written to the parts folder as it ends (a stage of run_study, in this process); returns every
+    part's record, read back, by name."""
+    files = {name: re.sub(r"[^A-Za-z0-9.-]+", "_", name) + ".json" for name in makers}
+
+    def make(name):
+        record = makers[name]()
+        os.makedirs(folder, exist_ok=True)
+        write_file_set(folder, {files[name]: json_writer(record)})
+
+    run_study([Stage(name, folder, files[name], make=lambda name=name: make(name)) for name in makers], kept, say)
+    return {name: read_json(os.path.join(folder, files[name])) for name in makers}
