@@ -158,7 +158,7 @@ def write(save, args, *what):
 def main(args):
     check(check_args(args))
     if args.sets_dir is not None:  # the study across network sets (decomposition/across_sets.py)
-        study = across_sets.study(args, args.sets_dir, game_of(args))
+        study = across_sets.study(args, args.sets_dir, game_of(args), args.save_dir)
         print(across_sets.sets_table(study))
         if args.save_dir is not None:
             write(across_sets.save, args, study, args.save_dir)

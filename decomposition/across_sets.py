@@ -9,8 +9,8 @@ in how many sets the needed pairs score above the not-needed ones.
 """
 
 import os
-import time
 from dataclasses import asdict, replace
+from functools import partial
 
 import numpy as np
 from tabulate import tabulate
@@ -18,7 +18,7 @@ from tabulate import tabulate
 from decomposition.files import json_writer, read_json, write_atomically
 from combogrid import DEFAULT_GAME, game_from_record
 from decomposition.extraction import learn_masks
-from decomposition.script import time_left
+from decomposition.study import parts_folder, remove_parts, run_parts
 
 SCHEMES = {"assignment": {"mask_inputs": False}, "inputs": {"mask_inputs": True}}
 
@@ -55,28 +55,32 @@ def not_optimal(folder):
                             f"{error})") from None
 
 
-def study(args, sets_dir, game):
-    """Run the extraction (decomposition.extraction.learn_masks) for every set and scheme of the game. Returns the study as a JSON-ready
-    dict whose `runs` hold one record per (set, scheme, seed, combo, network)."""
+def study(args, sets_dir, game, save_dir=None):
+    """Run the extraction (decomposition.extraction.learn_masks) for every set and scheme of the game,
+    each (set, scheme) a part of the study runner whose records wait in save_dir/parts until the study
+    is saved (a stopped study goes on from the parts done). Returns the study as a JSON-ready dict
+    whose `runs` hold one record per (set, scheme, seed, combo, network)."""
     folders = set_folders(sets_dir, game)
     failed = [path for folder in folders for path in not_optimal(folder)]
     if failed:
         raise BadSetsFolder(f"not optimal according to training.json, so not studied: {', '.join(failed)}")
-    runs, start, total = [], time.time(), len(folders) * len(SCHEMES)
-    for k, folder in enumerate(folders):
-        for scheme, options in SCHEMES.items():
-            done = k * len(SCHEMES) + list(SCHEMES).index(scheme)
-            left = time_left(time.time() - start, done, total)
-            print(f"set {k + 1}/{len(folders)} ({folder}), scheme {scheme}{left}", flush=True)
-            paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
-            result = learn_masks(replace(args, model_paths=paths, **options))
-            for s, seed in enumerate(result.seeds):
-                for c, combo in enumerate(game.combo_names):
-                    for a, network in enumerate(game.problems):
-                        runs.append({"set": folder, "scheme": scheme, "seed": seed, "combo": combo,
-                                     "base_model": network, "masked_score": float(result.masked_score[s, c, a]),
-                                     "whole_combo": float(result.whole_combo[s, c, a].mean())})
-    return {"args": asdict(args), "game": game.describe(), "sets": folders, "schemes": list(SCHEMES), "runs": runs}
+    parts = {f"{os.path.basename(folder)}, {scheme}": partial(set_runs, args, folder, scheme, game)
+             for folder in folders for scheme in SCHEMES}
+    with parts_folder(save_dir, args) as folder:
+        found = run_parts(folder, parts, "the (set, scheme) runs done so far are kept in --save-dir/parts, from "
+                                         "which a rerun with the same settings goes on")
+    return {"args": asdict(args), "game": game.describe(), "sets": folders, "schemes": list(SCHEMES),
+            "runs": [r for part in found.values() for r in part]}
+
+
+def set_runs(args, folder, scheme, game):
+    """The extraction of one set's networks with one scheme: a record per (seed, combo, network)."""
+    paths = tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
+    result = learn_masks(replace(args, model_paths=paths, **SCHEMES[scheme]))
+    return [{"set": folder, "scheme": scheme, "seed": seed, "combo": combo, "base_model": network,
+             "masked_score": float(result.masked_score[s, c, a]), "whole_combo": float(result.whole_combo[s, c, a].mean())}
+            for s, seed in enumerate(result.seeds) for c, combo in enumerate(game.combo_names)
+            for a, network in enumerate(game.problems)]
 
 
 def in_group(game, combo, network, needed):
@@ -128,6 +132,8 @@ def sets_table(data):
 
 
 def save(data, folder):
+    """sets.json into folder; the parts that made it are then removed."""
     os.makedirs(folder, exist_ok=True)
     write_atomically(os.path.join(folder, "sets.json"), json_writer(data))
+    remove_parts(folder)
     print(f"wrote {folder}/sets.json")
