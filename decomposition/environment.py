@@ -127,7 +127,7 @@ class EvaluatedEnvs(LearnerEnvs, Protocol):
     """Learner environments with a greedy evaluation (the reuse study's curves)."""
 
     def greedy_evaluation(self, act, learners) -> list:
-        """One dict per learner of these (decomposition.tasks.episode_measures: success, spl, ...)
+        """One dict per learner of these (decomposition.episodes.episode_measures: success, spl, ...)
         from its greedy policy; nothing random is drawn."""
 
 

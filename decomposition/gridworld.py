@@ -29,7 +29,7 @@ import numpy as np
 from gymnasium import spaces
 
 from decomposition.environment import NUM_ACTIONS, learner_games, register_game
-from decomposition.tasks import greedy_episodes, macro_step
+from decomposition.episodes import greedy_episodes, macro_step
 
 OBJECTS = ("empty", "wall", "goal")
 """The object types an observation shows; a layout with any other object is refused."""
@@ -378,7 +378,7 @@ class WorldVec:
 
     def greedy_evaluation(self, act, learners):
         """Each of these learners' greedy policy from its layout's start: success (the goal within
-        MAX_EPISODE_STEPS primitive steps), SPL and the episode's decisions (tasks.greedy_episodes)."""
+        MAX_EPISODE_STEPS primitive steps), SPL and the episode's decisions (episodes.greedy_episodes)."""
         layouts = self.layouts[np.asarray(learners)]
         games = WorldGames(self.world, self.world.start[layouts], *self.rewards)
         return greedy_episodes(games, self.world.optimal[layouts], len(learners), act, self.options,

@@ -30,7 +30,8 @@ from decomposition.options import ComboOptions, NetworkOptions, load_discovered_
 from decomposition.ppo import PPOSettings
 from decomposition.processes import train_in_processes
 from decomposition.script import POSITIVE, Range, Settings, game_fault, out_of_range, time_left
-from decomposition.tasks import TaskGames, macro_step
+from decomposition.episodes import macro_step
+from decomposition.tasks import TaskGames
 from ppo_agent import program_mask
 
 STUDY = ("none", "neurons", "inputs", "not-needed", "whole", "combos", "neural-augmented")

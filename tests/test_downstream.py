@@ -18,8 +18,8 @@ from combogrid import DEFAULT_GAME, COMBOS, COMBO_DELTAS, COMBO_NAMES
 from decomposition.combo_rules import MAX_EPISODE_STEPS
 from decomposition import reuse, statistics
 from decomposition.options import ComboOptions, NetworkOptions
-from decomposition.tasks import (TaskGames, TaskVec, all_start_goal_pairs, macro_step, multi_goal_tour,
-                                 success_weighted_path_length, task_starts)
+from decomposition.episodes import macro_step, success_weighted_path_length
+from decomposition.tasks import TaskGames, TaskVec, all_start_goal_pairs, multi_goal_tour, task_starts
 from ppo_agent import greedy_actions, program_mask
 
 UP, DOWN, LEFT, RIGHT = 3, 4, 5, 6  # learner actions of the four combo options

@@ -2,6 +2,7 @@
 study stopped anywhere going on from the first stage not complete."""
 
 import json
+import os
 
 import pytest
 
@@ -48,3 +49,32 @@ def test_a_stage_whose_input_is_missing_or_that_has_nothing_to_run_is_said(tmp_p
     assert run_study([idle], "kept", lines.append) == [] and lines == ["[1/1] idle: nothing to run (no input for it)"]
     with pytest.raises(ScriptError, match="names stage 'a' twice"):
         run_study([stage(tmp_path, "a"), stage(tmp_path, "a")], "kept", lambda line: None)
+
+
+def test_every_folder_of_results_is_a_stage_with_its_command():
+    """What ships in results/ is made by the answers study: each folder a stage, and where the runner
+    made it, its manifest names the stage's command."""
+    from conftest import ROOT
+    from decomposition import answers_study
+    from decomposition.study import command_line
+    stages = {stage.name: stage for stage in answers_study.stages()}
+    results = os.path.join(ROOT, "results")
+    folders = [name for name in os.listdir(results) if name != "discovery_ablations"]
+    folders += [f"discovery_ablations/{name}" for name in os.listdir(os.path.join(results, "discovery_ablations"))]
+    assert sorted(folders) == sorted(stages)
+    for name, stage in stages.items():
+        made = manifest(os.path.join(results, name))
+        assert made is None or (made["stage"] == name and made["command"] == command_line(stage.command)), name
+
+
+@pytest.mark.slow
+def test_report_runs_a_chosen_stage_once(tmp_path):
+    import report
+    args = report.Args(results_dir=str(tmp_path), stages=("default",))
+    report.main(args)
+    assert json.loads((tmp_path / "default" / "results.json").read_text())["args"]["log_every"] == 0
+    made = manifest(str(tmp_path / "default"))
+    assert made["command"] == f"python main.py --log-every 0 --save-dir {tmp_path / 'default'}"
+    before = (tmp_path / "default" / MANIFEST).read_text()
+    report.main(args)  # complete: not run again
+    assert (tmp_path / "default" / MANIFEST).read_text() == before

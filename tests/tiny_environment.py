@@ -13,7 +13,7 @@ import numpy as np
 from gymnasium import spaces
 
 from decomposition.environment import NUM_ACTIONS, learner_games
-from decomposition.tasks import greedy_episodes, macro_step
+from decomposition.episodes import greedy_episodes, macro_step
 
 MOVES = np.array([-1, 1, 0])
 MAX_EPISODE_STEPS = 50
@@ -130,7 +130,7 @@ class CorridorGym(gym.Env):
 
 class CorridorEnvs:
     """PPO's environments (environment.SolvableEnvs and EvaluatedEnvs): learner i plays num_envs
-    games from starts[i] to goals[i]; options run for several primitive steps (tasks.macro_step)."""
+    games from starts[i] to goals[i]; options run for several primitive steps (episodes.macro_step)."""
     binary_observations = True
 
     def __init__(self, game, starts, goals, num_envs, options=None, rewards=(0.0, -1.0)):
