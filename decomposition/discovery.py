@@ -86,6 +86,8 @@ class FunctionSettings(SelectionSettings):
     (at most 3 times)"""
 
     RANGES = {**SelectionSettings.RANGES, "merge_share": Range(0.5, 1)}
+    CONTRADICTIONS = {("--no-merge", "--consolidate"): "consolidation works on merged functions",
+                      ("--no-merge", "--keep-composites"): "composites are dropped among merged functions"}
 
 
 def functions(sequences, shares, uses, least_share=RECOVERED):

@@ -106,6 +106,9 @@ def parse_args(args_type):
     empty = empty_list_option(args_type, sys.argv[1:])
     if empty:
         sys.exit(f"error: {empty} needs at least one value (leave it out for the default)")
+    fault = contradiction(args_type, sys.argv[1:])
+    if fault:
+        sys.exit(f"error: {fault}")
     framed = io.StringIO()
     try:
         with contextlib.redirect_stderr(framed):
@@ -126,6 +129,19 @@ def empty_list_option(args_type, words):
     for word, following in zip(words, [*words[1:], None]):
         if word in lists and (following is None or following.startswith("--")):
             return word
+    return None
+
+
+def contradiction(args_type, words):
+    """Two flags given together that contradict each other, as a message, or None: --X with --no-X,
+    and the pairs of args_type.CONTRADICTIONS ({(flag, flag): why})."""
+    given = {word.split("=")[0] for word in words if word.startswith("--")}
+    for flag in sorted(given):
+        if flag.startswith("--no-") and "--" + flag[5:] in given:
+            return f"--{flag[5:]} and {flag} contradict each other: give one"
+    for (first, second), why in getattr(args_type, "CONTRADICTIONS", {}).items():
+        if first in given and second in given:
+            return f"{first} and {second} contradict each other: {why}"
     return None
 
 

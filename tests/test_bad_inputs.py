@@ -294,3 +294,15 @@ def test_a_list_option_given_no_value_is_an_error_not_the_default(script, words,
     with pytest.raises(SystemExit) as stop:
         parse_args(module.Args)
     assert stop.value.code == f"error: {words[0]} needs at least one value (leave it out for the default)"
+
+
+@pytest.mark.parametrize("words, message", [
+    (["--consolidate", "--no-consolidate"], "--consolidate and --no-consolidate contradict each other: give one"),
+    (["--no-merge", "--consolidate"], "--no-merge and --consolidate contradict each other: consolidation works"),
+    (["--keep-composites", "--no-merge"], "--no-merge and --keep-composites contradict each other")])
+def test_flags_that_contradict_each_other_are_refused(words, message, monkeypatch):
+    import discover
+    monkeypatch.setattr(sys, "argv", ["discover.py", *words])
+    with pytest.raises(SystemExit) as stop:
+        parse_args(discover.Args)
+    assert stop.value.code.startswith(f"error: {message}")
