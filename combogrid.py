@@ -74,9 +74,32 @@ class Game(Planning, ObservationCodec):
     """the downstream multi-goal task: its start, then its goals in the order they must be reached"""
 
     def __post_init__(self):
-        fault = self._fault()
+        fault = self._normalised() or self._fault()
         if fault:
             raise GameError(f"game {self.name}: {fault}")
+
+    def _normalised(self):
+        """Sequences given as lists or tuples alike, stored as tuples (the description is hashable);
+        the first argument of the wrong kind, as a message, or None."""
+        if not isinstance(self.name, str):
+            return f"name must be a string, got {self.name!r}"
+        sequence = (list, tuple)
+        if not (isinstance(self.combos, sequence) and all(isinstance(c, sequence) and len(c) == 2
+                                                          and isinstance(c[1], sequence) for c in self.combos)):
+            return f"combos must be a sequence of (name, actions) pairs, got {self.combos!r}"
+        if not (isinstance(self.walls, str) or isinstance(self.walls, sequence)
+                and all(isinstance(w, sequence) for w in self.walls)):
+            return f"walls must be a pattern name or a sequence of (row, column) cells, got {self.walls!r}"
+        for field in ("problems", "multi_goal"):
+            value = getattr(self, field)
+            if not (isinstance(value, sequence) and all(isinstance(x, str) for x in value)):
+                return f"{field} must be a sequence of strings, got {value!r}"
+        object.__setattr__(self, "combos", tuple((name, tuple(actions)) for name, actions in self.combos))
+        if not isinstance(self.walls, str):
+            object.__setattr__(self, "walls", tuple(tuple(w) for w in self.walls))
+        object.__setattr__(self, "problems", tuple(self.problems))
+        object.__setattr__(self, "multi_goal", tuple(self.multi_goal))
+        return None
 
     def _fault(self):
         """The first thing that makes the description unplayable, as a message, or None."""

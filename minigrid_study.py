@@ -110,6 +110,9 @@ def check_args(args):
         target = World([parse_layout(args.target, args.view)])
     except LayoutError as error:
         return str(error), None, None
+    if len(set(sources.problems)) < len(sources.problems):  # the same layout written two ways (seed 0 and 00)
+        twice = next(name for name in sources.problems if sources.problems.count(name) > 1)
+        return f"--sources names layout {twice} twice", None, None
     fault = args.length_fault(sources)
     if fault:
         return fault, None, None

@@ -34,7 +34,7 @@ import torch
 
 from typing import Optional
 
-from combogrid import ComboGridVec, default_models_folder, sized_game
+from combogrid import DEFAULT_GAME, ComboGridVec, default_models_folder, sized_game
 from decomposition.files import failure, json_writer, read_json, unwritable, write_files
 from decomposition.ppo import PPOSettings, memory_estimate
 from decomposition.processes import TrainingFailed, train_in_processes
@@ -109,7 +109,24 @@ def check_args(args):
         if unwritable(folder):  # found before training, not after
             name = f"--save-dir {folder}" if folder == save_dir(args) else folder
             return f"cannot write to {name}: {unwritable(folder)}"
+        other = recorded_game(folder)
+        if other is not None and other not in (game.describe(), {"name": game.name}):
+            return (f"{folder} holds networks of game {other.get('name', other)} (its training.json), not of game "
+                    f"{game.name}: refused, so that they are not replaced; give that --game or another --save-dir")
     return None
+
+
+def recorded_game(folder):
+    """The game FOLDER/training.json records: its description (the 5 x 5 game's for records that name
+    none; {"name": NAME} for records that give only its name), or None where there is no readable record."""
+    try:
+        record = read_json(os.path.join(folder, "training.json"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict):
+        return None
+    recorded = record.get("game", DEFAULT_GAME.describe())
+    return recorded if isinstance(recorded, dict) else {"name": str(recorded)}
 
 
 def problem_envs(problems, num_envs, game, learners):
@@ -138,8 +155,8 @@ class Progress:
 
 
 def previous_record(folder, game):
-    """The networks recorded in FOLDER/training.json by an earlier run of the game (none if unreadable
-    or of another game)."""
+    """The networks recorded in FOLDER/training.json by an earlier run of the game (none if unreadable;
+    check_args refuses a folder of another game)."""
     try:
         record = read_json(os.path.join(folder, "training.json"))
         if record.get("game", game.describe()) != game.describe():

@@ -28,7 +28,7 @@ from speed import ROOT  # benchmarks/ is the script's folder, so first on sys.pa
 from combogrid import GAMES, game_named  # noqa: E402  (speed set the path)
 from decomposition.family import FAMILY_CANDIDATES, Layout  # noqa: E402
 from decomposition.files import read_json, unwritable  # noqa: E402
-from decomposition.script import Range, check, fails_on, out_of_range, start  # noqa: E402
+from decomposition.script import Range, ScriptError, check, fails_on, out_of_range, start  # noqa: E402
 
 PPO_BUDGET = 61_440  # environment steps per learner: 30 rollouts of 2048
 STAGES = ("ppo", "extract", "discover", "reuse")
@@ -142,6 +142,12 @@ def main(args):
     games = [game_named(g) for g in args.games]
     with tempfile.TemporaryDirectory() as scratch:
         plans = {game.name: commands(game, args.study_dir, scratch) for game in games}
+        unmeasured = [f"{stage} of {name}" for name, plan in plans.items() for stage in args.stages if stage not in plan]
+        if len(unmeasured) == len(games) * len(args.stages):
+            raise ScriptError(f"nothing to measure: {args.study_dir} holds no optimal network set of "
+                              f"{', '.join(plans)} (the stages after ppo run on its networks)")
+        for stage in unmeasured:
+            print(f"{stage}: not measured (no optimal network set of the game in {args.study_dir})", flush=True)
         times = {(g, stage): [] for g, plan in plans.items() for stage in plan}
         ppo_rates = {game.name: [] for game in games}
         for repetition in range(args.repetitions):

@@ -32,8 +32,14 @@ def set_folders(sets_dir, game):
     if not os.path.isdir(sets_dir):
         raise BadSetsFolder(f"--sets-dir {sets_dir} is not a folder")
     problems = game.problems
-    folders = [entry.path for entry in os.scandir(sets_dir)
-               if entry.is_dir() and all(os.path.exists(os.path.join(entry.path, f"{p}.pt")) for p in problems)]
+    held = {entry.path: [os.path.exists(os.path.join(entry.path, f"{p}.pt")) for p in problems]
+            for entry in os.scandir(sets_dir) if entry.is_dir()}
+    partial = sorted(path for path, found in held.items() if any(found) and not all(found))
+    if partial:
+        missing = [f"{p}.pt" for p, found in zip(problems, held[partial[0]]) if not found]
+        raise BadSetsFolder(f"set {partial[0]} lacks {', '.join(missing)}: a set holds a checkpoint per problem of "
+                            f"game {game.name}")
+    folders = [path for path, found in held.items() if all(found)]
     if not folders:
         raise BadSetsFolder(f"--sets-dir {sets_dir} has no folder with {', '.join(p + '.pt' for p in problems)}")
     key = lambda path: (len(os.path.basename(path)), os.path.basename(path))  # noqa: E731  set_2 before set_10

@@ -82,7 +82,13 @@ class MiniGridGym(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, env_id, seed, view=5):
-        self.seed_, self.minigrid = seed, minigrid_env(env_id).unwrapped
+        if not isinstance(env_id, str):
+            raise LayoutError(f"env_id must be a MiniGrid environment id (a string), got {env_id!r}")
+        if not (isinstance(seed, (int, np.integer)) and not isinstance(seed, bool) and 0 <= seed < 2**63):
+            raise LayoutError(f"seed must be an integer from 0 to 2**63 - 1, got {seed!r}")
+        if not (isinstance(view, (int, np.integer)) and not isinstance(view, bool) and 3 <= view <= 99 and view % 2):
+            raise LayoutError(f"view must be an odd integer from 3 to 99 (minigrid's view sizes), got {view!r}")
+        self.seed_, self.minigrid = int(seed), minigrid_env(env_id).unwrapped
         self.layout_id = env_id, view
         self.minigrid.max_steps = MAX_EPISODE_STEPS
         self.view = OneHotView(self.minigrid, view)

@@ -216,12 +216,18 @@ class Settings:
 
 
 def game_fault(args, rows=None, columns=None):
-    """The message for a --game (resized by rows and columns) that cannot be played, or None."""
-    from combogrid import GameError, sized_game
+    """The message for a --game (resized by rows and columns) that cannot be played, or that names a
+    size (NAME@RxC) other than the rows or columns also given, or None."""
+    from combogrid import GameError, game_named, sized_game
     try:
         sized_game(args.game, rows, columns)
+        named = game_named(args.game)
     except GameError as error:
         return str(error)
+    sizes = [(given, own) for given, own in ((rows, named.rows), (columns, named.columns)) if given is not None]
+    if "@" in str(args.game) and any(given != own for given, own in sizes):
+        return (f"--game {args.game} is a {named.rows}x{named.columns} grid, and the size given beside it "
+                f"({' and '.join(str(given) for given, _ in sizes)}) differs: give the size once")
     return None
 
 

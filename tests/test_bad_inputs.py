@@ -306,3 +306,43 @@ def test_flags_that_contradict_each_other_are_refused(words, message, monkeypatc
     with pytest.raises(SystemExit) as stop:
         parse_args(discover.Args)
     assert stop.value.code.startswith(f"error: {message}")
+
+
+def test_a_game_takes_lists_or_tuples_and_names_an_argument_of_the_wrong_kind():
+    from combogrid import Game, GameError
+    listed = Game("x", 5, 5, problems=["TL-BR", "BR-TL"], walls=[[1, 1]], combos=[["Up", [0, 0, 1]], ["Down", [0, 1, 2]],
+                                                                                ["Left", [2, 1, 0]], ["Right", [1, 0, 2]]])
+    assert listed == Game("x", 5, 5, problems=("TL-BR", "BR-TL"), walls=((1, 1),)) and hash(listed)
+    for arguments, message in ((dict(combos="abc"), "combos must be"), (dict(problems="TL-BR"), "problems must be"),
+                               (dict(walls=5), "walls must be"), (dict(multi_goal=[1, 2]), "multi_goal must be")):
+        with pytest.raises(GameError, match=message):
+            Game(**arguments)
+
+
+@pytest.mark.parametrize("arguments, message", [(("MiniGrid-FourRooms-v0", 0, 4), "view must be an odd integer"),
+                                                (("MiniGrid-FourRooms-v0", -1), "seed must be an integer"),
+                                                ((3, 0), "env_id must be")])
+def test_minigrid_layouts_name_a_bad_argument(arguments, message):
+    from decomposition.gridworld import LayoutError, MiniGridGym, parse_layout
+    with pytest.raises(LayoutError, match=message):
+        MiniGridGym(*arguments)
+    with pytest.raises(LayoutError, match="seed must be an integer from 0 to 2\\*\\*63 - 1"):
+        parse_layout("MiniGrid-FourRooms-v0:" + "9" * 40)
+
+
+def test_a_size_given_twice_is_refused_and_a_folder_of_another_game_is_never_rewritten(tmp_path):
+    expect_error(lambda: train_ppo.main(train_ppo.Args(game="5x5@6x6", rows=7)), "is a 6x6 grid, and the size")
+    expect_error(lambda: main.main(main.Args(game="5x5@6x6", game_width=7)), "give the size once")
+    other = os.path.join(ROOT, "results", "variants", "6x6", "network_sets", "set_0")
+    before = {name: os.path.getmtime(os.path.join(other, name)) for name in os.listdir(other)}
+    expect_error(lambda: train_ppo.main(train_ppo.Args(problems=("TL-BR",), save_dir=other)), "holds networks of game 6x6")
+    assert {name: os.path.getmtime(os.path.join(other, name)) for name in os.listdir(other)} == before
+
+
+def test_a_set_missing_a_network_is_named_not_skipped(tmp_path):
+    import shutil
+    for k in range(2):
+        shutil.copytree(os.path.join(ROOT, "models"), tmp_path / f"set_{k}")
+    os.remove(tmp_path / "set_1" / "BR-TL.pt")
+    expect_error(lambda: main.main(dataclasses.replace(main.Args(log_every=0), sets_dir=str(tmp_path))),
+                 "set_1 lacks BR-TL.pt")

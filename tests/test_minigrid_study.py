@@ -73,6 +73,8 @@ def test_a_rerun_on_its_own_networks_repeats_it(study, tmp_path):
 @pytest.mark.parametrize("options, message", [
     ({"target": "MiniGrid-Nowhere-v0:0"}, "unknown MiniGrid environment 'MiniGrid-Nowhere-v0'"),
     ({"sources": ("MiniGrid-Empty-5x5-v0:0",) * 2}, "--sources must name at least two"),
+    ({"sources": ("MiniGrid-SimpleCrossingS9N1-v0:0", "MiniGrid-SimpleCrossingS9N1-v0:00")},
+     "names layout SimpleCrossingS9N1-v0:0 twice"),
     ({"target": "MiniGrid-FourRooms-v0"}, "is not ENV_ID:SEED"),
     ({"view": 4}, "--view must be odd"),
     ({"view": 11}, "--view"),
