@@ -60,6 +60,23 @@ class Layout:
     def done(self, stage):
         return os.path.exists(self.outputs[stage])
 
+    def records(self, stage):
+        """The records a stage wrote: its output file, or for train every set's training.json."""
+        if stage != "train":
+            return [self.outputs[stage]]
+        return [os.path.join(folder, "training.json") for folder in self.sets(self.network_sets)]
+
+    def foreign(self, stage):
+        """Why the stage's records are not of this game (another game recorded in them), or None."""
+        for path in self.records(stage):
+            try:
+                recorded = read_json(path).get("game")
+            except (OSError, ValueError, AttributeError):
+                return f"{path} is not a record the study can read"
+            if isinstance(recorded, dict) and recorded != self.game.describe():
+                return f"{path} records game {recorded.get('name')}, not this study's {self.game.name}"
+        return None
+
     def sets(self, folder):
         """The set folders of `folder` (their links' names), or none."""
         if not os.path.isdir(folder):
@@ -122,9 +139,10 @@ def stages(args):
         layout = Layout(args.save_dir, game_named(name))
         for stage in STAGES:
             folder = layout.network_sets if stage == "train" else os.path.dirname(layout.outputs[stage])
+            linked = partial(layout.link_optimal_sets, args.discovery_sets) if stage == "train" else None
             found.append(Stage(f"{name}, {stage}", folder, os.path.relpath(layout.outputs[stage], folder),
-                               partial(command, stage, layout, args), cost=stage_cost(name, stage),
-                               then=partial(layout.link_optimal_sets, args.discovery_sets) if stage == "train" else None))
+                               partial(command, stage, layout, args), cost=stage_cost(name, stage), then=linked,
+                               foreign=partial(layout.foreign, stage)))
     return found
 
 
@@ -193,6 +211,9 @@ def summarise(save_dir, names):
                    "discover": discovery_summary}
         for stage, reader in readers.items():
             if layout.done(stage):
+                fault = layout.foreign(stage)
+                if fault:
+                    raise StudyError(fault)
                 entry[stage] = reader(layout)
         summary[name] = entry
     return summary

@@ -49,6 +49,9 @@ class Stage:
     """its expected time relative to the other stages, for the time left"""
     then: Optional[Callable[[], None]] = None
     """run after the command succeeds, before the stage counts as complete (its output is made last)"""
+    foreign: Optional[Callable[[], Optional[str]]] = None
+    """for a complete stage: why its output is not this study's (records of another game, say), or
+    None; the study then stops before it reads or writes anything more"""
     make: Optional[Callable[[], None]] = None
     """instead of a command: a function that makes the output in this process (a part of a script's
     own study, which gathers the parts; no manifest)"""
@@ -115,6 +118,10 @@ def run_study(stages, kept, say=say_now):
     names = [stage.name for stage in stages]
     if len(set(names)) != len(names):
         raise ScriptError(f"the study names stage {next(n for n in names if names.count(n) > 1)!r} twice")
+    for stage in stages:
+        fault = stage.foreign() if stage.foreign is not None and stage.complete() else None
+        if fault:
+            raise ScriptError(f"stage {stage.name}: {fault}; refused (move it away, or give another folder)")
     progress, ran = Progress(stages, say), []
     for k, stage in enumerate(stages):
         if stage.complete():

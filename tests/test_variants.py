@@ -72,3 +72,12 @@ def test_a_study_whose_stages_are_done_runs_none_and_writes_its_summary(tmp_path
     out = capsys.readouterr().out
     assert "[1/" not in out and name in out  # no stage ran; the table names the game
     assert {"summary.json", "summary.md"} <= set(os.listdir(tmp_path))
+
+
+def test_a_study_folder_holding_another_game_s_records_is_refused(tmp_path):
+    shutil.copytree(os.path.join(SHIPPED, "6x6"), tmp_path / "5x5", symlinks=True)  # 6x6's records where 5x5's go
+    args = variants.Args(games=("5x5",), save_dir=str(tmp_path))
+    with pytest.raises(SystemExit, match="records game 6x6, not this study's 5x5; refused"):
+        variants.main(args)
+    with pytest.raises(family.StudyError, match="records game 6x6"):
+        family.summarise(str(tmp_path), ["5x5"])
