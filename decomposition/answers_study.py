@@ -14,20 +14,22 @@ NUM_SETS = 10
 DISCOVERY_SETS = "--sets-dir", "results/network_sets"
 BEFORE = ("--no-occurrences", "--no-polish", "--merge-share", "0.9", "--no-consolidate")
 """The discovery method before occurrence sets, polish, the 75% merge and consolidation."""
+UNMERGED = ("--no-merge", "--no-occurrences", "--no-polish", "--no-consolidate")
+"""That method without merging (no merge share to give)."""
 ABLATIONS = {
     "neuron_no_consolidate": ("--no-consolidate",),
     "neuron_no_polish": ("--no-polish",),
     "neuron_no_occurrences": ("--no-occurrences",),
     "neuron_merge_90": ("--merge-share", "0.9"),
     "neuron_previous": BEFORE,
-    "neuron_no_merge": ("--no-merge", *BEFORE),
+    "neuron_no_merge": UNMERGED,
     "inputs_no_consolidate": ("--mask-inputs", "--no-consolidate"),
     "inputs_merge_90": ("--mask-inputs", "--merge-share", "0.9"),
     "inputs_previous": ("--mask-inputs", *BEFORE),
     "inputs_keep_composites": ("--mask-inputs", "--keep-composites", *BEFORE),
-    "inputs_no_merge": ("--mask-inputs", "--no-merge", *BEFORE),
+    "inputs_no_merge": ("--mask-inputs", *UNMERGED),
     "inputs_no_every_start": ("--mask-inputs", "--no-every-start", *BEFORE),
-    "inputs_neither": ("--mask-inputs", "--no-every-start", "--no-merge", *BEFORE),
+    "inputs_neither": ("--mask-inputs", "--no-every-start", *UNMERGED),
 }
 """discover.py's flags of each 10-set ablation (results/discovery_ablations/NAME): a part of the
 method turned off, or the method before those parts with one more turned off."""

@@ -87,6 +87,7 @@ class FunctionSettings(SelectionSettings):
 
     RANGES = {**SelectionSettings.RANGES, "merge_share": Range(0.5, 1)}
     CONTRADICTIONS = {("--no-merge", "--consolidate"): "consolidation works on merged functions",
+                      ("--no-merge", "--merge-share"): "without merging there is no share to merge at",
                       ("--no-merge", "--keep-composites"): "composites are dropped among merged functions"}
 
 

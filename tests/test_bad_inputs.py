@@ -299,7 +299,8 @@ def test_a_list_option_given_no_value_is_an_error_not_the_default(script, words,
 @pytest.mark.parametrize("words, message", [
     (["--consolidate", "--no-consolidate"], "--consolidate and --no-consolidate contradict each other: give one"),
     (["--no-merge", "--consolidate"], "--no-merge and --consolidate contradict each other: consolidation works"),
-    (["--keep-composites", "--no-merge"], "--no-merge and --keep-composites contradict each other")])
+    (["--keep-composites", "--no-merge"], "--no-merge and --keep-composites contradict each other"),
+    (["--no-merge", "--merge-share", "0.9"], "--no-merge and --merge-share contradict each other")])
 def test_flags_that_contradict_each_other_are_refused(words, message, monkeypatch):
     import discover
     monkeypatch.setattr(sys, "argv", ["discover.py", *words])
