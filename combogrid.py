@@ -234,17 +234,6 @@ class Game(Planning, ObservationCodec):
         return self.cell(start), self.cell(goal)
 
 
-
-
-
-
-
-
-
-
-
-
-
 GAMES = {game.name: game for game in (
     Game(),
     Game("6x6", 6, 6),
@@ -335,8 +324,6 @@ def start_option(options, game):
     if game.is_wall[tuple(agent)]:
         raise ValueError(f"agent cell {tuple(agent)} is a wall of game {game.name}")
     return tuple(int(x) for x in agent)
-
-
 
 
 class ComboGridVec:
@@ -456,14 +443,14 @@ class ComboGym(gym.Env):
         combo buffer."""
         game = self.game_description
         grid = game.open_cells
-        agents = [grid[int(k)] for k in np.unique(np.linspace(0, len(grid) - 1, min(len(grid), cells)).round())]
+        agent_cells = [grid[int(k)] for k in np.unique(np.linspace(0, len(grid) - 1, min(len(grid), cells)).round())]
         prefixes = [p for length in range(game.combo_length)
                     for p in itertools.product(range(NUM_ACTIONS), repeat=length)]
-        games = ComboGridBatch(np.repeat(agents, len(prefixes), axis=0), [self.goal] * (len(agents) * len(prefixes)),
+        games = ComboGridBatch(np.repeat(agent_cells, len(prefixes), axis=0), [self.goal] * (len(agent_cells) * len(prefixes)),
                                game)
         for position in range(game.combo_length - 1):  # each game's buffer filled with its prefix
-            actions = np.array([p[position] if len(p) > position else 0 for p in prefixes] * len(agents))
-            games.step(actions, active=np.array([len(p) > position for p in prefixes] * len(agents)))
+            actions = np.array([p[position] if len(p) > position else 0 for p in prefixes] * len(agent_cells))
+            games.step(actions, active=np.array([len(p) > position for p in prefixes] * len(agent_cells)))
         return games.observations()
 
     def render(self):

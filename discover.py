@@ -36,10 +36,12 @@ if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load i
 
 
 import contextlib
+import json
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
+from functools import partial
 from typing import Optional
 
 import numpy as np
@@ -58,7 +60,7 @@ from ppo_agent import CheckpointError, fingerprint
 @dataclass
 class Args(combo_discovery.DiscoverySettings):
     """The run; what the discovery depends on (--seed, --game, --max-length, --mask-inputs, ...) is
-    decomposition.recovery.DiscoverySettings."""
+    decomposition.combo_discovery.DiscoverySettings."""
     threads: int = 1
     """torch threads: one, since the batch's many small products gain little from a second thread
     and lose much when another process holds the other core"""
@@ -194,23 +196,44 @@ def ceiling_table(study):
 
 def sets_study(args):
     """Discovery on every network set of args.sets_dir, each set a stage of its own (decomposition.study)
-    whose discovery.json, options.pt and recovery.png stay in SAVE_DIR/set_K (a temporary folder
-    without --save-dir): one record per set, as the set's own run recorded it."""
+    whose discovery.json, options.pt and recovery.png stay in SAVE_DIR/set_K (a temporary folder,
+    gone at the end, without --save-dir): one record per set, as the set's own run recorded it."""
     game = sized_game(args.game)
     folders = set_folders(args, game)
-    flags = command_words(args, leave_out=("model_paths", "sets_dir", "save_dir", "log_every"))
     with contextlib.ExitStack() as stack:
         save_dir = stack.enter_context(tempfile.TemporaryDirectory()) if args.save_dir is None else args.save_dir
-        stages = [Stage(os.path.basename(folder), os.path.abspath(os.path.join(save_dir, os.path.basename(folder))),
-                        "discovery.json", ("discover.py", *flags, "--log-every", "0", "--model-paths",
-                                           *(os.path.abspath(os.path.join(folder, f"{p}.pt")) for p in game.problems),
-                                           "--save-dir", os.path.abspath(os.path.join(save_dir, os.path.basename(folder)))))
-                  for folder in folders]
-        run_study(stages, "the sets done so far are kept in --save-dir, and a rerun goes on from there")
+        stages = [set_stage(args, folder, save_dir, game) for folder in folders]
+        run_study(stages, "with --save-dir, the sets done so far are kept there, and a rerun goes on from them")
         records = [read_json(os.path.join(stage.folder, "discovery.json")) for stage in stages]
     runs = [{"set": folder, **{key: value for key, value in record.items() if key not in ("args", "game")}}
             for folder, record in zip(folders, records)]
     return {"args": asdict(args), "game": game.describe(), "sets": folders, "runs": runs}
+
+
+def set_stage(args, folder, save_dir, game):
+    """The stage that runs discovery on the networks of one set into save_dir/SET."""
+    paths = tuple(os.path.abspath(os.path.join(folder, f"{p}.pt")) for p in game.problems)
+    output = os.path.abspath(os.path.join(save_dir, os.path.basename(folder)))
+    own = replace(args, model_paths=paths, log_every=0, sets_dir=None, save_dir=output)
+    return Stage(os.path.basename(folder), output, "discovery.json",
+                 ("discover.py", *command_words(own, leave_out=("save_dir",)), "--save-dir", output),
+                 foreign=partial(foreign_set, own, output))
+
+
+def foreign_set(own, folder):
+    """Why the discovery already in folder is not the one settings `own` make (other settings, or
+    networks whose bytes have changed since), or None."""
+    try:
+        recorded = read_json(os.path.join(folder, "discovery.json"))["args"]
+        fingerprints = torch.load(os.path.join(folder, "options.pt"), weights_only=True)["model_fingerprints"]
+    except (OSError, ValueError, KeyError, TypeError, RuntimeError) as error:
+        return f"{folder} is not a complete discovery ({type(error).__name__})"
+    expected = json.loads(json.dumps(asdict(own)))
+    if {k: v for k, v in recorded.items() if k != "save_dir"} != {k: v for k, v in expected.items() if k != "save_dir"}:
+        return f"{folder} holds a discovery of other settings or networks"
+    if fingerprints != [fingerprint(path) for path in own.model_paths]:
+        return f"{folder} holds a discovery of networks whose checkpoints have changed since"
+    return None
 
 
 def sets_table(study):

@@ -46,8 +46,8 @@ from decomposition.tasks import STUDY_TASKS, TASKS, ComboGridTask, max_return
 from ppo_agent import CheckpointError
 
 KIT = os.path.dirname(os.path.abspath(__file__))
-KEPT = ("--save-dir keeps its previous files, and the (task, condition) runs done so far, from which a rerun "
-        "with the same settings goes on")
+KEPT = ("--save-dir, if given, keeps its previous files and the (task, condition) runs done so far, from which a "
+        "rerun with the same settings goes on")
 
 
 @dataclass
@@ -166,10 +166,13 @@ def main(args):
 
     tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)
     progress = reuse.Progress(len(args.tasks) * len(args.conditions) * (tuning_learners + args.num_seeds) * args.budget)
-    with parts_folder(args.save_dir, replace(args, processes=1)) as parts:
+    inputs = [*extraction.model_paths(extraction.ExtractionSettings(game=args.game, model_paths=args.model_paths)),
+              *([args.discovered] if "discovered" in args.conditions else [])]
+    with parts_folder(args.save_dir, args, inputs) as parts:
         found = run_parts(parts, {f"{task}, {condition}": partial(run_part, ComboGridTask(task, game), condition,
                                                                   options[condition], args, progress)
-                                  for task in args.tasks for condition in args.conditions}, KEPT)
+                                  for task in args.tasks for condition in args.conditions}, KEPT,
+                          done=lambda name: progress.leave_out((tuning_learners + args.num_seeds) * args.budget))
     runs = [r for part in found.values() for r in part["runs"]]
     tuning = {task: {condition: found[f"{task}, {condition}"]["tuning"] for condition in args.conditions}
               for task in args.tasks}

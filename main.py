@@ -129,7 +129,7 @@ def learn_masks(args, agents=None):
 
 def check_args(args):
     """The first fault with the arguments, or None."""
-    fault = args.fault()  # the extraction's own settings (ExtractionSettings.problem)
+    fault = args.fault()  # the extraction's own settings (ExtractionSettings.fault)
     if fault:
         return fault
     if args.reference and (args.mask_inputs or args.sets_dir is not None):

@@ -190,16 +190,18 @@ def discover_sets(args, sets, origins_of_networks, sources, target):
     return per_set, options, figure
 
 
-def reuse_runs(args, task, options, progress):
+def reuse_runs(args, task, options, progress, networks=()):
     """Every condition on the target, the learning rate tuned first: none once, on the reported
     seeds of all sets (set s's are s * N .. s * N + N - 1, N = --num-seeds); each other condition
     per set, with that set's options (options[s]) on that set's seeds. Records tagged with the set.
-    Each (condition, set) is a part of the study runner: a stopped study goes on from those done."""
+    Each (condition, set) is a part of the study runner: a stopped study goes on from those done
+    (networks: the checkpoints read from --networks-dir, whose bytes the parts are keyed by)."""
     plan = {(condition if condition == "none" else f"{condition}, set {s}"): (condition, s)
             for condition in args.conditions for s in range(1 if condition == "none" else args.num_sets)}
-    with parts_folder(args.save_dir, replace(args, processes=1)) as parts:
+    with parts_folder(args.save_dir, args, networks) as parts:
         found = run_parts(parts, {label: partial(reuse_part, args, task, options[s][condition], condition, s, label,
-                                                 progress) for label, (condition, s) in plan.items()}, KEPT)
+                                                 progress) for label, (condition, s) in plan.items()}, KEPT,
+                          done=lambda label: progress.leave_out(part_steps(args, plan[label][0])))
     runs = [r for part in found.values() for r in part["runs"]]
     return runs, {label: part["tuning"] for label, part in found.items()}
 
@@ -214,10 +216,16 @@ def reuse_part(args, task, options, condition, s, label, progress):
     return {"tuning": tuning, "runs": [{**r, "set": r["seed"] // args.num_seeds} for r in found]}
 
 
-def planned_steps(args):
+def part_steps(args, condition):
+    """Primitive steps of one part of reuse_runs: its tuning and its reported seeds."""
     tuning_learners = 0 if len(args.learning_rates) == 1 else args.tuning_seeds * len(args.learning_rates)
-    runs = 1 + (len(args.conditions) - 1) * args.num_sets
-    return (runs * tuning_learners + len(args.conditions) * args.num_sets * args.num_seeds) * args.budget
+    seeds = args.num_sets * args.num_seeds if condition == "none" else args.num_seeds
+    return (tuning_learners + seeds) * args.budget
+
+
+def planned_steps(args):
+    """Primitive steps of every part of reuse_runs."""
+    return sum(part_steps(args, c) * (1 if c == "none" else args.num_sets) for c in args.conditions)
 
 
 def save(args, sources, target, record, runs, figure_of_options):
@@ -252,8 +260,8 @@ def save(args, sources, target, record, runs, figure_of_options):
 
 @fails_on(LayoutError, TrainingFailed, CheckpointError)
 def main(args):
-    problem, sources, target = check_args(args)
-    check(problem)
+    fault, sources, target = check_args(args)
+    check(fault)
     torch.set_num_threads(args.processes)
     started = time.time()
     task = gridstudy.GridTask(target)
@@ -265,7 +273,8 @@ def main(args):
     source_seconds = time.time() - started
     print(f"{args.num_sets} sets of {len(sources.problems)} networks in {source_seconds:.0f} s", flush=True)
     per_set, options, figure = discover_sets(args, sets, origins_of_networks, sources, target)
-    runs, tuning = reuse_runs(args, task, options, reuse.Progress(planned_steps(args)))
+    checkpoints = [origin["checkpoint"] for row in origins_of_networks for origin in row if "checkpoint" in origin]
+    runs, tuning = reuse_runs(args, task, options, reuse.Progress(planned_steps(args)), checkpoints)
     print(reuse.table(runs, [str(task)], args.conditions, args.budget))
     print(gridstudy.summary_table(runs, str(task), args.conditions, "grid"))
     print("\n".join(gridstudy.options_reading(per_set)))

@@ -106,7 +106,6 @@ class PPOAgent(nn.Module):
         return Trajectory(observations, actions.tolist(), list(logits))
 
 
-
 def rollout(env, act, length_cap=None, reset=True):
     """Act greedily in a ComboGym until the episode ends or `length_cap` actions are taken.
 

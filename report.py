@@ -1,15 +1,14 @@
-"""Build answers.pdf, the assignment's answers, from runs of main.py.
+"""Build answers.pdf, the assignment's answers, from the kit's runs in results/.
 
-    python report.py              # run the four configurations and the study across network
-                                  # sets into results/, then write answers.pdf
-    python report.py --reuse      # only rebuild the PDF from results/*/results.json and sets.json
+    python report.py              # run what results/ lacks, then write answers.pdf
+    python report.py --reuse      # only rebuild the PDF from the records in results/
+    python report.py --stages discovery_ablations/neuron_no_polish   # make chosen folders, no PDF
 
-Every number in the PDF is read from the runs' results.json, results/sets/sets.json, the
-discovery runs' discovery.json and sets.json and the training records (training.json); none is
-typed. Needs requirements-dev.pip (fpdf2, matplotlib). The 10 network sets of the study across
-networks (results/network_sets/, about 1 minute), the reuse study (results/downstream/, at most 20
-minutes) and the discovery runs (results/discovery*/, about 30 minutes) are run only when their
-results are not there yet: delete those folders to run them again.
+Every folder of results/ is a stage of one study (decomposition.answers_study) with the kit command
+that makes it; a stage whose record is there is complete and not run again (move its folder away to
+make it again), so a stopped run goes on where it stopped. Every number in the PDF is read from the
+records (results.json, sets.json, discovery.json, ceiling.json, summary.json) and the training
+records (training.json); none is typed. Needs requirements-dev.pip (fpdf2, matplotlib).
 """
 
 if __name__ == "__main__":  # first, so that a Ctrl-C while the libraries load is one line too
@@ -29,28 +28,21 @@ from decomposition import (across_sets, answers_study, combo_discovery, discover
                            gridstudy, reuse)
 from decomposition.pdf import Report
 from decomposition.files import kit_path, unwritable
-from decomposition.script import ScriptError, check, fails_on, start
+from decomposition.script import ScriptError, check, command_words, fails_on, start
 from decomposition.study import run_study
 
-# name: (main.py options, what the run is)
-RUNS = {
-    "default": ({}, "python main.py"),
-    "seeds": ({"num_seeds": 10}, "python main.py --num-seeds 10"),
-    "inputs": ({"num_seeds": 10, "mask_inputs": True}, "python main.py --num-seeds 10 --mask-inputs"),
-    "inputs_zero": ({"num_seeds": 10, "mask_inputs": True, "input_fill": "zero"},
-                    "python main.py --num-seeds 10 --mask-inputs --input-fill zero"),
-}
+RUNS = {name: " ".join(["python main.py", *flags]) for name, flags in answers_study.EXTRACTIONS.items()}
+"""main.py's runs on the shipped networks, by folder, and the command the PDF shows for each."""
 FAMILY = "python variants.py --save-dir results/variants"
 """The family study (section 7), run as its own script: it runs the other scripts as commands."""
-NUM_SETS = 10
-TRAIN_SETS = f"python train_ppo.py --num-sets {NUM_SETS} --save-dir results/network_sets"
+TRAIN_SETS = f"python train_ppo.py --num-sets {answers_study.NUM_SETS} --save-dir results/network_sets"
 STUDY = "python main.py --sets-dir results/network_sets --num-seeds 10 --save-dir results/sets"
 REUSE = "python downstream.py --save-dir results/downstream"
 MINIGRID = "python minigrid_study.py --save-dir results/minigrid"
 """The MiniGrid study (section 8)."""
 CEILING = "python discover.py --ceiling --sets-dir results/network_sets --save-dir results/discovery_ceiling"
 """What neuron masks can do when told the combos (section 6)."""
-REUSED = {"discovery_inputs": "downstream_discovered", "discovery": "downstream_discovered_neuron"}
+REUSED = {source: name for name, source in answers_study.REUSED.items()}
 """Per discovery run on the shipped networks, the folder of the reuse study run with its options
 (results/NAME/options.pt) as the discovered condition."""
 
@@ -61,31 +53,30 @@ def reuse_discovered(name, results_dir="results"):
             os.path.join(results_dir, name, "options.pt"), "--save-dir", os.path.join(results_dir, REUSED[name])]
 
 
-# name: (discover.py options, what it measures); each is run on the shipped networks into
-# results/NAME and on the network sets into results/NAME_sets
-DISCOVERY = {"discovery": ({}, "neuron masks (the defaults)"),
-             "discovery_inputs": ({"mask_inputs": True}, "--mask-inputs")}
+DISCOVERY = {"discovery": "neuron masks (the defaults)", "discovery_inputs": "--mask-inputs"}
+"""What each discovery run measures: on the shipped networks into results/NAME, on the network sets
+into results/NAME_sets."""
 ABLATED = {"no_consolidate": "not consolidated", "previous": "before"}
 """Earlier methods whose 10-set records (results/discovery_ablations/{neuron,inputs}_NAME) the sets table shows."""
 
 
 KIT = os.path.dirname(os.path.abspath(__file__))
-DISCOVER_FIELDS = {field.name for field in fields(combo_discovery.DiscoverySettings)} - {"model_paths"}
+DISCOVER_FIELDS = {field.name for field in fields(combo_discovery.DiscoverySettings)} - {"model_paths", "log_every"}
 
 
 @dataclass
 class Args:
     results_dir: str = os.path.join(KIT, "results")
-    """folder with one sub-folder per run (default, seeds, inputs, inputs_zero)"""
+    """folder with one sub-folder per stage of the study (default, seeds, ..., variants)"""
     output: str = os.path.join(KIT, "answers.pdf")
     """the PDF to write"""
     reuse: bool = False
-    """build from the results.json files already in results_dir instead of running main.py again"""
+    """build from the records already in results_dir, running no stage"""
     training_log: str = os.path.join(KIT, "models", "training.json")
     """train_ppo.py's record of how the shipped networks were trained"""
     stages: tuple[str, ...] = ()
-    """run only these stages of the study (folders under results/, such as discovery_ablations/neuron_no_polish)
-    and build no PDF"""
+    """run only these stages of the study (folders under results/, such as discovery_ablations/neuron_no_polish;
+    a complete one is said and left as it is) and build no PDF"""
 
 
 @dataclass
@@ -140,22 +131,12 @@ def run_from(data, folder, command):
 def run_all(args):
     """Run the stages of the answers study (decomposition.answers_study) not complete yet: all of them,
     or those --stages names."""
-    stages = answers_study.stages(args.results_dir)
-    run_study([stage for stage in stages if not args.stages or stage.name in args.stages],
-              "the results written so far are kept; rerun to go on where it stopped")
-
-
-def discovery_words(options, save_dir, sets_dir=None):
-    """The discover.py command line of these DiscoverySettings options, as words (progress lines left
-    out: they change no result)."""
-    settings, defaults = combo_discovery.DiscoverySettings(**options), combo_discovery.DiscoverySettings()
-    words = ["discover.py"]
-    for field in fields(settings):
-        value = getattr(settings, field.name)
-        if value != getattr(defaults, field.name) and field.name != "log_every":
-            flag = "--" + field.name.replace("_", "-")
-            words += [flag] if value is True else [flag, str(value)]
-    return words + ["--save-dir", save_dir] + (["--sets-dir", sets_dir] if sets_dir else [])
+    stages = [stage for stage in answers_study.stages(args.results_dir) if not args.stages or stage.name in args.stages]
+    for stage in stages:
+        if args.stages and stage.complete():
+            print(f"{stage.name}: complete ({os.path.join(stage.folder, stage.output)} is there); move its folder "
+                  "away to make it again", flush=True)
+    run_study(stages, "the results written so far are kept; rerun to go on where it stopped")
 
 
 def mean_std(values):
@@ -558,7 +539,7 @@ def section_discovery(report, found):
         f"Precision: the options that perform a combo or a concatenation from >= {discovery.RECOVERED:.0%} of "
         "the states; recall: the combos some option of length 3 performs from that many. Held out: the same "
         "from the other half of the probe states, which neither the masks, the loss nor the merging saw.")
-    for name, (_, label) in DISCOVERY.items():
+    for name, label in DISCOVERY.items():
         run = found[name]["run"]
         report.paragraph(f"{label}: {found[name]['command']} ({run['seconds']:.0f} s).")
         report.monospace(combo_discovery.run_text(run), size=6.2)
@@ -577,7 +558,7 @@ def section_discovery(report, found):
     report.paragraph(discovery_reading(found))
     ceiling_reading(report, found["discovery"].get("ceiling"), found["discovery"].get("ceiling_no_polish"))
     for name in REUSED:
-        discovered_reuse(report, name, DISCOVERY[name][1], found[name].get("reuse"))
+        discovered_reuse(report, name, DISCOVERY[name], found[name].get("reuse"))
     report.paragraph(
         "Each run's discovery.json holds the options (network, "
         "segment, length, where they apply), their actions from every test state and the fractions above; "
@@ -641,9 +622,9 @@ def discovery_sets_table(found):
     """Per configuration: precision and recall over the sets (mean and worst), sets with recall 4/4
     and precision >= 0.8 (on the test states and held out)."""
     rows = []
-    configurations = [(label, found[name]["sets"]["runs"]) for name, (_, label) in DISCOVERY.items()]
+    configurations = [(label, found[name]["sets"]["runs"]) for name, label in DISCOVERY.items()]
     configurations += [(f"{label}, {ABLATED[method]}", found[name][method]["runs"]) for method in ABLATED
-                       for name, (_, label) in DISCOVERY.items() if method in found[name]]
+                       for name, label in DISCOVERY.items() if method in found[name]]
     for label, runs in configurations:
         precision, recall = (np.array([r[key] for r in runs]) for key in ("precision", "recall"))
         loss = np.array([r["levin_loss"] for r in runs])
@@ -875,7 +856,7 @@ def load_all(args):
     training = read_json(args.training_log)
     if not isinstance(training, dict) or not isinstance(training.get("networks"), dict) or not training["networks"]:
         raise BadResults(f"{args.training_log}: not a training record of train_ppo.py (no networks)")
-    runs = {name: load_run(os.path.join(args.results_dir, name), command) for name, (_, command) in RUNS.items()}
+    runs = {name: load_run(os.path.join(args.results_dir, name), command) for name, command in RUNS.items()}
     not_finite = [run.folder for run in runs.values() if not np.isfinite(run.masked).all()]
     if not_finite:
         raise ScriptError(f"{not_finite[0]}/results.json holds NaN or infinite scores")
@@ -894,7 +875,7 @@ def load_discovery(args):
     where their records are there: "reuse" (the REUSED study of its options), the ABLATED 10-set
     records by method name, and for "discovery" the ceilings ("ceiling", "ceiling_no_polish")."""
     found = {}
-    for name, (options, _) in DISCOVERY.items():
+    for name in DISCOVERY:
         paths = [os.path.join(args.results_dir, name, "discovery.json"),
                  os.path.join(args.results_dir, f"{name}_sets", "sets.json")]
         missing = [path for path in paths if not os.path.exists(path)]
@@ -902,9 +883,9 @@ def load_discovery(args):
             raise ScriptError(f"no {missing[0]}: run without --reuse")
         run = read_json(paths[0])
         found[name] = {"run": run, "sets": read_json(paths[1]), "path": paths[0],
-                       "command": " ".join(["python", *discovery_words(
-                           {key: value for key, value in run["args"].items() if key in DISCOVER_FIELDS},
-                           os.path.join("results", name))])}
+                       "command": " ".join(["python discover.py", *command_words(combo_discovery.DiscoverySettings(
+                           **{key: value for key, value in run["args"].items() if key in DISCOVER_FIELDS})),
+                           "--save-dir", os.path.join("results", name)])}
     for name, folder in REUSED.items():
         path = os.path.join(args.results_dir, folder, "results.json")
         if os.path.exists(path):

@@ -47,7 +47,6 @@ class Args:
     """seed of the option sets"""
 
 
-
 def sequence_options(evidence, max_length, rng):
     """(applicable (K, positions), network (K,), length (K,)): every sequence the solutions play."""
     solution, lengths = np.concatenate(evidence.actions), np.array(evidence.lengths)

@@ -27,6 +27,10 @@ class BadSetsFolder(Exception):
     """A sets folder that cannot be studied; the message says why."""
 
 
+class PartialSet(BadSetsFolder):
+    """A set folder that holds some of its game's checkpoints but not all."""
+
+
 def set_folders(sets_dir, game):
     """The set folders of `sets_dir` that hold a checkpoint per problem of the game, in numeric order of set_K."""
     if not os.path.isdir(sets_dir):
@@ -37,7 +41,7 @@ def set_folders(sets_dir, game):
     partial = sorted(path for path, found in held.items() if any(found) and not all(found))
     if partial:
         missing = [f"{p}.pt" for p, found in zip(problems, held[partial[0]]) if not found]
-        raise BadSetsFolder(f"set {partial[0]} lacks {', '.join(missing)}: a set holds a checkpoint per problem of "
+        raise PartialSet(f"set {partial[0]} lacks {', '.join(missing)}: a set holds a checkpoint per problem of "
                             f"game {game.name}")
     folders = [path for path, found in held.items() if all(found)]
     if not folders:
@@ -72,9 +76,10 @@ def study(args, sets_dir, game, save_dir=None):
         raise BadSetsFolder(f"not optimal according to training.json, so not studied: {', '.join(failed)}")
     parts = {f"{os.path.basename(folder)}, {scheme}": partial(set_runs, args, folder, scheme, game)
              for folder in folders for scheme in SCHEMES}
-    with parts_folder(save_dir, args) as folder:
-        found = run_parts(folder, parts, "the (set, scheme) runs done so far are kept in --save-dir/parts, from "
-                                         "which a rerun with the same settings goes on")
+    checkpoints = [os.path.join(folder, f"{p}.pt") for folder in folders for p in game.problems]
+    with parts_folder(save_dir, args, checkpoints) as folder:
+        found = run_parts(folder, parts, "with --save-dir, the (set, scheme) runs done so far are kept in its "
+                                         "parts/ folder, and a rerun with the same settings goes on from them")
     return {"args": asdict(args), "game": game.describe(), "sets": folders, "schemes": list(SCHEMES),
             "runs": [r for part in found.values() for r in part]}
 

@@ -11,7 +11,6 @@ import os
 from decomposition.study import Stage
 
 NUM_SETS = 10
-DISCOVERY_SETS = "--sets-dir", "results/network_sets"
 BEFORE = ("--no-occurrences", "--no-polish", "--merge-share", "0.9", "--no-consolidate")
 """The discovery method before occurrence sets, polish, the 75% merge and consolidation."""
 UNMERGED = ("--no-merge", "--no-occurrences", "--no-polish", "--no-consolidate")

@@ -66,7 +66,7 @@ def segments(trajectories, max_length):
 def learn_candidates(agents, trajectories, settings, game, log=None, occurrences=None, polished=False):
     """A mask for every network and every segment of the other networks' solutions, all learned
     as one batch by fit_masks: so that the masked network takes the segment's actions from its
-    states (settings, a DiscoverySettings). `log` reports the training's progress every
+    states (settings, a SelectionSettings). `log` reports the training's progress every
     settings.log_every steps (fit_masks).
     With `occurrences` (an Evidence), a segment's states are those of every occurrence of its actions
     in the evidence's solutions, from the same position in the game's action period (training_sets;

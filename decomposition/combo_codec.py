@@ -62,9 +62,9 @@ class ObservationCodec:
         """Every observation of the game (agent cell, combo buffer of 0 to L - 1 actions, goal cell),
         in the order of observation_index."""
         contents = [p for k in range(self.combo_length) for p in itertools.product(range(NUM_ACTIONS), repeat=k)]
-        agents = np.repeat(np.arange(self.cells), len(contents) * self.cells)
+        agent_cells = np.repeat(np.arange(self.cells), len(contents) * self.cells)
         goals = np.tile(np.arange(self.cells), self.cells * len(contents))
-        games = ComboGridBatch(np.stack(divmod(agents, self.columns), 1), np.stack(divmod(goals, self.columns), 1), self)
+        games = ComboGridBatch(np.stack(divmod(agent_cells, self.columns), 1), np.stack(divmod(goals, self.columns), 1), self)
         lengths = np.array([len(p) for p in contents])
         padded = np.array([p + (0,) * (self.combo_length - len(p)) for p in contents]).reshape(len(contents), -1)
         games.buffer_lengths = np.tile(np.repeat(lengths, self.cells), self.cells)

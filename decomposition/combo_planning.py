@@ -62,19 +62,19 @@ class Planning:
         """Every state of every solution (actions per problem, in the game's order of problems) as
         one ComboGridBatch, in order, and for each state its (problem, position). With problems and
         starts, solution k is of problems[k] (an index) from the cell starts[k]."""
-        agents, goals, buffers, lengths, where = [], [], [], [], []
+        agent_cells, goals, buffers, lengths, where = [], [], [], [], []
         problems = range(len(solutions)) if problems is None else problems
         for k, (p, actions) in enumerate(zip(problems, solutions)):
             start, goal = self.problem_cells(self.problems[p])
             played = ComboGridBatch([start if starts is None else starts[k]], [goal], self)
             for j, action in enumerate(actions):
-                agents.append(played.agent_cells[0].copy())
+                agent_cells.append(played.agent_cells[0].copy())
                 buffers.append(played.buffers[0].copy())
                 lengths.append(played.buffer_lengths[0])
                 goals.append(goal)
                 where.append((p, j))
                 played.step(np.array([action]))
-        games = ComboGridBatch(np.array(agents), np.array(goals), self)
+        games = ComboGridBatch(np.array(agent_cells), np.array(goals), self)
         games.buffers, games.buffer_lengths = np.array(buffers), np.array(lengths)
         return games, where
 
@@ -118,10 +118,10 @@ class Planning:
 
     def test_states(self):
         """Agent and goal cells of every test state: each non-goal open cell of each problem, problem by problem."""
-        agents, goals = [], []
+        agent_cells, goals = [], []
         for problem in self.problems:
             _, goal = self.problem_cells(problem)
             cells = self.non_goal_cells(problem)
-            agents += cells
+            agent_cells += cells
             goals += [goal] * len(cells)
-        return np.array(agents), np.array(goals)
+        return np.array(agent_cells), np.array(goals)

@@ -223,7 +223,7 @@ def choose_options(agents, trajectories, settings, game, say=print, evidence=Non
     (games), candidates that play the same sequence from its states are merged into one option,
     and with settings.consolidate the candidates of the chosen options are consolidated on what
     their function plays and the choice made again, until it holds only consolidated ones or
-    CONSOLIDATION_ROUNDS have been made (consolidated_choice). With `occurrences` (ComboGrid games),
+    CONSOLIDATION_ROUNDS have been made (consolidated_choice). With `occurrences`,
     candidates are learned on every occurrence of their segment in the evidence's solutions; with
     `polished`, their neuron masks are polished."""
     say(f"learning candidate masks (every network x every segment of 2 to {settings.checked().max_length} actions "

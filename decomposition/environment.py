@@ -1,13 +1,13 @@
 """What the kit needs of an environment, declared once.
 
-Three roles, each a `typing.Protocol` that ComboGrid (combogrid.py, decomposition.tasks) and
+Its roles, each a `typing.Protocol` that ComboGrid (combogrid.py, decomposition.tasks) and
 MiniGrid (decomposition.gridworld) implement; a new environment implements them too and every
 study runs on it (docs/environments.md walks through one, tests/tiny_environment.py is one):
 
 - `Games`: many games of one environment stepped together, one row per game. Rollouts, the
   greedy evaluation, options and discovery step these.
 - `Game`: a set of training problems, one network per problem: what extraction and discovery
-  need (solutions, observations, a gymnasium env per problem).
+  need (solutions, observations, a gymnasium env per problem, a `ProblemEnv`).
 - `LearnerEnvs`: the environments of many PPO learners at once (decomposition.ppo.BatchedPPO
   trains on them); `SolvableEnvs` adds the check that ends training, `EvaluatedEnvs` the greedy
   evaluation curves of the reuse study.
@@ -20,7 +20,6 @@ option set (decomposition.options) adds actions that run for several primitive s
 
 from typing import Protocol, runtime_checkable
 
-import gymnasium as gym
 import numpy as np
 
 NUM_ACTIONS = 3
@@ -56,6 +55,18 @@ class Games(Protocol):
 
 
 @runtime_checkable
+class ProblemEnv(Protocol):
+    """One problem of a game as a gymnasium environment (a `gym.Env` besides): what a PPOAgent is built
+    on and what ppo_agent.load_agent checks a checkpoint against."""
+
+    game_description: object
+    """the Game the problem belongs to (its name is checked against a checkpoint's training record)"""
+
+    def observations_to_check(self) -> np.ndarray:
+        """Observations on which a loaded network's outputs must be finite."""
+
+
+@runtime_checkable
 class Game(Protocol):
     """A set of training problems, one network per problem: what extraction and discovery read."""
 
@@ -77,7 +88,7 @@ class Game(Protocol):
         """Every state of every solution (actions per problem, in the problems' order) as one
         batch of Games, in order, and for each state its (problem, position)."""
 
-    def problem_env(self, k: int) -> gym.Env:
+    def problem_env(self, k: int) -> ProblemEnv:
         """Problem k as a gymnasium environment (what a PPOAgent is built on and checked against)."""
 
     def every_observation(self) -> np.ndarray:

@@ -40,12 +40,10 @@ def macro_step(games, actions, options, running=None):
     return step_rewards, terminated, truncated, primitive_steps
 
 
-
 def success_weighted_path_length(finished_at, optimal):
     """SPL (Anderson et al., 2018) per episode: optimal / max(steps taken, optimal) if it succeeded
     (finished_at > 0 primitive steps), else 0."""
     return np.where(finished_at > 0, optimal / np.maximum(finished_at, optimal), 0.0)
-
 
 
 def greedy_episodes(games, optimal, count, act, options, state_count):
@@ -73,7 +71,6 @@ def greedy_episodes(games, optimal, count, act, options, state_count):
         running &= ~(terminated | truncated)
     per_episode = [x.reshape(count, per_learner) for x in (finished_at, optimal, decisions, looping)]
     return [episode_measures(*(x[k] for x in per_episode)) for k in range(count)]
-
 
 
 def episode_measures(finished_at, optimal, decisions, looping):

@@ -272,14 +272,14 @@ def rollout_masks(actors, neuron_masks, input_masks, game, input_fill=0.0):
     Returns actions and compared, both (M, A, T, L) for T test states and L steps.
     """
     masks, networks = neuron_masks.shape[:2]
-    agents, goals = game.test_states()
+    agent_cells, goals = game.test_states()
     copies = masks * networks
-    games = ComboGridBatch(np.tile(agents, (copies, 1)), np.tile(goals, (copies, 1)), game)
-    shape = (masks, networks, len(agents), game.combo_length)
+    games = ComboGridBatch(np.tile(agent_cells, (copies, 1)), np.tile(goals, (copies, 1)), game)
+    shape = (masks, networks, len(agent_cells), game.combo_length)
     actions, compared = np.zeros(shape, dtype=np.int64), np.zeros(shape, dtype=bool)
-    alive = np.ones(copies * len(agents), dtype=bool)
+    alive = np.ones(copies * len(agent_cells), dtype=bool)
     for step in range(game.combo_length):
-        observations = torch.from_numpy(games.observations()).view(masks, networks, len(agents), -1)
+        observations = torch.from_numpy(games.observations()).view(masks, networks, len(agent_cells), -1)
         logits = actors.logits(actors.pre_activations(observations, input_masks, input_fill), neuron_masks)
         taken = greedy_actions(logits).reshape(-1).numpy()
         actions[..., step], compared[..., step] = taken.reshape(shape[:3]), alive.reshape(shape[:3])

@@ -83,6 +83,8 @@ class Layout:
             return []
         try:
             return across_sets.set_folders(folder, self.game)
+        except across_sets.PartialSet as error:  # named, never taken for "no set yet"
+            raise StudyError(str(error)) from None
         except across_sets.BadSetsFolder:
             return []
 

@@ -375,6 +375,10 @@ class Progress:
     def __init__(self, total_steps):
         self.total, self.done, self.seconds, self.last_line = total_steps, 0, 0.0, time.time()
 
+    def leave_out(self, steps):
+        """Steps of work already done by an earlier run (a part resumed): not counted as to do."""
+        self.total -= steps
+
     def run(self, label, learners, budget):
         """Announce a run; returns the on_iteration callback that follows it."""
         print(f"{label}: {learners} learners x {budget:,} steps{time_left(self.seconds, self.done, self.total)}", flush=True)
@@ -386,7 +390,6 @@ class Progress:
                 self.last_line = time.time()
                 print(f"  {self.done:,} of {self.total:,} primitive steps{time_left(self.seconds, self.done, self.total)}", flush=True)
         return on_iteration
-
 
 
 def tuned_learning_rate(task, condition, options, args, progress, first_seed=0):

@@ -162,27 +162,35 @@ PARTS = "parts"
 
 
 @contextlib.contextmanager
-def parts_folder(save_dir, settings):
-    """Where a script's parts wait (run_parts): save_dir/parts/KEY, KEY a hash of the settings (a
-    rerun with other settings starts anew), removed with its siblings once the script has saved
-    what it gathered (remove_parts); a temporary folder, gone at the end, without a save_dir."""
+def parts_folder(save_dir, settings, inputs=()):
+    """Where a script's parts wait (run_parts): save_dir/parts/KEY, KEY a hash of the settings and of
+    the bytes of the files they read (checkpoints, options): a rerun with other settings or other
+    networks starts anew. The script removes the parts once it has saved what it gathered
+    (remove_parts). Without a save_dir, a temporary folder, gone at the end."""
     if save_dir is None:
         with tempfile.TemporaryDirectory() as folder:
             yield folder
         return
-    key = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode()).hexdigest()[:16]
-    yield os.path.join(save_dir, PARTS, key)
+    key = hashlib.sha256(json.dumps(asdict(settings), sort_keys=True, default=str).encode())
+    for path in inputs:
+        with open(path, "rb") as file:
+            key.update(hashlib.sha256(file.read()).digest())
+    yield os.path.join(save_dir, PARTS, key.hexdigest()[:16])
 
 
 def remove_parts(save_dir):
     shutil.rmtree(os.path.join(save_dir, PARTS), ignore_errors=True)
 
 
-def run_parts(folder, makers, kept, say=say_now):
+def run_parts(folder, makers, kept, say=say_now, done=None):
     """Run each part {name: function giving its JSON-ready record} not done yet, in order, each
     written to the parts folder as it ends (a stage of run_study, in this process); returns every
-    part's record, read back, by name."""
+    part's record, read back, by name. done(name) is called first for each part already there (a
+    progress count leaves its work out)."""
     files = {name: re.sub(r"[^A-Za-z0-9.-]+", "_", name) + ".json" for name in makers}
+    for name in makers:
+        if done is not None and os.path.exists(os.path.join(folder, files[name])):
+            done(name)
 
     def make(name):
         record = makers[name]()

@@ -26,7 +26,6 @@ from conftest import MODELS, ROOT
 from ppo_agent import PPOAgent
 
 
-
 def snapshot(folder):
     """Every file under folder with its bytes, to check that nothing changed."""
     found = {}

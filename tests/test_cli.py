@@ -10,7 +10,6 @@ import pytest
 from conftest import MODELS, ROOT
 
 
-
 def run(script, *arguments):
     return subprocess.run([sys.executable, os.path.join(ROOT, script), *arguments],
                           capture_output=True, text=True, cwd=ROOT, timeout=120)

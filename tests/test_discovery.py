@@ -18,7 +18,6 @@ from decomposition.options import ComboOptions, load_discovered_options
 from ppo_agent import program_mask
 
 
-
 def table(rows, width):
     """An applicability table from {candidate: positions}."""
     applicable = np.zeros((len(rows), width), dtype=bool)

@@ -28,6 +28,7 @@ def test_the_kit_s_environments_implement_the_interface():
         environment.Games: [ComboGridBatch([(0, 0)], [(1, 1)], DEFAULT_GAME), TaskGames("random", [(0, 0)], [(1, 1)]),
                             world.games([0]), WorldGames(world, [0]), CorridorGames([0], [1], 6)],
         environment.Game: [DEFAULT_GAME, world, GAME],
+        environment.ProblemEnv: [DEFAULT_GAME.problem_env(0), world.problem_env(0), GAME.problem_env(0)],
         environment.SolvableEnvs: [ComboGridVec(["TL-BR"], 2), WorldVec(world, [0], 2)],
         environment.EvaluatedEnvs: [TaskVec("random", [0], 2), WorldVec(world, [0], 2)],
         environment.Task: [ComboGridTask("random"), WalkTask(GAME)]}

@@ -218,8 +218,6 @@ def test_downstream_tasks_are_solved_by_the_true_combos_on_every_game(name):
     assert measures["success"] == measures["spl"] == 1.0
 
 
-
-
 @pytest.mark.parametrize("script,options,message", [
     ("train_ppo", {"game": "7x7"}, "unknown game '7x7'"),
     ("train_ppo", {"game": "5x5-hallways", "problems": ("TL-BR",)}, "game 5x5-hallways has ML-TM"),

@@ -28,7 +28,10 @@ def small_results(tmp_path_factory):
     base = main.Args(log_every=0, mask_learning_steps=30,
                      model_paths=tuple(os.path.join(ROOT, p) for p in main.model_paths(main.Args())))
     agents = [load_agent(path, ComboGym(problem=p)) for path, p in zip(base.model_paths, PROBLEMS)]
-    for name, (options, _) in report.RUNS.items():
+    runs = {"default": {}, "seeds": {"num_seeds": 10}, "inputs": {"num_seeds": 10, "mask_inputs": True},
+            "inputs_zero": {"num_seeds": 10, "mask_inputs": True, "input_fill": "zero"}}
+    assert set(runs) == set(report.RUNS)
+    for name, options in runs.items():
         options = {**options, "num_seeds": min(options.get("num_seeds", 1), 2)}
         args = dataclasses.replace(base, **options)
         save_results(args, main.learn_masks(args, agents), args.model_paths, str(folder / name))
@@ -46,7 +49,7 @@ def small_results(tmp_path_factory):
     across_sets.save(study, str(folder / "sets"))
     downstream.main(downstream.Args(num_seeds=2, learning_rates=(1e-3,), mask_seeds=1, budget=4096, eval_points=2,
                                     save_dir=str(folder / "downstream"), model_paths=base.model_paths))
-    for name, (options, _) in report.DISCOVERY.items():
+    for name, options in {"discovery": {}, "discovery_inputs": {"mask_inputs": True}}.items():
         small = discover.Args(**{**options, "mask_seeds": 1}, max_length=3, mask_learning_steps=30, restarts=2,
                               log_every=0, model_paths=base.model_paths)
         discover.main(dataclasses.replace(small, save_dir=str(folder / name)))
