@@ -269,9 +269,7 @@ def test_fixed_combos_move_only_from_an_empty_buffer():
 
 
 @pytest.mark.slow
-def test_a_stopped_study_goes_on_from_the_runs_done_to_the_same_records(tmp_path, monkeypatch):
-    args = replace(SMALL, conditions=("none", "inputs"))
-    downstream.main(replace(args, save_dir=str(tmp_path / "whole")))
+def test_a_stopped_study_goes_on_from_the_runs_done_to_the_same_records(small_study, tmp_path, monkeypatch):
     original, ran = downstream.run_part, []
 
     def interrupted(task, condition, *rest):
@@ -282,10 +280,10 @@ def test_a_stopped_study_goes_on_from_the_runs_done_to_the_same_records(tmp_path
 
     monkeypatch.setattr(downstream, "run_part", interrupted)
     with pytest.raises(KeyboardInterrupt):
-        downstream.main(replace(args, save_dir=str(tmp_path / "stopped")))
-    assert not (tmp_path / "stopped" / "results.json").exists()
-    downstream.main(replace(args, save_dir=str(tmp_path / "stopped")))
-    assert ran == ["none", "inputs", "inputs"]  # the rerun went on with the one not done
-    whole, resumed = (json.loads((tmp_path / name / "results.json").read_text()) for name in ("whole", "stopped"))
+        downstream.main(replace(SMALL, save_dir=str(tmp_path)))
+    assert not (tmp_path / "results.json").exists()
+    downstream.main(replace(SMALL, save_dir=str(tmp_path)))
+    assert ran == ["none", "inputs", "inputs", "neural-augmented"]  # the rerun went on from the one not done
+    whole, resumed = small_study[0], json.loads((tmp_path / "results.json").read_text())
     assert whole["runs"] == resumed["runs"] and whole["tuning"] == resumed["tuning"]
-    assert not (tmp_path / "stopped" / "parts").exists()
+    assert not (tmp_path / "parts").exists()
