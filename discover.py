@@ -1,7 +1,7 @@
 """Find the networks' sub-functions without being told what they are, and measure whether the
 ones found are the true combos.
 
-    python discover.py                                  # the shipped networks, under 2 minutes
+    python discover.py                                  # the shipped networks
     python discover.py --save-dir results/discovery     # discovery.json, options.pt, recovery.png
     python discover.py --sets-dir results/network_sets --save-dir results/discovery_sets
 
@@ -39,7 +39,6 @@ import contextlib
 import json
 import os
 import tempfile
-import time
 from dataclasses import asdict, dataclass, replace
 from functools import partial
 from typing import Optional
@@ -52,8 +51,8 @@ from combogrid import sized_game
 from decomposition import across_sets, candidate_options, combo_discovery, discovery, extraction
 from decomposition.files import folders_fault, json_writer, read_json, write_file_set
 from decomposition.results import grid_of, png_writer
-from decomposition.script import Range, ScriptError, check, command_words, fails_on, memory_fault, start, time_left
-from decomposition.study import Stage, run_study
+from decomposition.script import Range, ScriptError, check, command_words, fails_on, memory_fault, start
+from decomposition.study import Stage, parts_folder, remove_parts, run_parts, run_study
 from ppo_agent import CheckpointError, fingerprint
 
 
@@ -172,17 +171,26 @@ def set_folders(args, game):
 
 
 def ceiling_study(args):
-    """combo_discovery.ceiling on the networks of --model-paths, or of every set of --sets-dir."""
+    """combo_discovery.ceiling on the networks of --model-paths, or of every set of --sets-dir, each
+    set a part of the study runner (kept in --save-dir/parts until ceiling.json is written)."""
     game = sized_game(args.game)
     folders = set_folders(args, game) if args.sets_dir is not None else [None]
-    runs, started = [], time.time()
-    for k, folder in enumerate(folders):
-        paths = args.model_paths if folder is None else tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
-        settings = extraction.ExtractionSettings(game=args.game, model_paths=paths, hidden_size=args.hidden_size)
-        print(f"set {k + 1}/{len(folders)}: masks told each combo, fit on every probe state"
-              f"{time_left(time.time() - started, k, len(folders))}", flush=True)
-        runs.append({"set": folder, "combos": combo_discovery.ceiling(extraction.load_agents(settings), game, args)})
-    return {"args": asdict(args), "game": game.describe(), "runs": runs}
+    paths = {folder: args.model_paths if folder is None else tuple(os.path.join(folder, f"{p}.pt") for p in game.problems)
+             for folder in folders}
+    checkpoints = extraction.model_paths(extraction.ExtractionSettings(game=args.game, model_paths=args.model_paths))
+    inputs = checkpoints if args.sets_dir is None else [path for folder in folders for path in paths[folder]]
+    with parts_folder(args.save_dir, args, inputs) as parts:
+        found = run_parts(parts, {os.path.basename(folder or "--model-paths"): partial(ceiling_run, args, paths[folder],
+                                                                                      folder, game)
+                                  for folder in folders},
+                          "with --save-dir, the sets done so far are kept in its parts/ folder, and a rerun goes on")
+    return {"args": asdict(args), "game": game.describe(), "runs": list(found.values())}
+
+
+def ceiling_run(args, paths, folder, game):
+    """One set's ceiling: per combo, the best fraction of the test states from which a told mask plays it."""
+    settings = extraction.ExtractionSettings(game=args.game, model_paths=paths, hidden_size=args.hidden_size)
+    return {"set": folder, "combos": combo_discovery.ceiling(extraction.load_agents(settings), game, args)}
 
 
 def ceiling_table(study):
@@ -264,6 +272,7 @@ def main(args):
         print(table(study))
         if args.save_dir is not None:
             write(lambda: write_file_set(args.save_dir, {name: json_writer(study, indent=1)}), args)
+            remove_parts(args.save_dir)
             print(f"wrote {name} to {args.save_dir}")
         return
     result, trajectories = run(args)
