@@ -29,6 +29,7 @@ from decomposition.files import kit_path
 from decomposition.options import ComboOptions, NetworkOptions, load_discovered_options
 from decomposition.ppo import PPOSettings
 from decomposition.processes import train_in_processes
+from decomposition.results import png_writer
 from decomposition.script import POSITIVE, Range, Settings, game_fault, out_of_range, time_left
 from decomposition.episodes import macro_step
 from decomposition.tasks import TaskGames
@@ -323,14 +324,22 @@ def greedy_episodes_table(runs, tasks, conditions, tablefmt="grid"):
         "primitive steps\nper greedy episode", "fewest primitive\nsteps"])
 
 
-def draw_evaluation_curves(runs, tasks, conditions, path):
-    """Mean SPL of the greedy policies against primitive steps, with 95% bootstrap bands over seeds."""
-    def curves(mine):
-        spl = np.array([r["eval_spl"] for r in mine])
-        bands = np.array([statistics.with_interval(np.mean, column) for column in spl.T])
-        return mine[0]["eval_steps"], bands.T
+def spl_bands(mine):
+    """The mean SPL of the greedy policies of runs `mine` at their evaluation points, with 95% bootstrap
+    bands over seeds: (steps, (mean, low, high))."""
+    spl = np.array([r["eval_spl"] for r in mine])
+    bands = np.array([statistics.with_interval(np.mean, column) for column in spl.T])
+    return mine[0]["eval_steps"], bands.T
 
-    draw(runs, tasks, conditions, path, curves, "mean SPL of the greedy policy")
+
+def draw_evaluation_curves(runs, tasks, conditions, path):
+    """evaluation_figure into a PNG at `path`."""
+    png_writer(evaluation_figure(runs, tasks, conditions))(path)
+
+
+def evaluation_figure(runs, tasks, conditions, width=6.5):
+    """Mean SPL of the greedy policies against primitive steps, one panel per task (`width` inches each)."""
+    return figure(runs, tasks, conditions, spl_bands, "mean SPL (greedy policy)", width)
 
 
 def draw_training_returns(runs, tasks, conditions, path):
@@ -345,27 +354,29 @@ def draw_training_returns(runs, tasks, conditions, path):
         half = 1.96 * values.std(0, ddof=1) / np.sqrt(len(values)) if len(values) > 1 else 0 * mean
         return grid, (mean, mean - half, mean + half)
 
-    draw(runs, list(best), conditions, path, curves, "mean training return / maximum")
+    png_writer(figure(runs, list(best), conditions, curves, "mean training return / maximum"))(path)
 
 
-def draw(runs, tasks, conditions, path, curves, measure):
-    """One panel per task, one line and band per condition: curves(runs) gives (x, (mean, low, high))."""
+def figure(runs, tasks, conditions, curves, measure, width=6.5):
+    """One panel per task, `width` inches wide, one line and band per condition (curves(runs) gives
+    (x, (mean, low, high))), the legend below the panels."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axes = plt.subplots(1, len(tasks), figsize=(6.5 * len(tasks), 4), squeeze=False, constrained_layout=True)
+    shown, axes = plt.subplots(1, len(tasks), figsize=(width * len(tasks), width * 0.62), squeeze=False,
+                               constrained_layout=True)
     for axis, task in zip(axes[0], tasks):
         for condition in conditions:
             x, (mean, low, high) = curves(runs_of(runs, task, condition))
             axis.plot(x, mean, label=condition)
             axis.fill_between(x, low, high, alpha=0.2)
-        axis.set_title(f"{task}: {measure}")
+        axis.set_title(task)
         axis.set_xlabel("primitive environment steps")
         axis.set_ylim(0, 1.02)
-        axis.legend(fontsize=8)
-    figure.savefig(path, dpi=90, format="png")
-    plt.close(figure)
+    axes[0, 0].set_ylabel(measure)
+    shown.legend(*axes[0, 0].get_legend_handles_labels(), loc="outside lower center", ncols=min(len(conditions), 4))
+    return shown
 
 
 class Progress:

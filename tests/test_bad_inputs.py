@@ -128,7 +128,7 @@ def results_folder(tmp_path):
 
 
 @pytest.mark.parametrize("damage,message", [
-    (lambda f: (f / "seeds" / "results.json").unlink(), "no results.json for run 'seeds'"),
+    (lambda f: (f / "seeds" / "results.json").unlink(), "seeds/results.json: run python report.py without --reuse"),
     (lambda f: (f / "seeds" / "results.json").write_text(""), "seeds/results.json: cannot be read"),
     (lambda f: (f / "seeds" / "results.json").write_text((f / "seeds" / "results.json").read_text()[:500]),
      "seeds/results.json: cannot be read"),

@@ -1,4 +1,4 @@
-"""report.py builds answers.pdf from results files, with the tables' numbers in its text."""
+"""report.py builds answers.pdf from the records: its numbers, its order and its layout."""
 
 import dataclasses
 import json
@@ -10,14 +10,17 @@ import pytest
 pytest.importorskip("fpdf")
 from pypdf import PdfReader  # noqa: E402
 
-from decomposition import across_sets, extraction  # noqa: E402
+import matplotlib.text  # noqa: E402
+import numpy as np  # noqa: E402
+
+from decomposition import across_sets, answers_study, answers_analyses, answers_appendix, answers_assignment, answers_records  # noqa: E402
 from decomposition.results import save_results  # noqa: E402
 import discover  # noqa: E402
 import downstream  # noqa: E402
 import main  # noqa: E402
 import report  # noqa: E402
 import train_ppo  # noqa: E402
-from combogrid import DEFAULT_GAME, PROBLEMS, ComboGym  # noqa: E402
+from combogrid import COMBO_NAMES, DEFAULT_GAME, PROBLEMS, ComboGym  # noqa: E402
 from conftest import ROOT  # noqa: E402
 from ppo_agent import load_agent  # noqa: E402
 
@@ -30,7 +33,7 @@ def small_results(tmp_path_factory):
     agents = [load_agent(path, ComboGym(problem=p)) for path, p in zip(base.model_paths, PROBLEMS)]
     runs = {"default": {}, "seeds": {"num_seeds": 10}, "inputs": {"num_seeds": 10, "mask_inputs": True},
             "inputs_zero": {"num_seeds": 10, "mask_inputs": True, "input_fill": "zero"}}
-    assert set(runs) == set(report.RUNS)
+    assert set(runs) == set(answers_study.EXTRACTIONS)
     for name, options in runs.items():
         options = {**options, "num_seeds": min(options.get("num_seeds", 1), 2)}
         args = dataclasses.replace(base, **options)
@@ -62,77 +65,108 @@ def small_results(tmp_path_factory):
     return folder
 
 
+LAYOUT = {"pages": 10, "first_part": 4, "smallest_pt": 7, "empty": 0.25}
+"""The layout answers.pdf keeps: at most 10 pages, the assignment's answers within the first 4, no text
+under 7 pt, no page more than a quarter empty but the last of a part."""
+
+
+def check_layout(path, default):
+    """Every layout rule on the PDF at `path`; default: the main.py run of its four score tables."""
+    import pdfplumber
+    with pdfplumber.open(path) as pdf:
+        pages = pdf.pages
+        assert len(pages) <= LAYOUT["pages"]
+        texts = [page.extract_text() for page in pages]
+        for page in pages:
+            for char in page.chars:
+                assert 0 <= char["x0"] and char["x1"] <= page.width and 0 <= char["top"] and char["bottom"] <= page.height
+                assert char["size"] >= LAYOUT["smallest_pt"] - 0.01, (page.page_number, char["text"], char["size"])
+            for image in page.images:  # placed at the size it was drawn: its 7 pt text prints at 7 pt
+                assert image["srcsize"][0] / (image["width"] / 72) == pytest.approx(220, rel=0.01)
+        first = "\n".join(texts[:LAYOUT["first_part"]])
+        assert first.count("Sequence") == 4 and first.count("Needs") >= 4
+        for c, combo in enumerate(COMBO_NAMES):
+            for a, problem in enumerate(PROBLEMS):
+                assert f"{combo} {default.masked[0, c, a]:.3f} {default.original[c, a]:.3f} {problem}" in first
+        assert "Question 1: the two tests" in first and "Question 2: what the masking scheme misses" in first
+        assert "The remedy, measured" in first
+        part_ends = [k - 1 for k, text in enumerate(texts) if text.startswith("Appendix")] + [len(pages) - 1]
+        for k, page in enumerate(pages):
+            if k not in part_ends:
+                bottom = max([c["bottom"] for c in page.chars] + [i["bottom"] for i in page.images])
+                assert bottom >= (1 - LAYOUT["empty"]) * page.height, f"page {k + 1} is more than a quarter empty"
+    words = " ".join(texts)
+    for phrase in ("issue", "NOT met", "decomposition.", "(e.g."):
+        assert phrase not in words
+
+
+def test_the_shipped_answers_keep_the_layout():
+    check_layout(os.path.join(ROOT, "answers.pdf"), answers_records.load_run(os.path.join(ROOT, "results", "default")))
+
+
 @pytest.mark.slow
-def test_report_builds_and_contains_every_default_score(small_results, tmp_path):
+def test_report_builds_from_the_records_and_keeps_the_layout(small_results, tmp_path):
     output = tmp_path / "answers.pdf"
     args = report.Args(results_dir=str(small_results), output=str(output), reuse=True,
                        training_log=str(small_results / "training.json"))
     report.main(args)
-    text = "\n".join(page.extract_text() for page in PdfReader(output).pages)
-    default = report.load_run(str(small_results / "default"), "python main.py")
-    for table in extraction.score_tables(default.masked, default.original, DEFAULT_GAME):
-        for line in table.splitlines()[3::2]:
-            for cell in line.strip("|").split("|")[1:3]:
-                assert cell.strip() in text
-    assert "Question 1" in text and "Question 2" in text
-    assert "across 2 independently trained network sets" in text and "separated" in text
-    assert "Are the extracted functions reusable?" in text and "not-needed" in text
-    assert len(PdfReader(output).pages) >= 3
-    headings = ["1. The score tables", "2. Question 1: the two tests", "3. Question 1 across",
-                "4. Question 2:", "5. Are the extracted functions reusable?",
-                "6. Can the functions be found without being told?", "7. Beyond one game",
-                "8. The same pipeline on MiniGrid", "9. How the numbers were produced"]
-    assert [text.index(h) for h in headings] == sorted(text.index(h) for h in headings)
-    assert "SPEC" not in text and "upper bound" not in text
-    found = report.load_discovery(args)["discovery"]["run"]
-    assert f"precision {found['precision']:.2f}  recall {found['recall']:.2f}" in text
-    flat = " ".join(text.split())
-    assert "What neuron masks of these networks can do at all" in flat and "of 2 sets" in flat
+    default = answers_records.load_run(str(small_results / "default"))
+    check_layout(output, default)
+    text = " ".join(" ".join(page.extract_text() for page in PdfReader(output).pages).split())
+    records = answers_records.load(str(small_results), str(small_results / "training.json"))
+    row = answers_analyses.discovery_row([records.discovery["neuron"].run])
+    assert f"neuron masks models/ {row['options']:.1f} {row['precision']:.2f} ({row['worst_precision']:.2f})" in text
+    assert "Not run here: python variants.py" in text and "Not run here: python minigrid_study.py" in text
+    for figure in [item.figure for block in answers_assignment.blocks(records, report.commands())
+                   + answers_appendix.blocks(records, report.commands()) for item in block if hasattr(item, "figure")]:
+        sizes = [t.get_fontsize() for t in figure.findobj(matplotlib.text.Text) if t.get_text() and t.get_visible()]
+        assert min(sizes) >= LAYOUT["smallest_pt"]
 
 
-def summary(iqm, improvement=(0.5, 0.4, 0.6), mean=None):
-    return {"mean": mean or iqm, "iqm": iqm, "improvement_over_none": improvement}
+def run_of(masked, whole=None, loss=None):
+    """A one-seed Run with the given (C, A) Masked Scores."""
+    masked = np.asarray(masked, float)[None]
+    whole = np.repeat((masked if whole is None else np.asarray(whole, float)[None])[..., None], 2, -1)
+    return answers_records.Run("default", {}, masked, masked[0] / 2, masked if loss is None else np.asarray(loss)[None],
+                               whole, None, {}, 59)
 
 
-def test_reuse_reading_places_each_iqm_interval_against_none():
-    stats = {"multi-goal": {"none": summary((0.5, 0.4, 0.6)), "inputs": summary((0.9, 0.85, 0.95), (1.0, 1.0, 1.0)),
-                            "combos": summary((0.55, 0.45, 0.65)), "not-needed": summary((0.2, 0.1, 0.3))},
-             "random": {"none": summary((0.5, 0.4, 0.6)), "inputs": summary((0.8, 0.7, 0.9)),
-                        "combos": summary((0.7, 0.65, 0.75)), "not-needed": summary((0.1, 0.05, 0.15))}}
-    reading = report.reuse_reading(stats)
-    assert ("inputs 0.900 [0.850, 0.950], interval clear of none's, P(better than none) 1.000 [1.000, 1.000]"
-            in reading)
-    assert "not-needed 0.200 [0.100, 0.300], interval below none's" in reading
-    assert "combos 0.550 [0.450, 0.650], interval overlapping none's" in reading
-    assert "on every task (IQM interval clear of none's): inputs." in reading
-    assert "on every task (IQM interval below none's): not-needed." in reading
-    assert "Different from task to task: combos." in reading
-    shares = report.gain_shares(stats)
-    assert "On multi-goal the inputs options gain +0.400 mean AUC over none" in shares
-    assert "On random the inputs options gain +0.300 mean AUC over none, 150% of the largest gain of another " \
-           "condition (combos, +0.200)." in shares
+def test_the_exceptions_are_the_pairs_whose_order_breaks():
+    masked = np.where(DEFAULT_GAME.needed, 0.9, 0.3)
+    up, tl_br, bl_tr = COMBO_NAMES.index("Up"), PROBLEMS.index("TL-BR"), PROBLEMS.index("BL-TR")
+    assert not DEFAULT_GAME.needed[up, tl_br] and DEFAULT_GAME.needed[up, bl_tr]
+    assert answers_analyses.exceptions(run_of(masked), run_of(masked)) == []
+    masked[up, tl_br] = 0.95
+    found = answers_analyses.exceptions(run_of(masked), run_of(masked))
+    assert [(e.combo, e.not_needed, e.needed) for e in found] == [("Up", "TL-BR", "BR-TL"), ("Up", "TL-BR", "BL-TR")]
+    assert found[1].score == (0.95, 0.9)
+    assert answers_analyses.most_played_not_needed(run_of(masked))[:2] == ("Up", "TL-BR")
 
 
-def test_the_reading_explains_a_training_return_that_the_evaluation_does_not_confirm():
-    record = {"task": "random", "condition": "whole", "final_training_return": 0.9, "final_success": 0.2,
-              "final_looping": 0.8, "final_decisions": 4.0, "final_primitive_steps": 12.0, "final_optimal_steps": 9.0}
-    agreeing = {**record, "condition": "none", "final_success": 0.85}
-    text = report.disagreements([record, agreeing], ["random"], ["none", "whole"])
-    assert ("random, whole: training return 0.90 of the maximum against a greedy success rate of 0.20; 0.80 of the "
-            "greedy episodes repeat a decision state") in text
-    assert "take 4.0 decisions and 12.0 primitive steps where 9.0 suffice" in text and "none:" not in text
+def test_intervals_are_placed_against_each_other():
+    none, above, overlapping = (0.5, 0.4, 0.6), (0.9, 0.85, 0.95), (0.55, 0.45, 0.65)
+    assert answers_analyses.against(above, none) == "above"
+    assert answers_analyses.against(none, above) == "below"
+    assert answers_analyses.against(overlapping, none) == "overlapping"
+    stats = {task: {"none": {"iqm": none}, "inputs": {"iqm": above}, "combos": {"iqm": overlapping if task == "random"
+                                                                                 else above}}
+             for task in ("multi-goal", "random")}
+    found = answers_analyses.positions(stats)
+    assert answers_analyses.everywhere(found, "above") == ["inputs"]
+    assert found["combos"] == {"multi-goal": "above", "random": "overlapping"}
+
+
+def test_the_discovery_row_counts_the_sets_that_find_every_combo():
+    runs = [{"options": [1, 2, 3, 4], "precision": 1.0, "recall": 1.0, "held_out": {"precision": 1.0, "recall": 1.0}},
+            {"options": [1, 2, 3, 4, 5], "precision": 0.6, "recall": 1.0, "held_out": {"precision": 0.8, "recall": 1.0}},
+            {"options": [1, 2], "precision": 1.0, "recall": 0.5, "held_out": {"precision": 1.0, "recall": 0.5}}]
+    row = answers_analyses.discovery_row(runs)
+    assert (row["all"], row["held_out"], row["sets"]) == (1, 2, 3)
+    assert row["worst_precision"] == 0.6 and row["worst_recall"] == 0.5 and row["options"] == pytest.approx(11 / 3)
 
 
 def test_report_refuses_missing_results(tmp_path):
     args = report.Args(results_dir=str(tmp_path), output=str(tmp_path / "a.pdf"), reuse=True)
-    with pytest.raises(SystemExit, match="no results.json for run 'default'"):
+    with pytest.raises(SystemExit, match="default/results.json: run python report.py without --reuse"):
         report.main(args)
     assert not (tmp_path / "a.pdf").exists()
-
-
-def test_the_tuning_note_names_the_choices_at_an_end_of_the_grid():
-    tuning = {"random": {"none": {"learning_rate": 0.032}, "inputs": {"learning_rate": 0.016}}}
-    note = report.tuning_note(tuning, [0.004, 0.016, 0.032])
-    assert "random: none 0.032, inputs 0.016." in note
-    assert "The grid's largest rate, 0.032, was chosen for random none." in note
-    assert "smallest" not in note
