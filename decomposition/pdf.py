@@ -32,27 +32,27 @@ FLOW = 70
 
 
 @dataclass
-class Part:
-    """A part's title on a new page (the first part starts the document)."""
+class Heading:
     text: str
+    size: float = 11.5
+
+    def draw(self, pdf):
+        if pdf.get_y() > pdf.t_margin + 1:
+            pdf.ln(1.5)
+        pdf.set_font("Helvetica", "B", self.size)
+        pdf.multi_cell(0, self.size * 0.52, self.text)
+        pdf.ln(1)
+
+
+@dataclass
+class Part(Heading):
+    """A part's title on a new page (the first part starts the document)."""
+    size: float = 15
 
     def draw(self, pdf):
         if pdf.page == 0 or pdf.get_y() > pdf.t_margin + 1:
             pdf.add_page()
-        pdf.set_font("Helvetica", "B", 15)
-        pdf.multi_cell(0, 8, self.text)
-        pdf.ln(1.5)
-
-
-@dataclass
-class Heading:
-    text: str
-
-    def draw(self, pdf):
-        pdf.ln(1.5)
-        pdf.set_font("Helvetica", "B", 11.5)
-        pdf.multi_cell(0, 6, self.text)
-        pdf.ln(0.5)
+        super().draw(pdf)
 
 
 @dataclass
@@ -181,7 +181,8 @@ class Report:
             for item in items:
                 item.draw(trial)
         room = self.pdf.h - self.pdf.b_margin - self.pdf.get_y()
-        flows = all(isinstance(item, (Heading, Paragraph, Table)) for item in items) and room > FLOW
+        flows = all(isinstance(item, (Heading, Paragraph, Table)) and not isinstance(item, Part) for item in items) \
+            and room > FLOW
         if trial.page_break_triggered and self.pdf.get_y() > self.pdf.t_margin + 1 and not flows \
                 and not isinstance(items[0], Part):
             self.pdf.add_page()
