@@ -99,8 +99,10 @@ def reused(record, commands):
                     "with 95% bootstrap bands over the reported learners.")],
             [Paragraph(
                  f"**Result**: {', '.join(above) or 'no condition'} learn{'s' if len(above) == 1 else ''} faster "
-                 "than primitives alone on both tasks (IQM intervals above none's); the control's interval "
-                 + " and ".join(f"{PLACED[where]} none's on {task}" for task, where in found["not-needed"].items())
+                 "than primitives alone on both tasks (IQM intervals above none's)"
+                 + ("; the control's interval " + " and ".join(f"{PLACED[where]} none's on {task}"
+                                                                for task, where in found["not-needed"].items())
+                    if "not-needed" in found else "")
                  + ". **Caveats**: the options come from one draw, the lowest-loss mask of "
                  f"{args['mask_seeds']} seeds per combo on the networks of models/, so the intervals cover learners, "
                  "not the draw of networks or masks.")]]

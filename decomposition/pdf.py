@@ -26,6 +26,8 @@ CAPTION = 8.5
 MARGIN = 18
 """mm: left and right; the text block of an A4 page is 174 mm wide"""
 TEXT_WIDTH = 210 - 2 * MARGIN
+DPI = 200
+"""figures' resolution"""
 FLOW = 70
 """mm: text and tables that do not fit flow onto the next page where this much of the page is left
 (a figure, or text with less room, starts a new page)"""
@@ -153,7 +155,7 @@ class Figure:
         import matplotlib.pyplot as plt
         if self.png is None:
             buffer = io.BytesIO()
-            self.figure.savefig(buffer, format="png", dpi=220)
+            self.figure.savefig(buffer, format="png", dpi=DPI)
             plt.close(self.figure)
             self.png = buffer.getvalue()
         width, height = (inches * 25.4 for inches in self.figure.get_size_inches())

@@ -14,6 +14,7 @@ import matplotlib.text  # noqa: E402
 import numpy as np  # noqa: E402
 
 from decomposition import across_sets, answers_study, answers_analyses, answers_appendix, answers_assignment, answers_records  # noqa: E402
+from decomposition.pdf import DPI  # noqa: E402
 from decomposition.results import save_results  # noqa: E402
 import discover  # noqa: E402
 import downstream  # noqa: E402
@@ -51,16 +52,19 @@ def small_results(tmp_path_factory):
     study = across_sets.study(base, str(sets), DEFAULT_GAME)
     across_sets.save(study, str(folder / "sets"))
     downstream.main(downstream.Args(num_seeds=2, learning_rates=(1e-3,), mask_seeds=1, budget=4096, eval_points=2,
-                                    save_dir=str(folder / "downstream"), model_paths=base.model_paths))
+                                    conditions=("none", "inputs", "not-needed"), save_dir=str(folder / "downstream"),
+                                    model_paths=base.model_paths))
+    one_set = folder / "one_set"  # discovery on one set: the report reads a study of any number
+    shutil.copytree(sets / "set_0", one_set / "set_0")
     for name, options in {"discovery": {}, "discovery_inputs": {"mask_inputs": True}}.items():
         small = discover.Args(**{**options, "mask_seeds": 1}, max_length=3, mask_learning_steps=30, restarts=2,
                               log_every=0, model_paths=base.model_paths)
         discover.main(dataclasses.replace(small, save_dir=str(folder / name)))
         # the sets and the ceiling without the polish, the occurrence sets and consolidation: quicker, and the
         # report reads both kinds
-        discover.main(dataclasses.replace(small, sets_dir=str(sets), save_dir=str(folder / f"{name}_sets"),
+        discover.main(dataclasses.replace(small, sets_dir=str(one_set), save_dir=str(folder / f"{name}_sets"),
                                           polish=False, occurrences=False, consolidate=False))
-    discover.main(discover.Args(ceiling=True, mask_seeds=1, mask_learning_steps=30, log_every=0, sets_dir=str(sets),
+    discover.main(discover.Args(ceiling=True, mask_seeds=1, mask_learning_steps=30, log_every=0, sets_dir=str(one_set),
                                 polish=False, save_dir=str(folder / "discovery_ceiling")))
     return folder
 
@@ -82,7 +86,7 @@ def check_layout(path, default):
                 assert 0 <= char["x0"] and char["x1"] <= page.width and 0 <= char["top"] and char["bottom"] <= page.height
                 assert char["size"] >= LAYOUT["smallest_pt"] - 0.01, (page.page_number, char["text"], char["size"])
             for image in page.images:  # placed at the size it was drawn: its 7 pt text prints at 7 pt
-                assert image["srcsize"][0] / (image["width"] / 72) == pytest.approx(220, rel=0.01)
+                assert image["srcsize"][0] / (image["width"] / 72) == pytest.approx(DPI, rel=0.01)
         first = "\n".join(texts[:LAYOUT["first_part"]])
         assert first.count("Sequence") == 4 and first.count("Needs") >= 4
         for c, combo in enumerate(COMBO_NAMES):
