@@ -1,5 +1,5 @@
 """What answers.pdf says about the records, computed: the groups of the two tests, the exceptions
-to them, where intervals lie against each other, the discovery and family summaries. Numbers and
+to them, where intervals lie against each other, the discovery rows and per-set IQMs. Numbers and
 small structures only; decomposition.answers_assignment and answers_appendix put them in words.
 """
 

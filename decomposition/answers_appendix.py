@@ -3,7 +3,7 @@ figure, the caveats, the result), then the command behind every table."""
 
 import numpy as np
 
-from decomposition import answers_figures, reuse, statistics
+from decomposition import answers_figures, discovery, reuse, statistics
 from decomposition.answers_analyses import (against, ceiling, discovery_row, everywhere, option_kinds, positions,
                                             set_iqms, sets_groups)
 from decomposition.pdf import Figure, Heading, Paragraph, Part, Table
@@ -45,19 +45,20 @@ def network_sets(records, commands):
                      difference_interval(needed, other), f"{whole[0].mean():.3f} / {whole[1].mean():.3f}",
                      f"{int((needed > other).sum())}/{len(needed)}"])
     seeds_spread = np.std(records.runs["seeds"].masked.mean((1, 2)))
+    mask_seeds = len({r["seed"] for r in study["runs"]})
     return [[Heading("A1. Other networks: statistics over network sets"),
              Paragraph(
                  f"**Question**: do the two tests hold for PPO networks in general, or for these four? **Method**: "
                  f"`{commands['network_sets']}` trains {len(study['sets'])} sets of four networks "
                  f"({sum(n['optimal'] for n in networks)} of {len(networks)} optimal); set 0 is the networks of models/ "
                  f"byte for byte, sets 1 to {len(study['sets']) - 1} are new. `{commands['sets']}` runs both schemes "
-                 "with 10 mask seeds on every set. The unit is the network set: the table gives means ± std over "
+                 f"with {mask_seeds} mask seeds on every set. The unit is the network set: the table gives means ± std over "
                  "sets of each set's mean over its pairs and seeds, and a 95% bootstrap interval over sets of the "
                  "difference needed - not needed."),
              Table(["masks", "needed", "not needed", "difference [95% CI]", "whole combo: needed / not",
                     "sets with needed above"], rows, widths=(1.5, 1.05, 1.05, 1.45, 1.3, 1.0))],
             [Figure(answers_figures.sets_figure(study), "Each network set's mean Masked Score over its needed "
-                    "(dots) and not-needed (crosses) pairs, 10 mask seeds each.")],
+                    f"(dots) and not-needed (crosses) pairs, {mask_seeds} mask seeds each.")],
             [Paragraph(
                  f"**Result**: on every set and with both schemes the needed pairs score above the not-needed ones. "
                  f"The spread over sets ({spread['assignment']:.3f} for the neuron masks' needed pairs) is larger "
@@ -86,8 +87,8 @@ def reused(record, commands):
                  "none; the four functions extracted by neuron masks (neurons) or by neuron and input masks "
                  "(inputs), each played for three steps; the input masks of the networks that do not need the "
                  "combo (not-needed, the control); the four networks unmasked (whole); the four combos as fixed "
-                 "sequences (combos); each network's greedy action as one more action (neural-augmented). At 20 "
-                 "points of the "
+                 "sequences (combos); each network's greedy action as one more action (neural-augmented). At "
+                 f"{args['eval_points']} points of the "
                  f"{args['budget']:,} primitive steps the greedy policy is evaluated (SPL: success times fewest steps "
                  "over steps taken); a learner's AUC is its mean SPL over the points. Each condition's learning rate "
                  f"is chosen among {', '.join(f'{r:g}' for r in args['learning_rates'])} on {args['tuning_seeds']} "
@@ -128,7 +129,7 @@ def discovered(records, commands):
                    "play the same sequence from most probe states are merged into one option; a set of at most "
                    f"{args['max_options']} options is chosen to minimise the Levin loss of the networks' solutions from "
                    "every cell (how many decisions the options save). Recall: the combos some 3-step option plays "
-                   "from at least 80% of the test states; precision: the chosen options that play a combo or a "
+                   f"from at least {discovery.RECOVERED:.0%} of the test states; precision: the chosen options that play a combo or a "
                    "concatenation of combos; held out: the same on probe states no step of the method saw."),
                Table(["masks", "networks", "options", "precision (worst)", "recall (worst)",
                       "sets 4/4, precision 0.8+", "held out"], rows, widths=(1.9, 0.8, 0.7, 1.1, 1.05, 1.05, 0.7))]]
@@ -150,7 +151,8 @@ def discovered(records, commands):
                  + "; ".join(placed) + ".")
     text += (" **Caveats**: discovery is not told the combos, but it is told their length: it groups a segment's "
              "occurrences by their position in three-step periods, and recall counts 3-step options. Its parts were "
-             "chosen on these same 10 network sets; no network population it was not developed on is measured.")
+             f"chosen on these same {len(neuron.sets['runs'])} network sets; no network population it was not "
+             "developed on is measured.")
     blocks += [[Figure(answers_figures.discovery_figure(configurations), "Recall (colour) and precision (number) of "
                        "the options chosen on each network set.")], [Paragraph(text)]]
     return blocks

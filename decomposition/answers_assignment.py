@@ -16,12 +16,12 @@ SCHEMES = {"seeds": "neuron masks (the assignment's)", "inputs": "neuron and inp
 def blocks(records, commands):
     """The part's blocks, in the assignment's order; commands: {results folder: its command}."""
     runs = records.runs
-    return [*score_tables(runs["default"], commands["default"]),
+    return [*score_tables(runs["default"], records.training, commands["default"]),
             *question_1(runs["default"], runs["seeds"], runs["inputs"], commands),
             *question_2(runs, records.sets, commands)]
 
 
-def score_tables(default, command):
+def score_tables(default, training, command):
     tables = [Table(["Sequence", "Masked Score", "Original Score", "Base Model", "Needs it"],
                     [[combo, f"{default.masked[0, c, a]:.3f}", f"{default.original[c, a]:.3f}", problem,
                       "yes" if DEFAULT_GAME.needed[c, a] else "no"] for a, problem in enumerate(PROBLEMS)],
@@ -29,10 +29,11 @@ def score_tables(default, command):
                     bold=tuple(a for a in range(len(PROBLEMS)) if DEFAULT_GAME.needed[c, a]))
               for c, combo in enumerate(COMBO_NAMES)]
     states = default.whole.shape[-1]
+    networks = training["networks"].values()
     return [[Part("Neural decomposition on ComboGrid: the assignment's answers"),
              Paragraph(
-                 f"The base networks are the four PPO networks in models/, each of which solves its problem in "
-                 f"the fewest steps. The tables are those `{command}` prints: one mask per (combo, network), seed "
+                 f"The base networks are the {len(networks)} PPO networks in models/; {sum(n['optimal'] for n in networks)} "
+                 f"of them solve their problem in the fewest steps. The tables are those `{command}` prints: one mask per (combo, network), seed "
                  f"{default.args['seed']}, {default.args['mask_learning_steps']} Adam steps at learning rate "
                  f"{default.args['mask_learning_rate']}. **Masked Score**: the fraction of the "
                  f"{states * 3} actions ({states} test states, every non-goal cell of the four problems, times 3 "
@@ -45,19 +46,16 @@ def score_tables(default, command):
 def per_combo_rows(seeds):
     """Per combo, then over all: needed and not-needed pairs' Masked Score, whole-combo rate and best loss."""
     rows = []
-    for c, combo in enumerate([*COMBO_NAMES, "all"]):
-        pick = (lambda values: values[:, c][:, None]) if combo != "all" else (lambda values: values)
-        cells = []
-        for values in (seeds.masked, seeds.whole.mean(-1), seeds.best_loss):
-            part = pick(values)
-            needed = pick(np.broadcast_to(DEFAULT_GAME.needed, values.shape[:3]))
-            cells += [f"{part[needed].mean():.3f}", f"{part[~needed].mean():.3f}"]
+    for combo, chosen in [*((name, [c]) for c, name in enumerate(COMBO_NAMES)), ("all", slice(None))]:
+        needed = DEFAULT_GAME.needed[chosen]
+        cells = [f"{values[:, chosen][:, group].mean():.3f}"
+                 for values in (seeds.masked, seeds.whole.mean(-1), seeds.best_loss) for group in (needed, ~needed)]
         rows.append([combo, *cells])
     return rows
 
 
 def question_1(default, seeds, inputs, commands):
-    g, d = groups(seeds), groups(default)
+    g, d, num_seeds = groups(seeds), groups(default), len(seeds.masked)
     combo, network, rate = most_played_not_needed(seeds)
     text = [Heading("Question 1: the two tests"),
             Paragraph(
@@ -66,16 +64,16 @@ def question_1(default, seeds, inputs, commands):
                 f"{d.score[0][0]:.3f} on the needed pairs and {d.score[1][0]:.3f} on the others, on average (the "
                 f"networks unmasked: {default.original[DEFAULT_GAME.needed].mean():.3f} and "
                 f"{default.original[~DEFAULT_GAME.needed].mean():.3f}). Since one seed is one draw of the masks, "
-                f"`{commands['seeds']}` repeats the run with 10 seeds. The Masked Score credits single actions, and "
+                f"`{commands['seeds']}` repeats the run with {num_seeds} seeds. The Masked Score credits single actions, and "
                 "a network that takes action 0 everywhere already scores 2/3 on Up (0, 0, 1), so the table adds a "
                 "stricter measure: the fraction of test states from which the masked network takes the whole "
-                "combo. Means over the 10 seeds and the pairs of each group:"),
+                f"combo. Means over the {num_seeds} seeds and the pairs of each group:"),
             Table(["combo", "Masked Score: needed", "not needed", "whole combo: needed", "not needed",
                    "best loss: needed", "not needed"], per_combo_rows(seeds),
                   widths=(0.7, 1.25, 0.95, 1.25, 0.95, 1.15, 0.95), bold=(4,))]
     first = Paragraph(
         "**First test: passed.** Where the network's problem needs s, a mask extracts a function that plays s: "
-        f"over 10 seeds the needed pairs score {mean_std(g.score[0])} (mean ± std over seeds) and take the whole "
+        f"over {num_seeds} seeds the needed pairs score {mean_std(g.score[0])} (mean ± std over seeds) and take the whole "
         f"combo from {mean_std(g.whole[0])} of the test states, on cells and with goals that their training data "
         "never showed, far more often than the unmasked networks, which follow their own problem's path. "
         f"**Second test: passed on average, not pair by pair.** Where s is not needed, the masks score "
@@ -88,8 +86,8 @@ def question_1(default, seeds, inputs, commands):
         "order, and a mask can recombine the pieces a little.")
     return [text, [first, *inversions(default, seeds)],
             [Figure(answers_figures.pair_figure(seeds, inputs),
-                    "Fraction of the 96 test states from which each masked network takes the whole combo, mean and "
-                    "std over 10 seeds. Blue: the assignment's neuron masks; orange: neuron and input masks "
+                    f"Fraction of the {seeds.whole.shape[-1]} test states from which each masked network takes the "
+                    f"whole combo, mean and std over {num_seeds} seeds. Blue: the assignment's neuron masks; orange: neuron and input masks "
                     "(question 2). 'needs': the network's problem is solved with the combo.")]]
 
 
@@ -100,17 +98,18 @@ def inversions(default, seeds):
         return [Paragraph("In the default run every needed pair scores above every not-needed pair of its combo.")]
     lines = []
     for e in found:
-        reversed_over_seeds = e.seeds_score[0] < e.seeds_score[1]
+        reversed_over_seeds, whole_back = e.seeds_score[0] < e.seeds_score[1], e.whole[0] < e.whole[1]
         lines.append(
             f"{e.combo} on {e.not_needed} (not needed) scores {e.score[0]:.3f}, above {e.combo} on {e.needed} "
             f"(needed, {e.score[1]:.3f}). By the whole combo the order is "
-            + ("back: " if e.whole[0] < e.whole[1] else "the same: ")
+            + ("back: " if whole_back else "the same: ")
             + f"{e.whole[0]:.3f} against {e.whole[1]:.3f}; the {e.not_needed} mask fits its training data far "
-            f"worse (best loss {e.loss[0]:.3f} against {e.loss[1]:.3f}), and over 10 seeds the mean scores are "
+            f"worse (best loss {e.loss[0]:.3f} against {e.loss[1]:.3f}), and over {len(seeds.masked)} seeds the mean "
+            "scores are "
             f"{e.seeds_score[0]:.3f} and {e.seeds_score[1]:.3f}"
             + (", in the expected order. " if reversed_over_seeds else ". ")
             + ("One seed's mask, scored per action, can land above a needed pair; the stricter measure and the "
-               "average over seeds do not." if reversed_over_seeds else ""))
+               "average over seeds do not." if reversed_over_seeds and whole_back else ""))
     return [Paragraph("**The exceptions in the tables above.** " + " ".join(lines))]
 
 
@@ -146,15 +145,15 @@ def question_2(runs, study, commands):
                   f"{inputs.observation_size} inputs, by the same softmax and straight-through estimator, adds "
                   f"{inputs.args['input_penalty']} to the loss per kept input (the smallest function that fits "
                   "wins), and gives a dropped input its mean over the combo's training data, so that the "
-                  "function stops depending on it while the network sees a typical value. Means over 10 seeds "
-                  "(std over seeds):"),
+                  f"function stops depending on it while the network sees a typical value. Means over "
+                  f"{len(inputs.masked)} seeds (std over seeds):"),
               Table(["masks", "Masked Score: needed", "not needed", "whole combo: needed / not",
                      "best loss: needed / not", "inputs kept"], scheme_rows(runs),
                     widths=(2.1, 1.25, 1.15, 1.3, 1.25, 0.75), bold=(1,))]
     g, z = groups(inputs), groups(zero)
     new = sets_groups(study, "inputs")[0][1:]  # set 0 is these networks
     reading = Paragraph(
-        f"With input masks every needed pair scores {mean_std(g.score[0])} and plays the whole combo from "
+        f"With input masks the needed pairs score {mean_std(g.score[0])} and play the whole combo from "
         f"{np.mean(g.whole[0]):.3f} of the test states. The masks keep {agent + buffer + goal:.2f} inputs on "
         f"average: {buffer:.2f} buffer entries, {goal:.2f} goal cells and {agent:.2f} agent cells, so the "
         "extracted functions read the buffer, as the combos do. The second test still holds: the not-needed pairs "

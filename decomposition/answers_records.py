@@ -35,13 +35,12 @@ class Run:
 @dataclass
 class Discovery:
     """One kind of mask's discovery: the run on the shipped networks, its 10-set study, and where
-    they are there, the reuse of its options, its ablations by name and (neuron masks) the ceilings."""
+    they are there, the reuse of its options, its ablations by name and (neuron masks) the ceiling."""
     run: dict
     sets: dict
     reuse: Optional[dict]
     ablations: dict
     ceiling: Optional[dict] = None
-    ceiling_adam: Optional[dict] = None
 
 
 @dataclass
@@ -103,7 +102,9 @@ def run_from(data, name):
 
 
 def load_training(path):
-    training = required(path)
+    if not os.path.exists(path):
+        raise ScriptError(f"training record not found: {path} (written by train_ppo.py)")
+    training = read_json(path)
     if not isinstance(training, dict) or not isinstance(training.get("networks"), dict) or not training["networks"]:
         raise BadResults(f"{path}: not a training record of train_ppo.py (no networks)")
     return training
@@ -119,7 +120,6 @@ def load_discovery(results, kind, name):
                       {method: record for method, record in ablations.items() if record is not None})
     if kind == "neuron":
         found.ceiling = optional(os.path.join(results, "discovery_ceiling", "ceiling.json"))
-        found.ceiling_adam = optional(os.path.join(results, "discovery_ablations", "ceiling_no_polish", "ceiling.json"))
     return found
 
 
